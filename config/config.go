@@ -1,0 +1,215 @@
+// Package config is sinkd's configuration: the YAML schema, its defaults, ${ENV}
+// expansion, and validation that reports every problem with its line.
+package config
+
+// Config is one sinkd pipeline.
+type Config struct {
+	Pipeline   string     `yaml:"pipeline"`    // name; part of object keys, metrics and dead letters
+	InstanceID string     `yaml:"instance_id"` // stable per instance (pod or host name); keys uploads and manifests
+	HTTP       HTTP       `yaml:"http"`
+	Log        Log        `yaml:"log"`
+	Source     Source     `yaml:"source"`
+	Schema     Schema     `yaml:"schema"`
+	Routes     []Route    `yaml:"routes"`
+	S3         S3         `yaml:"s3"`
+	Checkpoint Checkpoint `yaml:"checkpoint"`
+	Memory     Memory     `yaml:"memory"`
+	DLQ        DLQ        `yaml:"dlq"`
+	Shutdown   Shutdown   `yaml:"shutdown"`
+	// MaxRecordSize bounds one source record; a larger one is dead-lettered.
+	MaxRecordSize Size `yaml:"max_record_size"`
+}
+
+type HTTP struct {
+	Addr string `yaml:"addr"` // "" turns the HTTP server off
+}
+
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // json | text
+}
+
+// Source holds exactly one of Kafka or Kinesis.
+type Source struct {
+	Kafka   *Kafka   `yaml:"kafka"`
+	Kinesis *Kinesis `yaml:"kinesis"`
+}
+
+type Kafka struct {
+	Brokers StringList `yaml:"brokers"` // a list, or one comma-separated string
+	Topics  StringList `yaml:"topics"`
+	Group   string     `yaml:"group"`
+	// Start is where a group with no committed offset begins: earliest | latest | timestamp.
+	Start          string   `yaml:"start"`
+	StartTimestamp string   `yaml:"start_timestamp"` // RFC 3339, with start: timestamp
+	TLS            TLS      `yaml:"tls"`
+	SASL           SASL     `yaml:"sasl"`
+	FetchMaxBytes  Size     `yaml:"fetch_max_bytes"`
+	PartitionBytes Size     `yaml:"fetch_max_partition_bytes"`
+	SessionTimeout Duration `yaml:"session_timeout"`
+	RequestTimeout Duration `yaml:"request_timeout"`
+}
+
+type TLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+type SASL struct {
+	Mechanism string `yaml:"mechanism"` // "" | plain | scram-sha-256 | scram-sha-512 | aws-msk-iam
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
+}
+
+type Kinesis struct {
+	Stream       string   `yaml:"stream"`
+	Endpoint     string   `yaml:"endpoint"` // "" = AWS
+	Region       string   `yaml:"region"`
+	Start        string   `yaml:"start"` // trim_horizon | latest | at_timestamp
+	StartTime    string   `yaml:"start_timestamp"`
+	PollInterval Duration `yaml:"poll_interval"` // GetRecords interval per shard
+	MaxRecords   int      `yaml:"max_records"`   // GetRecords limit
+	ListInterval Duration `yaml:"shard_sync_interval"`
+	// Leases: with a table, several instances share the stream.
+	LeaseTable       string   `yaml:"lease_table"`
+	DynamoDBEndpoint string   `yaml:"dynamodb_endpoint"`
+	FailoverTime     Duration `yaml:"failover_time"`
+	RequestTimeout   Duration `yaml:"request_timeout"`
+}
+
+// Schema describes how a record's value decodes into a typed row.
+type Schema struct {
+	Format string  `yaml:"format"` // json
+	Fields []Field `yaml:"fields"`
+}
+
+type Field struct {
+	Name     string `yaml:"name"` // column name
+	From     string `yaml:"from"` // JSON key, when it differs from the column name
+	Type     string `yaml:"type"` // int32 | int64 | float | double | string | bool | timestamp | date | decimal
+	Required bool   `yaml:"required"`
+	// Unit is the Parquet timestamp unit: millis | micros | nanos.
+	Unit string `yaml:"unit"`
+	// Input is how a JSON number reads as a timestamp: seconds | millis | micros.
+	// Strings are always RFC 3339.
+	Input     string `yaml:"input"`
+	Precision int    `yaml:"precision"` // decimal
+	Scale     int    `yaml:"scale"`     // decimal
+}
+
+// Route selects records and names their destinations.
+type Route struct {
+	Name       string      `yaml:"name"`
+	When       *Condition  `yaml:"when"`
+	Parquet    *Parquet    `yaml:"parquet"`
+	OpenSearch *OpenSearch `yaml:"opensearch"`
+}
+
+// Condition selects records whose field equals one of In.
+type Condition struct {
+	Field string     `yaml:"field"`
+	In    StringList `yaml:"in"`
+}
+
+// EventTime says where a record's event time comes from: a payload field, the
+// broker timestamp ("broker") or the wall clock ("processing", at-least-once).
+type EventTime struct {
+	Field  string `yaml:"field"`
+	Source string `yaml:"source"` // field | broker | processing
+}
+
+type Parquet struct {
+	// Destination is s3://bucket/prefix or file:///dir.
+	Destination    string    `yaml:"destination"`
+	Path           string    `yaml:"path"` // bucket template, e.g. type={type}/dt={pickup_datetime:yyyy-MM-dd}
+	EventTime      EventTime `yaml:"event_time"`
+	TimeZone       string    `yaml:"timezone"`
+	FilePrefix     string    `yaml:"file_prefix"`
+	Compression    string    `yaml:"compression"` // snappy | zstd | gzip | none
+	RowGroupSize   Size      `yaml:"row_group_size"`
+	PageSize       Size      `yaml:"page_size"`
+	TargetFileSize Size      `yaml:"target_file_size"`
+	MaxFileAge     Duration  `yaml:"max_file_age"`
+	Inactivity     Duration  `yaml:"inactivity"`
+}
+
+type OpenSearch struct {
+	URL           string     `yaml:"url"` // "" turns the destination off
+	Index         string     `yaml:"index"`
+	ID            string     `yaml:"id"`
+	Action        string     `yaml:"action"`       // index | create
+	VersionField  string     `yaml:"version_field"` // external versioning from a payload field
+	Username      string     `yaml:"username"`
+	Password      string     `yaml:"password"`
+	CAFile        string     `yaml:"ca_file"`
+	SigV4         *SigV4     `yaml:"sigv4"`
+	FlushBytes    Size       `yaml:"flush_bytes"`
+	FlushDocs     int        `yaml:"flush_docs"`
+	FlushInterval Duration   `yaml:"flush_interval"`
+	Concurrency   int        `yaml:"concurrency"`
+	MaxRetries    int        `yaml:"max_retries"`
+	Timeout       Duration   `yaml:"timeout"`
+	Template      string     `yaml:"index_template"` // JSON file installed at start
+	Fanout        StringList `yaml:"also_index"`     // further index templates for the same document
+}
+
+type SigV4 struct {
+	Service string `yaml:"service"` // es | aoss
+	Region  string `yaml:"region"`
+}
+
+type S3 struct {
+	Endpoint          string   `yaml:"endpoint"` // "" = AWS
+	Region            string   `yaml:"region"`
+	PathStyle         bool     `yaml:"path_style"`
+	SSE               string   `yaml:"sse"` // "" | AES256 | aws:kms
+	KMSKeyID          string   `yaml:"kms_key_id"`
+	StorageClass      string   `yaml:"storage_class"`
+	PartSize          Size     `yaml:"part_size"` // >= 5MiB
+	UploadConcurrency int      `yaml:"upload_concurrency"`
+	RequestTimeout    Duration `yaml:"request_timeout"`
+}
+
+type Checkpoint struct {
+	Interval Duration `yaml:"interval"`
+	// Store is where manifests live: s3://bucket/prefix or file:///dir. Defaults to
+	// "_sinkd" beside the first Parquet destination.
+	Store   string   `yaml:"store"`
+	Timeout Duration `yaml:"timeout"`
+}
+
+type Memory struct {
+	Budget       Size `yaml:"budget"`
+	MaxOpenFiles int  `yaml:"max_open_files"`
+}
+
+// DLQ holds at most one dead-letter destination.
+type DLQ struct {
+	Kafka   *DLQKafka   `yaml:"kafka"`
+	Kinesis *DLQKinesis `yaml:"kinesis"`
+	File    string      `yaml:"file"` // a local JSON-lines file (demo, tests)
+	// MaxRedrives stops a record that keeps failing after this many redrives.
+	MaxRedrives int `yaml:"max_redrives"`
+}
+
+type DLQKafka struct {
+	Brokers StringList `yaml:"brokers"` // defaults to the source's brokers
+	Topic   string     `yaml:"topic"`
+	TLS     TLS        `yaml:"tls"`
+	SASL    SASL       `yaml:"sasl"`
+}
+
+type DLQKinesis struct {
+	Stream   string `yaml:"stream"`
+	Endpoint string `yaml:"endpoint"`
+	Region   string `yaml:"region"`
+}
+
+type Shutdown struct {
+	DrainTimeout Duration `yaml:"drain_timeout"`
+	// UnhealthyAfter fails /healthz when checkpoints have failed this long.
+	UnhealthyAfter Duration `yaml:"unhealthy_after"`
+}
