@@ -140,7 +140,7 @@ type OpenSearch struct {
 	URL           string     `yaml:"url"` // "" turns the destination off
 	Index         string     `yaml:"index"`
 	ID            string     `yaml:"id"`
-	Action        string     `yaml:"action"`       // index | create
+	Action        string     `yaml:"action"`        // index | create
 	VersionField  string     `yaml:"version_field"` // external versioning from a payload field
 	Username      string     `yaml:"username"`
 	Password      string     `yaml:"password"`
