@@ -1,0 +1,69 @@
+# sinkd's developer entry points. `make test` is what CI runs (.ci/run): it
+# starts the local stack of real servers (scripts/stack/stack.sh) and runs the
+# unit tests, then the integration tests against that stack.
+
+GO          ?= go
+STACK       := scripts/stack/stack.sh
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 20s
+BENCHTIME   ?= 1s
+
+.PHONY: all build test unit integration demo bench lint fuzz stack-up stack-down stack-status
+
+all: build
+
+build:
+	$(GO) build -o bin/sinkd .
+
+test: stack-up
+	@echo
+	@echo "==> unit tests (race detector)"
+	$(GO) test -race -count=1 ./...
+	@echo
+	@echo "==> integration tests (local stack: $(STACK) env)"
+	$(GO) test -tags integration -count=1 -timeout 40m ./...
+
+unit:
+	@echo "==> unit tests (race detector)"
+	$(GO) test -race -count=1 ./...
+
+integration: stack-up
+	@echo "==> integration tests (local stack: $(STACK) env)"
+	$(GO) test -tags integration -count=1 -timeout 40m ./...
+
+demo:
+	$(GO) run . demo
+
+# Benchmarks never gate CI. scripts/bench/run.sh, once it exists, runs the
+# end-to-end throughput and memory benchmarks on top of the Go ones.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+	@if [ -x scripts/bench/run.sh ]; then scripts/bench/run.sh; fi
+
+lint:
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./...
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags integration ./...
+
+# Runs every Fuzz target for FUZZTIME each (go test -fuzz takes one target per
+# run). New inputs that fail land in testdata/fuzz/ and stay there as corpus.
+fuzz:
+	@set -e; found=0; \
+	for pkg in $$($(GO) list ./...); do \
+		for fn in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			found=1; \
+			echo "==> fuzz $$pkg $$fn ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done; \
+	if [ $$found = 0 ]; then echo "no Fuzz targets found"; fi
+
+stack-up:
+	$(STACK) up
+
+stack-down:
+	$(STACK) down
+
+stack-status:
+	$(STACK) status

@@ -1,0 +1,42 @@
+// serve.js starts kinesalite or dynalite through their library API so that they
+// listen on 127.0.0.1 only (their command-line entry points bind every
+// interface). Usage: node serve.js kinesalite|dynalite PORT
+'use strict'
+
+const [name, portArg] = process.argv.slice(2)
+const port = Number(portArg)
+
+// Short state transitions (CREATING -> ACTIVE and so on) keep tests fast; the
+// SDK waiters still see the intermediate states.
+const servers = {
+  kinesalite: () => require('kinesalite')({
+    createStreamMs: 50,
+    deleteStreamMs: 50,
+    updateStreamMs: 50,
+    shardLimit: 100,
+  }),
+  dynalite: () => require('dynalite')({
+    createTableMs: 50,
+    deleteTableMs: 50,
+    updateTableMs: 50,
+  }),
+}
+
+if (!servers[name] || !Number.isInteger(port) || port <= 0) {
+  console.error('usage: node serve.js kinesalite|dynalite PORT')
+  process.exit(2)
+}
+
+const server = servers[name]()
+server.on('error', (err) => {
+  console.error(`${name}: ${err.message}`)
+  process.exit(1)
+})
+server.listen(port, '127.0.0.1', () => {
+  console.log(`${name} listening on 127.0.0.1:${port}`)
+})
+
+// Exit promptly on TERM/INT so that stack.sh down does not wait for the KILL.
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => server.close(() => process.exit(0)))
+}
