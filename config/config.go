@@ -18,6 +18,8 @@ type Config struct {
 	Shutdown   Shutdown   `yaml:"shutdown"`
 	// MaxRecordSize bounds one source record; a larger one is dead-lettered.
 	MaxRecordSize Size `yaml:"max_record_size"`
+
+	origin *origin // where each key was; nil for a Config built in code
 }
 
 type HTTP struct {
@@ -155,6 +157,10 @@ type OpenSearch struct {
 	Template      string     `yaml:"index_template"` // JSON file installed at start
 	Fanout        StringList `yaml:"also_index"`     // further index templates for the same document
 }
+
+// Enabled reports whether the destination is on: an OpenSearch block whose url
+// is empty (typically an unset ${SINKD_OPENSEARCH_URL}) is off, not an error.
+func (o *OpenSearch) Enabled() bool { return o != nil && o.URL != "" }
 
 type SigV4 struct {
 	Service string `yaml:"service"` // es | aoss
