@@ -1,0 +1,366 @@
+// Package kafka is sinkd's Kafka / Amazon MSK source: a franz-go consumer group
+// member whose group callbacks hand partitions over through the checkpoint
+// protocol, and whose commits carry a reference to the manifest that made them
+// true.
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl"
+	saslaws "github.com/twmb/franz-go/pkg/sasl/aws"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/record"
+)
+
+// Assignment is a newly assigned partition with what the group remembers of it.
+type Assignment struct {
+	ID        record.PartitionID
+	Committed int64  // -1 when the group has no offset
+	Metadata  string // commit metadata (a manifest reference when sinkd committed)
+}
+
+// Handler is the pipeline side of group membership. Its methods are called
+// from franz-go's group goroutine and block the rebalance until they return.
+type Handler interface {
+	// Assigned returns where to start each new partition (absent: the
+	// committed offset, or the configured start for a new group).
+	Assigned(ctx context.Context, as []Assignment) (map[record.PartitionID]int64, error)
+	// Revoked makes everything read from the partitions durable and returns the
+	// offsets to commit for them and the manifest reference to attach.
+	Revoked(ctx context.Context, ps []record.PartitionID) (map[record.PartitionID]int64, string, error)
+	// Lost: the partitions are gone without a chance to commit.
+	Lost(ps []record.PartitionID)
+}
+
+// Source reads records of the assigned partitions.
+type Source struct {
+	cl     *kgo.Client
+	h      Handler
+	log    *slog.Logger
+	mu     sync.Mutex
+	meta   map[record.PartitionID]string // commit metadata from the last offset fetch
+	hwm    map[record.PartitionID]int64
+	closed chan struct{}
+}
+
+// Batch is what one poll returned.
+type Batch struct {
+	Records []record.Record
+}
+
+// New connects a group member; it does not poll until Poll is called.
+func New(ctx context.Context, cfg *config.Kafka, h Handler, log *slog.Logger, extra ...kgo.Opt) (*Source, error) {
+	s := &Source{h: h, log: log, meta: map[record.PartitionID]string{}, hwm: map[record.PartitionID]int64{}, closed: make(chan struct{})}
+	start := kgo.NewOffset().AtStart()
+	switch cfg.Start {
+	case "latest":
+		start = kgo.NewOffset().AtEnd()
+	case "timestamp":
+		t, err := time.Parse(time.RFC3339, cfg.StartTimestamp)
+		if err != nil {
+			return nil, fmt.Errorf("kafka start_timestamp: %w", err)
+		}
+		start = kgo.NewOffset().AfterMilli(t.UnixMilli())
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topics...),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		kgo.ConsumeResetOffset(start),
+		kgo.FetchMaxBytes(int32(cfg.FetchMaxBytes.Bytes())),
+		kgo.FetchMaxPartitionBytes(int32(cfg.PartitionBytes.Bytes())),
+		kgo.SessionTimeout(cfg.SessionTimeout.D()),
+		kgo.RequestTimeoutOverhead(cfg.RequestTimeout.D()),
+		kgo.DialTimeout(10 * time.Second),
+		kgo.RetryTimeout(cfg.RequestTimeout.D()),
+		kgo.OnOffsetsFetched(s.onFetched),
+		kgo.AdjustFetchOffsetsFn(s.adjust),
+		kgo.OnPartitionsRevoked(s.onRevoked),
+		kgo.OnPartitionsLost(s.onLost),
+	}
+	tlsOpt, err := tlsConfig(cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	if tlsOpt != nil {
+		opts = append(opts, kgo.DialTLSConfig(tlsOpt))
+	}
+	mech, err := saslMechanism(ctx, cfg.SASL)
+	if err != nil {
+		return nil, err
+	}
+	if mech != nil {
+		opts = append(opts, kgo.SASL(mech))
+	}
+	cl, err := kgo.NewClient(append(opts, extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	s.cl = cl
+	return s, nil
+}
+
+// Ping checks that a broker answers, for readiness.
+func (s *Source) Ping(ctx context.Context) error { return s.cl.Ping(ctx) }
+
+func pid(topic string, p int32) record.PartitionID {
+	return record.PartitionID{Stream: topic, Partition: p}
+}
+
+func (s *Source) onFetched(_ context.Context, _ *kgo.Client, resp *kmsg.OffsetFetchResponse) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Old and new response versions carry offsets in different places.
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.Metadata != nil {
+				s.meta[pid(t.Topic, p.Partition)] = *p.Metadata
+			}
+		}
+	}
+	for _, g := range resp.Groups {
+		for _, t := range g.Topics {
+			for _, p := range t.Partitions {
+				if p.Metadata != nil {
+					s.meta[pid(t.Topic, p.Partition)] = *p.Metadata
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Source) adjust(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	var as []Assignment
+	s.mu.Lock()
+	for topic, ps := range offsets {
+		for p, o := range ps {
+			id := pid(topic, p)
+			committed := o.EpochOffset().Offset
+			if committed < 0 {
+				committed = -1
+			}
+			as = append(as, Assignment{ID: id, Committed: committed, Metadata: s.meta[id]})
+		}
+	}
+	s.mu.Unlock()
+	starts, err := s.h.Assigned(ctx, as)
+	if err != nil {
+		s.log.Error("taking over partitions failed; the group will retry", "err", err)
+		return nil, err
+	}
+	for id, at := range starts {
+		offsets[id.Stream][id.Partition] = kgo.NewOffset().At(at).WithEpoch(-1)
+	}
+	return offsets, nil
+}
+
+func ids(m map[string][]int32) []record.PartitionID {
+	var out []record.PartitionID
+	for t, ps := range m {
+		for _, p := range ps {
+			out = append(out, pid(t, p))
+		}
+	}
+	return out
+}
+
+func (s *Source) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	ps := ids(revoked)
+	if len(ps) == 0 {
+		return
+	}
+	offsets, ref, err := s.h.Revoked(ctx, ps)
+	if err != nil {
+		s.log.Error("could not checkpoint revoked partitions; their next owner replays from the last commit", "err", err)
+		return
+	}
+	if err := s.commit(ctx, offsets, ref); err != nil {
+		s.log.Error("commit of revoked partitions failed; their next owner recovers from the manifest", "err", err)
+	}
+}
+
+func (s *Source) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if ps := ids(lost); len(ps) > 0 {
+		s.h.Lost(ps)
+	}
+}
+
+// Poll returns the next records of owned partitions, at most max.
+func (s *Source) Poll(ctx context.Context, max int) (Batch, error) {
+	fs := s.cl.PollRecords(ctx, max)
+	if fs.IsClientClosed() {
+		return Batch{}, errClosed
+	}
+	fs.EachError(func(t string, p int32, err error) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return
+		}
+		// Fetch errors are retried by the client; surface them in the log.
+		s.log.Warn("kafka fetch error", "topic", t, "partition", p, "err", err)
+	})
+	b := Batch{Records: make([]record.Record, 0, fs.NumRecords())}
+	s.mu.Lock()
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) > 0 || p.HighWatermark > 0 {
+			s.hwm[pid(p.Topic, p.Partition)] = p.HighWatermark
+		}
+	})
+	s.mu.Unlock()
+	fs.EachRecord(func(r *kgo.Record) {
+		rec := record.Record{
+			Source:    record.Kafka,
+			Partition: pid(r.Topic, r.Partition),
+			Position:  record.Position{Offset: r.Offset},
+			Key:       r.Key,
+			Value:     r.Value,
+			Timestamp: r.Timestamp,
+		}
+		if len(r.Headers) > 0 {
+			rec.Headers = make([]record.Header, len(r.Headers))
+			for i, h := range r.Headers {
+				rec.Headers[i] = record.Header{Key: h.Key, Value: h.Value}
+			}
+		}
+		b.Records = append(b.Records, rec)
+	})
+	return b, nil
+}
+
+var errClosed = errors.New("kafka: client closed")
+
+// IsClosed tells whether err means the source was closed.
+func IsClosed(err error) bool { return errors.Is(err, errClosed) }
+
+// HighWatermarks returns the last high watermark seen per partition.
+func (s *Source) HighWatermarks() map[record.PartitionID]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[record.PartitionID]int64, len(s.hwm))
+	for k, v := range s.hwm {
+		out[k] = v
+	}
+	return out
+}
+
+// Commit commits offsets with ref as their metadata, synchronously.
+func (s *Source) Commit(ctx context.Context, offsets map[record.PartitionID]int64, ref string) error {
+	return s.commit(ctx, offsets, ref)
+}
+
+func (s *Source) commit(ctx context.Context, offsets map[record.PartitionID]int64, ref string) error {
+	if len(offsets) == 0 {
+		return nil
+	}
+	m := map[string]map[int32]kgo.EpochOffset{}
+	for id, o := range offsets {
+		if m[id.Stream] == nil {
+			m[id.Stream] = map[int32]kgo.EpochOffset{}
+		}
+		m[id.Stream][id.Partition] = kgo.EpochOffset{Epoch: -1, Offset: o}
+	}
+	ctx = kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {
+		for i := range req.Topics {
+			for j := range req.Topics[i].Partitions {
+				req.Topics[i].Partitions[j].Metadata = &ref
+			}
+		}
+		return nil
+	})
+	var cerr error
+	s.cl.CommitOffsetsSync(ctx, m, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			cerr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil && cerr == nil {
+					cerr = fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, err)
+				}
+			}
+		}
+	})
+	return cerr
+}
+
+// Close leaves the group (revoking, and so checkpointing, what it owns).
+func (s *Source) Close() {
+	select {
+	case <-s.closed:
+		return
+	default:
+		close(s.closed)
+	}
+	s.cl.Close()
+}
+
+func tlsConfig(c config.TLS) (*tls.Config, error) {
+	if !c.Enabled {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // an explicit operator choice
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka tls ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kafka tls ca_file %s holds no PEM certificate", c.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka tls client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+func saslMechanism(ctx context.Context, c config.SASL) (sasl.Mechanism, error) {
+	switch c.Mechanism {
+	case "":
+		return nil, nil
+	case "plain":
+		return plain.Auth{User: c.Username, Pass: c.Password}.AsMechanism(), nil
+	case "scram-sha-256":
+		return scram.Auth{User: c.Username, Pass: c.Password}.AsSha256Mechanism(), nil
+	case "scram-sha-512":
+		return scram.Auth{User: c.Username, Pass: c.Password}.AsSha512Mechanism(), nil
+	case "aws-msk-iam":
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("kafka aws-msk-iam: loading AWS credentials: %w", err)
+		}
+		return saslaws.ManagedStreamingIAM(func(ctx context.Context) (saslaws.Auth, error) {
+			creds, err := awsCfg.Credentials.Retrieve(ctx)
+			if err != nil {
+				return saslaws.Auth{}, err
+			}
+			return saslaws.Auth{AccessKey: creds.AccessKeyID, SecretKey: creds.SecretAccessKey, SessionToken: creds.SessionToken}, nil
+		}), nil
+	}
+	return nil, fmt.Errorf("kafka sasl mechanism %q is not supported", c.Mechanism)
+}

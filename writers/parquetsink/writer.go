@@ -1,0 +1,555 @@
+// Package parquetsink writes routed rows into Parquet files, one per bucket, each
+// streamed to the object store as a multipart upload. Files roll by size, age,
+// inactivity and memory pressure; none becomes visible on its own: PreCommit
+// hands the closed files to the checkpoint coordinator, whose manifest commits
+// them (DESIGN §3).
+package parquetsink
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+
+	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/daemon/checkpoint"
+	"github.com/sinkd/sinkd/record"
+	"github.com/sinkd/sinkd/writers/store"
+)
+
+// Options configure one writer (one route's Parquet destination).
+type Options struct {
+	Route        string
+	Config       config.Parquet
+	PartSize     int64
+	Concurrency  int
+	MaxOpenFiles int
+	Schema       *parquet.Schema
+	Store        store.Store
+	Prefix       string // key prefix inside the store ("" or "dir/")
+	Instance     string // sanitized: [A-Za-z0-9_-]
+	Epoch        string // unique per process start
+	Budget       *Budget
+	Metrics      *Metrics
+	Logger       *slog.Logger
+}
+
+// Writer is not safe for concurrent use: the pipeline drives it from one goroutine.
+// Part uploads run in the background, bounded by Concurrency.
+type Writer struct {
+	o     Options
+	codec compress.Codec
+	ctx   context.Context // lives as long as the writer; cancels background uploads
+
+	files   map[string]*file
+	lru     *list.List // of *file, least recently written at the front
+	closing []*file    // rolled, waiting for the next checkpoint
+	seq     uint64
+
+	// committed: bucket → partition → highest position already in a committed file.
+	committed map[string]map[record.PartitionID]record.Position
+
+	sem      chan struct{}
+	uploaded chan struct{} // a part upload finished (wakes a writer waiting for memory)
+	one      [1]parquet.Row
+	now      time.Time
+}
+
+type span struct{ first, last record.Position }
+
+type file struct {
+	bucket    string
+	key       string
+	pw        *parquet.GenericWriter[any]
+	out       *partBuffer
+	rows      int64
+	held      int64 // bytes this file charges to the budget
+	sinceSize int   // rows since the size estimate was refreshed
+	opened    time.Time
+	lastWrite time.Time
+	spans     map[record.PartitionID]*span
+	elem      *list.Element
+	up        *upload
+}
+
+// upload is the multipart upload behind one file. Parts upload in background
+// goroutines; mu guards what they write.
+type upload struct {
+	mu      sync.Mutex
+	id      string
+	created chan struct{}
+	parts   []store.Part
+	bytes   int64
+	err     error
+	wg      sync.WaitGroup
+}
+
+// partBuffer collects encoded bytes until they make a part.
+type partBuffer struct {
+	b       []byte
+	written int64 // bytes the Parquet encoder has emitted in total
+}
+
+func (p *partBuffer) Write(b []byte) (int, error) {
+	p.b = append(p.b, b...)
+	p.written += int64(len(b))
+	return len(b), nil
+}
+
+var codecs = map[string]compress.Codec{
+	"snappy": &parquet.Snappy, "zstd": &parquet.Zstd, "gzip": &parquet.Gzip, "none": &parquet.Uncompressed,
+}
+
+func New(ctx context.Context, o Options) (*Writer, error) {
+	codec, ok := codecs[o.Config.Compression]
+	if !ok {
+		return nil, fmt.Errorf("parquet: unknown compression %q", o.Config.Compression)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Concurrency < 1 {
+		o.Concurrency = 1
+	}
+	if o.MaxOpenFiles < 1 {
+		o.MaxOpenFiles = 1
+	}
+	return &Writer{
+		o:         o,
+		codec:     codec,
+		ctx:       ctx,
+		files:     map[string]*file{},
+		lru:       list.New(),
+		committed: map[string]map[record.PartitionID]record.Position{},
+		sem:       make(chan struct{}, o.Concurrency),
+		uploaded:  make(chan struct{}, 1),
+		now:       time.Now(),
+	}, nil
+}
+
+// SetNow sets the clock used for file age and inactivity; the pipeline calls it
+// once per batch so that the per-row path never reads the clock.
+func (w *Writer) SetNow(t time.Time) { w.now = t }
+
+// Restore installs the committed positions of a partition from a manifest.
+func (w *Writer) Restore(p record.PartitionID, buckets map[string]record.Position) {
+	for b, pos := range buckets {
+		m := w.committed[b]
+		if m == nil {
+			m = map[record.PartitionID]record.Position{}
+			w.committed[b] = m
+		}
+		m[p] = pos
+	}
+}
+
+// Forget drops what the writer remembers of a partition it no longer owns.
+func (w *Writer) Forget(p record.PartitionID) {
+	for b, m := range w.committed {
+		delete(m, p)
+		if len(m) == 0 {
+			delete(w.committed, b)
+		}
+	}
+}
+
+// Write appends one row to its bucket's file. A replayed record that a committed
+// file already holds is skipped: that is what makes replay exactly-once.
+func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec *record.Record) error {
+	if len(w.committed) > 0 {
+		if m, ok := w.committed[string(bucket)]; ok {
+			if c, ok := m[rec.Partition]; ok && rec.Position.Compare(c) <= 0 {
+				w.o.Metrics.skipped.WithLabelValues(w.o.Route).Inc()
+				return nil
+			}
+		}
+	}
+	f := w.files[string(bucket)]
+	if f == nil {
+		var err error
+		if f, err = w.open(ctx, string(bucket)); err != nil {
+			return err
+		}
+	} else {
+		w.lru.MoveToBack(f.elem)
+	}
+	w.one[0] = row
+	if _, err := f.pw.WriteRows(w.one[:]); err != nil {
+		return fmt.Errorf("parquet encode into %s: %w", f.key, err)
+	}
+	f.rows++
+	f.lastWrite = w.now
+	if s := f.spans[rec.Partition]; s != nil {
+		s.last = rec.Position
+	} else {
+		f.spans[rec.Partition] = &span{first: rec.Position, last: rec.Position}
+	}
+	w.o.Metrics.rows.WithLabelValues(w.o.Route).Inc()
+
+	// Refreshing the size estimate walks every column; do it every few rows.
+	f.sinceSize++
+	if f.sinceSize < 64 && !w.o.Budget.Over() {
+		return nil
+	}
+	f.sinceSize = 0
+	if err := w.account(f); err != nil {
+		return err
+	}
+	if w.o.Budget.Over() {
+		return w.relieve(ctx)
+	}
+	return nil
+}
+
+// account refreshes a file's charge against the budget and applies the row
+// group, part and file size thresholds.
+func (w *Writer) account(f *file) error {
+	pending := f.pw.Size() - f.out.written // row group being built, uncompressed
+	if pending < 0 {
+		pending = 0
+	}
+	w.charge(f, pending+int64(len(f.out.b)))
+	if f.out.written+pending >= w.o.Config.TargetFileSize.Bytes() {
+		return w.roll(f, "size")
+	}
+	if pending >= w.o.Config.RowGroupSize.Bytes() {
+		if err := f.pw.Flush(); err != nil {
+			return fmt.Errorf("parquet flush %s: %w", f.key, err)
+		}
+		w.charge(f, int64(len(f.out.b)))
+	}
+	if int64(len(f.out.b)) >= w.o.PartSize {
+		w.sendPart(f)
+	}
+	return nil
+}
+
+func (w *Writer) charge(f *file, held int64) {
+	w.o.Budget.Add(held - f.held)
+	f.held = held
+}
+
+func (w *Writer) open(ctx context.Context, bucket string) (*file, error) {
+	for len(w.files) >= w.o.MaxOpenFiles {
+		if err := w.roll(w.lru.Front().Value.(*file), "evicted"); err != nil {
+			return nil, err
+		}
+	}
+	w.seq++
+	name := fmt.Sprintf("%s.%s.%s.%06d.parquet", w.o.Config.FilePrefix, w.o.Instance, w.o.Epoch, w.seq)
+	f := &file{
+		bucket:    bucket,
+		key:       w.o.Prefix + bucket + "/" + name,
+		out:       &partBuffer{},
+		opened:    w.now,
+		lastWrite: w.now,
+		spans:     map[record.PartitionID]*span{},
+		up:        &upload{created: make(chan struct{})},
+	}
+	f.pw = parquet.NewGenericWriter[any](f.out, w.o.Schema,
+		parquet.Compression(w.codec),
+		parquet.PageBufferSize(int(w.o.Config.PageSize.Bytes())),
+		parquet.DataPageStatistics(true),
+		parquet.CreatedBy("sinkd", "", ""),
+	)
+	f.elem = w.lru.PushBack(f)
+	w.files[bucket] = f
+	w.o.Metrics.openFiles.WithLabelValues(w.o.Route).Inc()
+	go w.create(f)
+	return f, nil
+}
+
+// create starts the multipart upload in the background so that opening a file
+// never waits for the store.
+func (w *Writer) create(f *file) {
+	defer close(f.up.created)
+	meta := map[string]string{"sinkd-instance": w.o.Instance, "sinkd-epoch": w.o.Epoch, "sinkd-route": w.o.Route}
+	err := w.retry(func(ctx context.Context) error {
+		id, err := w.o.Store.CreateUpload(ctx, f.key, meta)
+		f.up.id = id
+		return err
+	})
+	if err != nil {
+		f.up.mu.Lock()
+		f.up.err = err
+		f.up.mu.Unlock()
+	}
+}
+
+// sendPart hands the buffered bytes to a background upload. It blocks while
+// Concurrency uploads are in flight: that is backpressure on the pipeline.
+func (w *Writer) sendPart(f *file) {
+	body := f.out.b
+	f.out.b = make([]byte, 0, w.o.PartSize+w.o.PartSize/4)
+	// The bytes stay charged to the budget until their upload finishes.
+	f.held -= int64(len(body))
+	f.up.mu.Lock()
+	f.up.parts = append(f.up.parts, store.Part{})
+	number := int32(len(f.up.parts))
+	f.up.mu.Unlock()
+	f.up.wg.Add(1)
+	w.sem <- struct{}{}
+	w.o.Metrics.inflight.Inc()
+	go func() {
+		defer func() {
+			<-w.sem
+			w.o.Metrics.inflight.Dec()
+			w.o.Budget.Add(-int64(len(body)))
+			f.up.wg.Done()
+			select {
+			case w.uploaded <- struct{}{}:
+			default:
+			}
+		}()
+		<-f.up.created
+		var part store.Part
+		err := w.retry(func(ctx context.Context) error {
+			if f.up.id == "" {
+				return errors.New("multipart upload was not created")
+			}
+			var err error
+			part, err = w.o.Store.UploadPart(ctx, f.key, f.up.id, number, body)
+			return err
+		})
+		f.up.mu.Lock()
+		defer f.up.mu.Unlock()
+		if err != nil {
+			f.up.err = err
+			return
+		}
+		f.up.parts[number-1] = part
+		f.up.bytes += int64(len(body))
+		w.o.Metrics.parts.WithLabelValues(w.o.Route).Inc()
+		w.o.Metrics.bytes.WithLabelValues(w.o.Route).Add(float64(len(body)))
+	}()
+}
+
+// retry runs op until it succeeds or the writer's context ends: a store outage
+// stalls the pipeline (bounded memory) instead of losing or skipping data.
+func (w *Writer) retry(op func(ctx context.Context) error) error {
+	for attempt := 0; ; attempt++ {
+		err := op(w.ctx)
+		if err == nil || w.ctx.Err() != nil {
+			return err
+		}
+		w.o.Metrics.partRetries.WithLabelValues(w.o.Route).Inc()
+		if attempt == 0 || attempt%10 == 0 {
+			w.o.Logger.Warn("object store request failed; retrying", "route", w.o.Route, "attempt", attempt+1, "err", err)
+		}
+		backoff := min(10*time.Second, 100*time.Millisecond<<min(attempt, 7))
+		backoff = backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-w.ctx.Done():
+			return w.ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// roll closes a file: its footer and last bytes go up as the final part, and it
+// waits for the next checkpoint to be committed.
+func (w *Writer) roll(f *file, reason string) error {
+	if err := f.pw.Close(); err != nil {
+		return fmt.Errorf("parquet close %s: %w", f.key, err)
+	}
+	w.charge(f, int64(len(f.out.b)))
+	w.sendPart(f)
+	w.charge(f, 0)
+	delete(w.files, f.bucket)
+	w.lru.Remove(f.elem)
+	w.closing = append(w.closing, f)
+	w.o.Metrics.openFiles.WithLabelValues(w.o.Route).Dec()
+	w.o.Metrics.rolled.WithLabelValues(w.o.Route, reason).Inc()
+	return nil
+}
+
+// relieve brings memory back under the budget: build row groups into
+// compressed bytes, upload full parts, close the largest files, and as a last
+// resort wait for uploads to drain (which stops the pipeline from reading).
+func (w *Writer) relieve(ctx context.Context) error {
+	for w.o.Budget.AboveLow() {
+		var big *file
+		for _, f := range w.files {
+			if big == nil || f.held > big.held {
+				big = f
+			}
+		}
+		if big != nil && big.held > 0 {
+			if err := w.roll(big, "memory"); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(w.sem) == 0 {
+			return nil // what is held belongs to other writers
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w.uploaded:
+		}
+	}
+	return nil
+}
+
+// Tick rolls files by age and inactivity.
+func (w *Writer) Tick() error {
+	for _, f := range w.files {
+		switch {
+		case w.o.Config.MaxFileAge > 0 && w.now.Sub(f.opened) >= w.o.Config.MaxFileAge.D():
+			if err := w.roll(f, "age"); err != nil {
+				return err
+			}
+		case w.o.Config.Inactivity > 0 && w.now.Sub(f.lastWrite) >= w.o.Config.Inactivity.D():
+			if err := w.roll(f, "inactivity"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// RollPartitions closes every open file holding records of the given
+// partitions, so that they can be handed over with an exact position.
+func (w *Writer) RollPartitions(ps map[record.PartitionID]bool, reason string) error {
+	for _, f := range w.files {
+		for p := range f.spans {
+			if ps == nil || ps[p] {
+				if err := w.roll(f, reason); err != nil {
+					return err
+				}
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// Prepared is what one writer contributes to a checkpoint.
+type Prepared struct {
+	Uploads []checkpoint.Upload
+	// Highs: partition → bucket → highest position in the files being committed.
+	Highs map[record.PartitionID]map[string]record.Position
+	// OpenLow: partition → lowest position still only in open files.
+	OpenLow map[record.PartitionID]record.Position
+	closing int
+}
+
+// PreCommit waits until every closed file is fully uploaded (not completed)
+// and reports the uploads and positions the manifest must record.
+func (w *Writer) PreCommit(ctx context.Context) (*Prepared, error) {
+	p := &Prepared{
+		Highs:   map[record.PartitionID]map[string]record.Position{},
+		OpenLow: map[record.PartitionID]record.Position{},
+		closing: len(w.closing),
+	}
+	for _, f := range w.closing {
+		if err := waitGroup(ctx, &f.up.wg); err != nil {
+			return nil, fmt.Errorf("waiting for the parts of %s: %w", f.key, err)
+		}
+		f.up.mu.Lock()
+		err, parts, n := f.up.err, append([]store.Part(nil), f.up.parts...), f.up.bytes
+		f.up.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("upload of %s failed: %w", f.key, err)
+		}
+		p.Uploads = append(p.Uploads, checkpoint.Upload{Key: f.key, UploadID: f.up.id, Parts: parts, Rows: f.rows, Bytes: n})
+		for pid, s := range f.spans {
+			m := p.Highs[pid]
+			if m == nil {
+				m = map[string]record.Position{}
+				p.Highs[pid] = m
+			}
+			if old, ok := m[f.bucket]; !ok || s.last.Compare(old) > 0 {
+				m[f.bucket] = s.last
+			}
+		}
+	}
+	for _, f := range w.files {
+		for pid, s := range f.spans {
+			if old, ok := p.OpenLow[pid]; !ok || s.first.Compare(old) < 0 {
+				p.OpenLow[pid] = s.first
+			}
+		}
+	}
+	return p, nil
+}
+
+// Committed is called once the manifest holding p is written: the files are the
+// coordinator's to complete, and their positions become the replay filter.
+func (w *Writer) Committed(p *Prepared) {
+	w.closing = append(w.closing[:0], w.closing[p.closing:]...)
+	for pid, buckets := range p.Highs {
+		w.Restore(pid, buckets)
+	}
+}
+
+// CommittedState returns the replay filter of a partition, without the
+// entries that replay from restart can no longer reach.
+func (w *Writer) CommittedState(pid record.PartitionID, restart record.Position, after bool) map[string]record.Position {
+	var out map[string]record.Position
+	for b, m := range w.committed {
+		c, ok := m[pid]
+		if !ok {
+			continue
+		}
+		// Replay starts at restart (or just after it); a filter entry below
+		// that can never match again.
+		if cmp := c.Compare(restart); cmp < 0 || (after && cmp == 0) {
+			delete(m, pid)
+			if len(m) == 0 {
+				delete(w.committed, b)
+			}
+			continue
+		}
+		if out == nil {
+			out = map[string]record.Position{}
+		}
+		out[b] = c
+	}
+	return out
+}
+
+// OpenFiles reports how many files are open.
+func (w *Writer) OpenFiles() int { return len(w.files) }
+
+// Pending reports how many closed files wait for a checkpoint.
+func (w *Writer) Pending() int { return len(w.closing) }
+
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// InstanceOf returns the instance a data file key belongs to, from its name
+// <prefix>.<instance>.<epoch>.<seq>.parquet; ok is false for other keys.
+func InstanceOf(key string) (string, bool) {
+	name := key[strings.LastIndexByte(key, '/')+1:]
+	name, found := strings.CutSuffix(name, ".parquet")
+	if !found {
+		return "", false
+	}
+	parts := strings.Split(name, ".")
+	if len(parts) < 4 {
+		return "", false
+	}
+	if _, err := strconv.Atoi(parts[len(parts)-1]); err != nil {
+		return "", false
+	}
+	return parts[len(parts)-3], true
+}
