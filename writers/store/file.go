@@ -1,0 +1,653 @@
+package store
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The local store keeps its bookkeeping beside the objects, in directories whose
+// names are reserved: no key may start with ".sinkd-".
+//
+//	<root>/<key>                                    completed objects
+//	<root>/.sinkd-uploads/<uploadID>/meta.json      an in-progress upload (key, initiated, meta)
+//	<root>/.sinkd-uploads/<uploadID>/part-00001     its parts
+//	<root>/.sinkd-uploads/.tmp/                     temp files; renamed or linked into place
+//	<root>/.sinkd-objects/<key>.json                a completed upload's attributes (ETag, meta)
+//
+// Every object reaches its final name by one rename or link of a file that was
+// fully written and fsynced first, so a crash never leaves a partial object
+// under its key. An upload appears by renaming a complete directory into
+// .sinkd-uploads and disappears by renaming it out before removal.
+//
+// The attributes file is what makes CompleteUpload idempotent once the upload
+// directory is gone, as S3's HEAD does: it records the multipart ETag together
+// with the size and modification time the object had when it was completed, so
+// an object replaced since then (or an attributes file left stale by a crash)
+// does not pass for the completed upload. Objects written with PutIfAbsent have
+// no attributes file; Delete removes both.
+//
+// Empty directories left by Delete stay: removing them would race with a
+// concurrent write creating a file inside them. Concurrent CompleteUpload and
+// AbortUpload of the same upload are not serialised (the checkpoint protocol
+// never does both at once).
+const (
+	reservedPrefix = ".sinkd-"
+	uploadsDir     = ".sinkd-uploads"
+	objectsDir     = ".sinkd-objects"
+	tmpDirName     = ".tmp"
+	uploadMetaName = "meta.json"
+	// tmpMaxAge is how old a temp file must be before Open deletes it as a
+	// crash leftover; a live writer finishes with its temp file long before.
+	tmpMaxAge = 24 * time.Hour
+)
+
+type fileStore struct {
+	root string
+}
+
+type uploadMeta struct {
+	Key       string            `json:"key"`
+	Initiated time.Time         `json:"initiated"`
+	Meta      map[string]string `json:"meta,omitempty"`
+}
+
+type objectAttrs struct {
+	ETag     string            `json:"etag"`
+	UploadID string            `json:"upload_id"`
+	Size     int64             `json:"size"`
+	ModTime  int64             `json:"mod_time_unix_nano"`
+	Meta     map[string]string `json:"meta,omitempty"`
+}
+
+func newFileStore(root string) (*fileStore, error) {
+	s := &fileStore{root: filepath.Clean(root)}
+	for _, dir := range []string{s.root, s.tmpDir(), filepath.Join(s.root, objectsDir)} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
+	if err := s.removeStaleTemps(time.Now().Add(-tmpMaxAge)); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *fileStore) tmpDir() string { return filepath.Join(s.root, uploadsDir, tmpDirName) }
+
+func (s *fileStore) uploadDir(id string) string { return filepath.Join(s.root, uploadsDir, id) }
+
+func (s *fileStore) attrsPath(key string) string {
+	return filepath.Join(s.root, objectsDir, filepath.FromSlash(key)+".json")
+}
+
+func partName(number int32) string { return fmt.Sprintf("part-%05d", number) }
+
+// validateKey rejects keys that could escape the root or hit the store's own
+// bookkeeping, and keys a file system cannot hold as a file path.
+func validateKey(key string) error {
+	if key == "" {
+		return errors.New("store: empty key")
+	}
+	if strings.HasPrefix(key, "/") {
+		return fmt.Errorf("store: key %q is absolute", key)
+	}
+	if strings.ContainsRune(key, 0) {
+		return fmt.Errorf("store: key %q contains NUL", key)
+	}
+	for i, seg := range strings.Split(key, "/") {
+		switch {
+		case seg == "" || seg == "." || seg == "..":
+			return fmt.Errorf("store: key %q has an empty, \".\" or \"..\" segment", key)
+		case i == 0 && strings.HasPrefix(seg, reservedPrefix):
+			return fmt.Errorf("store: key %q starts with the reserved %q", key, reservedPrefix)
+		}
+	}
+	return nil
+}
+
+func (s *fileStore) objectPath(key string) (string, error) {
+	if err := validateKey(key); err != nil {
+		return "", err
+	}
+	return filepath.Join(s.root, filepath.FromSlash(key)), nil
+}
+
+// validUploadID keeps upload ids to the hex names CreateUpload makes, so that
+// an id can never name a path outside .sinkd-uploads.
+func validUploadID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil
+}
+
+func newUploadID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (s *fileStore) CreateUpload(ctx context.Context, key string, meta map[string]string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if err := validateKey(key); err != nil {
+		return "", err
+	}
+	m := uploadMeta{Key: key, Initiated: time.Now().UTC(), Meta: lowerKeys(meta)}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("store: %w", err)
+	}
+	staging, err := os.MkdirTemp(s.tmpDir(), "upload-")
+	if err != nil {
+		return "", fmt.Errorf("store: create upload: %w", err)
+	}
+	defer os.RemoveAll(staging) // a no-op once renamed into place
+	if err := writeSynced(filepath.Join(staging, uploadMetaName), data); err != nil {
+		return "", err
+	}
+	if err := syncDir(staging); err != nil {
+		return "", err
+	}
+	id := newUploadID()
+	if err := os.Rename(staging, s.uploadDir(id)); err != nil {
+		return "", fmt.Errorf("store: create upload: %w", err)
+	}
+	if err := syncDir(filepath.Join(s.root, uploadsDir)); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// readUpload returns the upload's metadata, or an error wrapping ErrNotFound
+// when no such upload is in progress for key (S3's NoSuchUpload).
+func (s *fileStore) readUpload(key, id string) (uploadMeta, error) {
+	var m uploadMeta
+	if !validUploadID(id) {
+		return m, fmt.Errorf("store: upload %q of %s: %w", id, key, ErrNotFound)
+	}
+	data, err := os.ReadFile(filepath.Join(s.uploadDir(id), uploadMetaName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return m, fmt.Errorf("store: upload %s of %s: %w", id, key, ErrNotFound)
+	}
+	if err != nil {
+		return m, fmt.Errorf("store: %w", err)
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return m, fmt.Errorf("store: upload %s: corrupt %s: %w", id, uploadMetaName, err)
+	}
+	if m.Key != key {
+		return m, fmt.Errorf("store: upload %s is for %s, not %s: %w", id, m.Key, key, ErrNotFound)
+	}
+	return m, nil
+}
+
+func (s *fileStore) UploadPart(ctx context.Context, key, uploadID string, number int32, body []byte) (Part, error) {
+	if err := ctx.Err(); err != nil {
+		return Part{}, err
+	}
+	if number < 1 || number > 10000 {
+		return Part{}, fmt.Errorf("store: part number %d outside 1..10000", number)
+	}
+	if _, err := s.readUpload(key, uploadID); err != nil {
+		return Part{}, err
+	}
+	tmp, err := s.writeTemp(body)
+	if err != nil {
+		return Part{}, err
+	}
+	defer os.Remove(tmp)
+	// An abort that renamed the upload away in the meantime makes this fail
+	// with ENOENT, like S3's NoSuchUpload.
+	if err := os.Rename(tmp, filepath.Join(s.uploadDir(uploadID), partName(number))); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Part{}, fmt.Errorf("store: upload %s of %s: %w", uploadID, key, ErrNotFound)
+		}
+		return Part{}, fmt.Errorf("store: upload part: %w", err)
+	}
+	if err := syncDir(s.uploadDir(uploadID)); err != nil {
+		return Part{}, err
+	}
+	return Part{Number: number, ETag: contentETag(body), Size: int64(len(body))}, nil
+}
+
+func (s *fileStore) CompleteUpload(ctx context.Context, key, uploadID string, parts []Part) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	final, err := s.objectPath(key)
+	if err != nil {
+		return err
+	}
+	if err := checkParts(parts); err != nil {
+		return err
+	}
+	want, err := multipartETag(parts)
+	if err != nil {
+		return err
+	}
+	meta, err := s.readUpload(key, uploadID)
+	if errors.Is(err, ErrNotFound) {
+		return s.checkCompleted(key, uploadID, want)
+	}
+	if err != nil {
+		return err
+	}
+
+	tmp, err := s.concatParts(uploadID, parts)
+	if err != nil {
+		return fmt.Errorf("store: complete %s: %w", key, err)
+	}
+	defer os.Remove(tmp) // a no-op once renamed into place
+	info, err := os.Stat(tmp)
+	if err != nil {
+		return fmt.Errorf("store: complete %s: %w", key, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return fmt.Errorf("store: complete %s: %w", key, err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return fmt.Errorf("store: complete %s: %w", key, err)
+	}
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		return err
+	}
+	attrs, err := json.Marshal(objectAttrs{
+		ETag: want, UploadID: uploadID, Size: info.Size(), ModTime: info.ModTime().UnixNano(), Meta: meta.Meta,
+	})
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if err := s.replaceFile(s.attrsPath(key), attrs); err != nil {
+		return err
+	}
+	// Until the upload directory is gone a retry redoes the whole complete,
+	// which rewrites the same bytes; after, the attributes answer it.
+	return s.removeUpload(uploadID)
+}
+
+// concatParts writes the parts, checked against their ETags and S3's minimum
+// part size, into one fsynced temp file and returns its path.
+func (s *fileStore) concatParts(uploadID string, parts []Part) (string, error) {
+	out, err := os.CreateTemp(s.tmpDir(), "object-")
+	if err != nil {
+		return "", err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			out.Close()
+			os.Remove(out.Name())
+		}
+	}()
+	for i, p := range parts {
+		size, etag, err := appendPart(out, filepath.Join(s.uploadDir(uploadID), partName(p.Number)))
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("part %d was not uploaded to %s: %w", p.Number, uploadID, ErrNotFound)
+		}
+		if err != nil {
+			return "", err
+		}
+		if unquoteETag(etag) != unquoteETag(p.ETag) {
+			return "", fmt.Errorf("part %d has ETag %s, not the %s given", p.Number, etag, p.ETag)
+		}
+		if size < MinPartSize && i < len(parts)-1 {
+			return "", fmt.Errorf("part %d is %d bytes, under the %d bytes every part but the last needs", p.Number, size, MinPartSize)
+		}
+	}
+	if err := out.Sync(); err != nil {
+		return "", err
+	}
+	if err := out.Close(); err != nil {
+		return "", err
+	}
+	ok = true
+	return out.Name(), nil
+}
+
+func appendPart(out io.Writer, path string) (int64, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	h := md5.New()
+	n, err := io.Copy(io.MultiWriter(out, h), f)
+	if err != nil {
+		return 0, "", err
+	}
+	return n, `"` + hex.EncodeToString(h.Sum(nil)) + `"`, nil
+}
+
+// checkCompleted answers a complete whose upload is gone: nil if the object
+// under key is the one those parts made.
+func (s *fileStore) checkCompleted(key, uploadID, want string) error {
+	info, err := os.Stat(filepath.Join(s.root, filepath.FromSlash(key)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store: complete %s: upload %s is gone and the object does not exist: %w", key, uploadID, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("store: complete %s: %w", key, err)
+	}
+	var attrs objectAttrs
+	data, err := os.ReadFile(s.attrsPath(key))
+	if err == nil {
+		err = json.Unmarshal(data, &attrs)
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store: complete %s: attributes: %w", key, err)
+	}
+	if attrs.ETag != want || attrs.Size != info.Size() || attrs.ModTime != info.ModTime().UnixNano() {
+		return fmt.Errorf("store: complete %s: upload %s is gone and the object there is not the one its parts make (multipart ETag %s)", key, uploadID, want)
+	}
+	return nil
+}
+
+func (s *fileStore) AbortUpload(ctx context.Context, key, uploadID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := s.readUpload(key, uploadID); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	return s.removeUpload(uploadID)
+}
+
+// removeUpload renames the upload directory out of .sinkd-uploads, so that it
+// disappears at once, then deletes it.
+func (s *fileStore) removeUpload(uploadID string) error {
+	doomed := filepath.Join(s.tmpDir(), "removed-"+uploadID)
+	if err := os.Rename(s.uploadDir(uploadID), doomed); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("store: remove upload %s: %w", uploadID, err)
+	}
+	if err := syncDir(filepath.Join(s.root, uploadsDir)); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(doomed); err != nil {
+		return fmt.Errorf("store: remove upload %s: %w", uploadID, err)
+	}
+	return nil
+}
+
+func (s *fileStore) ListUploads(ctx context.Context, prefix string) ([]Upload, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(filepath.Join(s.root, uploadsDir))
+	if err != nil {
+		return nil, fmt.Errorf("store: list uploads: %w", err)
+	}
+	var uploads []Upload
+	for _, e := range entries {
+		if !e.IsDir() || !validUploadID(e.Name()) {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(s.uploadDir(e.Name()), uploadMetaName))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed while we listed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: list uploads: %w", err)
+		}
+		var m uploadMeta
+		if err := json.Unmarshal(data, &m); err != nil {
+			return nil, fmt.Errorf("store: list uploads: corrupt %s of %s: %w", uploadMetaName, e.Name(), err)
+		}
+		if strings.HasPrefix(m.Key, prefix) {
+			uploads = append(uploads, Upload{Key: m.Key, UploadID: e.Name(), Initiated: m.Initiated})
+		}
+	}
+	// S3's order: by key, then by initiation time.
+	sort.Slice(uploads, func(i, j int) bool {
+		if uploads[i].Key != uploads[j].Key {
+			return uploads[i].Key < uploads[j].Key
+		}
+		return uploads[i].Initiated.Before(uploads[j].Initiated)
+	})
+	return uploads, nil
+}
+
+func (s *fileStore) PutIfAbsent(ctx context.Context, key string, body []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	final, err := s.objectPath(key)
+	if err != nil {
+		return err
+	}
+	tmp, err := s.writeTemp(body)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return fmt.Errorf("store: put %s: %w", key, err)
+	}
+	// link(2), unlike rename(2), fails when the name exists: the atomic
+	// create-if-absent that S3's If-None-Match gives.
+	if err := os.Link(tmp, final); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("store: put %s: %w", key, ErrExists)
+		}
+		return fmt.Errorf("store: put %s: %w", key, err)
+	}
+	return syncDir(filepath.Dir(final))
+}
+
+func (s *fileStore) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	path, err := s.objectPath(key)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR) {
+		return nil, fmt.Errorf("store: get %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get %s: %w", key, err)
+	}
+	return data, nil
+}
+
+func (s *fileStore) List(ctx context.Context, prefix string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Walk only the deepest directory the prefix names in full.
+	base := prefix[:strings.LastIndex(prefix, "/")+1]
+	start := s.root
+	if base != "" {
+		if err := validateKey(strings.TrimSuffix(base, "/")); err != nil {
+			return nil, err
+		}
+		start = filepath.Join(s.root, filepath.FromSlash(base))
+	}
+	var keys []string
+	err := filepath.WalkDir(start, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			if filepath.Dir(path) == s.root && strings.HasPrefix(d.Name(), reservedPrefix) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(s.root, path)
+		if err != nil {
+			return err
+		}
+		if key := filepath.ToSlash(rel); strings.HasPrefix(key, prefix) {
+			keys = append(keys, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list %s: %w", prefix, err)
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+func (s *fileStore) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	path, err := s.objectPath(key)
+	if err != nil {
+		return err
+	}
+	err = os.Remove(path)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil // like S3, deleting nothing succeeds
+	}
+	if err != nil {
+		return fmt.Errorf("store: delete %s: %w", key, err)
+	}
+	if err := os.Remove(s.attrsPath(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store: delete %s: %w", key, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// metadata returns the user metadata stored with a completed upload (tests).
+func (s *fileStore) metadata(_ context.Context, key string) (map[string]string, error) {
+	data, err := os.ReadFile(s.attrsPath(key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("store: metadata %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var attrs objectAttrs
+	if err := json.Unmarshal(data, &attrs); err != nil {
+		return nil, err
+	}
+	return attrs.Meta, nil
+}
+
+// writeTemp writes body to a new fsynced temp file and returns its path.
+func (s *fileStore) writeTemp(body []byte) (string, error) {
+	f, err := os.CreateTemp(s.tmpDir(), "object-")
+	if err != nil {
+		return "", fmt.Errorf("store: %w", err)
+	}
+	_, werr := f.Write(body)
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("store: write temp: %w", werr)
+	}
+	return f.Name(), nil
+}
+
+// replaceFile atomically replaces path with data.
+func (s *fileStore) replaceFile(path string, data []byte) error {
+	tmp, err := s.writeTemp(data)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func (s *fileStore) removeStaleTemps(before time.Time) error {
+	entries, err := os.ReadDir(s.tmpDir())
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || info.ModTime().After(before) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(s.tmpDir(), e.Name())); err != nil {
+			return fmt.Errorf("store: remove stale temp: %w", err)
+		}
+	}
+	return nil
+}
+
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	_, werr := f.Write(data)
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("store: write %s: %w", path, werr)
+	}
+	return nil
+}
+
+// syncDir makes a rename, link or removal in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("store: sync dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("store: sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// lowerKeys matches S3, which keeps user metadata names in lower case.
+func lowerKeys(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[strings.ToLower(k)] = v
+	}
+	return out
+}
