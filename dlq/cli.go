@@ -1,0 +1,249 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// selection is where the CLI reads letters from and which ones it keeps.
+type selection struct {
+	kafkaBrokers, topic                    string
+	kinesisStream, kinesisEndpoint, region string
+	file                                   string
+	stage, class, id, since, until         string
+	limit                                  int
+	sinceT, untilT                         time.Time
+}
+
+func (s *selection) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.kafkaBrokers, "kafka-brokers", "", "dead-letter Kafka brokers, comma-separated (with --topic)")
+	fs.StringVar(&s.topic, "topic", "", "dead-letter Kafka topic")
+	fs.StringVar(&s.kinesisStream, "kinesis-stream", "", "dead-letter Kinesis stream")
+	fs.StringVar(&s.kinesisEndpoint, "kinesis-endpoint", "", "Kinesis endpoint URL (empty: AWS)")
+	fs.StringVar(&s.region, "region", "", "AWS region (default: from the environment)")
+	fs.StringVar(&s.file, "file", "", "dead-letter JSON-lines file")
+	fs.StringVar(&s.stage, "stage", "", "keep letters of this stage (decode, schema, route, bucket, parquet, opensearch, oversize, kpl)")
+	fs.StringVar(&s.class, "class", "", "keep letters of this error class (e.g. type_mismatch)")
+	fs.StringVar(&s.id, "id", "", "keep the letter with this id")
+	fs.StringVar(&s.since, "since", "", "keep letters whose last failure is at or after this time (RFC 3339, or a duration ago such as 2h)")
+	fs.StringVar(&s.until, "until", "", "keep letters whose last failure is before this time (RFC 3339, or a duration ago)")
+	fs.IntVar(&s.limit, "limit", 0, "stop after this many matching letters (0: no limit)")
+}
+
+// check validates the flags once parsed; now anchors relative times.
+func (s *selection) check(now time.Time) error {
+	n := 0
+	for _, set := range []bool{s.topic != "" || s.kafkaBrokers != "", s.kinesisStream != "", s.file != ""} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("give exactly one source: --kafka-brokers with --topic, --kinesis-stream, or --file")
+	}
+	if (s.topic == "") != (s.kafkaBrokers == "") {
+		return errors.New("--kafka-brokers and --topic go together")
+	}
+	if s.stage != "" && stageLabel(Stage(s.stage)) == ReasonOther {
+		return fmt.Errorf("--stage %q: not a stage", s.stage)
+	}
+	if s.limit < 0 {
+		return errors.New("--limit must not be negative")
+	}
+	var err error
+	if s.sinceT, err = parseWhen(s.since, now); err != nil {
+		return fmt.Errorf("--since: %w", err)
+	}
+	if s.untilT, err = parseWhen(s.until, now); err != nil {
+		return fmt.Errorf("--until: %w", err)
+	}
+	return nil
+}
+
+// parseWhen reads an RFC 3339 time or a duration before now.
+func parseWhen(v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a positive duration", v)
+	}
+	return now.Add(-d), nil
+}
+
+func (s *selection) matches(l *Letter) bool {
+	when := l.LastFailure
+	if when.IsZero() {
+		when = l.FirstFailure
+	}
+	switch {
+	case s.stage != "" && string(l.Stage) != s.stage,
+		s.class != "" && l.Class != s.class,
+		s.id != "" && l.ID() != s.id,
+		!s.sinceT.IsZero() && when.Before(s.sinceT),
+		!s.untilT.IsZero() && !when.Before(s.untilT):
+		return false
+	}
+	return true
+}
+
+// each calls fn for every matching letter, up to the limit.
+func (s *selection) each(ctx context.Context, warn io.Writer, fn visit) error {
+	n := 0
+	keep := func(l *Letter) error {
+		if !s.matches(l) {
+			return nil
+		}
+		if err := fn(l); err != nil {
+			return err
+		}
+		if n++; s.limit > 0 && n >= s.limit {
+			return errStop
+		}
+		return nil
+	}
+	var err error
+	switch {
+	case s.file != "":
+		err = readFile(s.file, warn, keep)
+	case s.kinesisStream != "":
+		api, cerr := kinesisClient(s.kinesisEndpoint, s.region)
+		if cerr != nil {
+			return cerr
+		}
+		err = readKinesis(ctx, api, s.kinesisStream, warn, keep)
+	default:
+		err = readKafka(ctx, strings.Split(s.kafkaBrokers, ","), s.topic, warn, keep)
+	}
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+// parseArgs parses args into fs; it returns the exit code to end with, or
+// -1 to go on.
+func parseArgs(fs *flag.FlagSet, args []string, sel *selection, stderr io.Writer) int {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		return 2
+	}
+	if err := sel.check(time.Now()); err != nil {
+		fmt.Fprintln(stderr, err)
+		fs.Usage()
+		return 2
+	}
+	return -1
+}
+
+func newFlagSet(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s\n\n%s\n\nflags:\n", synopsis, about)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// Inspect is `sinkd dlq inspect`: it prints the letters of a dead-letter
+// stream, readably or as JSON lines.
+func Inspect(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var sel selection
+	fs := newFlagSet("sinkd dlq inspect",
+		"sinkd dlq inspect (--kafka-brokers B --topic T | --kinesis-stream S [--kinesis-endpoint E] | --file F) [filters] [--json]",
+		"Prints the dead letters of a stream from its beginning, optionally filtered.", stderr)
+	sel.register(fs)
+	asJSON := fs.Bool("json", false, "print one JSON envelope per line instead of a readable summary")
+	if code := parseArgs(fs, args, &sel, stderr); code >= 0 {
+		return code
+	}
+	n := 0
+	err := sel.each(ctx, stderr, func(l *Letter) error {
+		n++
+		if *asJSON {
+			b, err := ToJSON(l)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(stdout, "%s\n", b)
+			return err
+		}
+		return describe(stdout, l)
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "inspect: %v\n", err)
+		return 1
+	}
+	if !*asJSON {
+		fmt.Fprintf(stdout, "%d letters\n", n)
+	}
+	return 0
+}
+
+// describe prints one letter for a human.
+func describe(w io.Writer, l *Letter) error {
+	r := l.Record
+	var b strings.Builder
+	fmt.Fprintf(&b, "id        %s\n", l.ID())
+	fmt.Fprintf(&b, "stage     %s  class %s\n", l.Stage, l.Class)
+	fmt.Fprintf(&b, "message   %s\n", l.Message)
+	fmt.Fprintf(&b, "source    %s  broker time %s\n", r.Coordinates(), formatTime(r.Timestamp))
+	fmt.Fprintf(&b, "failures  %d attempts, first %s, last %s\n", l.Attempts, formatTime(l.FirstFailure), formatTime(l.LastFailure))
+	fmt.Fprintf(&b, "redrives  %d\n", l.RedriveCount)
+	if l.Pipeline != "" || l.Version != "" {
+		fmt.Fprintf(&b, "pipeline  %s  version %s\n", l.Pipeline, l.Version)
+	}
+	for _, k := range sortedKeys(l.Details) {
+		fmt.Fprintf(&b, "detail    %s=%s\n", k, l.Details[k])
+	}
+	if len(r.Key) > 0 {
+		fmt.Fprintf(&b, "key       %s\n", preview(r.Key))
+	}
+	size := fmt.Sprintf("%d bytes", len(r.Value))
+	if l.Truncated() {
+		size = fmt.Sprintf("truncated to %d of %d bytes", len(r.Value), l.OriginalSize)
+	}
+	fmt.Fprintf(&b, "value     %s  (%s)\n\n", preview(r.Value), size)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// previewRunes is how much of the original bytes inspect shows.
+const previewRunes = 120
+
+// preview renders bytes printably: invalid UTF-8 and control characters
+// become '.', and the result is cut at previewRunes.
+func preview(b []byte) string {
+	var sb strings.Builder
+	for n := 0; len(b) > 0; n++ {
+		if n == previewRunes {
+			sb.WriteString("…")
+			break
+		}
+		r, size := utf8.DecodeRune(b)
+		b = b[size:]
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			r = '.'
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String()
+}

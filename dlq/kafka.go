@@ -1,0 +1,112 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sinkd/sinkd/config"
+)
+
+// kafkaRecordLimit keeps a dead letter under the default broker limit
+// (message.max.bytes, about 1 MB) with room for the batch overhead.
+const kafkaRecordLimit = 1_000_000
+
+// kafkaSink produces letters with franz-go: acks from all in-sync replicas,
+// idempotent writes, and a retry loop of its own on top of the client's so
+// that a letter the client gives up on is produced again rather than lost.
+type kafkaSink struct {
+	client  *kgo.Client
+	topic   string
+	opts    Options
+	metrics *metrics
+	ledger  *ledger
+	log     *slog.Logger
+}
+
+// NewKafka returns a sink that writes to a Kafka topic.
+func NewKafka(cfg config.DLQKafka, o Options) (Sink, error) {
+	if cfg.Topic == "" {
+		return nil, errors.New("dlq kafka: no topic")
+	}
+	o = o.withDefaults()
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("dlq metrics: %w", err)
+	}
+	opts, err := kafkaClientOpts(cfg.Brokers, cfg.TLS, cfg.SASL)
+	if err != nil {
+		return nil, fmt.Errorf("dlq kafka: %w", err)
+	}
+	opts = append(opts,
+		kgo.DefaultProduceTopic(cfg.Topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProduceRequestTimeout(kafkaProduceTimeout),
+		// The ledger bounds what is outstanding; the client's own buffer must
+		// be at least as large so that Produce never blocks a retry.
+		kgo.MaxBufferedRecords(o.MaxBuffered+1),
+		// Give failures back to the sink's loop, which counts and logs them,
+		// instead of retrying silently forever inside the client.
+		kgo.RecordDeliveryTimeout(time.Minute),
+	)
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("dlq kafka: %w", err)
+	}
+	return &kafkaSink{
+		client:  client,
+		topic:   cfg.Topic,
+		opts:    o,
+		metrics: m,
+		ledger:  newLedger(o.MaxBuffered, m.buffered),
+		log:     o.Logger.With("dlq", "kafka", "topic", cfg.Topic),
+	}, nil
+}
+
+func (s *kafkaSink) Send(ctx context.Context, l *Letter) error {
+	l = fitValue(s.opts.stamp(l), kafkaRecordLimit, kafkaSize)
+	ticket, err := s.ledger.admit(ctx)
+	if err != nil {
+		return err
+	}
+	s.metrics.counted(l)
+	s.produce(kafkaRecord(l, s.topic), ticket, 0)
+	return nil
+}
+
+// produce hands one record to the client. It is not bound to the caller's
+// context: once Send has accepted a letter, only an acknowledgement or
+// Close ends its life.
+func (s *kafkaSink) produce(r *kgo.Record, ticket uint64, attempt int) {
+	s.client.Produce(context.Background(), r, func(r *kgo.Record, err error) {
+		if err == nil {
+			s.ledger.settle(ticket)
+			return
+		}
+		if errors.Is(err, kgo.ErrClientClosed) {
+			return // Close reports the letters left unacknowledged.
+		}
+		s.metrics.retries.Inc()
+		delay := backoff(attempt)
+		s.log.Warn("dead letter not acknowledged, retrying", "err", err, "attempt", attempt+1, "in", delay)
+		again := &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers}
+		time.AfterFunc(delay, func() { s.produce(again, ticket, attempt+1) })
+	})
+}
+
+func (s *kafkaSink) Flush(ctx context.Context) error {
+	return s.ledger.wait(ctx)
+}
+
+func (s *kafkaSink) Close(ctx context.Context) error {
+	err := s.Flush(ctx)
+	s.client.Close()
+	if err != nil {
+		return fmt.Errorf("dlq kafka close: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,116 @@
+package dlq
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ledger accounts for letters accepted but not yet acknowledged by the
+// stream. It bounds them (Send blocks at the bound) and lets Flush wait for
+// exactly the letters accepted before it started, so that a steady stream
+// of new letters cannot starve a checkpoint.
+type ledger struct {
+	slots chan struct{}
+	gauge prometheus.Gauge
+
+	mu      sync.Mutex
+	epoch   uint64         // incremented by every Flush
+	open    map[uint64]int // unacknowledged letters per epoch
+	changed chan struct{}  // closed and replaced on every acknowledgement
+}
+
+func newLedger(bound int, gauge prometheus.Gauge) *ledger {
+	return &ledger{
+		slots:   make(chan struct{}, bound),
+		gauge:   gauge,
+		open:    map[uint64]int{},
+		changed: make(chan struct{}),
+	}
+}
+
+// admit takes a slot for one letter, waiting while the buffer is full, and
+// returns the ticket to settle it with.
+func (l *ledger) admit(ctx context.Context) (uint64, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("dlq buffer full (%d letters): %w", cap(l.slots), ctx.Err())
+	}
+	l.gauge.Inc()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open[l.epoch]++
+	return l.epoch, nil
+}
+
+// settle marks one letter of ticket's epoch acknowledged.
+func (l *ledger) settle(ticket uint64) {
+	l.mu.Lock()
+	if l.open[ticket]--; l.open[ticket] <= 0 {
+		delete(l.open, ticket)
+	}
+	close(l.changed)
+	l.changed = make(chan struct{})
+	l.mu.Unlock()
+	<-l.slots
+	l.gauge.Dec()
+}
+
+// wait returns once every letter admitted before the call is settled.
+func (l *ledger) wait(ctx context.Context) error {
+	l.mu.Lock()
+	target := l.epoch
+	l.epoch++
+	l.mu.Unlock()
+	for {
+		l.mu.Lock()
+		pending := 0
+		for e, n := range l.open {
+			if e <= target {
+				pending += n
+			}
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		if pending == 0 {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("dlq flush: %d letters not yet acknowledged: %w", pending, ctx.Err())
+		}
+	}
+}
+
+// pending is the number of letters not yet acknowledged.
+func (l *ledger) pending() int { return len(l.slots) }
+
+// backoff is the delay before retry number attempt (0-based): exponential
+// from 100ms, capped at 10s, with full jitter so that many letters failing
+// together do not retry in lockstep.
+func backoff(attempt int) time.Duration {
+	const base, ceiling = 100 * time.Millisecond, 10 * time.Second
+	d := ceiling
+	if attempt < 7 {
+		d = min(base<<attempt, ceiling)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

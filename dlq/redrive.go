@@ -1,0 +1,280 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
+
+	"github.com/sinkd/sinkd/config"
+)
+
+// redriveTarget writes original records back to a source stream.
+type redriveTarget interface {
+	write(ctx context.Context, l *Letter) error
+	// close waits for every write to be acknowledged.
+	close(ctx context.Context) error
+}
+
+// Redrive is `sinkd dlq redrive`: it writes the original records of the
+// selected letters back to a source stream, rate-limited, without loops.
+func Redrive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var sel selection
+	fs := newFlagSet("sinkd dlq redrive",
+		"sinkd dlq redrive SOURCE [filters] (--to-kafka-brokers B --to-topic T | --to-kinesis-stream S [--to-kinesis-endpoint E]) [--rate N] [--dry-run] [--max-redrives N]",
+		`Writes the original key, value and headers of the selected dead letters back to a
+source stream. A Kafka record gets the header `+HeaderRedrive+` (its redrive count);
+letters already redriven --max-redrives times, truncated letters and repeated ids
+are skipped, and writing into the dead-letter stream itself is refused.`, stderr)
+	sel.register(fs)
+	var (
+		toBrokers  = fs.String("to-kafka-brokers", "", "Kafka brokers to write to (default: --kafka-brokers)")
+		toTopic    = fs.String("to-topic", "", "Kafka topic to write to")
+		toStream   = fs.String("to-kinesis-stream", "", "Kinesis stream to write to")
+		toEndpoint = fs.String("to-kinesis-endpoint", "", "Kinesis endpoint to write to (default: --kinesis-endpoint)")
+		perSecond  = fs.Float64("rate", 100, "records written per second (0: unlimited)")
+		dryRun     = fs.Bool("dry-run", false, "list what would be redriven, write nothing")
+		maxRedrive = fs.Int("max-redrives", 3, "skip letters already redriven this many times")
+	)
+	if code := parseArgs(fs, args, &sel, stderr); code >= 0 {
+		return code
+	}
+	if *toBrokers == "" {
+		*toBrokers = sel.kafkaBrokers
+	}
+	if *toEndpoint == "" {
+		*toEndpoint = sel.kinesisEndpoint
+	}
+	if err := checkTarget(&sel, *toBrokers, *toTopic, *toStream, *toEndpoint, *perSecond, *maxRedrive); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	dest := "kafka:" + *toTopic
+	if *toStream != "" {
+		dest = "kinesis:" + *toStream
+	}
+
+	var target redriveTarget
+	if !*dryRun {
+		var err error
+		if *toTopic != "" {
+			target, err = newKafkaTarget(*toBrokers, *toTopic)
+		} else {
+			target, err = newKinesisTarget(*toStream, *toEndpoint, sel.region)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "redrive: %v\n", err)
+			return 1
+		}
+	}
+	limit := rate.Inf
+	if *perSecond > 0 {
+		limit = rate.Limit(*perSecond)
+	}
+	limiter := rate.NewLimiter(limit, max(1, int(*perSecond)))
+
+	var st redriveStats
+	seen := map[string]bool{}
+	err := sel.each(ctx, stderr, func(l *Letter) error {
+		id := l.ID()
+		switch {
+		case seen[id]:
+			st.duplicates++
+			return nil
+		case l.RedriveCount >= *maxRedrive:
+			st.exhausted++
+			fmt.Fprintf(stderr, "skipping %s: redriven %d times already (--max-redrives %d)\n", id, l.RedriveCount, *maxRedrive)
+			return nil
+		case l.Truncated():
+			st.truncated++
+			fmt.Fprintf(stderr, "skipping %s: value truncated to %d of %d bytes; replay it from %s\n", id, len(l.Record.Value), l.OriginalSize, l.Record.Coordinates())
+			return nil
+		}
+		seen[id] = true
+		if *dryRun {
+			st.redriven++
+			_, err := fmt.Fprintf(stdout, "would redrive %s %s (%s/%s) to %s\n", id, l.Record.Coordinates(), l.Stage, l.Class, dest)
+			return err
+		}
+		if err := limiter.Wait(ctx); err != nil {
+			return err
+		}
+		if err := target.write(ctx, l); err != nil {
+			return fmt.Errorf("redrive %s: %w", id, err)
+		}
+		st.redriven++
+		return nil
+	})
+	if target != nil {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		err = errors.Join(err, target.close(closeCtx))
+		cancel()
+	}
+	verb := "redriven"
+	if *dryRun {
+		verb = "would redrive"
+	}
+	fmt.Fprintf(stdout, "%s %d to %s; skipped %d at --max-redrives, %d duplicate ids, %d truncated\n",
+		verb, st.redriven, dest, st.exhausted, st.duplicates, st.truncated)
+	if err != nil {
+		fmt.Fprintf(stderr, "redrive: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type redriveStats struct {
+	redriven, exhausted, duplicates, truncated int
+}
+
+// checkTarget validates the destination flags and refuses a destination
+// that is the dead-letter stream being read, which would loop forever.
+func checkTarget(sel *selection, toBrokers, toTopic, toStream, toEndpoint string, perSecond float64, maxRedrive int) error {
+	switch {
+	case (toTopic == "") == (toStream == ""):
+		return errors.New("give exactly one destination: --to-topic (with --to-kafka-brokers) or --to-kinesis-stream")
+	case toTopic != "" && toBrokers == "":
+		return errors.New("--to-topic needs --to-kafka-brokers")
+	case perSecond < 0:
+		return errors.New("--rate must not be negative")
+	case maxRedrive < 1:
+		return errors.New("--max-redrives must be at least 1")
+	case toTopic != "" && toTopic == sel.topic && sameBrokers(toBrokers, sel.kafkaBrokers):
+		return fmt.Errorf("refusing to redrive topic %s into itself", toTopic)
+	case toStream != "" && toStream == sel.kinesisStream && toEndpoint == sel.kinesisEndpoint:
+		return fmt.Errorf("refusing to redrive stream %s into itself", toStream)
+	}
+	return nil
+}
+
+// sameBrokers reports whether two broker lists share a broker, in which
+// case they are taken to be the same cluster.
+func sameBrokers(a, b string) bool {
+	norm := func(s string) []string {
+		var out []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, strings.ToLower(p))
+			}
+		}
+		return out
+	}
+	bs := norm(b)
+	for _, x := range norm(a) {
+		if slices.Contains(bs, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// kafkaTarget produces asynchronously and reports the first failure.
+type kafkaTarget struct {
+	client *kgo.Client
+	mu     sync.Mutex
+	err    error
+}
+
+func newKafkaTarget(brokers, topic string) (*kafkaTarget, error) {
+	opts, err := kafkaClientOpts(strings.Split(brokers, ","), config.TLS{}, config.SASL{})
+	if err != nil {
+		return nil, err
+	}
+	client, err := kgo.NewClient(append(opts,
+		kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProduceRequestTimeout(kafkaProduceTimeout),
+		kgo.RecordDeliveryTimeout(time.Minute),
+	)...)
+	if err != nil {
+		return nil, err
+	}
+	return &kafkaTarget{client: client}, nil
+}
+
+func (t *kafkaTarget) write(ctx context.Context, l *Letter) error {
+	t.mu.Lock()
+	err := t.err
+	t.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	r := &kgo.Record{Key: l.Record.Key, Value: l.Record.Value}
+	for _, h := range l.Record.Headers {
+		if h.Key != HeaderRedrive {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+	}
+	r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderRedrive, Value: []byte(strconv.Itoa(l.RedriveCount + 1))})
+	t.client.Produce(ctx, r, func(_ *kgo.Record, err error) {
+		if err != nil {
+			t.mu.Lock()
+			t.err = errors.Join(t.err, err)
+			t.mu.Unlock()
+		}
+	})
+	return nil
+}
+
+func (t *kafkaTarget) close(ctx context.Context) error {
+	defer t.client.Close()
+	if err := t.client.Flush(ctx); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
+// kinesisTarget writes one record per call, retrying a few times.
+type kinesisTarget struct {
+	api    *kinesis.Client
+	stream string
+}
+
+// kinesisWriteAttempts bounds the retries of one redriven record.
+const kinesisWriteAttempts = 5
+
+func newKinesisTarget(stream, endpoint, region string) (*kinesisTarget, error) {
+	api, err := kinesisClient(endpoint, region)
+	if err != nil {
+		return nil, err
+	}
+	return &kinesisTarget{api: api, stream: stream}, nil
+}
+
+func (t *kinesisTarget) write(ctx context.Context, l *Letter) error {
+	// A Kinesis source record's key is its partition key; keeping it keeps
+	// the record on the shard its producer chose.
+	key := string(l.Record.Key)
+	if key == "" || len(key) > 256 {
+		key = l.ID()
+	}
+	var err error
+	for attempt := range kinesisWriteAttempts {
+		call, cancel := context.WithTimeout(ctx, kinesisCallTimeout)
+		_, err = t.api.PutRecord(call, &kinesis.PutRecordInput{
+			StreamName: aws.String(t.stream), PartitionKey: aws.String(key), Data: l.Record.Value,
+		})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if serr := sleep(ctx, backoff(attempt)); serr != nil {
+			return errors.Join(err, serr)
+		}
+	}
+	return err
+}
+
+func (*kinesisTarget) close(context.Context) error { return nil }
