@@ -1,0 +1,137 @@
+package schema
+
+import "math"
+
+// numStatus says why a JSON number text did not convert exactly.
+type numStatus uint8
+
+const (
+	numOK       numStatus = iota
+	numSyntax             // not a JSON number
+	numFraction           // has non-zero digits below the requested unit
+	numOverflow           // does not fit an int64
+)
+
+var pow10 = [...]int64{
+	1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
+	1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+}
+
+// parseScaled reads a JSON number (RFC 8259 grammar) exactly, without going
+// through float64, and returns its value times 10^shift as an int64. Digits
+// below the resulting unit are an error (numFraction) unless truncate is set,
+// in which case they are dropped (rounding toward zero).
+func parseScaled(text []byte, shift int, truncate bool) (int64, numStatus) {
+	i, n := 0, len(text)
+	neg := false
+	if i < n && text[i] == '-' {
+		neg = true
+		i++
+	}
+	intStart := i
+	for i < n && isDigit(text[i]) {
+		i++
+	}
+	intEnd := i
+	if intEnd == intStart || (text[intStart] == '0' && intEnd-intStart > 1) {
+		return 0, numSyntax
+	}
+	fracStart, fracEnd := i, i
+	if i < n && text[i] == '.' {
+		i++
+		fracStart = i
+		for i < n && isDigit(text[i]) {
+			i++
+		}
+		fracEnd = i
+		if fracEnd == fracStart {
+			return 0, numSyntax
+		}
+	}
+	exp := 0
+	if i < n && (text[i] == 'e' || text[i] == 'E') {
+		i++
+		expNeg := false
+		if i < n && (text[i] == '+' || text[i] == '-') {
+			expNeg = text[i] == '-'
+			i++
+		}
+		expStart := i
+		for i < n && isDigit(text[i]) {
+			// Beyond a million the answer is settled (zero, fraction or overflow).
+			if exp < 1e6 {
+				exp = exp*10 + int(text[i]-'0')
+			}
+			i++
+		}
+		if i == expStart {
+			return 0, numSyntax
+		}
+		if expNeg {
+			exp = -exp
+		}
+	}
+	if i != n {
+		return 0, numSyntax
+	}
+
+	nInt := intEnd - intStart
+	digits := nInt + fracEnd - fracStart
+	digitAt := func(j int) byte {
+		if j < nInt {
+			return text[intStart+j] - '0'
+		}
+		return text[fracStart+j-nInt] - '0'
+	}
+	lo := 0
+	for lo < digits && digitAt(lo) == 0 {
+		lo++
+	}
+	if lo == digits {
+		return 0, numOK
+	}
+	hi := digits - 1
+	for digitAt(hi) == 0 {
+		hi--
+	}
+	// value = digits[lo..hi] * 10^e
+	e := exp - (fracEnd - fracStart) + shift + (digits - 1 - hi)
+	if e < 0 {
+		if !truncate {
+			return 0, numFraction
+		}
+		hi += e
+		e = 0
+		if hi < lo {
+			return 0, numOK
+		}
+	}
+	if hi-lo+1+e > 19 {
+		return 0, numOverflow
+	}
+	limit := uint64(math.MaxInt64)
+	if neg {
+		limit++
+	}
+	var acc uint64
+	for j := lo; j <= hi; j++ {
+		d := uint64(digitAt(j))
+		if acc > (limit-d)/10 {
+			return 0, numOverflow
+		}
+		acc = acc*10 + d
+	}
+	if e > 0 {
+		p := uint64(pow10[e])
+		if acc > limit/p {
+			return 0, numOverflow
+		}
+		acc *= p
+	}
+	if neg {
+		return int64(-acc), numOK // -(1<<63) wraps to itself, which is right
+	}
+	return int64(acc), numOK
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
