@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -240,7 +241,10 @@ func (s *s3Store) AbortUpload(ctx context.Context, key, uploadID string) error {
 }
 
 func (s *s3Store) ListUploads(ctx context.Context, prefix string) ([]Upload, error) {
-	in := &s3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: &prefix}
+	// MinIO reads ListMultipartUploads' prefix as an exact object name, so the
+	// prefix is applied here instead: correct on every server, at the price of
+	// listing the bucket's other uploads (few, and only at recovery).
+	in := &s3.ListMultipartUploadsInput{Bucket: &s.bucket}
 	if s.pageSize > 0 {
 		in.MaxUploads = aws.Int32(s.pageSize)
 	}
@@ -256,6 +260,9 @@ func (s *s3Store) ListUploads(ctx context.Context, prefix string) ([]Upload, err
 			return nil, fmt.Errorf("store: list uploads %s: %w", prefix, err)
 		}
 		for _, u := range out.Uploads {
+			if !strings.HasPrefix(aws.ToString(u.Key), prefix) {
+				continue
+			}
 			uploads = append(uploads, Upload{
 				Key: aws.ToString(u.Key), UploadID: aws.ToString(u.UploadId), Initiated: aws.ToTime(u.Initiated),
 			})
