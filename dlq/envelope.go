@@ -311,14 +311,22 @@ func fitValue(l *Letter, limit int, size func(*Letter) int) *Letter {
 	rec := *l.Record
 	cut.Record = &rec
 	cut.OriginalSize = len(l.Record.Value)
-	for over > 0 && len(rec.Value) > 0 {
-		// Each value byte costs at least one encoded byte; the slack covers
-		// the digits of OriginalSize added on the first pass.
-		keep := max(len(rec.Value)-over-32, 0)
-		rec.Value = rec.Value[:keep]
-		over = size(&cut) - limit
+	rec.Value = nil
+	fixed := size(&cut)
+	if fixed >= limit {
+		return &cut // nothing of the value fits
 	}
-	return &cut
+	// The encoding's cost per value byte (1 in Kafka, 4/3 in base64 JSON)
+	// scales the prefix; the loop trims what rounding leaves over.
+	keep := int(int64(len(l.Record.Value)) * int64(limit-fixed) / int64(size(l)-fixed))
+	for {
+		rec.Value = l.Record.Value[:keep]
+		over := size(&cut) - limit
+		if over <= 0 || keep == 0 {
+			return &cut
+		}
+		keep = max(keep-over, 0)
+	}
 }
 
 // kafkaSize approximates a letter's size as a Kafka record.
