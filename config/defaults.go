@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -123,11 +122,14 @@ func defaultOpenSearch(o *OpenSearch, maxRetriesSet bool) {
 }
 
 // defaultStore puts manifests beside the first Parquet destination; with no
-// Parquet route there is no default and validation asks for a store.
+// valid one there is no default, and validation reports why.
 func defaultStore(routes []Route) string {
 	for _, r := range routes {
-		if r.Parquet != nil && r.Parquet.Destination != "" {
-			return strings.TrimRight(r.Parquet.Destination, "/") + "/_sinkd"
+		if r.Parquet == nil {
+			continue
+		}
+		if loc, err := ParseLocation(r.Parquet.Destination); err == nil {
+			return loc.String() + "/_sinkd"
 		}
 	}
 	return ""

@@ -223,10 +223,10 @@ func (l *loader) expandValue(n *yaml.Node, path string) bool {
 		nullify(n)
 		return false
 	}
+	n.Value = val // also when only $$ was unescaped
 	if !used {
 		return !isNull(n)
 	}
-	n.Value = val
 	if n.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
 		// A plain scalar is typed by what it expands to, as if written in
 		// the file: port: ${PORT} reads as a number. Only the empty

@@ -124,7 +124,11 @@ func (c *Config) validate() []Problem {
 	positive(v, "checkpoint.interval", c.Checkpoint.Interval)
 	positive(v, "checkpoint.timeout", c.Checkpoint.Timeout)
 	if c.Checkpoint.Store == "" {
-		v.errorf("checkpoint.store", "is required when no route writes Parquet (it defaults to <first parquet destination>/_sinkd)")
+		// With a Parquet route the store was derived from a destination
+		// that is itself reported; without any route, routes is reported.
+		if len(c.Routes) > 0 && !slices.ContainsFunc(c.Routes, func(r Route) bool { return r.Parquet != nil }) {
+			v.errorf("checkpoint.store", "is required when no route writes Parquet (it defaults to <first parquet destination>/_sinkd)")
+		}
 	} else if _, err := ParseLocation(c.Checkpoint.Store); err != nil {
 		v.errorf("checkpoint.store", "%v", err)
 	}
