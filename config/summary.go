@@ -155,10 +155,13 @@ func securityText(t TLS, s SASL) string {
 }
 
 func eventTimeText(e EventTime) string {
-	if e.Source == "field" {
+	switch e.Source {
+	case "field":
 		return e.Field
+	case "broker":
+		return "broker timestamp"
 	}
-	return e.Source + " time"
+	return e.Source + " time (at-least-once)"
 }
 
 func authText(o *OpenSearch) string {
