@@ -111,6 +111,16 @@ func (s *Server) SetFaults(f Faults) {
 	s.faults = f
 }
 
+// SetCredentials changes the SigV4 key pair the fake accepts, as a revoked or
+// rotated key would on the real service. It does nothing without WithSigV4.
+func (s *Server) SetCredentials(accessKey, secretKey string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sigv4 != nil {
+		s.sigv4.accessKey, s.sigv4.secretKey = accessKey, secretKey
+	}
+}
+
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
@@ -190,11 +200,18 @@ func (s *Server) count(update func(*Stats)) {
 }
 
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	s.mu.Lock()
+	var verifier *sigv4Verifier
 	if s.sigv4 != nil {
-		if status, msg := s.sigv4.verify(r, body); status != 0 {
+		v := *s.sigv4
+		verifier = &v
+	}
+	s.mu.Unlock()
+	if verifier != nil {
+		if status, msg := verifier.verify(r, body); status != 0 {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(status)
-			if s.sigv4.service == "aoss" {
+			if verifier.service == "aoss" {
 				fmt.Fprintf(w, `{"status":%d,"request-id":"%016x","error":{"reason":%s,"type":"Forbidden"}}`, status, time.Now().UnixNano(), quote(msg))
 			} else {
 				fmt.Fprintf(w, `{"message":%s}`, quote(msg))
