@@ -68,9 +68,12 @@ func (s *KafkaSink) Send(ctx context.Context, key, value []byte) error {
 	if err := s.failure(); err != nil {
 		return err
 	}
-	// Produce blocks while MaxBufferedBytes are in flight: that is the
-	// backpressure that keeps a fast generator's memory bounded.
-	s.client.Produce(ctx, &kgo.Record{Key: key, Value: value}, s.delivered)
+	// franz-go fails a buffered record whose context ends, but a record once
+	// sent must be delivered even when the caller stops sending (an interrupt),
+	// so the record does not carry ctx's cancellation. Produce blocks while
+	// MaxBufferedBytes are in flight, the backpressure that bounds memory;
+	// RecordDeliveryTimeout bounds that wait.
+	s.client.Produce(context.WithoutCancel(ctx), &kgo.Record{Key: key, Value: value}, s.delivered)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package taxi
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -208,8 +209,42 @@ func TestProduceSpeedup(t *testing.T) {
 	for i, r := range recs {
 		got := r.Timestamp.Sub(sent0)
 		want := time.Duration(float64(offsets[i]) / speedup)
-		if d := got - want; d < -5*time.Millisecond || d > 60*time.Millisecond {
+		if d := got - want; d < -5*time.Millisecond || d > 100*time.Millisecond {
 			t.Errorf("event %d sent at +%v, want +%v", i, got, want)
 		}
 	}
+}
+
+func TestProduceRate(t *testing.T) {
+	brokers := strings.Join(newCluster(t), ",")
+	t.Setenv("SINKD_KINESIS_STREAM", "")
+	var stderr bytes.Buffer
+	began := time.Now()
+	// 200 events/s with a burst of 10: the other 50 take 0.25 s.
+	code := Produce(context.Background(), []string{"--kafka-brokers", brokers, "--count", "60", "--rate", "200"}, &bytes.Buffer{}, &stderr)
+	took := time.Since(began)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if took < 240*time.Millisecond || took > 1500*time.Millisecond {
+		t.Errorf("60 events at 200/s took %v, want about 0.25 s", took)
+	}
+}
+
+func TestProduceInterruptedFlushes(t *testing.T) {
+	brokers := newCluster(t)
+	t.Setenv("SINKD_KINESIS_STREAM", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var stderr bytes.Buffer
+	// No --count: runs until the context ends, then delivers what it sent.
+	code := Produce(ctx, []string{"--kafka-brokers", strings.Join(brokers, ","), "--topic", "endless", "--rate", "1000"}, &bytes.Buffer{}, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var sent int
+	if _, err := fmt.Sscanf(stderr.String(), "sinkd produce: %d events", &sent); err != nil || sent < 100 {
+		t.Fatalf("summary %q: %v", stderr.String(), err)
+	}
+	consume(t, brokers, "endless", sent)
 }

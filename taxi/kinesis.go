@@ -33,7 +33,7 @@ const (
 // key is the record key (the trip_id). With aggregation, user records are
 // packed into KPL aggregates whose Kinesis partition key is that of their
 // first record; since every trip has its own id, nothing relies on per-key
-// ordering across shards.
+// ordering across shards. A KinesisSink is not safe for concurrent use.
 type KinesisSink struct {
 	client    *kinesis.Client
 	stream    string
@@ -132,45 +132,56 @@ func (s *KinesisSink) add(ctx context.Context, key, data []byte) error {
 }
 
 // put sends the queued records, retrying the entries Kinesis rejected
-// (throttling, internal failures) with backoff, in order.
+// (throttling, internal failures) with backoff. Whatever it returns, pending
+// holds exactly the records not yet accepted, so a later Flush neither loses
+// nor duplicates any.
 func (s *KinesisSink) put(ctx context.Context) error {
-	entries := s.pending
 	backoff := putBackoffBase
 	var lastErr error
-	for attempt := 0; len(entries) > 0; attempt++ {
+	for attempt := 0; len(s.pending) > 0; attempt++ {
 		if attempt == putAttempts {
-			return fmt.Errorf("put %d records to %s: gave up after %d attempts: %w", len(entries), s.stream, putAttempts, lastErr)
+			return fmt.Errorf("put %d records to %s: gave up after %d attempts: %w", len(s.pending), s.stream, putAttempts, lastErr)
 		}
 		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(backoff):
+			if err := sleepUntil(ctx, time.Now().Add(backoff)); err != nil {
+				return err
 			}
 			backoff = min(2*backoff, putBackoffMax)
 		}
 		callCtx, cancel := context.WithTimeout(ctx, callTimeout)
-		out, err := s.client.PutRecords(callCtx, &kinesis.PutRecordsInput{StreamName: &s.stream, Records: entries})
+		out, err := s.client.PutRecords(callCtx, &kinesis.PutRecordsInput{StreamName: &s.stream, Records: s.pending})
 		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
 			lastErr = err
+		case len(out.Records) != len(s.pending):
+			lastErr = fmt.Errorf("PutRecords answered %d results for %d records", len(out.Records), len(s.pending))
+		default:
+			lastErr = s.keepFailed(out.Records)
+		}
+	}
+	return nil
+}
+
+// keepFailed drops the accepted entries from pending, in place and in order,
+// and returns the last rejection.
+func (s *KinesisSink) keepFailed(results []types.PutRecordsResultEntry) error {
+	var lastErr error
+	kept := s.pending[:0]
+	s.pendingBytes = 0
+	for i, r := range results {
+		if r.ErrorCode == nil {
 			continue
 		}
-		failed := entries[:0:0]
-		for i, r := range out.Records {
-			if r.ErrorCode != nil {
-				failed = append(failed, entries[i])
-				lastErr = fmt.Errorf("%s: %s", *r.ErrorCode, aws.ToString(r.ErrorMessage))
-			}
-		}
-		entries = failed
+		e := s.pending[i]
+		kept = append(kept, e)
+		s.pendingBytes += len(aws.ToString(e.PartitionKey)) + len(e.Data)
+		lastErr = fmt.Errorf("%s: %s", *r.ErrorCode, aws.ToString(r.ErrorMessage))
 	}
-	s.pending = s.pending[:0]
-	s.pendingBytes = 0
-	return nil
+	s.pending = kept
+	return lastErr
 }
 
 func (s *KinesisSink) Flush(ctx context.Context) error {

@@ -31,6 +31,14 @@ type counters struct {
 	events, bad, bytes atomic.Int64
 }
 
+// PerSecond is the mean event rate of the run.
+func (s Stats) PerSecond() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Events) / s.Elapsed.Seconds()
+}
+
 func (c *counters) stats(elapsed time.Duration) Stats {
 	return Stats{Events: c.events.Load(), Bad: c.bad.Load(), Bytes: c.bytes.Load(), Elapsed: elapsed}
 }
@@ -70,7 +78,11 @@ func send(ctx context.Context, sink Sink, g *Generator, count int64, badRatio fl
 		}
 		switch {
 		case p.limiter != nil:
-			if err := p.limiter.Wait(ctx); err != nil {
+			// Reserve rather than Wait: Wait gives up early when the delay
+			// would pass ctx's deadline, which is not an interrupt yet.
+			r := p.limiter.Reserve()
+			if err := sleepUntil(ctx, time.Now().Add(r.Delay())); err != nil {
+				r.Cancel()
 				return err
 			}
 		case p.speedup > 0:
@@ -258,9 +270,8 @@ func Produce(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	stopProgress()
 	st := c.stats(time.Since(begin))
-	secs := st.Elapsed.Seconds()
 	fmt.Fprintf(stderr, "sinkd produce: %d events (%d bad), %d bytes in %.2f s, %.0f events/s to %s\n",
-		st.Events, st.Bad, st.Bytes, secs, float64(st.Events)/secs, dest)
+		st.Events, st.Bad, st.Bytes, st.Elapsed.Seconds(), st.PerSecond(), dest)
 	if err != nil {
 		if interrupted {
 			fmt.Fprintf(stderr, "sinkd produce: interrupted, and some events may not have been delivered: %v\n", err)
@@ -308,7 +319,7 @@ func showProgress(w io.Writer, c *counters, begin time.Time) (stop func()) {
 			case <-tick.C:
 				st := c.stats(time.Since(begin))
 				fmt.Fprintf(w, "\r\x1b[K%d events (%d bad), %.1f MB, %.0f events/s",
-					st.Events, st.Bad, float64(st.Bytes)/1e6, float64(st.Events)/st.Elapsed.Seconds())
+					st.Events, st.Bad, float64(st.Bytes)/1e6, st.PerSecond())
 			}
 		}
 	}()
