@@ -26,6 +26,11 @@ type Decoder struct {
 	seen   []bool          // per column: whether the current record had its key
 	err    *Error          // first problem met while visiting the current record
 	visit  func(key []byte, v *fastjson.Value)
+	// keyCol predicts the column of the i-th key from the previous record:
+	// producers emit keys in a stable order, and a byte comparison is cheaper
+	// than hashing. -1 means no prediction.
+	keyCol []int
+	keyPos int
 	num    []byte // scratch: the text of a JSON number
 }
 
@@ -96,6 +101,7 @@ func (d *Decoder) decodeObject(value []byte) *Error {
 	}
 	clear(d.seen)
 	d.err = nil
+	d.keyPos = 0
 	obj.Visit(d.visit)
 	return d.err
 }
@@ -104,7 +110,7 @@ func (d *Decoder) visitField(key []byte, v *fastjson.Value) {
 	if d.err != nil {
 		return
 	}
-	col, ok := d.schema.byKey[string(key)] // no allocation: the compiler special-cases map lookups
+	col, ok := d.column(key)
 	if !ok {
 		return
 	}
@@ -132,6 +138,30 @@ func (d *Decoder) visitField(key []byte, v *fastjson.Value) {
 		def = 1
 	}
 	d.vals[col] = val.Level(0, def, col)
+}
+
+// maxPredictedKeys bounds the key-order memory of a decoder.
+const maxPredictedKeys = 256
+
+func (d *Decoder) column(key []byte) (int, bool) {
+	pos := d.keyPos
+	d.keyPos++
+	if pos < len(d.keyCol) {
+		if c := d.keyCol[pos]; c >= 0 && string(key) == d.schema.fields[c].From {
+			return c, true
+		}
+	}
+	col, ok := d.schema.byKey[string(key)] // no allocation: the compiler special-cases map lookups
+	if !ok {
+		col = -1
+	}
+	switch {
+	case pos < len(d.keyCol):
+		d.keyCol[pos] = col
+	case pos < maxPredictedKeys:
+		d.keyCol = append(d.keyCol, col)
+	}
+	return col, ok
 }
 
 func (d *Decoder) convert(f *Field, v *fastjson.Value) (parquet.Value, *Error) {
