@@ -52,6 +52,8 @@ type op struct {
 	versionType string // internal | external | external_gte
 	ifSeqNo     *int64
 	source      []byte
+	parsed      any   // source decoded before taking the lock, for index and create
+	parseErr    error // why source is not JSON
 }
 
 // bulkParseError is a request-level failure: the whole request gets a 400.
@@ -138,6 +140,9 @@ func parseBulk(body []byte, pathIndex string) ([]op, *bulkParseError) {
 			}
 			i++
 			o.source = lines[i]
+			if o.action != "update" {
+				o.parsed, o.parseErr = decodeJSON(o.source)
+			}
 		}
 		if msg := validateOp(o); msg != "" {
 			invalid = append(invalid, msg)
@@ -301,7 +306,7 @@ func (s *Server) apply(o op) map[string]any {
 	if conflict := versionConflict(o, existing); conflict != nil {
 		return conflict
 	}
-	src, failure := s.checkSource(idx, o, o.source)
+	src, failure := s.checkParsed(idx, o, o.source, o.parsed, o.parseErr)
 	if failure != nil {
 		return failure
 	}
@@ -362,6 +367,10 @@ func (s *Server) applyUpdate(idx *index, o op, existing *doc) map[string]any {
 // grows by the new fields only when the document is accepted.
 func (s *Server) checkSource(idx *index, o op, src []byte) ([]byte, map[string]any) {
 	v, err := decodeJSON(src)
+	return s.checkParsed(idx, o, src, v, err)
+}
+
+func (s *Server) checkParsed(idx *index, o op, src []byte, v any, err error) ([]byte, map[string]any) {
 	if err != nil {
 		return nil, itemError(o, http.StatusBadRequest, "mapper_parsing_exception", "failed to parse",
 			map[string]any{"type": "json_parse_exception", "reason": err.Error()})
