@@ -40,9 +40,9 @@ import (
 // no attributes file; Delete removes both.
 //
 // Empty directories left by Delete stay: removing them would race with a
-// concurrent write creating a file inside them. Concurrent CompleteUpload and
-// AbortUpload of the same upload are not serialised (the checkpoint protocol
-// never does both at once).
+// concurrent write creating a file inside them. Calls on the same upload are
+// not serialised: the checkpoint protocol completes or aborts an upload from
+// one goroutine at a time, and different uploads proceed in parallel.
 const (
 	reservedPrefix = ".sinkd-"
 	uploadsDir     = ".sinkd-uploads"
@@ -251,6 +251,9 @@ func (s *fileStore) CompleteUpload(ctx context.Context, key, uploadID string, pa
 
 	tmp, err := s.concatParts(uploadID, parts)
 	if err != nil {
+		if _, rerr := s.readUpload(key, uploadID); errors.Is(rerr, ErrNotFound) {
+			return s.checkCompleted(key, uploadID, want) // completed or aborted meanwhile
+		}
 		return fmt.Errorf("store: complete %s: %w", key, err)
 	}
 	defer os.Remove(tmp) // a no-op once renamed into place
