@@ -65,7 +65,7 @@ type Batch struct {
 }
 
 // New connects a group member; it does not poll until Poll is called.
-func New(ctx context.Context, cfg *config.Kafka, h Handler, log *slog.Logger, extra ...kgo.Opt) (*Source, error) {
+func New(ctx context.Context, cfg *config.Kafka, instanceID string, h Handler, log *slog.Logger, extra ...kgo.Opt) (*Source, error) {
 	s := &Source{h: h, log: log, meta: map[record.PartitionID]string{}, hwm: map[record.PartitionID]int64{}, closed: make(chan struct{})}
 	start := kgo.NewOffset().AtStart()
 	switch cfg.Start {
@@ -81,6 +81,9 @@ func New(ctx context.Context, cfg *config.Kafka, h Handler, log *slog.Logger, ex
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
+		// Static membership: a restarted instance takes its partitions back
+		// without a rebalance of the whole group.
+		kgo.InstanceID(instanceID),
 		kgo.ConsumeTopics(cfg.Topics...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),

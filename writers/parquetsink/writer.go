@@ -60,6 +60,7 @@ type Writer struct {
 
 	sem      chan struct{}
 	uploaded chan struct{} // a part upload finished (wakes a writer waiting for memory)
+	bg       sync.WaitGroup // background creates and part uploads
 	one      [1]parquet.Row
 	now      time.Time
 }
@@ -195,7 +196,10 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 	}
 	w.o.Metrics.rows.WithLabelValues(w.o.Route).Inc()
 
-	// Refreshing the size estimate walks every column; do it every few rows.
+	// Refreshing the exact size walks every column, so it runs every few
+	// rows; in between each row is charged its raw size, which errs high.
+	f.held += int64(len(rec.Value))
+	w.o.Budget.Add(int64(len(rec.Value)))
 	f.sinceSize++
 	if f.sinceSize < 64 && !w.o.Budget.Over() {
 		return nil
@@ -264,6 +268,7 @@ func (w *Writer) open(ctx context.Context, bucket string) (*file, error) {
 	f.elem = w.lru.PushBack(f)
 	w.files[bucket] = f
 	w.o.Metrics.openFiles.WithLabelValues(w.o.Route).Inc()
+	w.bg.Add(1)
 	go w.create(f)
 	return f, nil
 }
@@ -271,6 +276,7 @@ func (w *Writer) open(ctx context.Context, bucket string) (*file, error) {
 // create starts the multipart upload in the background so that opening a file
 // never waits for the store.
 func (w *Writer) create(f *file) {
+	defer w.bg.Done()
 	defer close(f.up.created)
 	meta := map[string]string{"sinkd-instance": w.o.Instance, "sinkd-epoch": w.o.Epoch, "sinkd-route": w.o.Route}
 	err := w.retry(func(ctx context.Context) error {
@@ -297,6 +303,7 @@ func (w *Writer) sendPart(f *file) {
 	number := int32(len(f.up.parts))
 	f.up.mu.Unlock()
 	f.up.wg.Add(1)
+	w.bg.Add(1)
 	w.sem <- struct{}{}
 	w.o.Metrics.inflight.Inc()
 	go func() {
@@ -305,6 +312,7 @@ func (w *Writer) sendPart(f *file) {
 			w.o.Metrics.inflight.Dec()
 			w.o.Budget.Add(-int64(len(body)))
 			f.up.wg.Done()
+			w.bg.Done()
 			select {
 			case w.uploaded <- struct{}{}:
 			default:
@@ -518,6 +526,10 @@ func (w *Writer) CommittedState(pid record.PartitionID, restart record.Position,
 	}
 	return out
 }
+
+// Close waits for background uploads; cancel the writer's context first to
+// abandon them (their uploads stay in progress until recovery aborts them).
+func (w *Writer) Close() { w.bg.Wait() }
 
 // OpenFiles reports how many files are open.
 func (w *Writer) OpenFiles() int { return len(w.files) }

@@ -1,0 +1,258 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sinkd/sinkd/buckets"
+	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/daemon/checkpoint"
+	"github.com/sinkd/sinkd/daemon/kafka"
+	"github.com/sinkd/sinkd/dlq"
+	"github.com/sinkd/sinkd/record"
+	"github.com/sinkd/sinkd/schema"
+	"github.com/sinkd/sinkd/writers/opensearch"
+	"github.com/sinkd/sinkd/writers/parquetsink"
+	"github.com/sinkd/sinkd/writers/store"
+)
+
+// Version is set at build time (-ldflags "-X github.com/sinkd/sinkd/daemon.Version=…").
+var Version = "dev"
+
+var unsafeInstance = regexp.MustCompile(`[^A-Za-z0-9_-]`)
+
+// compileRoutes checks every template against the schema and returns the
+// problems with their lines, before anything connects anywhere.
+func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
+	var problems []string
+	bad := func(path string, err error) {
+		problems = append(problems, fmt.Sprintf("%s: %s: %v", cfg.Pos(path), path, err))
+	}
+	var routes []*route
+	for i, rc := range cfg.Routes {
+		base := fmt.Sprintf("routes[%d]", i)
+		r := &route{name: rc.Name, version: -1}
+		var err error
+		if rc.When != nil {
+			if r.cond, err = buckets.NewCondition(rc.When, s); err != nil {
+				bad(base+".when", err)
+			}
+		}
+		if pc := rc.Parquet; pc != nil {
+			if r.path, err = buckets.Compile(pc.Path, s, pc.EventTime, pc.TimeZone); err != nil {
+				bad(base+".parquet.path", err)
+			}
+			r.storeURL = pc.Destination
+		}
+		if oc := rc.OpenSearch; oc != nil && oc.URL != "" {
+			if r.id, err = buckets.CompileRaw(oc.ID, s, config.EventTime{Source: "broker"}, "UTC"); err != nil {
+				bad(base+".opensearch.id", err)
+			}
+			for j, tmpl := range append([]string{oc.Index}, oc.Fanout...) {
+				t, err := buckets.CompileRaw(tmpl, s, config.EventTime{Source: "broker"}, "UTC")
+				if err != nil {
+					path := base + ".opensearch.index"
+					if j > 0 {
+						path = fmt.Sprintf("%s.opensearch.also_index[%d]", base, j-1)
+					}
+					bad(path, err)
+					continue
+				}
+				r.indexes = append(r.indexes, t)
+			}
+			if oc.VersionField != "" {
+				f, ok := s.Lookup(oc.VersionField)
+				if !ok {
+					bad(base+".opensearch.version_field", fmt.Errorf("%q is not a schema field", oc.VersionField))
+				} else {
+					r.version = f.Column
+				}
+			}
+		}
+		routes = append(routes, r)
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "\n"))
+	}
+	return routes, nil
+}
+
+// Check compiles everything that can be checked without a network: the
+// schema and every template. `sinkd validate` runs it.
+func Check(cfg *config.Config) error {
+	s, err := schema.New(cfg.Schema.Fields)
+	if err != nil {
+		return fmt.Errorf("%s: schema: %w", cfg.Pos("schema"), err)
+	}
+	_, err = compileRoutes(cfg, s)
+	return err
+}
+
+// options are for tests and the demo.
+type options struct {
+	kafkaOpts []kgo.Opt
+}
+
+// newPipeline builds the pipeline and recovers: it re-applies this instance's
+// newest manifest and aborts the uploads of its earlier runs that no manifest
+// commits. Sources connect last.
+func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg *prometheus.Registry, o options) (*Pipeline, error) {
+	if cfg.Source.Kafka == nil {
+		return nil, errors.New("only the Kafka source is wired into the pipeline in this version; the Kinesis source is not available yet")
+	}
+	s, err := schema.New(cfg.Schema.Fields)
+	if err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
+	}
+	routes, err := compileRoutes(cfg, s)
+	if err != nil {
+		return nil, err
+	}
+	instance := unsafeInstance.ReplaceAllString(cfg.InstanceID, "-")
+	p := &Pipeline{
+		cfg:      cfg,
+		log:      log,
+		reg:      reg,
+		m:        newMetrics(reg, Version),
+		schema:   s,
+		dec:      s.NewDecoder(),
+		routes:   routes,
+		budget:   parquetsink.NewBudget(cfg.Memory.Budget.Bytes()),
+		stores:   map[string]store.Store{},
+		prefixes: map[string]string{},
+		instance: instance,
+		epoch:    strconv.FormatInt(time.Now().UnixMilli(), 36),
+		owned:    map[record.PartitionID]*partState{},
+		applied:  map[string]bool{},
+		control:  make(chan func()),
+		batches:  make(chan kafka.Batch, 2),
+		loopDone: make(chan struct{}),
+		fatal:    make(chan error, 1),
+		ready:    make(chan struct{}),
+		now:      time.Now(),
+	}
+	openStore := func(url string) (store.Store, string, error) {
+		if st, ok := p.stores[url]; ok {
+			return st, p.prefixes[url], nil
+		}
+		st, prefix, err := store.Open(ctx, url, cfg.S3, store.WithMetrics(reg))
+		if err != nil {
+			return nil, "", fmt.Errorf("opening %s: %w", url, err)
+		}
+		p.stores[url], p.prefixes[url] = st, prefix
+		return st, prefix, nil
+	}
+	pm := parquetsink.NewMetrics(reg, p.budget)
+	for i, r := range routes {
+		rc := cfg.Routes[i]
+		if rc.Parquet != nil {
+			st, prefix, err := openStore(rc.Parquet.Destination)
+			if err != nil {
+				return nil, err
+			}
+			r.pq, err = parquetsink.New(ctx, parquetsink.Options{
+				Route: r.name, Config: *rc.Parquet, PartSize: cfg.S3.PartSize.Bytes(), Concurrency: cfg.S3.UploadConcurrency,
+				MaxOpenFiles: cfg.Memory.MaxOpenFiles, Schema: s.Parquet(), Store: st, Prefix: prefix,
+				Instance: instance, Epoch: p.epoch, Budget: p.budget, Metrics: pm, Logger: log,
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	mst, mprefix, err := openStore(cfg.Checkpoint.Store)
+	if err != nil {
+		return nil, err
+	}
+	p.mstore = checkpoint.Store{S: mst, Prefix: mprefix}
+
+	p.dlq, err = dlq.Open(cfg.DLQ, dlq.Options{Pipeline: cfg.Pipeline, Version: Version, Registerer: reg, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("dead-letter sink: %w", err)
+	}
+	for i, r := range routes {
+		oc := cfg.Routes[i].OpenSearch
+		if oc == nil || oc.URL == "" {
+			continue
+		}
+		r.os, err = opensearch.New(*oc, p.openSearchDeadLetter, opensearch.WithMetrics(reg), opensearch.WithLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("opensearch (route %s): %w", r.name, err)
+		}
+		if err := r.os.Start(ctx); err != nil {
+			return nil, fmt.Errorf("opensearch (route %s): %w", r.name, err)
+		}
+	}
+	if err := p.recover(ctx); err != nil {
+		return nil, err
+	}
+	p.src, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, o.kafkaOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Pipeline) openSearchDeadLetter(ctx context.Context, d opensearch.Doc, status int, errType, reason string) error {
+	return p.deadLetter(ctx, d.Rec, dlq.StageOpenSearch, errType, reason,
+		map[string]string{dlq.DetailIndex: d.Index, "id": d.ID, "status": strconv.Itoa(status)})
+}
+
+// recover re-applies the newest manifest of this instance, then aborts every
+// in-progress upload of this instance that it does not commit: those are the
+// files that were open when the previous run died.
+func (p *Pipeline) recover(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Checkpoint.Timeout.D())
+	defer cancel()
+	latest, err := p.mstore.Latest(ctx, p.instance)
+	if err != nil {
+		return fmt.Errorf("reading the last manifest: %w", err)
+	}
+	keep := map[string]bool{}
+	if latest != nil {
+		if err := p.apply(ctx, latest); err != nil {
+			return err
+		}
+		p.seq = latest.Seq + 1
+		for _, u := range latest.Uploads {
+			keep[u.UploadID] = true
+		}
+		p.log.Info("recovered from manifest", "seq", latest.Seq, "uploads", len(latest.Uploads))
+	}
+	aborted := 0
+	for url, st := range p.stores {
+		uploads, err := st.ListUploads(ctx, p.prefixes[url])
+		if err != nil {
+			return fmt.Errorf("listing uploads under %s: %w", url, err)
+		}
+		for _, u := range uploads {
+			inst, ok := parquetsink.InstanceOf(u.Key)
+			if !ok || inst != p.instance || keep[u.UploadID] {
+				continue
+			}
+			if err := st.AbortUpload(ctx, u.Key, u.UploadID); err != nil {
+				return fmt.Errorf("aborting orphaned upload %s: %w", u.Key, err)
+			}
+			aborted++
+		}
+	}
+	if aborted > 0 {
+		p.log.Info("aborted uploads of files that were open when the previous run stopped", "count", aborted)
+	}
+	return nil
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}

@@ -1,0 +1,499 @@
+//go:build integration
+
+// Package e2e runs sinkd as a child process against the local stack of real
+// servers and checks, record by record, what lands on the other side.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/schema"
+	"github.com/sinkd/sinkd/scripts/stack/stackenv"
+	"github.com/sinkd/sinkd/taxi"
+	"github.com/sinkd/sinkd/writers/store"
+)
+
+var sinkdBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sinkd-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	sinkdBin = filepath.Join(dir, "sinkd")
+	build := exec.Command("go", "build", "-o", sinkdBin, "github.com/sinkd/sinkd")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building sinkd:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// taxiFields is the taxi schema of DESIGN §10, as in the example configs.
+const taxiFields = `
+    - {name: trip_id, type: int64, required: true}
+    - {name: type, type: string, required: true}
+    - {name: vendor_id, type: int32}
+    - {name: pickup_datetime, type: timestamp, required: true}
+    - {name: dropoff_datetime, type: timestamp}
+    - {name: pickup_location_id, type: int32, required: true}
+    - {name: dropoff_location_id, type: int32}
+    - {name: pickup_latitude, type: double}
+    - {name: pickup_longitude, type: double}
+    - {name: dropoff_latitude, type: double}
+    - {name: dropoff_longitude, type: double}
+    - {name: passenger_count, type: int32}
+    - {name: trip_distance, type: double}
+    - {name: fare_amount, type: decimal, precision: 9, scale: 2}
+    - {name: tip_amount, type: decimal, precision: 9, scale: 2}
+    - {name: tolls_amount, type: decimal, precision: 9, scale: 2}
+    - {name: total_amount, type: decimal, precision: 9, scale: 2}
+    - {name: payment_type, type: string}
+    - {name: store_and_fwd, type: bool}`
+
+type harness struct {
+	t      *testing.T
+	env    stackenv.Env
+	name   string
+	dir    string
+	prefix string // key prefix in the test bucket, unique per run
+	topic  string
+	group  string
+	inputs map[int64][]byte // trip_id → the JSON value produced
+	bad    int
+	// Settings the tests vary.
+	budget     string
+	targetFile string
+	extraRoute string
+}
+
+func newHarness(t *testing.T, name string) *harness {
+	env := stackenv.Load(t)
+	id := name + "-" + strconv.FormatInt(time.Now().UnixNano()%1e10, 36)
+	return &harness{
+		t: t, env: env, name: name, dir: t.TempDir(),
+		prefix: "e2e/" + id + "/", topic: "e2e-" + id, group: "sinkd-" + id,
+		inputs: map[int64][]byte{}, budget: "128MiB", targetFile: "8MiB",
+	}
+}
+
+func (h *harness) config(instance string) string {
+	cfg := fmt.Sprintf(`pipeline: e2e
+instance_id: %[1]s
+http: {addr: "127.0.0.1:0"}
+log: {level: debug, format: json}
+source:
+  kafka:
+    brokers: %[2]s
+    topics: [%[3]s]
+    group: %[4]s
+    start: earliest
+    session_timeout: 6s
+schema:
+  format: json
+  fields:%[5]s
+routes:
+  - name: trips
+    parquet:
+      destination: s3://%[6]s/%[7]slake
+      path: type={type}/dt={pickup_datetime:yyyy-MM-dd}
+      event_time: {field: pickup_datetime}
+      compression: none
+      row_group_size: 1MiB
+      target_file_size: %[10]s
+      max_file_age: 4s
+      inactivity: 2s
+%[11]s
+s3:
+  endpoint: %[8]s
+  path_style: true
+  part_size: 5MiB
+  request_timeout: 5s
+checkpoint:
+  interval: 1s
+  timeout: 20s
+  store: s3://%[6]s/%[7]s_sinkd
+memory:
+  budget: %[9]s
+  max_open_files: 64
+dlq:
+  file: %[12]s
+shutdown:
+  drain_timeout: 60s
+`, instance, h.env.KafkaBrokers, h.topic, h.group, taxiFields, h.env.S3Bucket, h.prefix, h.env.S3Endpoint,
+		h.budget, h.targetFile, h.extraRoute, filepath.Join(h.dir, "dlq-"+instance+".jsonl"))
+	path := filepath.Join(h.dir, instance+".yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	return path
+}
+
+// produce writes n taxi trips (a share bad) into a new topic and remembers
+// every good one by trip_id.
+func (h *harness) produce(n int, partitions int32, badRatio float64, seed int64) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	sink, err := taxi.NewKafkaSink(ctx, strings.Split(h.env.KafkaBrokers, ","), h.topic, partitions)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer sink.Close()
+	g := taxi.NewGenerator(seed, taxi.DefaultStart())
+	for i := 0; i < n; i++ {
+		v, kind := g.Event(badRatio)
+		id, _ := g.Last()
+		if kind != "" {
+			h.bad++
+		} else {
+			h.inputs[id] = v
+		}
+		if err := sink.Send(ctx, []byte(strconv.FormatInt(id, 10)), v); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	if err := sink.Flush(ctx); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// proc is one running sinkd.
+type proc struct {
+	cmd      *exec.Cmd
+	instance string
+	lines    chan string
+	done     chan struct{}
+	err      error
+	mu       sync.Mutex
+	peakRSS  int64 // KiB, from /proc/PID/status VmHWM
+	logFile  *os.File
+}
+
+func (h *harness) start(instance string) *proc {
+	h.t.Helper()
+	cmd := exec.Command(sinkdBin, "run", "--config", h.config(instance))
+	cmd.Env = os.Environ()
+	for k, v := range h.env.Vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	logFile, err := os.OpenFile(filepath.Join(h.dir, instance+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, instance: instance, lines: make(chan string, 1024), done: make(chan struct{}), logFile: logFile}
+	if err := cmd.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(logFile, line)
+			select {
+			case p.lines <- line:
+			default: // nobody is watching closely; the file keeps everything
+			}
+		}
+	}()
+	go func() {
+		p.err = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.done:
+				return
+			case <-t.C:
+				if kb := vmHWM(cmd.Process.Pid); kb > 0 {
+					p.mu.Lock()
+					p.peakRSS = max(p.peakRSS, kb)
+					p.mu.Unlock()
+				}
+			}
+		}
+	}()
+	return p
+}
+
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func (p *proc) PeakRSSMiB() float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return float64(p.peakRSS) / 1024
+}
+
+func (p *proc) kill(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// stop sends SIGTERM and expects a clean drain and exit 0.
+func (p *proc) stop(t *testing.T, within time.Duration) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Fatalf("sinkd %s exited with %v after SIGTERM (log: %s)", p.instance, p.err, p.logFile.Name())
+		}
+	case <-time.After(within):
+		_ = p.cmd.Process.Kill()
+		t.Fatalf("sinkd %s did not drain within %s", p.instance, within)
+	}
+}
+
+// exited reports an unexpected exit (sinkd must never stop by itself).
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitLine waits for a log line containing s.
+func (p *proc) waitLine(s string, within time.Duration) bool {
+	deadline := time.After(within)
+	for {
+		select {
+		case line := <-p.lines:
+			if strings.Contains(line, s) {
+				return true
+			}
+		case <-p.done:
+			return false
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+// groupLag is the group's committed lag summed over partitions (-1 while a
+// partition has no commit yet).
+func (h *harness) groupLag(ctx context.Context) int64 {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(h.env.KafkaBrokers, ",")...))
+	if err != nil {
+		return -1
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	lags, err := adm.Lag(ctx, h.group)
+	if err != nil {
+		return -1
+	}
+	var total int64
+	for _, gl := range lags {
+		if gl.Error() != nil {
+			return -1
+		}
+		for _, ps := range gl.Lag {
+			for _, l := range ps {
+				if l.Commit.At < 0 {
+					return -1
+				}
+				total += l.Lag
+			}
+		}
+	}
+	return total
+}
+
+// waitDrained waits until the group's committed offsets reach the end of
+// every partition: every record is durable somewhere.
+func (h *harness) waitDrained(within time.Duration, procs ...*proc) {
+	h.t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		for _, p := range procs {
+			if p.exited() {
+				h.t.Fatalf("sinkd %s exited by itself: %v (log: %s)", p.instance, p.err, p.logFile.Name())
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		lag := h.groupLag(ctx)
+		cancel()
+		if lag == 0 {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	h.t.Fatalf("group %s did not drain within %s", h.group, within)
+}
+
+func (h *harness) store() (store.Store, string) {
+	h.t.Helper()
+	st, _, err := store.Open(context.Background(), "s3://"+h.env.S3Bucket, config.S3{
+		Endpoint: h.env.S3Endpoint, Region: h.env.Region, PathStyle: true, RequestTimeout: config.Duration(30 * time.Second),
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return st, h.prefix
+}
+
+// verify reads every committed Parquet file of the route and checks that each
+// good input is in exactly one row, equal to its input, and that no upload
+// is left in progress.
+func (h *harness) verify(route string) {
+	h.t.Helper()
+	ctx := context.Background()
+	st, prefix := h.store()
+	s, err := schema.New(mustTaxiFields(h.t))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	dec := s.NewDecoder()
+	idField, _ := s.Lookup("trip_id")
+	keys, err := st.List(ctx, prefix+"lake/")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	seen := map[int64]string{}
+	files, dups, mismatches := 0, 0, 0
+	for _, key := range keys {
+		if !strings.HasSuffix(key, ".parquet") {
+			continue
+		}
+		files++
+		body, err := st.Get(ctx, key)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		f, err := parquet.OpenFile(bytes.NewReader(body), int64(len(body)))
+		if err != nil {
+			h.t.Fatalf("%s is not a readable Parquet file: %v", key, err)
+		}
+		for _, rg := range f.RowGroups() {
+			rows := rg.Rows()
+			buf := make([]parquet.Row, 256)
+			for {
+				n, err := rows.ReadRows(buf)
+				for _, row := range buf[:n] {
+					id := row[idField.Column].Int64()
+					if prev, ok := seen[id]; ok {
+						dups++
+						if dups < 5 {
+							h.t.Errorf("trip_id %d is in %s and in %s", id, prev, key)
+						}
+						continue
+					}
+					seen[id] = key
+					in, ok := h.inputs[id]
+					if !ok {
+						h.t.Errorf("trip_id %d in %s was never produced as a good event", id, key)
+						continue
+					}
+					want, err := dec.Decode(in, nil)
+					if err != nil {
+						h.t.Fatal(err)
+					}
+					if !rowsEqual(row, want) {
+						mismatches++
+						if mismatches < 5 {
+							h.t.Errorf("trip_id %d: row %v differs from input %s", id, row, in)
+						}
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
+			rows.Close()
+		}
+	}
+	missing := 0
+	for id := range h.inputs {
+		if _, ok := seen[id]; !ok {
+			missing++
+			if missing < 5 {
+				h.t.Errorf("trip_id %d is in no committed file", id)
+			}
+		}
+	}
+	uploads, err := st.ListUploads(ctx, prefix)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Logf("verified %d committed files: %d rows for %d good inputs; %d missing, %d duplicated, %d differing; %d uploads in progress",
+		files, len(seen), len(h.inputs), missing, dups, mismatches, len(uploads))
+	if missing+dups+mismatches > 0 {
+		h.t.Fatalf("exactly-once violated: %d missing, %d duplicated, %d differing", missing, dups, mismatches)
+	}
+	if len(uploads) > 0 {
+		h.t.Fatalf("%d multipart uploads left in progress under %s (first: %s)", len(uploads), prefix, uploads[0].Key)
+	}
+}
+
+func rowsEqual(a, b parquet.Row) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Column() != b[i].Column() || a[i].DefinitionLevel() != b[i].DefinitionLevel() || !parquet.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func mustTaxiFields(t *testing.T) []config.Field {
+	t.Helper()
+	cfg, err := config.Parse("fields.yaml", []byte(fmt.Sprintf(`pipeline: x
+source: {kafka: {brokers: x, topics: [x], group: x}}
+schema:
+  format: json
+  fields:%s
+routes:
+  - name: r
+    parquet: {destination: "file:///tmp/x", path: "{type}"}
+`, taxiFields)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Schema.Fields
+}

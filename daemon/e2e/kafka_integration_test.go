@@ -1,0 +1,112 @@
+//go:build integration
+
+package e2e
+
+import (
+	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestCrashExactlyOnce: 200,000 trips in 6 partitions; sinkd is SIGKILLed at
+// least 8 times at random moments, some right after a manifest was written
+// (inside the checkpoint, before uploads are completed and offsets committed),
+// while files roll by size and age and checkpoints run every second. Every
+// trip must end up in exactly one committed row, equal to its input.
+func TestCrashExactlyOnce(t *testing.T) {
+	h := newHarness(t, "crash")
+	h.targetFile = "6MiB"
+	h.produce(200_000, 6, 0, 42)
+	seed := time.Now().UnixNano()
+	t.Logf("kill schedule seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 7))
+	const kills = 9
+	inCheckpoint := 0
+	for i := 0; i < kills; i++ {
+		p := h.start("crash-1")
+		if i%3 == 1 {
+			// Wait for a commit point, then kill inside the checkpoint.
+			if p.waitLine("manifest written", 30*time.Second) {
+				time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
+				inCheckpoint++
+			}
+		} else {
+			time.Sleep(time.Duration(800+rng.IntN(3500)) * time.Millisecond)
+		}
+		if p.exited() {
+			t.Fatalf("sinkd exited by itself before kill %d: %v (log %s)", i+1, p.err, p.logFile.Name())
+		}
+		p.kill(t)
+	}
+	if inCheckpoint < 2 {
+		t.Fatalf("only %d kills landed inside a checkpoint", inCheckpoint)
+	}
+	t.Logf("%d SIGKILLs, %d of them inside a checkpoint", kills, inCheckpoint)
+	p := h.start("crash-1")
+	h.waitDrained(5*time.Minute, p)
+	p.stop(t, time.Minute)
+	h.verify("trips")
+}
+
+// TestRebalanceExactlyOnce: two instances share the group, a third joins and
+// one of the first two is killed mid-run.
+func TestRebalanceExactlyOnce(t *testing.T) {
+	h := newHarness(t, "rebalance")
+	h.produce(200_000, 6, 0, 43)
+	a, b := h.start("rb-a"), h.start("rb-b")
+	time.Sleep(4 * time.Second)
+	c := h.start("rb-c")
+	time.Sleep(5 * time.Second)
+	a.kill(t)
+	h.waitDrained(5*time.Minute, b, c)
+	b.stop(t, time.Minute)
+	c.stop(t, time.Minute)
+	// The killed instance's open files are its own to abort: when its
+	// instance id comes back, recovery cleans them up.
+	a2 := h.start("rb-a")
+	if !a2.waitLine("sinkd running", time.Minute) {
+		t.Fatalf("restarted instance did not come up (log %s)", a2.logFile.Name())
+	}
+	a2.stop(t, time.Minute)
+	h.verify("trips")
+}
+
+// TestObjectStoreOutage: MinIO is stopped for 30 s mid-run. sinkd keeps
+// running, holds memory within its budget, loses and duplicates nothing.
+func TestObjectStoreOutage(t *testing.T) {
+	h := newHarness(t, "outage")
+	h.budget = "64MiB"
+	h.produce(200_000, 6, 0, 44)
+	p := h.start("outage-1")
+	if !p.waitLine("manifest written", time.Minute) {
+		t.Fatalf("no checkpoint before the outage (log %s)", p.logFile.Name())
+	}
+	stack := filepath.Join(h.env.Dir, "..", "..", "scripts", "stack", "stack.sh")
+	if out, err := exec.Command("bash", stack, "stop", "minio").CombinedOutput(); err != nil {
+		t.Fatalf("stopping minio: %v\n%s", err, out)
+	}
+	restarted := false
+	defer func() {
+		if !restarted {
+			_ = exec.Command("bash", stack, "start", "minio").Run()
+		}
+	}()
+	time.Sleep(30 * time.Second)
+	if p.exited() {
+		t.Fatalf("sinkd exited during the outage: %v (log %s)", p.err, p.logFile.Name())
+	}
+	if out, err := exec.Command("bash", stack, "start", "minio").CombinedOutput(); err != nil {
+		t.Fatalf("starting minio: %v\n%s", err, out)
+	}
+	restarted = true
+	h.waitDrained(5*time.Minute, p)
+	p.stop(t, time.Minute)
+	const budgetMiB, overheadMiB = 64, 100
+	t.Logf("peak RSS %.1f MiB (budget %d MiB + %d MiB overhead allowed)", p.PeakRSSMiB(), budgetMiB, overheadMiB)
+	if p.PeakRSSMiB() > budgetMiB+overheadMiB {
+		t.Errorf("peak RSS %.1f MiB exceeds the budget of %d MiB plus %d MiB", p.PeakRSSMiB(), budgetMiB, overheadMiB)
+	}
+	h.verify("trips")
+}

@@ -1,0 +1,745 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sinkd/sinkd/buckets"
+	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/daemon/checkpoint"
+	"github.com/sinkd/sinkd/daemon/kafka"
+	"github.com/sinkd/sinkd/dlq"
+	"github.com/sinkd/sinkd/record"
+	"github.com/sinkd/sinkd/schema"
+	"github.com/sinkd/sinkd/writers/opensearch"
+	"github.com/sinkd/sinkd/writers/parquetsink"
+	"github.com/sinkd/sinkd/writers/store"
+)
+
+// route is one configured route, compiled.
+type route struct {
+	name string
+	cond *buckets.Condition
+	// Parquet destination (nil when the route has none).
+	path     *buckets.Template
+	pq       *parquetsink.Writer
+	storeURL string
+	// OpenSearch destination (nil when off).
+	os      *opensearch.Writer
+	indexes []*buckets.Template
+	id      *buckets.Template
+	version int // column of the external version field, -1 when none
+}
+
+// partState is what the pipeline knows of one owned source partition.
+type partState struct {
+	kind    record.Kind
+	next    record.Position // the next position expected; older records are duplicates
+	hasNext bool
+	last    record.Position // the last processed position
+	seen    bool
+	// start is where reading began when nothing was processed yet.
+	start     record.Position
+	lastTime  time.Time
+	committed int64 // last committed Kafka offset, for durable lag
+}
+
+// Stats are the pipeline's running totals (the demo prints them).
+type Stats struct {
+	Records, Bytes, DeadLetters, Checkpoints, Files, FileBytes, FileRows int64
+	Buckets                                                              map[string]bool
+}
+
+// Pipeline reads, decodes, routes and writes; its loop is the only goroutine
+// that touches writer and partition state. Group callbacks reach it through
+// the control channel.
+type Pipeline struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	m        *metrics
+	schema   *schema.Schema
+	dec      *schema.Decoder
+	routes   []*route
+	dlq      dlq.Sink
+	budget   *parquetsink.Budget
+	stores   map[string]store.Store // destination URL → store
+	prefixes map[string]string
+	mstore   checkpoint.Store
+	instance string
+	epoch    string
+	src      *kafka.Source
+
+	seq         uint64
+	lastRef     string
+	lastOffsets map[record.PartitionID]int64
+	owned   map[record.PartitionID]*partState
+	applied map[string]bool // manifests re-applied in this process
+
+	control  chan func()
+	batches  chan kafka.Batch
+	loopDone chan struct{}
+	fatal    chan error
+	ready    chan struct{}
+
+	row  parquet.Row
+	path []byte
+	now  time.Time
+
+	statsMu sync.Mutex
+	stats   Stats
+
+	healthMu      sync.Mutex
+	lastCPSuccess time.Time
+	firstFailure  time.Time
+}
+
+func (p *Pipeline) Stats() Stats {
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	s := p.stats
+	s.Buckets = make(map[string]bool, len(p.stats.Buckets))
+	for k := range p.stats.Buckets {
+		s.Buckets[k] = true
+	}
+	return s
+}
+
+// do runs fn on the loop goroutine and waits for it; once the loop has ended
+// it runs fn directly, as nothing else touches the state then.
+func (p *Pipeline) do(ctx context.Context, fn func()) error {
+	done := make(chan struct{})
+	select {
+	case p.control <- func() { fn(); close(done) }:
+	case <-p.loopDone:
+		fn()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-p.loopDone:
+		<-done
+		return nil
+	}
+}
+
+// Run processes records until ctx ends, then drains: it stops reading, rolls
+// every open file, takes a final checkpoint and leaves the group.
+func (p *Pipeline) Run(ctx context.Context) error {
+	fetchCtx, stopFetch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFetch()
+	var fetchWG sync.WaitGroup
+	fetchWG.Add(1)
+	go func() {
+		defer fetchWG.Done()
+		p.fetch(fetchCtx)
+	}()
+
+	cpTicker := time.NewTicker(p.cfg.Checkpoint.Interval.D())
+	defer cpTicker.Stop()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	close(p.ready)
+
+	// Work outlives ctx during the drain, bounded by the drain timeout.
+	work := context.WithoutCancel(ctx)
+	err := func() error {
+		defer close(p.loopDone)
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case err := <-p.fatal:
+				return err
+			case fn := <-p.control:
+				fn()
+			case b := <-p.batches:
+				if err := p.process(work, b); err != nil {
+					return err
+				}
+			case <-cpTicker.C:
+				if err := p.checkpoint(work, cpOptions{commit: true}); err != nil {
+					if errors.Is(err, checkpoint.ErrFenced) {
+						return err
+					}
+					p.log.Warn("checkpoint failed; retrying at the next interval", "err", err)
+				}
+			case now := <-tick.C:
+				p.setNow(now)
+				for _, r := range p.routes {
+					if r.pq != nil {
+						if err := r.pq.Tick(); err != nil {
+							return err
+						}
+					}
+				}
+				p.updateLag()
+			}
+		}
+	}()
+	stopFetch()
+	if err != nil {
+		p.src.Close()
+		fetchWG.Wait()
+		return err
+	}
+	drainCtx, cancel := context.WithTimeout(work, p.cfg.Shutdown.DrainTimeout.D())
+	defer cancel()
+	p.log.Info("draining: final checkpoint")
+	if err := p.checkpoint(drainCtx, cpOptions{rollAll: true, commit: true}); err != nil {
+		p.src.Close()
+		fetchWG.Wait()
+		return fmt.Errorf("final checkpoint: %w", err)
+	}
+	// Leaving the group runs the revoke callback, which now finds nothing open.
+	p.src.Close()
+	fetchWG.Wait()
+	return nil
+}
+
+func (p *Pipeline) fetch(ctx context.Context) {
+	for ctx.Err() == nil {
+		b, err := p.src.Poll(ctx, 4096)
+		if err != nil {
+			if kafka.IsClosed(err) || ctx.Err() != nil {
+				return
+			}
+			p.log.Warn("poll failed", "err", err)
+			continue
+		}
+		if len(b.Records) == 0 {
+			continue
+		}
+		select {
+		case p.batches <- b:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (p *Pipeline) setNow(t time.Time) {
+	p.now = t
+	for _, r := range p.routes {
+		if r.pq != nil {
+			r.pq.SetNow(t)
+		}
+	}
+}
+
+func (p *Pipeline) process(ctx context.Context, b kafka.Batch) error {
+	started := time.Now()
+	p.setNow(started)
+	var n, bytes int64
+	for i := range b.Records {
+		rec := &b.Records[i]
+		st := p.owned[rec.Partition]
+		if st == nil {
+			continue // revoked while in flight: its next owner reads it
+		}
+		if st.hasNext && rec.Position.Compare(st.next) < 0 {
+			continue // fetched twice around a rebalance
+		}
+		if err := p.handle(ctx, rec); err != nil {
+			return err
+		}
+		st.last, st.seen, st.lastTime = rec.Position, true, rec.Timestamp
+		st.next, st.hasNext = record.Position{Offset: rec.Position.Offset + 1}, true
+		n++
+		bytes += int64(len(rec.Value))
+	}
+	if len(b.Records) > 0 {
+		stream := b.Records[0].Partition.Stream
+		p.m.recordsIn.WithLabelValues("kafka", stream).Add(float64(n))
+		p.m.bytesIn.WithLabelValues("kafka", stream).Add(float64(bytes))
+	}
+	p.statsMu.Lock()
+	p.stats.Records += n
+	p.stats.Bytes += bytes
+	p.statsMu.Unlock()
+	p.m.busy.Add(time.Since(started).Seconds())
+	return nil
+}
+
+// handle sends one record through decode, route and write. Bad data goes to
+// the dead-letter sink; only infrastructure errors are returned.
+func (p *Pipeline) handle(ctx context.Context, rec *record.Record) error {
+	if max := p.cfg.MaxRecordSize.Bytes(); max > 0 && int64(len(rec.Value)) > max {
+		return p.deadLetter(ctx, rec, dlq.StageOversize, "oversize",
+			fmt.Sprintf("record of %d bytes exceeds max_record_size %s", len(rec.Value), p.cfg.MaxRecordSize), nil)
+	}
+	row, err := p.dec.Decode(rec.Value, p.row[:0])
+	p.row = row
+	if err != nil {
+		stage, class := dlq.StageSchema, "other"
+		var se *schema.Error
+		if errors.As(err, &se) {
+			class = se.Class
+			switch se.Class {
+			case schema.ClassMalformedJSON, schema.ClassNotUTF8, schema.ClassEmpty, schema.ClassNotObject, schema.ClassTooDeep:
+				stage = dlq.StageDecode
+			}
+		}
+		return p.deadLetter(ctx, rec, stage, class, err.Error(), nil)
+	}
+	for _, r := range p.routes {
+		if r.cond != nil && !r.cond.Match(row) {
+			continue
+		}
+		if r.pq != nil {
+			path, err := r.path.Append(p.path[:0], row, rec, p.now)
+			p.path = path
+			if err != nil {
+				if err := p.templateFailure(ctx, rec, err, r.name, "path"); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := r.pq.Write(ctx, path, row, rec); err != nil {
+				return err
+			}
+		}
+		if r.os != nil {
+			if err := p.writeDoc(ctx, r, row, rec); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (p *Pipeline) writeDoc(ctx context.Context, r *route, row parquet.Row, rec *record.Record) error {
+	id, err := r.id.Append(nil, row, rec, p.now)
+	if err != nil {
+		return p.templateFailure(ctx, rec, err, r.name, "id")
+	}
+	var version int64
+	if r.version >= 0 {
+		if v := row[r.version]; !v.IsNull() {
+			version = v.Int64()
+		}
+	}
+	for _, t := range r.indexes {
+		index, err := t.Append(nil, row, rec, p.now)
+		if err != nil {
+			if err := p.templateFailure(ctx, rec, err, r.name, "index"); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := r.os.Write(ctx, opensearch.Doc{Index: string(index), ID: string(id), Version: version, Body: rec.Value, Rec: rec}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Pipeline) templateFailure(ctx context.Context, rec *record.Record, err error, routeName, what string) error {
+	class := "other"
+	var be *buckets.Error
+	if errors.As(err, &be) {
+		class = be.Class
+	}
+	return p.deadLetter(ctx, rec, dlq.StageBucket, class, err.Error(), map[string]string{"route": routeName, "template": what})
+}
+
+func (p *Pipeline) deadLetter(ctx context.Context, rec *record.Record, stage dlq.Stage, class, msg string, details map[string]string) error {
+	now := time.Now()
+	l := &dlq.Letter{
+		Record: copyRecord(rec), Stage: stage, Class: class, Message: msg, Attempts: 1,
+		FirstFailure: now, LastFailure: now, Details: details, RedriveCount: dlq.RedriveCount(rec),
+	}
+	p.statsMu.Lock()
+	p.stats.DeadLetters++
+	p.statsMu.Unlock()
+	return p.dlq.Send(ctx, l)
+}
+
+// copyRecord detaches a record from the fetch buffers it points into.
+func copyRecord(r *record.Record) *record.Record {
+	c := *r
+	c.Key = append([]byte(nil), r.Key...)
+	c.Value = append([]byte(nil), r.Value...)
+	c.Headers = append([]record.Header(nil), r.Headers...)
+	return &c
+}
+
+// updateLag publishes fetched and durable lag from the last high watermarks.
+func (p *Pipeline) updateLag() {
+	hwm := p.src.HighWatermarks()
+	for id, st := range p.owned {
+		h, ok := hwm[id]
+		if !ok {
+			continue
+		}
+		part := strconv.Itoa(int(id.Partition))
+		next := st.start.Offset
+		if st.seen {
+			next = st.last.Offset + 1
+		}
+		lag := max(h-next, 0)
+		p.m.lagRecords.WithLabelValues("kafka", id.Stream, part).Set(float64(lag))
+		if st.committed >= 0 {
+			p.m.durableLagRecords.WithLabelValues("kafka", id.Stream, part).Set(float64(max(h-st.committed, 0)))
+		}
+		behind := 0.0
+		if lag > 0 && !st.lastTime.IsZero() {
+			behind = float64(time.Since(st.lastTime).Milliseconds())
+		}
+		p.m.millisBehind.WithLabelValues("kafka", id.Stream, part).Set(behind)
+	}
+}
+
+// Caught reports whether every owned partition has processed up to its high
+// watermark (the demo and tests wait for it).
+func (p *Pipeline) Caught(ctx context.Context) bool {
+	caught := false
+	_ = p.do(ctx, func() {
+		hwm := p.src.HighWatermarks()
+		if len(p.owned) == 0 {
+			return
+		}
+		for id, st := range p.owned {
+			h, ok := hwm[id]
+			if !ok || (!st.seen && h > st.start.Offset) || (st.seen && st.last.Offset+1 < h) {
+				return
+			}
+		}
+		caught = true
+	})
+	return caught
+}
+
+// ---- group membership ----
+
+// Assigned adopts new partitions: the manifest their last commit names (or a
+// newer one of the same instance) says where replay starts and which replayed
+// records committed files already hold.
+func (p *Pipeline) Assigned(ctx context.Context, as []kafka.Assignment) (map[record.PartitionID]int64, error) {
+	starts := map[record.PartitionID]int64{}
+	var err error
+	doErr := p.do(ctx, func() {
+		for _, a := range as {
+			st := &partState{kind: record.Kafka, committed: a.Committed}
+			state, ferr := p.findState(ctx, a)
+			if ferr != nil {
+				err = ferr
+				return
+			}
+			switch {
+			case state != nil:
+				off := state.Restart.Offset
+				if state.After {
+					off++
+				}
+				starts[a.ID] = off
+				st.start, st.next, st.hasNext = record.Position{Offset: off}, record.Position{Offset: off}, true
+				for _, r := range p.routes {
+					if r.pq != nil {
+						r.pq.Restore(a.ID, state.Committed[r.name])
+					}
+				}
+			case a.Committed >= 0:
+				st.start, st.next, st.hasNext = record.Position{Offset: a.Committed}, record.Position{Offset: a.Committed}, true
+			}
+			p.owned[a.ID] = st
+			p.log.Info("partition assigned", "partition", a.ID.String(), "start", st.start.Offset, "from_manifest", state != nil)
+		}
+		p.m.ownedPartitions.Set(float64(len(p.owned)))
+	})
+	if doErr != nil {
+		return nil, doErr
+	}
+	return starts, err
+}
+
+func (p *Pipeline) findState(ctx context.Context, a kafka.Assignment) (*checkpoint.PartitionState, error) {
+	inst, seq, ok := checkpoint.ParseRef(a.Metadata)
+	if !ok {
+		return nil, nil
+	}
+	m, err := p.mstore.Find(ctx, inst, seq, a.ID.String())
+	if err != nil || m == nil {
+		return nil, err
+	}
+	if err := p.apply(ctx, m); err != nil {
+		return nil, err
+	}
+	return m.Partitions[a.ID.String()], nil
+}
+
+// Revoked checkpoints with every file that holds records of the revoked
+// partitions rolled, so that they leave with an exact position.
+func (p *Pipeline) Revoked(ctx context.Context, ps []record.PartitionID) (map[record.PartitionID]int64, string, error) {
+	var offsets map[record.PartitionID]int64
+	var ref string
+	var err error
+	doErr := p.do(ctx, func() {
+		set := map[record.PartitionID]bool{}
+		for _, id := range ps {
+			set[id] = true
+		}
+		if err = p.checkpoint(ctx, cpOptions{roll: set}); err != nil {
+			return
+		}
+		offsets, ref = p.restartOffsets(), p.lastRef
+		for _, id := range ps {
+			delete(p.owned, id)
+			for _, r := range p.routes {
+				if r.pq != nil {
+					r.pq.Forget(id)
+				}
+			}
+		}
+		p.m.ownedPartitions.Set(float64(len(p.owned)))
+	})
+	if doErr != nil {
+		return nil, "", doErr
+	}
+	return offsets, ref, err
+}
+
+// Lost partitions cannot be committed any more: stop, so that a restart
+// recovers from the last manifest instead of writing what another owner writes.
+func (p *Pipeline) Lost(ps []record.PartitionID) {
+	select {
+	case p.fatal <- fmt.Errorf("lost %d partitions to the group (session expired?): exiting so that a restart recovers from the last manifest", len(ps)):
+	default:
+	}
+}
+
+// ---- the checkpoint ----
+
+// cpOptions say which files a checkpoint closes first and whether it commits
+// the source positions itself (a revoke callback commits them instead).
+type cpOptions struct {
+	rollAll bool
+	roll    map[record.PartitionID]bool
+	commit  bool
+}
+
+// checkpoint runs the protocol of DESIGN §3.
+func (p *Pipeline) checkpoint(ctx context.Context, o cpOptions) error {
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Checkpoint.Timeout.D())
+	defer cancel()
+	err := p.checkpointOnce(ctx, o)
+	p.m.cpDuration.Observe(time.Since(started).Seconds())
+	p.healthMu.Lock()
+	defer p.healthMu.Unlock()
+	if err != nil {
+		p.m.cpFailures.Inc()
+		if p.firstFailure.IsZero() {
+			p.firstFailure = time.Now()
+		}
+		return err
+	}
+	p.firstFailure = time.Time{}
+	p.lastCPSuccess = time.Now()
+	p.m.cpLastSuccess.SetToCurrentTime()
+	return nil
+}
+
+func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
+	if o.rollAll || len(o.roll) > 0 {
+		for _, r := range p.routes {
+			if r.pq != nil {
+				if err := r.pq.RollPartitions(o.roll, "handover"); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	m := &checkpoint.Manifest{
+		Pipeline: p.cfg.Pipeline, Instance: p.instance, Epoch: p.epoch, Seq: p.seq, Created: time.Now().UTC(),
+		Partitions: map[string]*checkpoint.PartitionState{},
+	}
+	preps := make([]*parquetsink.Prepared, len(p.routes))
+	openLow := map[record.PartitionID]record.Position{}
+	for i, r := range p.routes {
+		if r.pq == nil {
+			continue
+		}
+		prep, err := r.pq.PreCommit(ctx)
+		if err != nil {
+			return err
+		}
+		preps[i] = prep
+		for _, u := range prep.Uploads {
+			u.Store = r.storeURL
+			m.Uploads = append(m.Uploads, u)
+		}
+		for pid, low := range prep.OpenLow {
+			if old, ok := openLow[pid]; !ok || low.Compare(old) < 0 {
+				openLow[pid] = low
+			}
+		}
+		// The filter may learn the new highs now: the records are processed
+		// either way, and they only become replayable if this checkpoint fails
+		// and the process dies, which loses the filter too.
+		for pid, highs := range prep.Highs {
+			r.pq.Restore(pid, highs)
+		}
+	}
+	for _, r := range p.routes {
+		if r.os != nil {
+			if err := r.os.Flush(ctx); err != nil {
+				return fmt.Errorf("opensearch flush (route %s): %w", r.name, err)
+			}
+		}
+	}
+	if err := p.dlq.Flush(ctx); err != nil {
+		return fmt.Errorf("dead-letter flush: %w", err)
+	}
+	offsets := make(map[record.PartitionID]int64, len(p.owned))
+	for id, st := range p.owned {
+		ps := &checkpoint.PartitionState{Kind: st.kind}
+		switch low, open := openLow[id]; {
+		case open:
+			ps.Restart = low
+		case st.seen:
+			ps.Restart, ps.After = st.last, true
+		default:
+			ps.Restart = st.start
+		}
+		for _, r := range p.routes {
+			if r.pq == nil {
+				continue
+			}
+			if c := r.pq.CommittedState(id, ps.Restart, ps.After); len(c) > 0 {
+				if ps.Committed == nil {
+					ps.Committed = map[string]map[string]record.Position{}
+				}
+				ps.Committed[r.name] = c
+			}
+		}
+		m.Partitions[id.String()] = ps
+		offsets[id] = ps.Restart.Offset
+		if ps.After {
+			offsets[id]++
+		}
+	}
+	if err := p.mstore.Write(ctx, m); err != nil {
+		return fmt.Errorf("writing manifest %d: %w", m.Seq, err)
+	}
+	// Committed: from here on the manifest is the truth, and everything below
+	// is an idempotent re-application of it.
+	p.log.Debug("checkpoint: manifest written", "seq", m.Seq, "uploads", len(m.Uploads), "partitions", len(m.Partitions))
+	p.seq++
+	p.lastRef = checkpoint.Ref(p.instance, m.Seq)
+	p.lastOffsets = offsets
+	for i, r := range p.routes {
+		if preps[i] != nil {
+			r.pq.Committed(preps[i])
+		}
+	}
+	if err := p.complete(ctx, m); err != nil {
+		return err
+	}
+	p.applied[p.lastRef] = true
+	p.statsMu.Lock()
+	p.stats.Checkpoints++
+	for _, u := range m.Uploads {
+		p.stats.Files++
+		p.stats.FileBytes += u.Bytes
+		p.stats.FileRows += u.Rows
+		if p.stats.Buckets == nil {
+			p.stats.Buckets = map[string]bool{}
+		}
+		p.stats.Buckets[u.Store+"|"+u.Key[:strings.LastIndexByte(u.Key, '/')]] = true
+	}
+	p.statsMu.Unlock()
+	if o.commit {
+		if err := p.src.Commit(ctx, offsets, p.lastRef); err != nil {
+			// The manifest holds the truth; the next commit catches up.
+			p.log.Warn("committing offsets failed", "err", err)
+		} else {
+			for id, o := range offsets {
+				if st := p.owned[id]; st != nil {
+					st.committed = o
+				}
+			}
+		}
+	}
+	if m.Seq%50 == 0 {
+		if err := p.mstore.Prune(ctx, p.instance, manifestsKept); err != nil {
+			p.log.Warn("pruning old manifests failed", "err", err)
+		}
+	}
+	return nil
+}
+
+// manifestsKept bounds the manifests kept per instance. A partition's next
+// owner reads the newest manifest naming it, which is never older than the
+// instance's last checkpoints while the partition is still unassigned.
+const manifestsKept = 200
+
+// restartOffsets are the Kafka offsets the last manifest recorded: the true
+// restart points.
+func (p *Pipeline) restartOffsets() map[record.PartitionID]int64 {
+	out := make(map[record.PartitionID]int64, len(p.lastOffsets))
+	for id, o := range p.lastOffsets {
+		out[id] = o
+	}
+	return out
+}
+
+// complete finishes the uploads a manifest lists, in parallel, retrying until
+// ctx ends.
+func (p *Pipeline) complete(ctx context.Context, m *checkpoint.Manifest) error {
+	sem := make(chan struct{}, max(p.cfg.S3.UploadConcurrency, 1))
+	errs := make(chan error, len(m.Uploads))
+	var wg sync.WaitGroup
+	for _, u := range m.Uploads {
+		s, ok := p.stores[u.Store]
+		if !ok {
+			return fmt.Errorf("manifest %s/%d names destination %s, which this configuration does not have", m.Instance, m.Seq, u.Store)
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			for attempt := 0; ; attempt++ {
+				err := s.CompleteUpload(ctx, u.Key, u.UploadID, u.Parts)
+				if err == nil {
+					p.m.cpFiles.Inc()
+					p.m.cpBytes.Add(float64(u.Bytes))
+					return
+				}
+				if ctx.Err() != nil || attempt == 5 {
+					errs <- fmt.Errorf("completing %s: %w", u.Key, err)
+					return
+				}
+				time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// apply re-applies a manifest (once per process): it completes its uploads.
+func (p *Pipeline) apply(ctx context.Context, m *checkpoint.Manifest) error {
+	ref := checkpoint.Ref(m.Instance, m.Seq)
+	if p.applied[ref] {
+		return nil
+	}
+	if err := p.complete(ctx, m); err != nil {
+		return fmt.Errorf("re-applying manifest %s: %w", ref, err)
+	}
+	p.applied[ref] = true
+	return nil
+}
