@@ -49,9 +49,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	l.check(root, reflect.TypeFor[Config](), "")
 
 	cfg := &Config{origin: &origin{file: name, keys: l.keys}}
-	if err := root.Decode(cfg); err != nil {
-		l.decodeProblems(err)
-	}
+	l.decode(root, cfg)
 	applyDefaults(cfg)
 	problems := l.problems
 	for _, p := range cfg.validate() {
@@ -165,6 +163,21 @@ func (l *loader) syntaxProblem(err error) Problem {
 		return problemf(l.file, line, "", "YAML syntax: %s", m[2])
 	}
 	return problemf(l.file, 0, "", "YAML syntax: %s", strings.TrimPrefix(msg, "yaml: "))
+}
+
+// decode decodes the checked document into cfg. yaml.v3 panics on a few
+// malformed documents (merge keys beside non-scalar keys, for one) instead of
+// returning an error; a configuration file is outside input, so such a panic
+// becomes a problem report.
+func (l *loader) decode(root *yaml.Node, cfg *Config) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.addf(root.Line, "", "the YAML decoder failed on this document: %v", r)
+		}
+	}()
+	if err := root.Decode(cfg); err != nil {
+		l.decodeProblems(err)
+	}
 }
 
 // decodeProblems reports what the decoder found despite check; check is meant
@@ -317,6 +330,11 @@ func (l *loader) checkMapping(n *yaml.Node, t reflect.Type, path string) {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Value == "<<" && k.ShortTag() == "!!merge" {
 			i += 2 // merged mappings are checked where they are defined
+			continue
+		}
+		if k.Kind != yaml.ScalarNode {
+			l.addf(k.Line, path, "a key must be a plain name, got %s", describe(k))
+			n.Content = slices.Delete(n.Content, i, i+2)
 			continue
 		}
 		p := joinPath(path, k.Value)
