@@ -355,9 +355,12 @@ func (w *Writer) launch() {
 
 func (w *Writer) run(b *batch) {
 	err := w.send(w.runCtx, b.items)
-	<-w.sem // before taking w.mu: a dispatcher may hold it while waiting for this slot
-	w.metrics.inFlight.Dec()
+	// The bytes are released before the slot, so that the next batch never
+	// counts on top of this one; the slot before w.mu, which a dispatcher may
+	// hold while it waits for this slot.
 	w.metrics.buffered.Set(float64(w.buffered.Add(-int64(b.bytes))))
+	w.metrics.inFlight.Dec()
+	<-w.sem
 	w.mu.Lock()
 	delete(w.inflight, b)
 	if err != nil && w.err == nil && w.runCtx.Err() == nil {

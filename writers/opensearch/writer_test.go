@@ -63,9 +63,10 @@ func TestFaultsDeliverEveryDocumentOnce(t *testing.T) {
 	writeAll(t, w, docs)
 	elapsed := time.Since(start)
 	rate := float64(len(docs)) / elapsed.Seconds()
-	// Measured around 10-20k docs/s on a 2-core machine; the bound leaves room
-	// for slow CI while still catching a backoff that stalls on every rejection.
-	const minRate = 2000.0
+	// Measured 5,000-13,000 docs/s on a loaded 2-core machine and ~1,500 under
+	// -race; the bound leaves room for that while still catching a backoff
+	// that stalls on rejections (waits of seconds per round give far less).
+	const minRate = 500.0
 	t.Logf("throughput with 30%% items 429 and 5%% requests 503: %.0f docs/s (%v for %d docs; bound %.0f)", rate, elapsed, len(docs), minRate)
 	if rate < minRate {
 		t.Errorf("throughput %.0f docs/s below %.0f", rate, minRate)
