@@ -306,6 +306,7 @@ func TestLoadingProblems(t *testing.T) {
 		{"scalar for list", strings.Replace(baseYAML, "routes:\n", "routes: oops\nx:\n", 1), 14, "expected a list"},
 		{"mapping for scalar", baseYAML + "instance_id: {a: 1}\n", 19, "expected a single value, got a mapping"},
 		{"negative duration", baseYAML + "shutdown: {drain_timeout: -1s}\n", 19, "not a duration"},
+		{"mapping as key", baseYAML + "{a: 1}: x\n", 19, "a key must be a plain name"},
 		{"nested unknown", strings.Replace(baseYAML, "path: kind={kind}", "path: kind={kind}\n      compresion: zstd", 1), 19, `did you mean "compression"`},
 	}
 	for _, tt := range tests {
@@ -379,7 +380,7 @@ func TestValidation(t *testing.T) {
 		{"pipeline missing", map[string]any{"pipeline": nil}, "pipeline", "is required"},
 		{"pipeline charset", map[string]any{"pipeline": "My Pipe"}, "pipeline", "lowercase"},
 		{"instance charset", map[string]any{"instance_id": "a/b"}, "instance_id", "letters"},
-		{"http addr", map[string]any{"http": map[string]any{"addr": "nope"}}, "http.addr", "host:port"},
+		{"http addr", map[string]any{"http": map[string]any{"addr": "nope"}}, "http.addr", "[host]:port"},
 		{"log level", map[string]any{"log": map[string]any{"level": "loud"}}, "log.level", "not one of"},
 		{"no source", map[string]any{"source": map[string]any{}}, "source", "exactly one"},
 		{"two sources", map[string]any{"source.kinesis": kinesis}, "source", "not both"},
@@ -616,5 +617,41 @@ func TestAWSEndpointByEmptyVariable(t *testing.T) {
 	}
 	if c.S3.Endpoint != "" || c.Source.Kinesis.Endpoint != "" || c.DLQ.Kinesis.Endpoint != "" {
 		t.Errorf("endpoints %q %q %q: a variable set to empty must select AWS", c.S3.Endpoint, c.Source.Kinesis.Endpoint, c.DLQ.Kinesis.Endpoint)
+	}
+}
+
+func TestAnchorsAndMerges(t *testing.T) {
+	isolateEnv(t)
+	c := mustParse(t, strings.Replace(baseYAML, "    parquet:\n", "    parquet: &lake\n", 1)+`      compression: zstd
+  - name: copy
+    parquet:
+      <<: *lake
+      path: id={id}
+  - name: same
+    parquet: *lake
+`)
+	if got := c.Routes[1].Parquet; got.Compression != "zstd" || got.Path != "id={id}" || got.Destination != "s3://bucket/prefix" {
+		t.Errorf("merged parquet = %+v", got)
+	}
+	if got := c.Routes[2].Parquet; got.Compression != "zstd" || got.Path != "kind={kind}" {
+		t.Errorf("aliased parquet = %+v", got)
+	}
+}
+
+func TestValidateConfigBuiltInCode(t *testing.T) {
+	c := &Config{Pipeline: "Bad Name"}
+	err := c.Validate()
+	ps := problemsOf(t, err)
+	if ps[0].String() != `pipeline: "Bad Name": use lowercase letters, digits, _ and - (it is part of object keys and metric labels)` {
+		t.Errorf("first problem = %q", ps[0])
+	}
+}
+
+func TestHTTPListenAddresses(t *testing.T) {
+	isolateEnv(t)
+	for _, addr := range []string{":9464", "127.0.0.1:0", "[::1]:9464", "0.0.0.0:80"} {
+		if c := mustParse(t, baseYAML+"http: {addr: \""+addr+"\"}\n"); c.HTTP.Addr != addr {
+			t.Errorf("http.addr = %q, want %q", c.HTTP.Addr, addr)
+		}
 	}
 }

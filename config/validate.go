@@ -58,6 +58,15 @@ func (v *validator) hostPort(path, val string) {
 	}
 }
 
+// listenAddr accepts what net.Listen does: an empty host (all interfaces)
+// and port 0 (any free port).
+func (v *validator) listenAddr(path, val string) {
+	_, port, err := net.SplitHostPort(val)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+		v.errorf(path, "%q is not [host]:port", val)
+	}
+}
+
 func (v *validator) httpURL(path, val string) {
 	u, err := url.Parse(val)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -100,7 +109,7 @@ func (c *Config) validate() []Problem {
 		v.match("instance_id", c.InstanceID, instanceName, "use letters, digits, ., _ and - (it is part of object keys)")
 	}
 	if c.HTTP.Addr != "" {
-		v.hostPort("http.addr", c.HTTP.Addr)
+		v.listenAddr("http.addr", c.HTTP.Addr)
 	}
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "json", "text")
