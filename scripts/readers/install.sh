@@ -18,6 +18,11 @@ command -v node >/dev/null || die "node is not on PATH"
 command -v npm >/dev/null || die "npm is not on PATH"
 mkdir -p "$cache"
 
+# go test runs packages in parallel, and several may install at once on a cold
+# cache: one installs, the others wait and then find it done.
+exec 9>"$cache/.install.lock"
+flock -w 600 9 || die "timed out waiting for another install (lock: $cache/.install.lock)"
+
 # The stamp is written only after a successful install, so an interrupted one
 # is never taken for a complete one.
 stamp=$cache/installed-package-lock.json

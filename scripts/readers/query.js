@@ -8,11 +8,14 @@
 // DuckDB comes from the directory install.sh fills: $SINKD_READERS_DIR, or
 // .cache/readers/ at the repository root.
 //
-// Values become JSON as a Go test wants to compare them: integers as numbers
-// while they fit a double exactly, as decimal strings beyond that; decimals as
-// numbers; timestamps as RFC 3339 strings in UTC with every stored fractional
-// digit; dates and times as DuckDB prints them. Errors go to stderr with exit
-// status 1.
+// Values become JSON so that a reader can tell integers from fractions by the
+// text alone: integers print exactly, however large, without a decimal point
+// (a JSON parser that reads numbers as doubles rounds them past 2^53; Go's
+// json.Number does not); DECIMALs print DuckDB's exact text
+// ("12.34", "0.00"); FLOATs and DOUBLEs always carry a point or an exponent
+// ("1.0"). Timestamps are RFC 3339 strings in UTC with every stored
+// fractional digit; dates and times print as DuckDB prints them. Errors go to
+// stderr with exit status 1.
 'use strict';
 
 const path = require('node:path');
@@ -32,10 +35,36 @@ function loadDuckDB() {
   }
 }
 
-function safeInteger(n) {
-  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER)
-    ? Number(n)
-    : n.toString();
+// NumberText is a JSON number given as text, printed as is by toJSON.
+class NumberText {
+  constructor(text) {
+    this.text = text;
+  }
+}
+
+// fraction prints a FLOAT or DOUBLE with a point even when it is integral
+// ("1.0"), so that its column decodes to one Go type whatever the value.
+function fraction(n) {
+  if (typeof n !== 'number') {
+    return n; // NaN and ±Infinity, which DuckDB's JSON conversion spells as strings
+  }
+  return new NumberText(Number.isInteger(n) ? n.toFixed(1) : String(n));
+}
+
+// toJSON is JSON.stringify that prints NumberText verbatim.
+function toJSON(v) {
+  if (v instanceof NumberText) {
+    return v.text;
+  }
+  if (Array.isArray(v)) {
+    return `[${v.map(toJSON).join(',')}]`;
+  }
+  if (v !== null && typeof v === 'object') {
+    return `{${Object.entries(v)
+      .map(([k, x]) => `${JSON.stringify(k)}:${toJSON(x)}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
 }
 
 // rfc3339 formats an epoch count of 1/unitsPerSecond seconds. JS Dates carry
@@ -72,9 +101,12 @@ function makeConverter(duckdb) {
       case T.HUGEINT:
       case T.UHUGEINT:
       case T.BIGNUM:
-        return safeInteger(value);
+        return new NumberText(value.toString());
       case T.DECIMAL:
-        return Number(value.toString());
+        return new NumberText(value.toString());
+      case T.FLOAT:
+      case T.DOUBLE:
+        return fraction(JsonDuckDBValueConverter(value, type, convert));
       case T.TIMESTAMP:
       case T.TIMESTAMP_TZ:
         return timestamp(value, value.micros, 1_000_000n, 6);
@@ -104,7 +136,7 @@ async function main(argv) {
     try {
       const reader = await connection.runAndReadAll(argv[0]);
       const rows = reader.convertRowObjects(makeConverter(duckdb));
-      process.stdout.write(JSON.stringify(rows) + '\n');
+      process.stdout.write(toJSON(rows) + '\n');
     } finally {
       connection.closeSync();
     }
