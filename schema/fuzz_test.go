@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -30,12 +31,20 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, value []byte) {
 		var err error
 		row, err = d.Decode(value, row)
+		// encoding/json is the reference for what is well-formed JSON.
+		valid := json.Valid(value)
 		if err != nil {
 			var de *Error
 			if !errors.As(err, &de) || !classes[de.Class] {
 				t.Fatalf("unclassified error %v (%T)", err, err)
 			}
+			if valid && de.Class == ClassMalformedJSON {
+				t.Fatalf("well-formed JSON rejected as malformed: %v", err)
+			}
 			return
+		}
+		if !valid {
+			t.Fatalf("malformed JSON accepted: %q", value)
 		}
 		checkRow(t, s, row)
 	})
