@@ -8,6 +8,8 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20s
 BENCHTIME   ?= 1s
 
+# Integration packages run one at a time (-p 1): they share one stack, and a
+# fault test that stops a server must not break another package's run.
 .PHONY: all build test unit integration demo bench lint fuzz stack-up stack-down stack-status
 
 all: build
@@ -21,7 +23,7 @@ test: stack-up
 	$(GO) test -race -count=1 ./...
 	@echo
 	@echo "==> integration tests (local stack: $(STACK) env)"
-	$(GO) test -tags integration -count=1 -timeout 40m ./...
+	$(GO) test -tags integration -count=1 -p 1 -timeout 40m ./...
 
 unit:
 	@echo "==> unit tests (race detector)"
@@ -29,7 +31,7 @@ unit:
 
 integration: stack-up
 	@echo "==> integration tests (local stack: $(STACK) env)"
-	$(GO) test -tags integration -count=1 -timeout 40m ./...
+	$(GO) test -tags integration -count=1 -p 1 -timeout 40m ./...
 
 demo:
 	$(GO) run . demo

@@ -1,9 +1,12 @@
 // serve.js starts kinesalite or dynalite through their library API so that they
 // listen on 127.0.0.1 only (their command-line entry points bind every
-// interface). Usage: node serve.js kinesalite|dynalite PORT
+// interface). Usage: node serve.js kinesalite|dynalite PORT [DATA_DIR]
+// With DATA_DIR the server keeps its LevelDB store there, so that streams,
+// records and tables survive a restart (as fault tests expect of the real
+// services); without it everything lives in memory.
 'use strict'
 
-const [name, portArg] = process.argv.slice(2)
+const [name, portArg, dataDir] = process.argv.slice(2)
 const port = Number(portArg)
 
 // Short state transitions (CREATING -> ACTIVE and so on) keep tests fast; the
@@ -13,17 +16,19 @@ const servers = {
     createStreamMs: 50,
     deleteStreamMs: 50,
     updateStreamMs: 50,
-    shardLimit: 100,
+    shardLimit: 10000, // the data persists across runs: do not let old streams exhaust it
+    path: dataDir,
   }),
   dynalite: () => require('dynalite')({
     createTableMs: 50,
     deleteTableMs: 50,
     updateTableMs: 50,
+    path: dataDir,
   }),
 }
 
 if (!servers[name] || !Number.isInteger(port) || port <= 0) {
-  console.error('usage: node serve.js kinesalite|dynalite PORT')
+  console.error('usage: node serve.js kinesalite|dynalite PORT [DATA_DIR]')
   process.exit(2)
 }
 

@@ -70,17 +70,16 @@ install_minio() {
 	echo "$minio_version" >"$stamp"
 }
 
-# The helpers are built from this repository on every up: the Go build cache
-# makes that cheap, and the binaries never lag behind their sources. Building
-# next to the target and renaming keeps a running broker's binary intact.
-install_go_helpers() {
-	local name
-	for name in kafkabroker probe; do
-		local pkg=./scripts/kafkabroker
-		[[ $name == probe ]] && pkg=./scripts/stack/probe
-		(cd "$repo_root" && go build -o "$bin/.$name.new" "$pkg") || die "go build $pkg failed"
-		mv -f "$bin/.$name.new" "$bin/$name"
-	done
+# The helpers are built from this repository, again whenever a source file is
+# newer than the binary, so they never lag behind their sources. Building next
+# to the target and renaming keeps a running broker's binary intact.
+install_go_helper() {
+	local name=$1 pkg=$2 target=$bin/$1
+	if [[ -x $target ]] && [[ -z $(find "$repo_root/$pkg" "$repo_root/go.mod" "$repo_root/go.sum" -newer "$target" -print -quit) ]]; then
+		return
+	fi
+	(cd "$repo_root" && go build -o "$bin/.$name.new" "./$pkg") || die "go build ./$pkg failed"
+	mv -f "$bin/.$name.new" "$target"
 }
 
 install_node_packages() {
@@ -100,7 +99,8 @@ install_all() {
 	command -v go >/dev/null || die "go is not on PATH"
 	command -v node >/dev/null || die "node is not on PATH"
 	command -v npm >/dev/null || die "npm is not on PATH"
-	install_go_helpers
+	install_go_helper kafkabroker scripts/kafkabroker
+	install_go_helper probe scripts/stack/probe
 	install_node_packages
 	install_minio
 }
@@ -148,18 +148,19 @@ launch() {
 		(cd "$data" && MINIO_ROOT_USER=minioadmin MINIO_ROOT_PASSWORD=minioadmin MINIO_UPDATE=off \
 			exec "$bin/minio" server --quiet --address "$host:$minio_port" \
 			--console-address "$host:$minio_console_port" "$data/minio" \
-			</dev/null >"$log" 2>&1) &
+			</dev/null >"$log" 2>&1 9>&-) &
 		;;
 	kinesalite | dynalite)
 		local port=$kinesalite_port
 		[[ $name == dynalite ]] && port=$dynalite_port
-		(cd "$cache/node" && NODE_PATH=$cache/node/node_modules \
-			exec node "$script_dir/serve.js" "$name" "$port" </dev/null >"$log" 2>&1) &
+		mkdir -p "$data/$name"
+		(cd "$data" && NODE_PATH=$cache/node/node_modules \
+			exec node "$script_dir/serve.js" "$name" "$port" "$data/$name" </dev/null >"$log" 2>&1 9>&-) &
 		;;
 	kafka)
 		mkdir -p "$data/kafka"
 		(cd "$data" && exec "$bin/kafkabroker" -host "$host" -port "$kafka_port" \
-			-partitions "$kafka_partitions" -data "$data/kafka" </dev/null >"$log" 2>&1) &
+			-partitions "$kafka_partitions" -data "$data/kafka" </dev/null >"$log" 2>&1 9>&-) &
 		;;
 	esac
 	echo $! >"$(pid_file "$name")"
@@ -286,8 +287,18 @@ usage() {
 	exit 2
 }
 
+# lock serializes concurrent invocations (tests that stop and start servers,
+# a make test in another terminal) so none sees another's half-done work.
+# launch closes fd 9 in the servers: a server holding it would hold the lock.
+lock() {
+	command -v flock >/dev/null || return 0
+	exec 9>"$cache/.lock"
+	flock 9
+}
+
 main() {
 	(($# >= 1)) || usage
+	[[ $1 == env ]] || lock
 	case $1 in
 	up | down | status | env)
 		(($# == 1)) || usage
