@@ -166,6 +166,52 @@ launch() {
 	echo $! >"$(pid_file "$name")"
 }
 
+ports() {
+	case $1 in
+	minio) echo "$minio_port $minio_console_port" ;;
+	kinesalite) echo "$kinesalite_port" ;;
+	dynalite) echo "$dynalite_port" ;;
+	kafka) echo "$kafka_port" ;;
+	esac
+}
+
+# port_owner PORT prints the pid of the process listening on PORT, found
+# through the kernel's socket tables (no ss or lsof on a bare machine).
+port_owner() {
+	local port_hex inode fd
+	port_hex=$(printf ':%04X' "$1")
+	inode=$(awk -v p="$port_hex" '$4 == "0A" && substr($2, length($2) - 4) == p { print $10; exit }' \
+		/proc/net/tcp /proc/net/tcp6 2>/dev/null)
+	[[ -n $inode ]] || return 1
+	for fd in /proc/[0-9]*/fd/*; do
+		if [[ $(readlink "$fd" 2>/dev/null) == "socket:[$inode]" ]]; then
+			fd=${fd#/proc/}
+			echo "${fd%%/*}"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# free_ports NAME makes sure nothing else listens on the server's ports. A
+# stack server that another checkout of this repository left running (a CI
+# clone after a developer's session, say) is stopped by its pid; anything
+# else is reported, never killed.
+free_ports() {
+	local name=$1 port owner cmdline
+	for port in $(ports "$name"); do
+		owner=$(port_owner "$port") || continue
+		cmdline=$(tr '\0' ' ' <"/proc/$owner/cmdline" 2>/dev/null || true)
+		case $cmdline in
+		*/.cache/stack/bin/minio\ server* | *scripts/stack/serve.js\ "$name"\ * | */.cache/stack/bin/kafkabroker\ *)
+			say "stopping the $name that another checkout left on port $port (pid $owner: $cmdline)"
+			stop_pid "$name" "$owner"
+			;;
+		*) die "port $port, needed by $name, is in use by pid $owner ($cmdline)" ;;
+		esac
+	done
+}
+
 # wait_ready NAME PID polls with real requests until the server answers.
 wait_ready() {
 	local name=$1 pid=$2 log=$logs/$1.log deadline=$((SECONDS + ready_timeout))
@@ -189,6 +235,7 @@ start_one() {
 			# Alive but not answering: a half-started or wedged server.
 			stop_pid "$name" "$pid"
 		fi
+		free_ports "$name"
 		launch "$name"
 		pid=$(<"$(pid_file "$name")")
 		wait_ready "$name" "$pid"
