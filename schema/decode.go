@@ -128,16 +128,14 @@ func (d *Decoder) visitField(key []byte, v *fastjson.Value) {
 		d.vals[col] = parquet.NullValue().Level(0, 0, col)
 		return
 	}
-	val, err := d.convert(f, v)
-	if err != nil {
-		d.err = err
+	val := &d.vals[col]
+	if d.err = d.convert(f, v, val); d.err != nil {
 		return
 	}
-	def := 0
 	if !f.Required {
-		def = 1
+		val.SetDefinitionLevel(1)
 	}
-	d.vals[col] = val.Level(0, def, col)
+	val.SetColumnIndex(col)
 }
 
 // maxPredictedKeys bounds the key-order memory of a decoder.
@@ -164,7 +162,14 @@ func (d *Decoder) column(key []byte) (int, bool) {
 	return col, ok
 }
 
-func (d *Decoder) convert(f *Field, v *fastjson.Value) (parquet.Value, *Error) {
+// convert writes v converted for f into dst, with zero levels.
+func (d *Decoder) convert(f *Field, v *fastjson.Value, dst *parquet.Value) *Error {
+	val, err := d.value(f, v)
+	*dst = val
+	return err
+}
+
+func (d *Decoder) value(f *Field, v *fastjson.Value) (parquet.Value, *Error) {
 	typ := v.Type()
 	switch f.Kind {
 	case String:
@@ -242,12 +247,16 @@ func (d *Decoder) integer(f *Field, v *fastjson.Value) (parquet.Value, *Error) {
 }
 
 func (d *Decoder) float(f *Field, v *fastjson.Value) (parquet.Value, *Error) {
-	// fastfloat (behind v.Float64) is not always correctly rounded; strconv is.
-	// The conversion does not allocate: ParseFloat does not keep its argument.
 	d.num = v.MarshalTo(d.num[:0])
-	x, err := strconv.ParseFloat(string(d.num), 64)
-	if err != nil && !errors.Is(err, strconv.ErrRange) {
-		return parquet.Value{}, d.fail(ClassTypeMismatch, f, v)
+	x, ok := parseFloatExact(d.num)
+	if !ok {
+		// fastfloat (behind v.Float64) is not always correctly rounded;
+		// strconv is, and does not keep (so here does not allocate) its argument.
+		var err error
+		x, err = strconv.ParseFloat(string(d.num), 64)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
+			return parquet.Value{}, d.fail(ClassTypeMismatch, f, v)
+		}
 	}
 	if math.IsInf(x, 0) || math.IsNaN(x) {
 		return parquet.Value{}, d.fail(ClassOutOfRange, f, v)

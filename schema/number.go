@@ -135,3 +135,49 @@ func parseScaled(text []byte, shift int, truncate bool) (int64, numStatus) {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// exactPow10 are the powers of ten that a float64 represents exactly.
+var exactPow10 = [...]float64{
+	1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+}
+
+// parseFloatExact converts the common short JSON numbers (at most 15
+// significant digits, a decimal exponent within ±22) with one correctly rounded
+// IEEE operation on exact operands, the fast path that strconv also takes. It
+// returns false for anything else, which the caller hands to strconv.
+func parseFloatExact(text []byte) (float64, bool) {
+	i, n := 0, len(text)
+	neg := i < n && text[i] == '-'
+	if neg {
+		i++
+	}
+	var mant uint64
+	digits, exp := 0, 0
+	for ; i < n && isDigit(text[i]); i++ {
+		mant = mant*10 + uint64(text[i]-'0')
+		digits++
+	}
+	if i < n && text[i] == '.' {
+		for i++; i < n && isDigit(text[i]); i++ {
+			mant = mant*10 + uint64(text[i]-'0')
+			digits++
+			exp--
+		}
+	}
+	if i != n || digits == 0 || digits > 15 {
+		return 0, false // exponents, long mantissas and junk take the slow path
+	}
+	f := float64(mant)
+	switch {
+	case exp == 0:
+	case exp >= -22:
+		f /= exactPow10[-exp]
+	default:
+		return 0, false
+	}
+	if neg {
+		f = -f
+	}
+	return f, true
+}

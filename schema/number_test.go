@@ -2,6 +2,8 @@ package schema
 
 import (
 	"math"
+	"math/rand/v2"
+	"strconv"
 	"testing"
 )
 
@@ -51,5 +53,35 @@ func TestParseScaled(t *testing.T) {
 		if got != tt.want || st != tt.status {
 			t.Errorf("parseScaled(%q, %d, %v) = %d, %d; want %d, %d", tt.text, tt.shift, tt.truncate, got, st, tt.want, tt.status)
 		}
+	}
+}
+
+func TestParseFloatExactMatchesStrconv(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	inputs := []string{"0", "-0", "40.8012", "-73.9612", "0.1", "0.3", "6.8", "-2.25e-3", "123456789012345", "1234567890123456", "0.0000000000000000000001", "1e5"}
+	for range 100000 {
+		digits := strconv.FormatUint(rng.Uint64N(1_000_000_000_000_000), 10)
+		if p := rng.IntN(len(digits) + 1); p < len(digits) {
+			digits = digits[:p] + "." + digits[p:]
+			if p == 0 {
+				digits = "0" + digits
+			}
+		}
+		if rng.IntN(2) == 0 {
+			digits = "-" + digits
+		}
+		inputs = append(inputs, digits)
+	}
+	for _, in := range inputs {
+		want, err := strconv.ParseFloat(in, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := parseFloatExact([]byte(in)); ok && math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("parseFloatExact(%q) = %v, strconv says %v", in, got, want)
+		}
+	}
+	if _, ok := parseFloatExact([]byte("40.8012")); !ok {
+		t.Error("the common case missed the fast path")
 	}
 }
