@@ -153,6 +153,10 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		return st, prefix, nil
 	}
 	pm := parquetsink.NewMetrics(reg, p.budget)
+	// Uploads must outlive the run context: the drain after SIGTERM still
+	// needs them. Run cancels this context when it is done.
+	writerCtx, stopWriters := context.WithCancel(context.WithoutCancel(ctx))
+	p.stopWriters = stopWriters
 	for i, r := range routes {
 		rc := cfg.Routes[i]
 		if rc.Parquet != nil {
@@ -160,7 +164,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 			if err != nil {
 				return nil, err
 			}
-			r.pq, err = parquetsink.New(ctx, parquetsink.Options{
+			r.pq, err = parquetsink.New(writerCtx, parquetsink.Options{
 				Route: r.name, Config: *rc.Parquet, PartSize: cfg.S3.PartSize.Bytes(), Concurrency: cfg.S3.UploadConcurrency,
 				MaxOpenFiles: cfg.Memory.MaxOpenFiles, Schema: s.Parquet(), Store: st, Prefix: prefix,
 				Instance: instance, Epoch: p.epoch, Budget: p.budget, Metrics: pm, Logger: log,

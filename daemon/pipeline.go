@@ -79,6 +79,8 @@ type Pipeline struct {
 	epoch    string
 	src      *kafka.Source
 
+	stopWriters context.CancelFunc
+
 	seq         uint64
 	lastRef     string
 	lastOffsets map[record.PartitionID]int64
@@ -138,6 +140,14 @@ func (p *Pipeline) do(ctx context.Context, fn func()) error {
 // Run processes records until ctx ends, then drains: it stops reading, rolls
 // every open file, takes a final checkpoint and leaves the group.
 func (p *Pipeline) Run(ctx context.Context) error {
+	defer func() {
+		p.stopWriters()
+		for _, r := range p.routes {
+			if r.pq != nil {
+				r.pq.Close()
+			}
+		}
+	}()
 	fetchCtx, stopFetch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFetch()
 	var fetchWG sync.WaitGroup

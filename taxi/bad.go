@@ -25,7 +25,7 @@ const (
 	// BOM is a valid trip preceded by the UTF-8 byte order mark, which JSON
 	// (RFC 8259) forbids in network transmissions.
 	BOM BadKind = "bom"
-	// WrongType has "fare_amount" as a string ("12.5") instead of a number.
+	// WrongType has "passenger_count" as a word ("2 passengers") instead of an integer.
 	WrongType BadKind = "wrong_type"
 	// MissingRequired lacks "pickup_datetime", which event-time buckets need.
 	MissingRequired BadKind = "missing_required"
@@ -73,7 +73,9 @@ func (g *Generator) Bad(kind BadKind) []byte {
 	case BOM:
 		return append([]byte("\xEF\xBB\xBF"), b...)
 	case WrongType:
-		return replaceValue(b, "fare_amount", `"`+strconv.FormatFloat(t.FareAmount, 'f', -1, 64)+`"`)
+		// A word where an integer belongs. (A numeric string in a decimal
+		// field would be valid: decimals accept exact text.)
+		return replaceValue(b, "passenger_count", `"`+strconv.Itoa(t.PassengerCount)+` passengers"`)
 	case MissingRequired:
 		return removeField(b, "pickup_datetime")
 	case NullRequired:

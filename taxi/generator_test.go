@@ -187,8 +187,8 @@ func TestBadEvents(t *testing.T) {
 			unmarshalFails(t, v)
 		}},
 		{WrongType, true, true, func(t *testing.T, v []byte) {
-			if _, ok := field(t, v)["fare_amount"].(string); !ok {
-				t.Error("fare_amount is not a string")
+			if _, ok := field(t, v)["passenger_count"].(string); !ok {
+				t.Error("passenger_count is not a string")
 			}
 			var ute *json.UnmarshalTypeError
 			if err := json.Unmarshal(v, new(Trip)); !errors.As(err, &ute) {
