@@ -84,8 +84,8 @@ type Pipeline struct {
 	seq         uint64
 	lastRef     string
 	lastOffsets map[record.PartitionID]int64
-	owned   map[record.PartitionID]*partState
-	applied map[string]bool // manifests re-applied in this process
+	owned       map[record.PartitionID]*partState
+	applied     map[string]bool // manifests re-applied in this process
 
 	control  chan func()
 	batches  chan kafka.Batch

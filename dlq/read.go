@@ -74,11 +74,12 @@ func readKafka(ctx context.Context, brokers []string, topic string, warn io.Writ
 	for len(remaining) > 0 {
 		pollCtx, cancel := context.WithTimeout(ctx, kafkaRetryTimeout)
 		fetches := client.PollFetches(pollCtx)
+		stalled := pollCtx.Err() != nil
 		cancel()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if pollCtx.Err() != nil {
+		if stalled {
 			return fmt.Errorf("read %s: no progress for %s", topic, kafkaRetryTimeout)
 		}
 		var ferr error

@@ -17,7 +17,12 @@
 //     type mismatch, because silently stringifying hides producer bugs.
 //   - Timestamps accept RFC 3339 strings (fraction optional; offset or Z; digits
 //     finer than the storage unit are truncated) or JSON numbers counted in the
-//     field's Input unit. Timestamps and dates must fall in years 0001 to 9999.
+//     field's Input unit. Dates accept "YYYY-MM-DD" strings only. Timestamps and
+//     dates must fall in years 0001 to 9999 (and, for nanosecond timestamps,
+//     within the int64 range: 1677 to 2262).
+//   - Nesting deeper than MaxDepth anywhere in the value is refused (too_deep)
+//     before parsing, and every value is checked to be UTF-8 (not_utf8) and
+//     strictly well-formed JSON (malformed_json), ignored keys included.
 package schema
 
 import (

@@ -59,7 +59,7 @@ type Writer struct {
 	committed map[string]map[record.PartitionID]record.Position
 
 	sem      chan struct{}
-	uploaded chan struct{} // a part upload finished (wakes a writer waiting for memory)
+	uploaded chan struct{}  // a part upload finished (wakes a writer waiting for memory)
 	bg       sync.WaitGroup // background creates and part uploads
 	one      [1]parquet.Row
 	now      time.Time
