@@ -240,9 +240,14 @@ func newField(cf config.Field) (Field, parquet.Node, error) {
 				return f, nil, fmt.Errorf("unknown timestamp input %q (want seconds, millis or micros)", cf.Input)
 			}
 		}
-		node = parquet.Timestamp(map[TimeUnit]parquet.TimeUnit{
-			Millis: parquet.Millisecond, Micros: parquet.Microsecond, Nanos: parquet.Nanosecond,
-		}[f.Unit])
+		unit := parquet.Microsecond
+		switch f.Unit {
+		case Millis:
+			unit = parquet.Millisecond
+		case Nanos:
+			unit = parquet.Nanosecond
+		}
+		node = parquet.Timestamp(unit)
 	case Decimal:
 		f.Precision, f.Scale = cf.Precision, cf.Scale
 		if f.Precision < 1 || f.Precision > MaxDecimalPrecision {
