@@ -311,3 +311,8 @@ func TestPreview(t *testing.T) {
 		}
 	}
 }
+
+// stamped is l as a sink with these options writes it.
+func stamped(l *Letter, o Options) *Letter {
+	return o.stamp(l)
+}

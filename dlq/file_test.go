@@ -106,12 +106,7 @@ func TestFileSinkFlushAndMetrics(t *testing.T) {
 		t.Fatalf("read %d letters, want %d", len(got), len(letters))
 	}
 	for i, l := range got {
-		want := *letters[i]
-		want.Pipeline, want.Version = "taxi", "test" // stamped from Options
-		if letters[i].Pipeline != "" {
-			want.Pipeline, want.Version = letters[i].Pipeline, letters[i].Version
-		}
-		assertSameLetter(t, l, &want)
+		assertSameLetter(t, l, stamped(letters[i], Options{Pipeline: "taxi", Version: "test"}))
 	}
 	if err := sink.Close(ctx); err != nil {
 		t.Fatal(err)

@@ -139,12 +139,7 @@ func TestKafkaSinkSendFlushReadBack(t *testing.T) {
 		if l == nil {
 			t.Fatalf("letter %s missing", want.ID())
 		}
-		stamped := *want
-		stamped.Pipeline, stamped.Version = "taxi", "test"
-		if want.Pipeline != "" {
-			stamped.Pipeline, stamped.Version = want.Pipeline, want.Version
-		}
-		assertSameLetter(t, l, &stamped)
+		assertSameLetter(t, l, stamped(want, Options{Pipeline: "taxi", Version: "test"}))
 	}
 
 	// Inspect reads the same topic; its JSON output is the file format.
