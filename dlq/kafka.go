@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -26,6 +27,7 @@ type kafkaSink struct {
 	metrics *metrics
 	ledger  *ledger
 	log     *slog.Logger
+	closed  atomic.Bool
 }
 
 // NewKafka returns a sink that writes to a Kafka topic.
@@ -68,6 +70,9 @@ func NewKafka(cfg config.DLQKafka, o Options) (Sink, error) {
 }
 
 func (s *kafkaSink) Send(ctx context.Context, l *Letter) error {
+	if s.closed.Load() {
+		return errClosed
+	}
 	l = fitValue(s.opts.stamp(l), kafkaRecordLimit, kafkaSize)
 	ticket, err := s.ledger.admit(ctx)
 	if err != nil {
@@ -103,6 +108,7 @@ func (s *kafkaSink) Flush(ctx context.Context) error {
 }
 
 func (s *kafkaSink) Close(ctx context.Context) error {
+	s.closed.Store(true)
 	err := s.Flush(ctx)
 	s.client.Close()
 	if err != nil {

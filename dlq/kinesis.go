@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -37,9 +38,10 @@ type kinesisSink struct {
 	ledger  *ledger
 	log     *slog.Logger
 
-	queue chan *kinesisEntry
-	stop  context.CancelFunc
-	done  chan struct{}
+	queue  chan *kinesisEntry
+	closed atomic.Bool
+	stop   context.CancelFunc
+	done   chan struct{}
 }
 
 type kinesisEntry struct {
@@ -108,6 +110,9 @@ func kinesisClient(endpoint, region string) (*kinesis.Client, error) {
 }
 
 func (s *kinesisSink) Send(ctx context.Context, l *Letter) error {
+	if s.closed.Load() {
+		return errClosed
+	}
 	l = fitValue(s.opts.stamp(l), kinesisRecordLimit, jsonSize)
 	data, err := ToJSON(l)
 	if err != nil {
@@ -125,6 +130,7 @@ func (s *kinesisSink) Send(ctx context.Context, l *Letter) error {
 func (s *kinesisSink) Flush(ctx context.Context) error { return s.ledger.wait(ctx) }
 
 func (s *kinesisSink) Close(ctx context.Context) error {
+	s.closed.Store(true)
 	err := s.Flush(ctx)
 	s.stop()
 	<-s.done

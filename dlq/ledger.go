@@ -88,9 +88,6 @@ func (l *ledger) wait(ctx context.Context) error {
 	}
 }
 
-// pending is the number of letters not yet acknowledged.
-func (l *ledger) pending() int { return len(l.slots) }
-
 // backoff is the delay before retry number attempt (0-based): exponential
 // from 100ms, capped at 10s, with full jitter so that many letters failing
 // together do not retry in lockstep.

@@ -21,6 +21,9 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
+// errClosed is returned by Send after Close.
+var errClosed = errors.New("dlq: sink closed")
+
 // Open returns the sink the configuration names.
 func Open(cfg config.DLQ, o Options) (Sink, error) {
 	n := 0
