@@ -17,8 +17,9 @@ if ! command -v promtool >/dev/null 2>&1; then
 		sudo="sudo"
 	fi
 	echo "check.sh: installing promtool (Debian package prometheus)" >&2
-	# The package's service does not start under policy-rc.d or without
-	# systemd; only /usr/bin/promtool is used here.
+	# Only /usr/bin/promtool is used. On a host that runs systemd the package
+	# also enables a Prometheus server: install promtool by hand there if
+	# that is unwanted.
 	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >&2 ||
 		{ $sudo apt-get update -q >&2 && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >&2; }
 fi
