@@ -1,0 +1,222 @@
+// Command bench runs sinkd's end-to-end benchmarks on the local stack of real
+// servers (scripts/stack) with the taxi data, and writes docs/benchmarks.md:
+//
+//	go run ./scripts/bench [-scenario a|b|c|d|sweep|all] [-events N] [-out docs/benchmarks.md]
+//
+// Each scenario preloads taxi trips, runs `sinkd run` as a child process and
+// measures it from the outside: wall time from start until every record is
+// read (sinkd_source_records_total) and until every record is durable (the
+// consumer group's committed lag is 0), sinkd's CPU time from /proc/PID/stat
+// and its peak RSS (VmHWM). It measures; it never gates CI.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sinkd/sinkd/scripts/stack/stackenv"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type flags struct {
+	scenario    string
+	events      int
+	sweepEvents int
+	out         string
+	micro       string
+	command     string
+	keepLogs    bool
+}
+
+func run() error {
+	var f flags
+	flag.StringVar(&f.scenario, "scenario", "all", "a | b | c | d | sweep | all (comma-separated list allowed)")
+	flag.IntVar(&f.events, "events", 2_000_000, "events per scenario a, b, c and d")
+	flag.IntVar(&f.sweepEvents, "sweep-events", 300_000, "events per run of the scaling sweep")
+	flag.StringVar(&f.out, "out", "", "write the results as a Markdown document to this file (docs/benchmarks.md)")
+	flag.StringVar(&f.micro, "micro", "", "file holding `go test -bench` output to include in -out")
+	flag.StringVar(&f.command, "command", "", "the command line to record in -out (default: this one)")
+	flag.BoolVar(&f.keepLogs, "keep-logs", false, "keep sinkd's configs and logs (their directory is printed)")
+	flag.Parse()
+	if f.command == "" {
+		f.command = "go run ./scripts/bench " + strings.Join(os.Args[1:], " ")
+	}
+	want, err := parseScenarios(f.scenario)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	env, err := stackenv.Read()
+	if err != nil || env.KafkaBrokers == "" || env.S3Endpoint == "" {
+		return fmt.Errorf("local stack not available (%v): run scripts/stack/stack.sh up", err)
+	}
+	// sinkd (a child) and this program's own clients take credentials and
+	// endpoints from the environment, as they would in production.
+	for k, v := range env.Vars {
+		if err := os.Setenv(k, v); err != nil {
+			return err
+		}
+	}
+	work, err := os.MkdirTemp("", "sinkd-bench-")
+	if err != nil {
+		return err
+	}
+	if f.keepLogs {
+		log.Info("configs and logs are kept", "dir", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	bins, err := buildBinaries(ctx, work)
+	if err != nil {
+		return err
+	}
+	b, err := newBench(ctx, env, bins, work, log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+
+	started := time.Now()
+	var report report
+	report.started = started
+	for _, s := range want {
+		if ctx.Err() != nil {
+			break
+		}
+		switch s {
+		case "a", "b", "c", "d":
+			r := b.scenario(ctx, s, f.events)
+			printResult(os.Stdout, r)
+			report.results = append(report.results, r)
+		case "sweep":
+			sw := b.sweep(ctx, f.sweepEvents)
+			printSweep(os.Stdout, sw)
+			report.sweep = &sw
+		}
+	}
+	report.elapsed = time.Since(started)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("interrupted: %w", err)
+	}
+	if f.out == "" {
+		return nil
+	}
+	var micro []byte
+	if f.micro != "" {
+		if micro, err = os.ReadFile(f.micro); err != nil {
+			return fmt.Errorf("reading micro-benchmark output: %w", err)
+		}
+	}
+	report.micro = string(micro)
+	report.command = f.command
+	report.machine = describeMachine()
+	report.commit = gitCommit()
+	if err := os.WriteFile(f.out, []byte(report.markdown()), 0o644); err != nil {
+		return err
+	}
+	log.Info("wrote results", "file", f.out)
+	return nil
+}
+
+func parseScenarios(s string) ([]string, error) {
+	if s == "all" {
+		return []string{"a", "b", "c", "d", "sweep"}, nil
+	}
+	var out []string
+	for _, name := range strings.Split(s, ",") {
+		switch name = strings.TrimSpace(name); name {
+		case "a", "b", "c", "d", "sweep":
+			out = append(out, name)
+		default:
+			return nil, fmt.Errorf("unknown scenario %q (a, b, c, d, sweep, all)", name)
+		}
+	}
+	return out, nil
+}
+
+// binaries are built once per bench run, into its own directory, so that a
+// concurrent `make build` in the same checkout cannot swap them mid-run.
+type binaries struct {
+	sinkd, osfake string
+}
+
+func buildBinaries(ctx context.Context, dir string) (binaries, error) {
+	b := binaries{sinkd: filepath.Join(dir, "sinkd"), osfake: filepath.Join(dir, "osfake")}
+	for pkg, out := range map[string]string{".": b.sinkd, "./scripts/osfake": b.osfake} {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		err := cmd.Run()
+		cancel()
+		if err != nil {
+			return b, fmt.Errorf("go build %s: %w", pkg, err)
+		}
+	}
+	return b, nil
+}
+
+// gitCommit is the short commit, marked dirty when tracked files differ from it.
+func gitCommit() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	commit := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+		commit += " (with uncommitted changes in the working tree)"
+	}
+	return commit
+}
+
+// describeMachine is the line recorded with the results: CPUs, model, memory.
+func describeMachine() string {
+	cpus := strings.TrimSpace(string(must(exec.Command("nproc").Output())))
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	mem := "unknown memory"
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			var kb int64
+			if _, err := fmt.Sscanf(line, "MemTotal: %d kB", &kb); err == nil {
+				mem = fmt.Sprintf("%.1f GiB RAM", float64(kb)/(1<<20))
+				break
+			}
+		}
+	}
+	kernel := strings.TrimSpace(string(must(exec.Command("uname", "-sr").Output())))
+	return fmt.Sprintf("%s CPUs (%s), %s, %s", cpus, model, mem, kernel)
+}
+
+// must keeps a best-effort description going: a failed command describes as "".
+func must(b []byte, err error) []byte {
+	if err != nil {
+		return nil
+	}
+	return b
+}

@@ -1,0 +1,402 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// proc is one running sinkd, sampled from /proc every 100 ms.
+type proc struct {
+	cmd     *exec.Cmd
+	logPath string
+	tck     float64
+	done    chan struct{}
+	err     error // cmd.Wait's, valid once done is closed
+
+	mu       sync.Mutex
+	peakKiB  int64   // VmHWM
+	cpuTicks float64 // utime + stime, latest sample
+}
+
+func startSinkd(bin, cfgPath, logPath string, tck float64) (*proc, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "run", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting sinkd: %w", err)
+	}
+	p := &proc{cmd: cmd, logPath: logPath, tck: tck, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	go p.sample()
+	return p, nil
+}
+
+func (p *proc) sample() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	pid := p.cmd.Process.Pid
+	for {
+		p.readProc(pid)
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (p *proc) readProc(pid int) {
+	stat, err1 := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	status, err2 := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err1 == nil {
+		if ticks, err := cpuTicks(stat); err == nil {
+			p.cpuTicks = ticks
+		}
+	}
+	if err2 == nil {
+		p.peakKiB = max(p.peakKiB, vmHWM(status))
+	}
+}
+
+// cpuSeconds is the process's user plus system CPU time so far. It samples
+// /proc right away, so that the figure is current, not 100 ms old.
+func (p *proc) cpuSeconds() float64 {
+	p.readProc(p.cmd.Process.Pid)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cpuTicks / p.tck
+}
+
+func (p *proc) peakRSSMiB() float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return float64(p.peakKiB) / 1024
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM and waits for the drain; sinkd must exit 0.
+func (p *proc) stop(within time.Duration) error {
+	if !p.exited() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	select {
+	case <-p.done:
+		if p.err != nil {
+			return fmt.Errorf("sinkd exited with %v after SIGTERM", p.err)
+		}
+		return nil
+	case <-time.After(within):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("sinkd did not drain within %s; killed", within)
+	}
+}
+
+// cpuTicks parses utime + stime (fields 14 and 15) from /proc/PID/stat. The
+// command name (field 2) may hold spaces and parentheses, so fields are
+// counted after its last ')'.
+func cpuTicks(stat []byte) (float64, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed stat line")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	// f[0] is field 3 (state), so field n is f[n-3].
+	if len(f) < 13 {
+		return 0, fmt.Errorf("stat line has %d fields after the name", len(f))
+	}
+	utime, err := strconv.ParseFloat(f[11], 64)
+	if err != nil {
+		return 0, err
+	}
+	stime, err := strconv.ParseFloat(f[12], 64)
+	if err != nil {
+		return 0, err
+	}
+	return utime + stime, nil
+}
+
+// vmHWM is the peak resident set size in KiB from /proc/PID/status.
+func vmHWM(status []byte) int64 {
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat's times.
+func clockTicks() float64 {
+	out, err := exec.Command("getconf", "CLK_TCK").Output()
+	if err == nil {
+		if n, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 100
+}
+
+// metrics sums every sample of each metric family over its labels.
+func parseMetrics(r io.Reader) (map[string]float64, error) {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		var name, rest string
+		if i := strings.IndexByte(line, '{'); i >= 0 {
+			j := strings.LastIndexByte(line, '}')
+			if j < i {
+				return nil, fmt.Errorf("malformed sample %q", line)
+			}
+			name, rest = line[:i], line[j+1:]
+		} else {
+			var ok bool
+			if name, rest, ok = strings.Cut(line, " "); !ok {
+				return nil, fmt.Errorf("malformed sample %q", line)
+			}
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			return nil, fmt.Errorf("sample without a value: %q", line)
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return nil, fmt.Errorf("sample %q: %w", line, err)
+		}
+		out[name] += v
+	}
+	return out, sc.Err()
+}
+
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+func scrape(ctx context.Context, addr string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("/metrics: %s", resp.Status)
+	}
+	return parseMetrics(resp.Body)
+}
+
+func ready(ctx context.Context, addr string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// freeAddr picks a free loopback port for sinkd's HTTP server. Another
+// process could take it before sinkd binds it; sinkd would then fail to
+// start and the run would say so.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// watch is what the measuring loop knows about a run so far.
+type watch struct {
+	metrics       map[string]float64
+	quietSince    time.Time // when no file was open any more, zero while some are
+	maxOpenFiles  float64
+	lastScrapeErr error
+}
+
+// quietDurable decides durability from sinkd's metrics alone (Kinesis has no
+// consumer group to ask): no file open, and a checkpoint committed after the
+// last one closed.
+func quietDurable(_ context.Context, w *watch) (bool, error) {
+	if w.quietSince.IsZero() {
+		return false, nil
+	}
+	last := w.metrics["sinkd_checkpoint_last_success_timestamp_seconds"]
+	return last > float64(w.quietSince.UnixNano())/1e9, nil
+}
+
+// measurement is what one run of sinkd measured.
+type measurement struct {
+	firstRecord  time.Duration // start → first record read
+	processed    time.Duration // start → all records read
+	durable      time.Duration // start → all records durable
+	cpuProcessed float64       // CPU seconds at processed
+	cpuDurable   float64       // CPU seconds at durable
+	peakRSSMiB   float64
+	maxOpenFiles float64
+	dlq          float64 // dead letters sinkd counted
+	exit         string  // how sinkd stopped after SIGTERM: "0" or the error
+	err          string
+	logTail      []string
+}
+
+// measure runs sinkd until every one of events records is read and durable,
+// then stops it with SIGTERM.
+func measure(ctx context.Context, bin, cfgPath, addr, logPath string, tck float64, events int,
+	durable func(context.Context, *watch) (bool, error)) measurement {
+	var m measurement
+	start := time.Now()
+	p, err := startSinkd(bin, cfgPath, logPath, tck)
+	if err != nil {
+		m.err = err.Error()
+		return m
+	}
+	fail := func(format string, args ...any) measurement {
+		m.err = fmt.Sprintf(format, args...)
+		if err := p.stop(90 * time.Second); err != nil {
+			m.exit = err.Error()
+		}
+		m.peakRSSMiB = p.peakRSSMiB()
+		m.logTail = tail(logPath, 15)
+		return m
+	}
+	// Generous bounds: 10,000 events/s is far below anything sinkd should do.
+	readBy := start.Add(60*time.Second + time.Duration(events/10_000)*time.Second)
+	durableBy := time.Time{}
+	var w watch
+	for {
+		select {
+		case <-ctx.Done():
+			return fail("interrupted")
+		case <-p.done:
+			return fail("sinkd stopped by itself: %v: %s", p.err, lastError(logPath))
+		case <-time.After(200 * time.Millisecond):
+		}
+		now := time.Now()
+		metrics, err := scrape(ctx, addr)
+		if err != nil {
+			w.lastScrapeErr = err
+		} else {
+			w.metrics = metrics
+			open := metrics["sinkd_parquet_open_files"]
+			w.maxOpenFiles = max(w.maxOpenFiles, open)
+			switch {
+			case open > 0:
+				w.quietSince = time.Time{}
+			case w.quietSince.IsZero():
+				w.quietSince = now
+			}
+		}
+		records := w.metrics["sinkd_source_records_total"]
+		if m.firstRecord == 0 && records > 0 {
+			m.firstRecord = now.Sub(start)
+		}
+		if m.processed == 0 {
+			if records >= float64(events) {
+				m.processed = now.Sub(start)
+				m.cpuProcessed = p.cpuSeconds()
+				durableBy = now.Add(3 * time.Minute)
+			} else if now.After(readBy) {
+				return fail("read %.0f of %d records in %s (last scrape error: %v)", records, events, now.Sub(start).Round(time.Second), w.lastScrapeErr)
+			}
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ok, err := durable(cctx, &w)
+		cancel()
+		if ok {
+			m.durable = time.Since(start)
+			m.cpuDurable = p.cpuSeconds()
+			break
+		}
+		if now.After(durableBy) {
+			return fail("records read but not durable within 3 minutes (last check: %v)", err)
+		}
+	}
+	m.maxOpenFiles = w.maxOpenFiles
+	m.dlq = w.metrics["sinkd_dlq_records_total"]
+	if err := p.stop(90 * time.Second); err != nil {
+		m.exit = err.Error()
+		m.logTail = tail(logPath, 15)
+	} else {
+		m.exit = "0"
+	}
+	m.peakRSSMiB = p.peakRSSMiB()
+	return m
+}
+
+// tail returns the last n lines of a log file.
+func tail(path string, n int) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
+
+// lastError is the most telling line of a log that ended in failure: the
+// "err" of the last JSON line that has one, else the last line.
+func lastError(path string) string {
+	lines := tail(path, 50)
+	for i := len(lines) - 1; i >= 0; i-- {
+		var entry struct {
+			Msg string `json:"msg"`
+			Err string `json:"err"`
+		}
+		if json.Unmarshal([]byte(lines[i]), &entry) == nil && entry.Err != "" {
+			return entry.Err
+		}
+	}
+	for i := len(lines) - 1; i >= 0; i-- {
+		if s := strings.TrimSpace(lines[i]); s != "" {
+			return s
+		}
+	}
+	return "(empty log)"
+}

@@ -1,0 +1,348 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sinkd/sinkd/scripts/stack/stackenv"
+)
+
+// Bucket templates, over the existing template syntax only. On the taxi data:
+//   - typeDay: type × pickup day, the reference layout of scenario (a);
+//   - fewBuckets: type (3) × payment_type (4) = 12 buckets;
+//   - manyBuckets: pickup zone (265) × vendor (2) × payment_type (4) = 2,120
+//     buckets. Disputed payments are 1%, so every combination shows up in a
+//     few hundred thousand events; the run counts the buckets it really made.
+const (
+	typeDay     = "type={type}/dt={pickup_datetime:yyyy-MM-dd}"
+	fewBuckets  = "type={type}/pay={payment_type}"
+	manyBuckets = "loc={pickup_location_id:%03d}/v={vendor_id}/pay={payment_type}"
+)
+
+// spec is one sinkd run.
+type spec struct {
+	name       string // a, b, c, d, or a sweep point
+	title      string
+	kinesis    bool // source: Kinesis (shards) instead of Kafka (partitions)
+	partitions int
+	events     int
+	path       string // the route's bucket template
+	opensearch bool
+	budget     string
+	maxOpen    int
+	targets    []target
+}
+
+func scenarioSpec(name string, events int) spec {
+	base := spec{name: name, partitions: 8, events: events, path: typeDay, budget: "256MiB", maxOpen: 256}
+	switch name {
+	case "a":
+		base.title = "Kafka (8 partitions) → Parquet on MinIO, by type and day"
+		base.targets = []target{minRate(200_000), maxCPUPerEvent(5), maxRSS(256)}
+	case "b":
+		base.title = "Kafka (8 partitions) → Parquet on MinIO + OpenSearch (fake)"
+		base.opensearch = true
+	case "c":
+		base.title = "Kinesis (4 shards) → Parquet on MinIO, by type and day"
+		base.kinesis = true
+		base.partitions = 4
+	case "d":
+		base.title = "Kafka (8 partitions) → Parquet, ≈2,000 open buckets, 256 MiB budget"
+		base.path = manyBuckets
+		base.maxOpen = 2500
+		base.targets = []target{maxRSS(256 + 100)}
+	}
+	return base
+}
+
+// bench holds what the scenarios share: the stack's clients, the preloaded
+// topics and the built binaries.
+type bench struct {
+	env   stackenv.Env
+	bins  binaries
+	work  string
+	log   *slog.Logger
+	kafka *kafkaInput
+	s3    *s3Output
+	kin   *kinesisInput
+	tck   float64 // clock ticks per second, for /proc/PID/stat
+}
+
+func newBench(ctx context.Context, env stackenv.Env, bins binaries, work string, log *slog.Logger) (*bench, error) {
+	k, err := newKafkaInput(env, log)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newS3Output(ctx, env)
+	if err != nil {
+		k.close(ctx)
+		return nil, err
+	}
+	return &bench{env: env, bins: bins, work: work, log: log, kafka: k, s3: s, tck: clockTicks()}, nil
+}
+
+func (b *bench) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b.kafka.close(ctx)
+	if b.kin != nil {
+		b.kin.close(ctx)
+	}
+}
+
+func (b *bench) scenario(ctx context.Context, name string, events int) result {
+	return b.run(ctx, scenarioSpec(name, events))
+}
+
+// run preloads the input (or reuses a topic preloaded with the same events),
+// runs sinkd on it and measures, then deletes what sinkd wrote.
+func (b *bench) run(ctx context.Context, s spec) result {
+	r := result{spec: s}
+	id := s.name + "-" + strconv.FormatInt(time.Now().UnixNano()%1e12, 36)
+	r.id = id
+	dir := filepath.Join(b.work, id)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		r.err = err.Error()
+		return r
+	}
+	prefix := "bench/" + id + "/"
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if err := b.s3.deletePrefix(cctx, prefix); err != nil {
+			b.log.Warn("cleaning up the run's objects", "prefix", prefix, "err", err)
+		}
+	}()
+
+	var src sourceConfig
+	var durable func(context.Context, *watch) (bool, error)
+	if s.kinesis {
+		if b.kin == nil {
+			kin, err := newKinesisInput(ctx, b.env, b.log)
+			if err != nil {
+				r.err = err.Error()
+				return r
+			}
+			b.kin = kin
+		}
+		stream, err := b.kin.stream(ctx, id, int32(s.partitions))
+		if err != nil {
+			r.err = err.Error()
+			return r
+		}
+		src = kinesisSource(b.env, stream, "bench-"+id+"-leases")
+		// Probe before preloading: a sinkd without the Kinesis source stops
+		// at once, and preloading would be time lost.
+		if msg, ok := b.probe(ctx, s, src, prefix, dir); !ok {
+			r.err = "not available: " + msg
+			r.notAvailable = true
+			return r
+		}
+		in, err := b.kin.preload(ctx, stream, s.events)
+		if err != nil {
+			r.err = err.Error()
+			return r
+		}
+		r.input = in
+		durable = quietDurable
+	} else {
+		in, err := b.kafka.topic(ctx, int32(s.partitions), s.events)
+		if err != nil {
+			r.err = err.Error()
+			return r
+		}
+		r.input = in
+		group := "bench-" + id
+		src = kafkaSource(b.env, in.name, group)
+		durable = func(ctx context.Context, _ *watch) (bool, error) {
+			lag, err := b.kafka.committedLag(ctx, group, in.name)
+			return err == nil && lag == 0, err
+		}
+	}
+
+	var osURL string
+	if s.opensearch {
+		fake, err := startOSFake(ctx, b.bins.osfake, filepath.Join(dir, "osfake.log"))
+		if err != nil {
+			r.err = err.Error()
+			return r
+		}
+		defer fake.stop()
+		osURL = fake.url
+	}
+	cfgPath, addr, err := writeConfig(dir, "run", s, b.env, src, prefix, osURL)
+	if err != nil {
+		r.err = err.Error()
+		return r
+	}
+	b.log.Info("running sinkd", "scenario", s.name, "events", s.events, "partitions", s.partitions, "template", s.path)
+	m := measure(ctx, b.bins.sinkd, cfgPath, addr, filepath.Join(dir, "sinkd.log"), b.tck, s.events, durable)
+	r.m = m
+	if m.err != "" {
+		r.err = m.err
+	}
+	files, buckets, err := b.s3.countFiles(ctx, prefix+"lake/")
+	if err != nil {
+		b.log.Warn("counting committed files", "err", err)
+	}
+	r.files, r.buckets = files, buckets
+	return r
+}
+
+// probe starts sinkd on the (empty) input and reports whether it keeps
+// running; when it stops by itself, its last error.
+func (b *bench) probe(ctx context.Context, s spec, src sourceConfig, prefix, dir string) (string, bool) {
+	cfgPath, addr, err := writeConfig(dir, "probe", s, b.env, src, prefix, "")
+	if err != nil {
+		return err.Error(), false
+	}
+	p, err := startSinkd(b.bins.sinkd, cfgPath, filepath.Join(dir, "probe.log"), b.tck)
+	if err != nil {
+		return err.Error(), false
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if p.exited() {
+			return lastError(p.logPath), false
+		}
+		if ready(ctx, addr) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := p.stop(90 * time.Second); err != nil {
+		return fmt.Sprintf("probe run did not stop cleanly: %v: %s", err, lastError(p.logPath)), false
+	}
+	return "", true
+}
+
+// sweep measures CPU per event against the number of partitions (1, 8, 64)
+// and of buckets (≈10 and ≈2,000).
+func (b *bench) sweep(ctx context.Context, events int) sweepResult {
+	point := func(name string, partitions int, path string, maxOpen int) result {
+		return b.run(ctx, spec{
+			name: name, title: name, partitions: partitions, events: events,
+			path: path, budget: "256MiB", maxOpen: maxOpen,
+		})
+	}
+	var sw sweepResult
+	sw.events = events
+	for _, p := range []int{1, 8, 64} {
+		if ctx.Err() != nil {
+			return sw
+		}
+		r := point(fmt.Sprintf("p%d-few", p), p, fewBuckets, 256)
+		printResult(os.Stdout, r)
+		sw.partitions = append(sw.partitions, r)
+	}
+	if ctx.Err() == nil {
+		r := point("p8-many", 8, manyBuckets, 2500)
+		printResult(os.Stdout, r)
+		sw.buckets = []result{sw.partitions[1], r}
+	}
+	return sw
+}
+
+// sourceConfig is the YAML of the source section.
+type sourceConfig string
+
+func kafkaSource(env stackenv.Env, topic, group string) sourceConfig {
+	return sourceConfig(fmt.Sprintf(`  kafka:
+    brokers: %s
+    topics: [%s]
+    group: %s
+    start: earliest
+`, env.KafkaBrokers, topic, group))
+}
+
+func kinesisSource(env stackenv.Env, stream, leases string) sourceConfig {
+	return sourceConfig(fmt.Sprintf(`  kinesis:
+    stream: %s
+    endpoint: %s
+    start: trim_horizon
+    poll_interval: 200ms
+    max_records: 10000
+    lease_table: %s
+    dynamodb_endpoint: %s
+`, stream, env.KinesisEndpoint, leases, env.DynamoDBEndpoint))
+}
+
+// taxiFields is the taxi schema of config/examples/taxi-kafka.yaml.
+const taxiFields = `
+    - {name: trip_id, type: int64, required: true}
+    - {name: type, type: string, required: true}
+    - {name: vendor_id, type: int32}
+    - {name: pickup_datetime, type: timestamp, required: true}
+    - {name: dropoff_datetime, type: timestamp}
+    - {name: pickup_location_id, type: int32, required: true}
+    - {name: dropoff_location_id, type: int32}
+    - {name: pickup_latitude, type: double}
+    - {name: pickup_longitude, type: double}
+    - {name: dropoff_latitude, type: double}
+    - {name: dropoff_longitude, type: double}
+    - {name: passenger_count, type: int32}
+    - {name: trip_distance, type: double}
+    - {name: fare_amount, type: decimal, precision: 9, scale: 2}
+    - {name: tip_amount, type: decimal, precision: 9, scale: 2}
+    - {name: tolls_amount, type: decimal, precision: 9, scale: 2}
+    - {name: total_amount, type: decimal, precision: 9, scale: 2}
+    - {name: payment_type, type: string}
+    - {name: store_and_fwd, type: bool}`
+
+// writeConfig writes sinkd's configuration for one run and returns its path
+// and the HTTP address it serves /metrics on. Everything not set here takes
+// sinkd's defaults (snappy, 16 MiB row groups, 128 MiB files, 8 MiB parts),
+// except what a benchmark needs to finish: files roll after 5 s without
+// records, checkpoints every 5 s, so that "durable" comes soon after "read".
+func writeConfig(dir, name string, s spec, env stackenv.Env, src sourceConfig, prefix, osURL string) (path, addr string, err error) {
+	addr, err = freeAddr()
+	if err != nil {
+		return "", "", err
+	}
+	var openSearch string
+	if osURL != "" {
+		openSearch = fmt.Sprintf(`    opensearch:
+      url: %s
+      index: trips-{type}-{pickup_datetime:yyyy.MM}
+      id: "{trip_id}"
+`, osURL)
+	}
+	cfg := fmt.Sprintf(`pipeline: bench-%[1]s
+instance_id: bench-%[2]s
+http: {addr: "%[3]s"}
+log: {level: warn, format: json}
+source:
+%[4]sschema:
+  format: json
+  fields:%[5]s
+routes:
+  - name: trips
+    parquet:
+      destination: s3://%[6]s/%[7]slake
+      path: %[8]s
+      event_time: {field: pickup_datetime}
+      inactivity: 5s
+%[9]ss3:
+  endpoint: %[10]s
+  path_style: true
+checkpoint:
+  interval: 5s
+  store: s3://%[6]s/%[7]s_sinkd
+memory:
+  budget: %[11]s
+  max_open_files: %[12]d
+dlq:
+  file: %[13]s
+shutdown:
+  drain_timeout: 90s
+`, s.name, strings.ReplaceAll(filepath.Base(dir), ".", "-"), addr, src, taxiFields, env.S3Bucket, prefix, s.path,
+		openSearch, env.S3Endpoint, s.budget, s.maxOpen, filepath.Join(dir, name+"-dlq.jsonl"))
+	path = filepath.Join(dir, name+".yaml")
+	return path, addr, os.WriteFile(path, []byte(cfg), 0o644)
+}
