@@ -65,8 +65,11 @@ install_minio() {
 		return
 	fi
 	say "installing minio $minio_version (go install, takes a few minutes the first time)"
-	GOBIN=$bin go install "github.com/minio/minio@$minio_version" ||
+	# Installed aside and renamed, so that a running MinIO's binary is never
+	# overwritten in place.
+	GOBIN=$bin/.minio-install go install "github.com/minio/minio@$minio_version" ||
 		die "go install of minio failed"
+	mv -f "$bin/.minio-install/minio" "$bin/minio"
 	echo "$minio_version" >"$stamp"
 }
 
@@ -109,6 +112,16 @@ install_all() {
 
 pid_file() { echo "$pids/$1.pid"; }
 
+# alive PID: the process exists and is not a zombie (an orphaned server that
+# a non-reaping parent never collects must not look alive forever).
+alive() {
+	kill -0 "$1" 2>/dev/null || return 1
+	local stat
+	stat=$(<"/proc/$1/stat") 2>/dev/null || return 1
+	stat=${stat##*) }
+	[[ ${stat%% *} != Z ]]
+}
+
 # The program a server's process runs, to tell our server from an unrelated
 # process that reused a stale pid.
 program() {
@@ -126,7 +139,7 @@ running() {
 	[[ -f $file ]] || return 1
 	pid=$(<"$file")
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
-	kill -0 "$pid" 2>/dev/null || return 1
+	alive "$pid" || return 1
 	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$(program "$1")" || return 1
 	echo "$pid"
 }
@@ -216,7 +229,7 @@ free_ports() {
 wait_ready() {
 	local name=$1 pid=$2 log=$logs/$1.log deadline=$((SECONDS + ready_timeout))
 	until probe "$name" >"$logs/$name.probe.log" 2>&1; do
-		if ! kill -0 "$pid" 2>/dev/null; then
+		if ! alive "$pid"; then
 			die "$name (pid $pid) exited before it was ready; see $log"
 		fi
 		if ((SECONDS >= deadline)); then
@@ -246,7 +259,7 @@ start_one() {
 stop_pid() {
 	local name=$1 pid=$2 deadline=$((SECONDS + stop_timeout))
 	kill -TERM "$pid" 2>/dev/null || true
-	while kill -0 "$pid" 2>/dev/null; do
+	while alive "$pid"; do
 		if ((SECONDS >= deadline)); then
 			say "$name (pid $pid) ignored TERM for ${stop_timeout}s, killing it"
 			kill -KILL "$pid" 2>/dev/null || true
@@ -254,8 +267,12 @@ stop_pid() {
 		fi
 		sleep 0.1
 	done
-	# Reap-free wait: the server is not our child, so poll until it is gone.
-	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+	# The server is not our child, so poll until the kernel has taken it down.
+	deadline=$((SECONDS + stop_timeout))
+	while alive "$pid"; do
+		((SECONDS < deadline)) || die "$name (pid $pid) survived SIGKILL"
+		sleep 0.1
+	done
 }
 
 stop_one() {
