@@ -40,7 +40,7 @@ demo:
 # end-to-end throughput and memory benchmarks on top of the Go ones.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
-	@if [ -x scripts/bench/run.sh ]; then scripts/bench/run.sh; fi
+	@if [ -f scripts/bench/run.sh ]; then bash scripts/bench/run.sh; fi
 
 lint:
 	$(GO) vet ./...
