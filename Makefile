@@ -36,7 +36,7 @@ integration: stack-up
 demo:
 	$(GO) run . demo
 
-# Benchmarks never gate CI. scripts/bench/run.sh, once it exists, runs the
+# Benchmarks never gate CI. scripts/bench/run.sh runs the
 # end-to-end throughput and memory benchmarks on top of the Go ones.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
