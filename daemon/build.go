@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -197,9 +196,6 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 			return nil, fmt.Errorf("opensearch (route %s): %w", r.name, err)
 		}
 	}
-	if err := p.recover(ctx); err != nil {
-		return nil, err
-	}
 	p.src, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, o.kafkaOpts...)
 	if err != nil {
 		return nil, err
@@ -210,6 +206,24 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 func (p *Pipeline) openSearchDeadLetter(ctx context.Context, d opensearch.Doc, status int, errType, reason string) error {
 	return p.deadLetter(ctx, d.Rec, dlq.StageOpenSearch, errType, reason,
 		map[string]string{dlq.DetailIndex: d.Index, "id": d.ID, "status": strconv.Itoa(status)})
+}
+
+// recoverWithRetry retries recovery while the object store is unreachable or
+// slow: exiting would only turn an outage into a restart loop. /readyz stays
+// false meanwhile.
+func (p *Pipeline) recoverWithRetry(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		err := p.recover(ctx)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		p.log.Warn("recovery failed; retrying", "attempt", attempt+1, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(30*time.Second, time.Second<<min(attempt, 5))):
+		}
+	}
 }
 
 // recover re-applies the newest manifest of this instance, then aborts every
@@ -254,9 +268,4 @@ func (p *Pipeline) recover(ctx context.Context) error {
 		p.log.Info("aborted uploads of files that were open when the previous run stopped", "count", aborted)
 	}
 	return nil
-}
-
-func hostname() string {
-	h, _ := os.Hostname()
-	return h
 }

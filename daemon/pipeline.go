@@ -148,6 +148,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	// Group callbacks wait on the loop, so partitions assigned during
+	// recovery are taken over once it is done.
+	if err := p.recoverWithRetry(ctx); err != nil {
+		p.src.Close()
+		return err
+	}
 	fetchCtx, stopFetch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFetch()
 	var fetchWG sync.WaitGroup

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -79,21 +80,32 @@ type harness struct {
 	prefix string // key prefix in the test bucket, unique per run
 	topic  string
 	group  string
+	mu     sync.Mutex
 	inputs map[int64][]byte // trip_id → the JSON value produced
 	bad    int
 	// Settings the tests vary.
 	budget     string
 	targetFile string
+	fileAge    string
 	extraRoute string
 }
 
 func newHarness(t *testing.T, name string) *harness {
 	env := stackenv.Load(t)
+	env.Setenv(t)
 	id := name + "-" + strconv.FormatInt(time.Now().UnixNano()%1e10, 36)
+	dir := t.TempDir()
+	if keep := os.Getenv("SINKD_E2E_KEEP"); keep != "" {
+		// Keep configs and logs for a post-mortem.
+		dir = filepath.Join(keep, id)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return &harness{
-		t: t, env: env, name: name, dir: t.TempDir(),
+		t: t, env: env, name: name, dir: dir,
 		prefix: "e2e/" + id + "/", topic: "e2e-" + id, group: "sinkd-" + id,
-		inputs: map[int64][]byte{}, budget: "128MiB", targetFile: "8MiB",
+		inputs: map[int64][]byte{}, budget: "128MiB", targetFile: "8MiB", fileAge: "4s",
 	}
 }
 
@@ -121,7 +133,7 @@ routes:
       compression: none
       row_group_size: 1MiB
       target_file_size: %[10]s
-      max_file_age: 4s
+      max_file_age: %[13]s
       inactivity: 2s
 %[11]s
 s3:
@@ -141,7 +153,7 @@ dlq:
 shutdown:
   drain_timeout: 60s
 `, instance, h.env.KafkaBrokers, h.topic, h.group, taxiFields, h.env.S3Bucket, h.prefix, h.env.S3Endpoint,
-		h.budget, h.targetFile, h.extraRoute, filepath.Join(h.dir, "dlq-"+instance+".jsonl"))
+		h.budget, h.targetFile, h.extraRoute, filepath.Join(h.dir, "dlq-"+instance+".jsonl"), h.fileAge)
 	path := filepath.Join(h.dir, instance+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		h.t.Fatal(err)
@@ -153,29 +165,58 @@ shutdown:
 // every good one by trip_id.
 func (h *harness) produce(n int, partitions int32, badRatio float64, seed int64) {
 	h.t.Helper()
+	if err := h.produceAt(n, partitions, badRatio, seed, 0); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// produceAsync produces at about rate events/s in the background, so that
+// kills land while records flow; wait returns when all are sent.
+func (h *harness) produceAsync(n int, partitions int32, badRatio float64, seed int64, rate int) (wait func()) {
+	h.t.Helper()
+	// The topic must exist before sinkd subscribes.
+	if err := h.produceAt(0, partitions, 0, seed, 0); err != nil {
+		h.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.produceAt(n, partitions, badRatio, seed, rate) }()
+	return func() {
+		if err := <-done; err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
+func (h *harness) produceAt(n int, partitions int32, badRatio float64, seed int64, rate int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	sink, err := taxi.NewKafkaSink(ctx, strings.Split(h.env.KafkaBrokers, ","), h.topic, partitions)
 	if err != nil {
-		h.t.Fatal(err)
+		return err
 	}
 	defer sink.Close()
 	g := taxi.NewGenerator(seed, taxi.DefaultStart())
+	begin := time.Now()
 	for i := 0; i < n; i++ {
 		v, kind := g.Event(badRatio)
 		id, _ := g.Last()
+		h.mu.Lock()
 		if kind != "" {
 			h.bad++
 		} else {
 			h.inputs[id] = v
 		}
+		h.mu.Unlock()
 		if err := sink.Send(ctx, []byte(strconv.FormatInt(id, 10)), v); err != nil {
-			h.t.Fatal(err)
+			return err
+		}
+		if rate > 0 && i%500 == 499 {
+			if ahead := time.Duration(i+1)*time.Second/time.Duration(rate) - time.Since(begin); ahead > 0 {
+				time.Sleep(ahead)
+			}
 		}
 	}
-	if err := sink.Flush(ctx); err != nil {
-		h.t.Fatal(err)
-	}
+	return sink.Flush(ctx)
 }
 
 // proc is one running sinkd.
@@ -245,6 +286,41 @@ func (h *harness) start(instance string) *proc {
 	return p
 }
 
+// logCounts counts, over an instance's whole log (all its runs), the
+// checkpoints that committed files and the uploads recoveries aborted.
+func (h *harness) logCounts(instance string) (commits, committedFiles, aborted, recoveries int) {
+	b, err := os.ReadFile(filepath.Join(h.dir, instance+".log"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var m struct {
+			Msg     string `json:"msg"`
+			Uploads int    `json:"uploads"`
+			Count   int    `json:"count"`
+		}
+		if json.Unmarshal([]byte(line), &m) != nil {
+			continue
+		}
+		switch {
+		case m.Msg == "checkpoint: manifest written" && m.Uploads > 0:
+			commits++
+			committedFiles += m.Uploads
+		case strings.HasPrefix(m.Msg, "aborted uploads"):
+			aborted += m.Count
+		case m.Msg == "recovered from manifest":
+			recoveries++
+		}
+	}
+	return
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
 func vmHWM(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -278,7 +354,7 @@ func (p *proc) stop(t *testing.T, within time.Duration) {
 	select {
 	case <-p.done:
 		if p.err != nil {
-			t.Fatalf("sinkd %s exited with %v after SIGTERM (log: %s)", p.instance, p.err, p.logFile.Name())
+			t.Fatalf("sinkd %s exited with %v after SIGTERM; log tail:\n%s", p.instance, p.err, tail(p.logFile.Name(), 25))
 		}
 	case <-time.After(within):
 		_ = p.cmd.Process.Kill()
@@ -293,6 +369,15 @@ func (p *proc) exited() bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// waitRunning waits until the process has installed its signal handlers and
+// recovered (its "sinkd running" line).
+func (p *proc) waitRunning(t *testing.T) {
+	t.Helper()
+	if !p.waitLine("sinkd running", time.Minute) {
+		t.Fatalf("sinkd %s did not come up; log tail:\n%s", p.instance, tail(p.logFile.Name(), 20))
 	}
 }
 
@@ -484,7 +569,7 @@ func rowsEqual(a, b parquet.Row) bool {
 func mustTaxiFields(t *testing.T) []config.Field {
 	t.Helper()
 	cfg, err := config.Parse("fields.yaml", []byte(fmt.Sprintf(`pipeline: x
-source: {kafka: {brokers: x, topics: [x], group: x}}
+source: {kafka: {brokers: "127.0.0.1:9", topics: [x], group: x}}
 schema:
   format: json
   fields:%s

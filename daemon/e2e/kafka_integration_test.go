@@ -17,8 +17,11 @@ import (
 // trip must end up in exactly one committed row, equal to its input.
 func TestCrashExactlyOnce(t *testing.T) {
 	h := newHarness(t, "crash")
-	h.targetFile = "6MiB"
-	h.produce(200_000, 6, 0, 42)
+	h.targetFile = "2MiB"
+	h.fileAge = "1500ms"
+	// Records keep arriving through the whole kill phase (~40 s), so that
+	// every kill lands on a pipeline at work.
+	produced := h.produceAsync(200_000, 6, 0, 42, 5000)
 	seed := time.Now().UnixNano()
 	t.Logf("kill schedule seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 7))
@@ -33,18 +36,27 @@ func TestCrashExactlyOnce(t *testing.T) {
 				inCheckpoint++
 			}
 		} else {
-			time.Sleep(time.Duration(800+rng.IntN(3500)) * time.Millisecond)
+			time.Sleep(time.Duration(1500+rng.IntN(4000)) * time.Millisecond)
 		}
 		if p.exited() {
-			t.Fatalf("sinkd exited by itself before kill %d: %v (log %s)", i+1, p.err, p.logFile.Name())
+			t.Fatalf("sinkd exited by itself before kill %d: %v; log tail:\n%s", i+1, p.err, tail(p.logFile.Name(), 15))
 		}
 		p.kill(t)
 	}
 	if inCheckpoint < 2 {
 		t.Fatalf("only %d kills landed inside a checkpoint", inCheckpoint)
 	}
-	t.Logf("%d SIGKILLs, %d of them inside a checkpoint", kills, inCheckpoint)
+	commits, files, aborted, recoveries := h.logCounts("crash-1")
+	t.Logf("%d SIGKILLs, %d of them inside a checkpoint; before the last run: %d checkpoints committed %d files, %d recoveries, %d open uploads aborted",
+		kills, inCheckpoint, commits, files, recoveries, aborted)
+	// The kills must have hit a pipeline at work: files committed between
+	// kills, and files open at a kill that recovery then aborted.
+	if commits < 3 || aborted < 1 || recoveries < 3 {
+		t.Fatalf("the killed runs did too little work to prove anything")
+	}
+	produced()
 	p := h.start("crash-1")
+	p.waitRunning(t)
 	h.waitDrained(5*time.Minute, p)
 	p.stop(t, time.Minute)
 	h.verify("trips")
@@ -60,15 +72,15 @@ func TestRebalanceExactlyOnce(t *testing.T) {
 	c := h.start("rb-c")
 	time.Sleep(5 * time.Second)
 	a.kill(t)
+	b.waitRunning(t)
+	c.waitRunning(t)
 	h.waitDrained(5*time.Minute, b, c)
 	b.stop(t, time.Minute)
 	c.stop(t, time.Minute)
 	// The killed instance's open files are its own to abort: when its
 	// instance id comes back, recovery cleans them up.
 	a2 := h.start("rb-a")
-	if !a2.waitLine("sinkd running", time.Minute) {
-		t.Fatalf("restarted instance did not come up (log %s)", a2.logFile.Name())
-	}
+	a2.waitRunning(t)
 	a2.stop(t, time.Minute)
 	h.verify("trips")
 }
@@ -101,6 +113,7 @@ func TestObjectStoreOutage(t *testing.T) {
 		t.Fatalf("starting minio: %v\n%s", err, out)
 	}
 	restarted = true
+	p.waitRunning(t)
 	h.waitDrained(5*time.Minute, p)
 	p.stop(t, time.Minute)
 	const budgetMiB, overheadMiB = 64, 100
