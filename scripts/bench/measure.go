@@ -158,6 +158,51 @@ func vmHWM(status []byte) int64 {
 	return 0
 }
 
+// machineBusyTicks is the time all CPUs spent on anything but idling, from
+// the first line of /proc/stat; 0 when it cannot be read.
+func machineBusyTicks() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return busyTicks(line)
+}
+
+// busyTicks sums user, nice, system, irq, softirq and steal of a "cpu" line
+// of /proc/stat (idle and iowait are fields 4 and 5).
+func busyTicks(line string) float64 {
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var busy float64
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 {
+			continue
+		}
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0
+		}
+		busy += n
+	}
+	return busy
+}
+
+// loadAverage is the 1-minute load average, as text.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
+}
+
 // clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat's times.
 func clockTicks() float64 {
 	out, err := exec.Command("getconf", "CLK_TCK").Output()
@@ -277,6 +322,8 @@ type measurement struct {
 	peakRSSMiB   float64
 	maxOpenFiles float64
 	dlq          float64 // dead letters sinkd counted
+	otherCores   float64 // CPUs busy with everything but sinkd, start → durable
+	loadBefore   string  // /proc/loadavg's 1-minute figure at start
 	exit         string  // how sinkd stopped after SIGTERM: "0" or the error
 	err          string
 	logTail      []string
@@ -287,6 +334,8 @@ type measurement struct {
 func measure(ctx context.Context, bin, cfgPath, addr, logPath string, tck float64, events int,
 	durable func(context.Context, *watch) (bool, error)) measurement {
 	var m measurement
+	m.loadBefore = loadAverage()
+	busyBefore := machineBusyTicks()
 	start := time.Now()
 	p, err := startSinkd(bin, cfgPath, logPath, tck)
 	if err != nil {
@@ -349,6 +398,9 @@ func measure(ctx context.Context, bin, cfgPath, addr, logPath string, tck float6
 		if ok {
 			m.durable = time.Since(start)
 			m.cpuDurable = p.cpuSeconds()
+			if busy := machineBusyTicks(); busy > 0 && busyBefore > 0 {
+				m.otherCores = ((busy-busyBefore)/tck - m.cpuDurable) / m.durable.Seconds()
+			}
 			break
 		}
 		if now.After(durableBy) {

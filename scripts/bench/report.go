@@ -130,9 +130,9 @@ func printResult(w io.Writer, r result) {
 		}
 		return
 	}
-	fmt.Fprintf(w, "%-8s %9s events/s (steady %s)  %6.1f MB/s  %5.2f CPU s/M events  peak RSS %5.0f MiB  durable after %5.1fs  files %d  buckets %d  exit %s\n",
+	fmt.Fprintf(w, "%-8s %9s events/s (steady %s)  %6.1f MB/s  %5.2f CPU s/M events  peak RSS %5.0f MiB  durable after %5.1fs  files %d  buckets %d  exit %s  (other CPUs busy %.2f, load %s)\n",
 		r.spec.name, thousands(r.eventsPerSecond()), thousands(r.steadyEventsPerSecond()), r.inputMBPerSecond(),
-		r.cpuMicrosPerEvent(), r.m.peakRSSMiB, r.m.durable.Seconds(), r.files, r.buckets, r.m.exit)
+		r.cpuMicrosPerEvent(), r.m.peakRSSMiB, r.m.durable.Seconds(), r.files, r.buckets, r.m.exit, r.m.otherCores, r.m.loadBefore)
 	for _, t := range r.spec.targets {
 		fmt.Fprintf(w, "         target %s: %s (%s)\n", t.label, t.verdict(r), t.measured(r))
 	}
@@ -183,8 +183,8 @@ func (rep report) markdown() string {
 	p("(`scripts/stack`: the kfake broker, MinIO, kinesalite, dynalite; the project's OpenSearch fake for (b)), ")
 	p("on the same machine and the same CPUs as sinkd: the servers' work competes with sinkd's, so ")
 	p("wall-clock rates are lower bounds. CPU time and RSS are sinkd's alone.\n\n")
-	p("| scenario | events | partitions | events/s | steady events/s | input MB/s | sinkd CPU s per M events (= µs/event) | peak RSS MiB | durable after s | files | buckets | max open files | exit after SIGTERM |\n")
-	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	p("| scenario | events | partitions | events/s | steady events/s | input MB/s | sinkd CPU s per M events (= µs/event) | peak RSS MiB | durable after s | files | buckets | max open files | exit after SIGTERM | other CPUs busy | load before |\n")
+	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|\n")
 	rows := append([]result(nil), rep.results...)
 	if rep.sweep != nil {
 		rows = append(rows, rep.sweep.partitions...)
@@ -198,13 +198,13 @@ func (rep report) markdown() string {
 			name = "sweep " + r.spec.name
 		}
 		if !r.ok() {
-			p("| %s | %s | %d | %s | | | | | | | | | |\n", name, thousands(float64(r.spec.events)), r.spec.partitions, mdCell(r.err))
+			p("| %s | %s | %d | %s | | | | | | | | | | | |\n", name, thousands(float64(r.spec.events)), r.spec.partitions, mdCell(r.err))
 			continue
 		}
-		p("| %s | %s | %d | %s | %s | %.1f | %.2f | %.0f | %.1f | %d | %d | %.0f | %s |\n",
+		p("| %s | %s | %d | %s | %s | %.1f | %.2f | %.0f | %.1f | %d | %d | %.0f | %s | %.2f | %s |\n",
 			name, thousands(float64(r.input.events)), r.spec.partitions, thousands(r.eventsPerSecond()),
 			thousands(r.steadyEventsPerSecond()), r.inputMBPerSecond(), r.cpuMicrosPerEvent(), r.m.peakRSSMiB,
-			r.m.durable.Seconds(), r.files, r.buckets, r.m.maxOpenFiles, mdCell(r.m.exit))
+			r.m.durable.Seconds(), r.files, r.buckets, r.m.maxOpenFiles, mdCell(r.m.exit), r.m.otherCores, r.m.loadBefore)
 	}
 	p("\n")
 
@@ -283,6 +283,9 @@ func (rep report) markdown() string {
 	p("it includes the 5 s inactivity roll and the checkpoint that follows.\n")
 	p("- CPU: utime + stime from `/proc/PID/stat` at \"durable\", so it includes encoding, uploads and the final checkpoints; ")
 	p("CPU seconds per million events equals µs per event. Peak RSS: `VmHWM` from `/proc/PID/status`, sampled every 100 ms until exit, the drain after SIGTERM included.\n")
+	p("- other CPUs busy: CPU time of the whole machine (`/proc/stat`) minus sinkd's, per second of the run: the stack's servers ")
+	p("(kfake broker, MinIO, the OpenSearch fake) and anything else running, such as other test suites on a shared machine. ")
+	p("Figures taken while it is well above what the servers need (about 0.5–1 CPU) are disturbed; load before is the 1-minute load average at sinkd's start.\n")
 	p("- files and buckets: committed `.parquet` objects and their distinct bucket paths in MinIO, counted before the run's prefix is deleted.\n\n")
 	var preloads []string
 	seenInput := map[string]bool{}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# make bench: sinkd's benchmarks on the local stack, results in docs/benchmarks.md.
+#
+#   scripts/bench/run.sh [extra flags for scripts/bench, e.g. -scenario a,d -events 500000]
+#
+# Starts the stack if needed (scripts/stack/stack.sh up), runs the Go
+# micro-benchmarks, then the end-to-end scenarios, and rewrites
+# docs/benchmarks.md with both. It takes about a quarter of an hour on two
+# cores. Benchmarks never gate CI: `make test` does not call this.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+
+scripts/stack/stack.sh up
+
+out=.cache/bench
+mkdir -p "$out"
+micro="$out/micro.txt"
+packages=(./schema/ ./buckets/ ./writers/... ./daemon/...)
+
+echo "==> micro-benchmarks: go test -run '^\$' -bench . -benchmem ${packages[*]}"
+# Packages without benchmarks print "no test files" or just "PASS"; keep the
+# output whole, it is what the document shows.
+go test -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-1s}" "${packages[@]}" 2>&1 | tee "$micro"
+
+echo "==> end-to-end scenarios"
+command="scripts/bench/run.sh${*:+ $*}   (make bench)"
+go run ./scripts/bench -scenario all -micro "$micro" -out docs/benchmarks.md -command "$command" "$@"
