@@ -146,24 +146,27 @@ func TestKubernetesSidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	type container struct {
-		Name           string            `yaml:"name"`
-		RestartPolicy  string            `yaml:"restartPolicy"`
-		Args           []string          `yaml:"args"`
-		LivenessProbe  struct{ HTTPGet struct{ Path string } `yaml:"httpGet"` } `yaml:"livenessProbe"`
-		ReadinessProbe struct{ HTTPGet struct{ Path string } `yaml:"httpGet"` } `yaml:"readinessProbe"`
-		Resources      struct {
+		Name          string `yaml:"name"`
+		RestartPolicy string `yaml:"restartPolicy"`
+		LivenessProbe struct {
+			HTTPGet struct{ Path string } `yaml:"httpGet"`
+		} `yaml:"livenessProbe"`
+		ReadinessProbe struct {
+			HTTPGet struct{ Path string } `yaml:"httpGet"`
+		} `yaml:"readinessProbe"`
+		Resources struct {
 			Limits struct {
 				Memory string `yaml:"memory"`
 			} `yaml:"limits"`
 		} `yaml:"resources"`
 		SecurityContext struct {
-			ReadOnlyRootFilesystem   bool `yaml:"readOnlyRootFilesystem"`
-			AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
+			ReadOnlyRootFilesystem   bool                    `yaml:"readOnlyRootFilesystem"`
+			AllowPrivilegeEscalation *bool                   `yaml:"allowPrivilegeEscalation"`
 			Capabilities             struct{ Drop []string } `yaml:"capabilities"`
 		} `yaml:"securityContext"`
 	}
 	type object struct {
-		Kind     string            `yaml:"kind"`
+		Kind     string `yaml:"kind"`
 		Metadata struct{ Name string }
 		Data     map[string]string `yaml:"data"`
 		Spec     struct {
@@ -377,7 +380,10 @@ func TestDeployMetricsExported(t *testing.T) {
 	// The demo writes to local files, so no S3 client runs. Open an S3 store
 	// on the pipeline's registry, exactly as an s3:// destination does, and
 	// make one call to a port nobody listens on: the store records duration,
-	// retries and the error under its real names.
+	// retries and the error under its real names. Static credentials keep the
+	// SDK from looking for an instance role first.
+	t.Setenv("AWS_ACCESS_KEY_ID", "sinkd-ops-test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "sinkd-ops-test")
 	s3, _, err := store.Open(ctx, "s3://sinkd-ops-test/x", config.S3{Endpoint: "http://" + freeAddr(t), PathStyle: true, Region: "us-east-1", RequestTimeout: config.Duration(4 * time.Second)}, store.WithMetrics(p.reg))
 	if err != nil {
 		t.Fatal(err)
@@ -386,9 +392,13 @@ func TestDeployMetricsExported(t *testing.T) {
 		t.Fatal("an S3 call to a closed port succeeded")
 	}
 
+	// Everything has been processed: what is still missing after a few more
+	// checkpoints and rolls is missing for good.
+	scrapeCtx, cancelScrape := context.WithTimeout(ctx, 15*time.Second)
+	defer cancelScrape()
 	var missing []string
-	waitFor(ctx, t, "every referenced metric on /metrics", func() bool {
-		exported := scrapeFamilies(ctx, t, base+"/metrics")
+	waitFor(scrapeCtx, t, "every referenced metric on /metrics", func() bool {
+		exported := scrapeFamilies(scrapeCtx, t, base+"/metrics")
 		missing = missing[:0]
 		for n, where := range names {
 			if !isExported(n, exported, recorded) {
