@@ -213,7 +213,9 @@ func (p *Pipeline) openSearchDeadLetter(ctx context.Context, d opensearch.Doc, s
 // false meanwhile.
 func (p *Pipeline) recoverWithRetry(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
-		err := p.recover(ctx)
+		// An attempt runs to its end even after SIGTERM (it is bounded by the
+		// checkpoint timeout): a half-done recovery would only be redone.
+		err := p.recover(context.WithoutCancel(ctx))
 		if err == nil || ctx.Err() != nil {
 			return err
 		}

@@ -154,6 +154,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.src.Close()
 		return err
 	}
+	p.log.Info("sinkd running", "pipeline", p.cfg.Pipeline, "instance", p.instance, "version", Version)
 	fetchCtx, stopFetch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFetch()
 	var fetchWG sync.WaitGroup

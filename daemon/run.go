@@ -77,7 +77,6 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, o options, s
 	}
 	stopWatchdog := systemdReady(ctx, log)
 	defer stopWatchdog()
-	log.Info("sinkd running", "pipeline", cfg.Pipeline, "instance", p.instance, "version", Version)
 	err = p.Run(ctx)
 	sdNotify("STOPPING=1")
 	if cerr := p.dlq.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -83,11 +84,26 @@ type harness struct {
 	mu     sync.Mutex
 	inputs map[int64][]byte // trip_id → the JSON value produced
 	bad    int
+	// badInputs are the bad events produced, by trip_id (their record key).
+	badInputs map[int64]badInput
 	// Settings the tests vary.
 	budget     string
 	targetFile string
 	fileAge    string
+	static     bool // Kafka static membership
 	extraRoute string
+	// Dead letters go to the Kafka topic dlqTopic when it is set (on
+	// dlqBrokers, default the source's brokers), else to a file.
+	dlqTopic      string
+	dlqBrokers    string
+	maxRecordSize string // max_record_size when set
+}
+
+// badInput is one bad event as produced: its kind and a digest of its bytes
+// (oversized events are too large to keep by the hundred).
+type badInput struct {
+	kind   taxi.BadKind
+	digest [sha256.Size]byte
 }
 
 func newHarness(t *testing.T, name string) *harness {
@@ -105,7 +121,7 @@ func newHarness(t *testing.T, name string) *harness {
 	return &harness{
 		t: t, env: env, name: name, dir: dir,
 		prefix: "e2e/" + id + "/", topic: "e2e-" + id, group: "sinkd-" + id,
-		inputs: map[int64][]byte{}, budget: "128MiB", targetFile: "8MiB", fileAge: "4s",
+		inputs: map[int64][]byte{}, badInputs: map[int64]badInput{}, budget: "128MiB", targetFile: "8MiB", fileAge: "4s",
 	}
 }
 
@@ -121,6 +137,7 @@ source:
     group: %[4]s
     start: earliest
     session_timeout: 6s
+    static_membership: %[14]t
 schema:
   format: json
   fields:%[5]s
@@ -148,17 +165,34 @@ checkpoint:
 memory:
   budget: %[9]s
   max_open_files: 64
-dlq:
-  file: %[12]s
+%[12]s
 shutdown:
   drain_timeout: 60s
-`, instance, h.env.KafkaBrokers, h.topic, h.group, taxiFields, h.env.S3Bucket, h.prefix, h.env.S3Endpoint,
-		h.budget, h.targetFile, h.extraRoute, filepath.Join(h.dir, "dlq-"+instance+".jsonl"), h.fileAge)
+%[15]s`, instance, h.env.KafkaBrokers, h.topic, h.group, taxiFields, h.env.S3Bucket, h.prefix, h.env.S3Endpoint,
+		h.budget, h.targetFile, h.extraRoute, h.dlqSection(instance), h.fileAge, h.static, h.topLevelExtras())
 	path := filepath.Join(h.dir, instance+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		h.t.Fatal(err)
 	}
 	return path
+}
+
+func (h *harness) dlqSection(instance string) string {
+	if h.dlqTopic == "" {
+		return "dlq:\n  file: " + filepath.Join(h.dir, "dlq-"+instance+".jsonl")
+	}
+	s := "dlq:\n  kafka:\n    topic: " + h.dlqTopic
+	if h.dlqBrokers != "" {
+		s += "\n    brokers: " + h.dlqBrokers
+	}
+	return s
+}
+
+func (h *harness) topLevelExtras() string {
+	if h.maxRecordSize == "" {
+		return ""
+	}
+	return "max_record_size: " + h.maxRecordSize + "\n"
 }
 
 // produce writes n taxi trips (a share bad) into a new topic and remembers
@@ -203,6 +237,7 @@ func (h *harness) produceAt(n int, partitions int32, badRatio float64, seed int6
 		h.mu.Lock()
 		if kind != "" {
 			h.bad++
+			h.badInputs[id] = badInput{kind: kind, digest: sha256.Sum256(v)}
 		} else {
 			h.inputs[id] = v
 		}

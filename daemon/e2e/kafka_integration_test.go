@@ -19,6 +19,8 @@ func TestCrashExactlyOnce(t *testing.T) {
 	h := newHarness(t, "crash")
 	h.targetFile = "2MiB"
 	h.fileAge = "1500ms"
+	// A restarted instance takes its partitions back at once.
+	h.static = true
 	// Records keep arriving through the whole kill phase (~40 s), so that
 	// every kill lands on a pipeline at work.
 	produced := h.produceAsync(200_000, 6, 0, 42, 5000)
@@ -66,12 +68,14 @@ func TestCrashExactlyOnce(t *testing.T) {
 // one of the first two is killed mid-run.
 func TestRebalanceExactlyOnce(t *testing.T) {
 	h := newHarness(t, "rebalance")
-	h.produce(200_000, 6, 0, 43)
+	// ~40 s of arrivals: the join and the kill both happen mid-stream.
+	produced := h.produceAsync(200_000, 6, 0, 43, 5000)
 	a, b := h.start("rb-a"), h.start("rb-b")
-	time.Sleep(4 * time.Second)
+	time.Sleep(8 * time.Second)
 	c := h.start("rb-c")
-	time.Sleep(5 * time.Second)
+	time.Sleep(10 * time.Second)
 	a.kill(t)
+	produced()
 	b.waitRunning(t)
 	c.waitRunning(t)
 	h.waitDrained(5*time.Minute, b, c)
@@ -90,7 +94,8 @@ func TestRebalanceExactlyOnce(t *testing.T) {
 func TestObjectStoreOutage(t *testing.T) {
 	h := newHarness(t, "outage")
 	h.budget = "64MiB"
-	h.produce(200_000, 6, 0, 44)
+	// Records keep arriving before, during and after the outage.
+	produced := h.produceAsync(200_000, 6, 0, 44, 4000)
 	p := h.start("outage-1")
 	if !p.waitLine("manifest written", time.Minute) {
 		t.Fatalf("no checkpoint before the outage (log %s)", p.logFile.Name())
@@ -113,7 +118,7 @@ func TestObjectStoreOutage(t *testing.T) {
 		t.Fatalf("starting minio: %v\n%s", err, out)
 	}
 	restarted = true
-	p.waitRunning(t)
+	produced()
 	h.waitDrained(5*time.Minute, p)
 	p.stop(t, time.Minute)
 	const budgetMiB, overheadMiB = 64, 100

@@ -81,9 +81,6 @@ func New(ctx context.Context, cfg *config.Kafka, instanceID string, h Handler, l
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
-		// Static membership: a restarted instance takes its partitions back
-		// without a rebalance of the whole group.
-		kgo.InstanceID(instanceID),
 		kgo.ConsumeTopics(cfg.Topics...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
@@ -98,6 +95,9 @@ func New(ctx context.Context, cfg *config.Kafka, instanceID string, h Handler, l
 		kgo.AdjustFetchOffsetsFn(s.adjust),
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
+	}
+	if cfg.StaticMembership {
+		opts = append(opts, kgo.InstanceID(instanceID))
 	}
 	tlsOpt, err := tlsConfig(cfg.TLS)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/daemon/checkpoint"
@@ -63,6 +64,10 @@ type Writer struct {
 	bg       sync.WaitGroup // background creates and part uploads
 	one      [1]parquet.Row
 	now      time.Time
+
+	// Per-row counters, resolved once: a label lookup per row costs more
+	// than the rest of the bookkeeping.
+	rowsWritten, rowsSkipped prometheus.Counter
 }
 
 type span struct{ first, last record.Position }
@@ -125,15 +130,17 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 		o.MaxOpenFiles = 1
 	}
 	return &Writer{
-		o:         o,
-		codec:     codec,
-		ctx:       ctx,
-		files:     map[string]*file{},
-		lru:       list.New(),
-		committed: map[string]map[record.PartitionID]record.Position{},
-		sem:       make(chan struct{}, o.Concurrency),
-		uploaded:  make(chan struct{}, 1),
-		now:       time.Now(),
+		rowsWritten: o.Metrics.rows.WithLabelValues(o.Route),
+		rowsSkipped: o.Metrics.skipped.WithLabelValues(o.Route),
+		o:           o,
+		codec:       codec,
+		ctx:         ctx,
+		files:       map[string]*file{},
+		lru:         list.New(),
+		committed:   map[string]map[record.PartitionID]record.Position{},
+		sem:         make(chan struct{}, o.Concurrency),
+		uploaded:    make(chan struct{}, 1),
+		now:         time.Now(),
 	}, nil
 }
 
@@ -169,7 +176,7 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 	if len(w.committed) > 0 {
 		if m, ok := w.committed[string(bucket)]; ok {
 			if c, ok := m[rec.Partition]; ok && rec.Position.Compare(c) <= 0 {
-				w.o.Metrics.skipped.WithLabelValues(w.o.Route).Inc()
+				w.rowsSkipped.Inc()
 				return nil
 			}
 		}
@@ -194,7 +201,7 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 	} else {
 		f.spans[rec.Partition] = &span{first: rec.Position, last: rec.Position}
 	}
-	w.o.Metrics.rows.WithLabelValues(w.o.Route).Inc()
+	w.rowsWritten.Inc()
 
 	// Refreshing the exact size walks every column, so it runs every few
 	// rows; in between each row is charged its raw size, which errs high.
