@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
@@ -126,5 +127,36 @@ func TestObjectStoreOutage(t *testing.T) {
 	if p.PeakRSSMiB() > budgetMiB+overheadMiB {
 		t.Errorf("peak RSS %.1f MiB exceeds the budget of %d MiB plus %d MiB", p.PeakRSSMiB(), budgetMiB, overheadMiB)
 	}
+	h.verify("trips")
+}
+
+// TestDrainOnSIGTERM: SIGTERM during a heavy run stops reading, closes every
+// open file, takes a final checkpoint and exits 0; no multipart upload is left
+// in progress at that moment, and a second run finishes the topic exactly once.
+func TestDrainOnSIGTERM(t *testing.T) {
+	h := newHarness(t, "drain")
+	produced := h.produceAsync(150_000, 6, 0, 45, 10_000)
+	p := h.start("drain-1")
+	p.waitRunning(t)
+	if !p.waitLine(`"uploads":`, time.Minute) {
+		t.Fatal("no checkpoint before the drain")
+	}
+	time.Sleep(3 * time.Second)
+	began := time.Now()
+	p.stop(t, 70*time.Second)
+	t.Logf("drained and exited 0 in %s", time.Since(began).Round(time.Millisecond))
+	st, prefix := h.store()
+	uploads, err := st.ListUploads(context.Background(), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(uploads) != 0 {
+		t.Fatalf("%d multipart uploads left in progress after the drain (first %s)", len(uploads), uploads[0].Key)
+	}
+	produced()
+	p2 := h.start("drain-1")
+	p2.waitRunning(t)
+	h.waitDrained(3*time.Minute, p2)
+	p2.stop(t, time.Minute)
 	h.verify("trips")
 }
