@@ -134,7 +134,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		owned:    map[record.PartitionID]*partState{},
 		applied:  map[string]bool{},
 		control:  make(chan func()),
-		batches:  make(chan kafka.Batch, 2),
+		batches:  make(chan []record.Record, 2),
 		loopDone: make(chan struct{}),
 		fatal:    make(chan error, 1),
 		ready:    make(chan struct{}),

@@ -16,7 +16,7 @@ import (
 	"github.com/sinkd/sinkd/buckets"
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/daemon/checkpoint"
-	"github.com/sinkd/sinkd/daemon/kafka"
+	"github.com/sinkd/sinkd/daemon/source"
 	"github.com/sinkd/sinkd/dlq"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
@@ -42,15 +42,31 @@ type route struct {
 
 // partState is what the pipeline knows of one owned source partition.
 type partState struct {
-	kind    record.Kind
-	next    record.Position // the next position expected; older records are duplicates
-	hasNext bool
-	last    record.Position // the last processed position
-	seen    bool
-	// start is where reading began when nothing was processed yet.
-	start     record.Position
-	lastTime  time.Time
-	committed int64 // last committed Kafka offset, for durable lag
+	// floor: records at or before it (before it, when !floorAfter) are
+	// duplicates fetched again around a rebalance; unknown when !hasFloor.
+	floor      record.Position
+	floorAfter bool
+	hasFloor   bool
+	seen       bool // a record was processed since the partition was gained
+	lastTime   time.Time
+	committed  *source.Start // last committed restart point, for durable lag
+}
+
+// accepts tells whether a record is new to the partition.
+func (st *partState) accepts(pos record.Position) bool {
+	if !st.hasFloor {
+		return true
+	}
+	c := pos.Compare(st.floor)
+	return c > 0 || (c == 0 && !st.floorAfter)
+}
+
+// next is the Kafka offset to process next (for lag).
+func (st *partState) next() record.Position {
+	if st.floorAfter {
+		return record.Position{Offset: st.floor.Offset + 1}
+	}
+	return st.floor
 }
 
 // Stats are the pipeline's running totals (the demo prints them).
@@ -77,18 +93,18 @@ type Pipeline struct {
 	mstore   checkpoint.Store
 	instance string
 	epoch    string
-	src      *kafka.Source
+	src      source.Source
 
 	stopWriters context.CancelFunc
 
-	seq         uint64
-	lastRef     string
-	lastOffsets map[record.PartitionID]int64
-	owned       map[record.PartitionID]*partState
-	applied     map[string]bool // manifests re-applied in this process
+	seq        uint64
+	lastRef    string
+	lastStarts map[record.PartitionID]source.Start
+	owned      map[record.PartitionID]*partState
+	applied    map[string]bool // manifests re-applied in this process
 
 	control  chan func()
-	batches  chan kafka.Batch
+	batches  chan []record.Record
 	loopDone chan struct{}
 	fatal    chan error
 	ready    chan struct{}
@@ -230,13 +246,13 @@ func (p *Pipeline) fetch(ctx context.Context) {
 	for ctx.Err() == nil {
 		b, err := p.src.Poll(ctx, 4096)
 		if err != nil {
-			if kafka.IsClosed(err) || ctx.Err() != nil {
+			if errors.Is(err, source.ErrClosed) || ctx.Err() != nil {
 				return
 			}
 			p.log.Warn("poll failed", "err", err)
 			continue
 		}
-		if len(b.Records) == 0 {
+		if len(b) == 0 {
 			continue
 		}
 		select {
@@ -256,31 +272,31 @@ func (p *Pipeline) setNow(t time.Time) {
 	}
 }
 
-func (p *Pipeline) process(ctx context.Context, b kafka.Batch) error {
+func (p *Pipeline) process(ctx context.Context, b []record.Record) error {
 	started := time.Now()
 	p.setNow(started)
 	var n, bytes int64
-	for i := range b.Records {
-		rec := &b.Records[i]
+	for i := range b {
+		rec := &b[i]
 		st := p.owned[rec.Partition]
 		if st == nil {
 			continue // revoked while in flight: its next owner reads it
 		}
-		if st.hasNext && rec.Position.Compare(st.next) < 0 {
+		if !st.accepts(rec.Position) {
 			continue // fetched twice around a rebalance
 		}
 		if err := p.handle(ctx, rec); err != nil {
 			return err
 		}
-		st.last, st.seen, st.lastTime = rec.Position, true, rec.Timestamp
-		st.next, st.hasNext = record.Position{Offset: rec.Position.Offset + 1}, true
+		st.floor, st.floorAfter, st.hasFloor = rec.Position, true, true
+		st.seen, st.lastTime = true, rec.Timestamp
 		n++
 		bytes += int64(len(rec.Value))
 	}
-	if len(b.Records) > 0 {
-		stream := b.Records[0].Partition.Stream
-		p.m.recordsIn.WithLabelValues("kafka", stream).Add(float64(n))
-		p.m.bytesIn.WithLabelValues("kafka", stream).Add(float64(bytes))
+	if len(b) > 0 {
+		stream := b[0].Partition.Stream
+		p.m.recordsIn.WithLabelValues(p.src.Kind().String(), stream).Add(float64(n))
+		p.m.bytesIn.WithLabelValues(p.src.Kind().String(), stream).Add(float64(bytes))
 	}
 	p.statsMu.Lock()
 	p.stats.Records += n
@@ -393,44 +409,66 @@ func copyRecord(r *record.Record) *record.Record {
 	return &c
 }
 
-// updateLag publishes fetched and durable lag from the last high watermarks.
+// updateLag publishes fetched and durable lag, and how far behind the
+// newest record the pipeline is.
 func (p *Pipeline) updateLag() {
-	hwm := p.src.HighWatermarks()
+	next := make(map[record.PartitionID]record.Position, len(p.owned))
+	durable := make(map[record.PartitionID]record.Position, len(p.owned))
 	for id, st := range p.owned {
-		h, ok := hwm[id]
+		next[id] = st.next()
+		if st.committed != nil {
+			durable[id] = (&partState{floor: st.committed.Position, floorAfter: st.committed.After}).next()
+		}
+	}
+	lags, durableLags := p.src.Lags(next), p.src.Lags(durable)
+	kind := p.src.Kind().String()
+	for id, st := range p.owned {
+		l, ok := lags[id]
 		if !ok {
 			continue
 		}
-		part := strconv.Itoa(int(id.Partition))
-		next := st.start.Offset
-		if st.seen {
-			next = st.last.Offset + 1
+		part := partitionLabel(id)
+		if l.Records >= 0 {
+			p.m.lagRecords.WithLabelValues(kind, id.Stream, part).Set(float64(l.Records))
 		}
-		lag := max(h-next, 0)
-		p.m.lagRecords.WithLabelValues("kafka", id.Stream, part).Set(float64(lag))
-		if st.committed >= 0 {
-			p.m.durableLagRecords.WithLabelValues("kafka", id.Stream, part).Set(float64(max(h-st.committed, 0)))
+		if d, ok := durableLags[id]; ok && d.Records >= 0 {
+			p.m.durableLagRecords.WithLabelValues(kind, id.Stream, part).Set(float64(d.Records))
 		}
-		behind := 0.0
-		if lag > 0 && !st.lastTime.IsZero() {
-			behind = float64(time.Since(st.lastTime).Milliseconds())
+		behind := float64(l.MillisBehind)
+		if l.MillisBehind < 0 {
+			// Kafka: the age of the last processed record while behind.
+			behind = 0
+			if l.Records > 0 && !st.lastTime.IsZero() {
+				behind = float64(time.Since(st.lastTime).Milliseconds())
+			}
 		}
-		p.m.millisBehind.WithLabelValues("kafka", id.Stream, part).Set(behind)
+		p.m.millisBehind.WithLabelValues(kind, id.Stream, part).Set(behind)
 	}
 }
 
-// Caught reports whether every owned partition has processed up to its high
-// watermark (the demo and tests wait for it).
+func partitionLabel(id record.PartitionID) string {
+	if id.Shard != "" {
+		return id.Shard
+	}
+	return strconv.Itoa(int(id.Partition))
+}
+
+// Caught reports whether every owned partition has processed up to the end
+// of its stream (the demo and tests wait for it).
 func (p *Pipeline) Caught(ctx context.Context) bool {
 	caught := false
 	_ = p.do(ctx, func() {
-		hwm := p.src.HighWatermarks()
 		if len(p.owned) == 0 {
 			return
 		}
+		next := make(map[record.PartitionID]record.Position, len(p.owned))
 		for id, st := range p.owned {
-			h, ok := hwm[id]
-			if !ok || (!st.seen && h > st.start.Offset) || (st.seen && st.last.Offset+1 < h) {
+			next[id] = st.next()
+		}
+		lags := p.src.Lags(next)
+		for id := range p.owned {
+			l, ok := lags[id]
+			if !ok || l.Records > 0 || l.MillisBehind > 0 {
 				return
 			}
 		}
@@ -444,12 +482,12 @@ func (p *Pipeline) Caught(ctx context.Context) bool {
 // Assigned adopts new partitions: the manifest their last commit names (or a
 // newer one of the same instance) says where replay starts and which replayed
 // records committed files already hold.
-func (p *Pipeline) Assigned(ctx context.Context, as []kafka.Assignment) (map[record.PartitionID]int64, error) {
-	starts := map[record.PartitionID]int64{}
+func (p *Pipeline) Assigned(ctx context.Context, as []source.Assignment) (map[record.PartitionID]source.Start, error) {
+	starts := map[record.PartitionID]source.Start{}
 	var err error
 	doErr := p.do(ctx, func() {
 		for _, a := range as {
-			st := &partState{kind: record.Kafka, committed: a.Committed}
+			st := &partState{committed: a.Committed}
 			state, ferr := p.findState(ctx, a)
 			if ferr != nil {
 				err = ferr
@@ -457,22 +495,19 @@ func (p *Pipeline) Assigned(ctx context.Context, as []kafka.Assignment) (map[rec
 			}
 			switch {
 			case state != nil:
-				off := state.Restart.Offset
-				if state.After {
-					off++
-				}
-				starts[a.ID] = off
-				st.start, st.next, st.hasNext = record.Position{Offset: off}, record.Position{Offset: off}, true
+				start := source.Start{Position: state.Restart, After: state.After}
+				starts[a.ID] = start
+				st.floor, st.floorAfter, st.hasFloor = start.Position, start.After, true
 				for _, r := range p.routes {
 					if r.pq != nil {
 						r.pq.Restore(a.ID, state.Committed[r.name])
 					}
 				}
-			case a.Committed >= 0:
-				st.start, st.next, st.hasNext = record.Position{Offset: a.Committed}, record.Position{Offset: a.Committed}, true
+			case a.Committed != nil:
+				st.floor, st.floorAfter, st.hasFloor = a.Committed.Position, a.Committed.After, true
 			}
 			p.owned[a.ID] = st
-			p.log.Info("partition assigned", "partition", a.ID.String(), "start", st.start.Offset, "from_manifest", state != nil)
+			p.log.Info("partition assigned", "partition", a.ID.String(), "start", st.floor.String(), "after", st.floorAfter, "from_manifest", state != nil)
 		}
 		p.m.ownedPartitions.Set(float64(len(p.owned)))
 	})
@@ -482,8 +517,8 @@ func (p *Pipeline) Assigned(ctx context.Context, as []kafka.Assignment) (map[rec
 	return starts, err
 }
 
-func (p *Pipeline) findState(ctx context.Context, a kafka.Assignment) (*checkpoint.PartitionState, error) {
-	inst, seq, ok := checkpoint.ParseRef(a.Metadata)
+func (p *Pipeline) findState(ctx context.Context, a source.Assignment) (*checkpoint.PartitionState, error) {
+	inst, seq, ok := checkpoint.ParseRef(a.Ref)
 	if !ok {
 		return nil, nil
 	}
@@ -499,8 +534,8 @@ func (p *Pipeline) findState(ctx context.Context, a kafka.Assignment) (*checkpoi
 
 // Revoked checkpoints with every file that holds records of the revoked
 // partitions rolled, so that they leave with an exact position.
-func (p *Pipeline) Revoked(ctx context.Context, ps []record.PartitionID) (map[record.PartitionID]int64, string, error) {
-	var offsets map[record.PartitionID]int64
+func (p *Pipeline) Revoked(ctx context.Context, ps []record.PartitionID) (map[record.PartitionID]source.Start, string, error) {
+	var starts map[record.PartitionID]source.Start
 	var ref string
 	var err error
 	doErr := p.do(ctx, func() {
@@ -511,9 +546,15 @@ func (p *Pipeline) Revoked(ctx context.Context, ps []record.PartitionID) (map[re
 		if err = p.checkpoint(ctx, cpOptions{roll: set}); err != nil {
 			return
 		}
-		offsets, ref = p.restartOffsets(), p.lastRef
+		starts, ref = p.restartPoints(), p.lastRef
 		for _, id := range ps {
 			delete(p.owned, id)
+			// A frozen series for a partition another instance now owns
+			// would inflate the lag an autoscaler sums.
+			kind, part := p.src.Kind().String(), partitionLabel(id)
+			p.m.lagRecords.DeleteLabelValues(kind, id.Stream, part)
+			p.m.durableLagRecords.DeleteLabelValues(kind, id.Stream, part)
+			p.m.millisBehind.DeleteLabelValues(kind, id.Stream, part)
 			for _, r := range p.routes {
 				if r.pq != nil {
 					r.pq.Forget(id)
@@ -525,7 +566,7 @@ func (p *Pipeline) Revoked(ctx context.Context, ps []record.PartitionID) (map[re
 	if doErr != nil {
 		return nil, "", doErr
 	}
-	return offsets, ref, err
+	return starts, ref, err
 }
 
 // Lost partitions cannot be committed any more: stop, so that a restart
@@ -620,16 +661,16 @@ func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 	if err := p.dlq.Flush(ctx); err != nil {
 		return fmt.Errorf("dead-letter flush: %w", err)
 	}
-	offsets := make(map[record.PartitionID]int64, len(p.owned))
+	starts := make(map[record.PartitionID]source.Start, len(p.owned))
 	for id, st := range p.owned {
-		ps := &checkpoint.PartitionState{Kind: st.kind}
+		ps := &checkpoint.PartitionState{Kind: p.src.Kind()}
 		switch low, open := openLow[id]; {
 		case open:
 			ps.Restart = low
-		case st.seen:
-			ps.Restart, ps.After = st.last, true
+		case st.hasFloor:
+			ps.Restart, ps.After = st.floor, st.floorAfter
 		default:
-			ps.Restart = st.start
+			continue // nothing read and nothing known: the source's own start applies
 		}
 		for _, r := range p.routes {
 			if r.pq == nil {
@@ -643,10 +684,7 @@ func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 			}
 		}
 		m.Partitions[id.String()] = ps
-		offsets[id] = ps.Restart.Offset
-		if ps.After {
-			offsets[id]++
-		}
+		starts[id] = source.Start{Position: ps.Restart, After: ps.After}
 	}
 	if err := p.mstore.Write(ctx, m); err != nil {
 		return fmt.Errorf("writing manifest %d: %w", m.Seq, err)
@@ -656,7 +694,7 @@ func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 	p.log.Debug("checkpoint: manifest written", "seq", m.Seq, "uploads", len(m.Uploads), "partitions", len(m.Partitions))
 	p.seq++
 	p.lastRef = checkpoint.Ref(p.instance, m.Seq)
-	p.lastOffsets = offsets
+	p.lastStarts = starts
 	for i, r := range p.routes {
 		if preps[i] != nil {
 			r.pq.Committed(preps[i])
@@ -679,13 +717,13 @@ func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 	}
 	p.statsMu.Unlock()
 	if o.commit {
-		if err := p.src.Commit(ctx, offsets, p.lastRef); err != nil {
+		if err := p.src.Commit(ctx, starts, p.lastRef); err != nil {
 			// The manifest holds the truth; the next commit catches up.
-			p.log.Warn("committing offsets failed", "err", err)
+			p.log.Warn("committing source positions failed", "err", err)
 		} else {
-			for id, o := range offsets {
+			for id, start := range starts {
 				if st := p.owned[id]; st != nil {
-					st.committed = o
+					st.committed = &start
 				}
 			}
 		}
@@ -703,12 +741,12 @@ func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 // instance's last checkpoints while the partition is still unassigned.
 const manifestsKept = 200
 
-// restartOffsets are the Kafka offsets the last manifest recorded: the true
-// restart points.
-func (p *Pipeline) restartOffsets() map[record.PartitionID]int64 {
-	out := make(map[record.PartitionID]int64, len(p.lastOffsets))
-	for id, o := range p.lastOffsets {
-		out[id] = o
+// restartPoints are the positions the last manifest recorded: the true
+// restart points, which the source commits.
+func (p *Pipeline) restartPoints() map[record.PartitionID]source.Start {
+	out := make(map[record.PartitionID]source.Start, len(p.lastStarts))
+	for id, st := range p.lastStarts {
+		out[id] = st
 	}
 	return out
 }

@@ -59,6 +59,7 @@ var failureOf = map[taxi.BadKind]struct {
 func TestDeadLettersExactlyOnceUnderKills(t *testing.T) {
 	h := newHarness(t, "dlq")
 	h.dlqTopic = h.topic + "-dlq"
+	createTopic(t, h.env.KafkaBrokers, h.dlqTopic)
 	h.maxRecordSize = "512KiB"
 	h.targetFile = "2MiB"
 	h.fileAge = "1500ms"
@@ -422,6 +423,22 @@ func readTopic(t *testing.T, brokers, topic string) []*kgo.Record {
 	return out
 }
 
+// createTopic creates a dead-letter topic as an operator would: sinkd's
+// producers do not ask the broker to create topics.
+func createTopic(t *testing.T, brokers, topic string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 4, -1, nil, topic); err != nil {
+		t.Fatalf("creating topic %s: %v", topic, err)
+	}
+}
+
 // committed reads a group's committed offsets.
 func committed(ctx context.Context, brokers, group string) (map[int32]int64, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
@@ -517,6 +534,7 @@ func TestDeadLetterStreamOutage(t *testing.T) {
 	h := newHarness(t, "dlqdown")
 	b := h.startBroker(t.TempDir())
 	h.dlqBrokers, h.dlqTopic = b.addr(), "dead-letters"
+	createTopic(t, b.addr(), h.dlqTopic)
 	h.maxRecordSize = "512KiB"
 	produced := h.produceAsync(40_000, 4, 0.02, 62, 1000)
 	p := h.start("dlqdown-1")
@@ -603,6 +621,7 @@ func (h *harness) logSnapshot(data, topic string) []*dlq.Letter {
 func TestDeadLettersSurviveKafkaRestart(t *testing.T) {
 	h := newHarness(t, "kafkadown")
 	h.dlqTopic = h.topic + "-dlq"
+	createTopic(t, h.env.KafkaBrokers, h.dlqTopic)
 	h.maxRecordSize = "512KiB"
 	produced := h.produceAsync(50_000, 4, 0.02, 63, 2000)
 	p := h.start("kafkadown-1")

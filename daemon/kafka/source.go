@@ -25,33 +25,16 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/daemon/source"
 	"github.com/sinkd/sinkd/record"
 )
 
-// Assignment is a newly assigned partition with what the group remembers of it.
-type Assignment struct {
-	ID        record.PartitionID
-	Committed int64  // -1 when the group has no offset
-	Metadata  string // commit metadata (a manifest reference when sinkd committed)
-}
-
-// Handler is the pipeline side of group membership. Its methods are called
-// from franz-go's group goroutine and block the rebalance until they return.
-type Handler interface {
-	// Assigned returns where to start each new partition (absent: the
-	// committed offset, or the configured start for a new group).
-	Assigned(ctx context.Context, as []Assignment) (map[record.PartitionID]int64, error)
-	// Revoked makes everything read from the partitions durable and returns the
-	// offsets to commit for them and the manifest reference to attach.
-	Revoked(ctx context.Context, ps []record.PartitionID) (map[record.PartitionID]int64, string, error)
-	// Lost: the partitions are gone without a chance to commit.
-	Lost(ps []record.PartitionID)
-}
+var _ source.Source = (*Source)(nil)
 
 // Source reads records of the assigned partitions.
 type Source struct {
 	cl     *kgo.Client
-	h      Handler
+	h      source.Handler
 	log    *slog.Logger
 	mu     sync.Mutex
 	meta   map[record.PartitionID]string // commit metadata from the last offset fetch
@@ -59,13 +42,8 @@ type Source struct {
 	closed chan struct{}
 }
 
-// Batch is what one poll returned.
-type Batch struct {
-	Records []record.Record
-}
-
 // New connects a group member; it does not poll until Poll is called.
-func New(ctx context.Context, cfg *config.Kafka, instanceID string, h Handler, log *slog.Logger, extra ...kgo.Opt) (*Source, error) {
+func New(ctx context.Context, cfg *config.Kafka, instanceID string, h source.Handler, log *slog.Logger, extra ...kgo.Opt) (*Source, error) {
 	s := &Source{h: h, log: log, meta: map[record.PartitionID]string{}, hwm: map[record.PartitionID]int64{}, closed: make(chan struct{})}
 	start := kgo.NewOffset().AtStart()
 	switch cfg.Start {
@@ -152,16 +130,16 @@ func (s *Source) onFetched(_ context.Context, _ *kgo.Client, resp *kmsg.OffsetFe
 }
 
 func (s *Source) adjust(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	var as []Assignment
+	var as []source.Assignment
 	s.mu.Lock()
 	for topic, ps := range offsets {
 		for p, o := range ps {
 			id := pid(topic, p)
-			committed := o.EpochOffset().Offset
-			if committed < 0 {
-				committed = -1
+			a := source.Assignment{ID: id, Ref: s.meta[id]}
+			if committed := o.EpochOffset().Offset; committed >= 0 {
+				a.Committed = &source.Start{Position: record.Position{Offset: committed}}
 			}
-			as = append(as, Assignment{ID: id, Committed: committed, Metadata: s.meta[id]})
+			as = append(as, a)
 		}
 	}
 	s.mu.Unlock()
@@ -171,7 +149,7 @@ func (s *Source) adjust(ctx context.Context, offsets map[string]map[int32]kgo.Of
 		return nil, err
 	}
 	for id, at := range starts {
-		offsets[id.Stream][id.Partition] = kgo.NewOffset().At(at).WithEpoch(-1)
+		offsets[id.Stream][id.Partition] = kgo.NewOffset().At(offset(at)).WithEpoch(-1)
 	}
 	return offsets, nil
 }
@@ -191,12 +169,12 @@ func (s *Source) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 	if len(ps) == 0 {
 		return
 	}
-	offsets, ref, err := s.h.Revoked(ctx, ps)
+	starts, ref, err := s.h.Revoked(ctx, ps)
 	if err != nil {
 		s.log.Error("could not checkpoint revoked partitions; their next owner replays from the last commit", "err", err)
 		return
 	}
-	if err := s.commit(ctx, offsets, ref); err != nil {
+	if err := s.Commit(ctx, starts, ref); err != nil {
 		s.log.Error("commit of revoked partitions failed; their next owner recovers from the manifest", "err", err)
 	}
 }
@@ -207,11 +185,21 @@ func (s *Source) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 	}
 }
 
+// offset is the Kafka offset to read next.
+func offset(st source.Start) int64 {
+	if st.After {
+		return st.Position.Offset + 1
+	}
+	return st.Position.Offset
+}
+
+func (s *Source) Kind() record.Kind { return record.Kafka }
+
 // Poll returns the next records of owned partitions, at most max.
-func (s *Source) Poll(ctx context.Context, max int) (Batch, error) {
+func (s *Source) Poll(ctx context.Context, max int) ([]record.Record, error) {
 	fs := s.cl.PollRecords(ctx, max)
 	if fs.IsClientClosed() {
-		return Batch{}, errClosed
+		return nil, source.ErrClosed
 	}
 	fs.EachError(func(t string, p int32, err error) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -220,7 +208,7 @@ func (s *Source) Poll(ctx context.Context, max int) (Batch, error) {
 		// Fetch errors are retried by the client; surface them in the log.
 		s.log.Warn("kafka fetch error", "topic", t, "partition", p, "err", err)
 	})
-	b := Batch{Records: make([]record.Record, 0, fs.NumRecords())}
+	out := make([]record.Record, 0, fs.NumRecords())
 	s.mu.Lock()
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		if len(p.Records) > 0 || p.HighWatermark > 0 {
@@ -243,29 +231,30 @@ func (s *Source) Poll(ctx context.Context, max int) (Batch, error) {
 				rec.Headers[i] = record.Header{Key: h.Key, Value: h.Value}
 			}
 		}
-		b.Records = append(b.Records, rec)
+		out = append(out, rec)
 	})
-	return b, nil
+	return out, nil
 }
 
-var errClosed = errors.New("kafka: client closed")
-
-// IsClosed tells whether err means the source was closed.
-func IsClosed(err error) bool { return errors.Is(err, errClosed) }
-
-// HighWatermarks returns the last high watermark seen per partition.
-func (s *Source) HighWatermarks() map[record.PartitionID]int64 {
+// Lags counts records between the next position and the last high watermark.
+func (s *Source) Lags(next map[record.PartitionID]record.Position) map[record.PartitionID]source.Lag {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[record.PartitionID]int64, len(s.hwm))
-	for k, v := range s.hwm {
-		out[k] = v
+	out := make(map[record.PartitionID]source.Lag, len(next))
+	for id, n := range next {
+		if h, ok := s.hwm[id]; ok {
+			out[id] = source.Lag{Records: max(h-n.Offset, 0), MillisBehind: -1}
+		}
 	}
 	return out
 }
 
-// Commit commits offsets with ref as their metadata, synchronously.
-func (s *Source) Commit(ctx context.Context, offsets map[record.PartitionID]int64, ref string) error {
+// Commit commits restart offsets with ref as their metadata, synchronously.
+func (s *Source) Commit(ctx context.Context, starts map[record.PartitionID]source.Start, ref string) error {
+	offsets := make(map[record.PartitionID]int64, len(starts))
+	for id, st := range starts {
+		offsets[id] = offset(st)
+	}
 	return s.commit(ctx, offsets, ref)
 }
 

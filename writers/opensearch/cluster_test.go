@@ -226,7 +226,7 @@ func trips(prefix string, n int, seed uint64) []Doc {
 
 func writeAll(t *testing.T, w *Writer, docs []Doc) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // hang detection only: -race on a loaded 2-core box is slow
 	defer cancel()
 	for _, d := range docs {
 		if err := w.Write(ctx, d); err != nil {

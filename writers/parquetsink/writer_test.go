@@ -292,7 +292,7 @@ func TestBudgetBoundsBufferedBytes(t *testing.T) {
 	})
 	ctx := context.Background()
 	var peak int64
-	for i := 0; i < 30_000; i++ {
+	for i := 0; i < 12_000; i++ {
 		if err := f.w.Write(ctx, []byte(fmt.Sprintf("b=%d", i%50)), testRow(int64(i), noise(i, 400)), rec(0, int64(i))); err != nil {
 			t.Fatal(err)
 		}
@@ -306,7 +306,7 @@ func TestBudgetBoundsBufferedBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.commit(t)
-	if ids := f.readIDs(t); len(ids) != 30_000 {
-		t.Fatalf("rows = %d, want 30000", len(ids))
+	if ids := f.readIDs(t); len(ids) != 12_000 {
+		t.Fatalf("rows = %d, want 12000", len(ids))
 	}
 }

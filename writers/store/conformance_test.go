@@ -31,7 +31,7 @@ func payload(n int, seed byte) []byte {
 }
 
 func testContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // hang detection only
 	t.Cleanup(cancel)
 	return ctx
 }
