@@ -309,6 +309,9 @@ func (p *Pipeline) process(ctx context.Context, b []record.Record) error {
 // handle sends one record through decode, route and write. Bad data goes to
 // the dead-letter sink; only infrastructure errors are returned.
 func (p *Pipeline) handle(ctx context.Context, rec *record.Record) error {
+	if f := rec.Failure; f != nil {
+		return p.deadLetter(ctx, rec, dlq.Stage(f.Stage), f.Class, f.Message, nil)
+	}
 	if max := p.cfg.MaxRecordSize.Bytes(); max > 0 && int64(len(rec.Value)) > max {
 		return p.deadLetter(ctx, rec, dlq.StageOversize, "oversize",
 			fmt.Sprintf("record of %d bytes exceeds max_record_size %s", len(rec.Value), p.cfg.MaxRecordSize), nil)

@@ -104,6 +104,16 @@ type Record struct {
 	Value     []byte
 	Headers   []Header
 	Timestamp time.Time // broker timestamp (Kafka) or approximate arrival (Kinesis)
+	// Failure is set by a source for a record it could read but not unpack
+	// (a corrupt KPL aggregate): the pipeline dead-letters it as it is.
+	Failure *Failure
+}
+
+// Failure says why a source could not unpack a record.
+type Failure struct {
+	Stage   string // a dead-letter stage, e.g. "kpl"
+	Class   string // bounded error class, e.g. "kpl_checksum"
+	Message string
 }
 
 // Coordinates renders where a record came from, for logs and dead letters.
