@@ -19,6 +19,7 @@ type result struct {
 	buckets      int // distinct bucket paths among them
 	err          string
 	notAvailable bool
+	firstAttempt *result // the failed attempt this one repeats
 }
 
 func (r result) ok() bool { return r.err == "" && r.m.processed > 0 }
@@ -247,18 +248,31 @@ func (rep report) markdown() string {
 
 	var failed []result
 	for _, r := range rows {
+		if r.firstAttempt != nil {
+			failed = append(failed, *r.firstAttempt)
+		}
 		if !r.ok() || r.m.exit != "0" {
 			failed = append(failed, r)
 		}
 	}
 	if len(failed) > 0 {
 		p("## Failures and unavailable scenarios\n\n")
+		p("A failed run is tried once more; the tables show the second attempt. The stack is shared with the ")
+		p("integration tests, whose fault tests stop MinIO and the broker, so a failure here is not always sinkd's.\n\n")
 		for _, r := range failed {
 			msg := r.err
 			if msg == "" {
 				msg = r.m.exit
 			}
-			p("- (%s) %s\n", r.spec.name, msg)
+			attempt := ""
+			if !r.notAvailable {
+				attempt = fmt.Sprintf(", attempt %s", r.id)
+			}
+			p("- (%s%s) %s", r.spec.name, attempt, msg)
+			if r.m.peakRSSMiB > 0 {
+				p(" (peak RSS until then: %.0f MiB)", r.m.peakRSSMiB)
+			}
+			p("\n")
 			if len(r.m.logTail) > 0 {
 				p("\n  sinkd's log, last lines:\n\n  ```\n")
 				for _, line := range r.m.logTail {
