@@ -22,7 +22,7 @@ import (
 
 // runInProcess runs the real pipeline (the code of `sinkd run`) on an
 // embedded broker until every record is processed, then drains it.
-func runInProcess(t *testing.T, yaml string, records []*kgo.Record) *Pipeline {
+func runInProcess(t testing.TB, yaml string, records []*kgo.Record) *Pipeline {
 	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "in"))
 	if err != nil {
