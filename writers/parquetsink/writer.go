@@ -62,7 +62,6 @@ type Writer struct {
 	sem      chan struct{}
 	uploaded chan struct{}  // a part upload finished (wakes a writer waiting for memory)
 	bg       sync.WaitGroup // background creates and part uploads
-	one      [1]parquet.Row
 	now      time.Time
 
 	// Per-row counters, resolved once: a label lookup per row costs more
@@ -85,6 +84,49 @@ type file struct {
 	spans     map[record.PartitionID]*span
 	elem      *list.Element
 	up        *upload
+
+	// Rows are handed to the encoder in small batches: one row per call
+	// costs several times more per row. Staged rows own their bytes (arena),
+	// because decoded rows point into the decoder's buffer.
+	staged [][]parquet.Value
+	nStage int
+	arena  []byte
+}
+
+// stageRows is the batch size; small, because every open file holds one.
+const stageRows = 32
+
+func (f *file) stage(row parquet.Row) {
+	if f.nStage == len(f.staged) {
+		f.staged = append(f.staged, make([]parquet.Value, 0, len(row)))
+	}
+	dst := f.staged[f.nStage][:0]
+	for _, v := range row {
+		if v.Kind() == parquet.ByteArray && !v.IsNull() {
+			b := v.ByteArray()
+			off := len(f.arena)
+			f.arena = append(f.arena, b...)
+			v = parquet.ByteArrayValue(f.arena[off:len(f.arena):len(f.arena)]).Level(v.RepetitionLevel(), v.DefinitionLevel(), v.Column())
+		}
+		dst = append(dst, v)
+	}
+	f.staged[f.nStage] = dst
+	f.nStage++
+}
+
+// flushStaged hands the staged rows to the encoder, which copies them.
+func (f *file) flushStaged() error {
+	if f.nStage == 0 {
+		return nil
+	}
+	rows := make([]parquet.Row, f.nStage)
+	for i := range rows {
+		rows[i] = f.staged[i]
+	}
+	_, err := f.pw.WriteRows(rows)
+	f.nStage = 0
+	f.arena = f.arena[:0]
+	return err
 }
 
 // upload is the multipart upload behind one file. Parts upload in background
@@ -190,9 +232,11 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 	} else {
 		w.lru.MoveToBack(f.elem)
 	}
-	w.one[0] = row
-	if _, err := f.pw.WriteRows(w.one[:]); err != nil {
-		return fmt.Errorf("parquet encode into %s: %w", f.key, err)
+	f.stage(row)
+	if f.nStage == stageRows {
+		if err := f.flushStaged(); err != nil {
+			return fmt.Errorf("parquet encode into %s: %w", f.key, err)
+		}
 	}
 	f.rows++
 	f.lastWrite = w.now
@@ -224,6 +268,9 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 // account refreshes a file's charge against the budget and applies the row
 // group, part and file size thresholds.
 func (w *Writer) account(f *file) error {
+	if err := f.flushStaged(); err != nil {
+		return fmt.Errorf("parquet encode into %s: %w", f.key, err)
+	}
 	pending := f.pw.Size() - f.out.written // row group being built, uncompressed
 	if pending < 0 {
 		pending = 0
@@ -373,6 +420,9 @@ func (w *Writer) retry(op func(ctx context.Context) error) error {
 // roll closes a file: its footer and last bytes go up as the final part, and it
 // waits for the next checkpoint to be committed.
 func (w *Writer) roll(f *file, reason string) error {
+	if err := f.flushStaged(); err != nil {
+		return fmt.Errorf("parquet encode into %s: %w", f.key, err)
+	}
 	if err := f.pw.Close(); err != nil {
 		return fmt.Errorf("parquet close %s: %w", f.key, err)
 	}
