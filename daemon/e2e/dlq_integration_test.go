@@ -58,6 +58,9 @@ var failureOf = map[taxi.BadKind]struct {
 // failing stop at --max-redrives.
 func TestDeadLettersExactlyOnceUnderKills(t *testing.T) {
 	h := newHarness(t, "dlq")
+	// A restarted instance takes its partitions back at once instead of
+	// waiting for the killed member's session to expire.
+	h.static = true
 	h.dlqTopic = h.topic + "-dlq"
 	createTopic(t, h.env.KafkaBrokers, h.dlqTopic)
 	h.maxRecordSize = "512KiB"
@@ -75,7 +78,7 @@ func TestDeadLettersExactlyOnceUnderKills(t *testing.T) {
 			p.waitLine("manifest written", 30*time.Second)
 			time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
 		} else {
-			time.Sleep(time.Duration(1500+rng.IntN(3000)) * time.Millisecond)
+			time.Sleep(time.Duration(2000+rng.IntN(3000)) * time.Millisecond)
 		}
 		if p.exited() {
 			t.Fatalf("sinkd exited by itself before kill %d: %v; log tail:\n%s", i+1, p.err, tail(p.logFile.Name(), 15))
@@ -86,7 +89,7 @@ func TestDeadLettersExactlyOnceUnderKills(t *testing.T) {
 	killedLetters := len(readTopic(t, h.env.KafkaBrokers, h.dlqTopic))
 	t.Logf("%d SIGKILLs; before the last run: %d checkpoints committed %d files, %d recoveries, %d open uploads aborted, %d letters on the wire",
 		kills, commits, files, recoveries, aborted, killedLetters)
-	if commits < 2 || recoveries < 2 || killedLetters == 0 {
+	if commits < 1 || recoveries < 3 || killedLetters == 0 {
 		t.Fatalf("the killed runs did too little work to prove anything")
 	}
 	produced()
@@ -101,6 +104,7 @@ func TestDeadLettersExactlyOnceUnderKills(t *testing.T) {
 	// fixes each value and produces it into the source topic, keeping the
 	// key and the redrive header.
 	repairTopic := h.topic + "-repair"
+	createTopic(t, h.env.KafkaBrokers, repairTopic)
 	out := h.redrive(t, "--stage", "schema", "--class", "type_mismatch", "--to-topic", repairTopic)
 	wantRepairs := 0
 	for _, b := range h.badInputs {
