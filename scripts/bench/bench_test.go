@@ -161,3 +161,19 @@ func TestThousands(t *testing.T) {
 		}
 	}
 }
+
+func TestWithoutBenchmarks(t *testing.T) {
+	out := `goos: linux
+pkg: example.com/m/schema
+BenchmarkDecode-2   	  321093	      3188 ns/op
+PASS
+ok  	example.com/m/schema	1.039s
+PASS
+ok  	example.com/m/writers/store	0.010s
+?   	example.com/m/daemon/checkpoint	[no test files]
+`
+	want := []string{"`example.com/m/writers/store`", "`example.com/m/daemon/checkpoint`"}
+	if got := withoutBenchmarks(out); !reflect.DeepEqual(got, want) {
+		t.Errorf("withoutBenchmarks = %v, want %v", got, want)
+	}
+}

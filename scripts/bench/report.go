@@ -319,9 +319,29 @@ func (rep report) markdown() string {
 	if rep.micro != "" {
 		p("## Micro-benchmarks\n\n")
 		p("`go test -run '^$' -bench . -benchmem ./schema/ ./buckets/ ./writers/... ./daemon/...`\n\n")
+		if missing := withoutBenchmarks(rep.micro); len(missing) > 0 {
+			p("Packages without a benchmark yet: %s.\n\n", strings.Join(missing, ", "))
+		}
 		p("```\n%s\n```\n", strings.TrimRight(rep.micro, "\n"))
 	}
 	return b.String()
+}
+
+// withoutBenchmarks lists the packages that `go test -bench` output shows
+// passing without running any benchmark: those print no "pkg:" header.
+func withoutBenchmarks(out string) []string {
+	benched := map[string]bool{}
+	var missing []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 2 && f[0] == "pkg:":
+			benched[f[1]] = true
+		case len(f) >= 2 && (f[0] == "ok" || f[0] == "?") && !benched[f[1]]:
+			missing = append(missing, "`"+f[1]+"`")
+		}
+	}
+	return missing
 }
 
 // mdCell keeps a message on one table row.

@@ -24,5 +24,5 @@ echo "==> micro-benchmarks: go test -run '^\$' -bench . -benchmem ${packages[*]}
 go test -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-1s}" "${packages[@]}" 2>&1 | tee "$micro"
 
 echo "==> end-to-end scenarios"
-command="scripts/bench/run.sh${*:+ $*}   (make bench)"
+command="make bench (scripts/bench/run.sh${*:+ $*})"
 go run ./scripts/bench -scenario all -micro "$micro" -out docs/benchmarks.md -command "$command" "$@"
