@@ -37,6 +37,14 @@ type Source struct {
 	Kinesis *Kinesis `yaml:"kinesis"`
 }
 
+// FetchBytes bounds what the source may hold in fetched, unprocessed records.
+func (s Source) FetchBytes() int64 {
+	if s.Kafka != nil {
+		return s.Kafka.FetchMaxBytes.Bytes()
+	}
+	return 16 << 20 // Kinesis: a few GetRecords responses of up to 10 MB
+}
+
 type Kafka struct {
 	Brokers StringList `yaml:"brokers"` // a list, or one comma-separated string
 	Topics  StringList `yaml:"topics"`

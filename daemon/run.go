@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +38,7 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(cfg.Log, stderr)
+	setMemoryLimit(cfg, log)
 	ctx, stop := signalContext(ctx, log, cfg.Shutdown.DrainTimeout.D())
 	defer stop()
 	if err := run(ctx, cfg, log, options{}, nil); err != nil {
@@ -88,6 +90,19 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, o options, s
 		}
 	}
 	return err
+}
+
+// setMemoryLimit tells the Go runtime how much memory sinkd may use, so that
+// garbage collection tightens near the limit instead of letting the heap
+// double: the budget plus room for fetch buffers and the runtime. An explicit
+// GOMEMLIMIT wins.
+func setMemoryLimit(cfg *config.Config, log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := cfg.Memory.Budget.Bytes() + cfg.Source.FetchBytes() + 96<<20
+	debug.SetMemoryLimit(limit)
+	log.Debug("memory limit set", "bytes", limit)
 }
 
 // signalContext cancels on the first SIGTERM/SIGINT (graceful drain); a
@@ -165,7 +180,19 @@ func serveHTTP(cfg *config.Config, reg *prometheus.Registry, p *Pipeline, log *s
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	// Pausing stops reading while checkpoints, metrics and probes go on
+	// (for maintenance downstream, or to watch lag build up).
+	mux.HandleFunc("POST /admin/pause", func(w http.ResponseWriter, r *http.Request) {
+		p.src.Pause()
+		log.Info("consumption paused through /admin/pause")
+		fmt.Fprintln(w, "paused")
+	})
+	mux.HandleFunc("POST /admin/resume", func(w http.ResponseWriter, r *http.Request) {
+		p.src.Resume()
+		log.Info("consumption resumed through /admin/resume")
+		fmt.Fprintln(w, "resumed")
+	})
+		ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("http.addr %s: %w", cfg.HTTP.Addr, err)
 	}

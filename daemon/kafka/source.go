@@ -16,6 +16,7 @@ import (
 	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -34,6 +35,7 @@ var _ source.Source = (*Source)(nil)
 // Source reads records of the assigned partitions.
 type Source struct {
 	cl     *kgo.Client
+	topics []string
 	h      source.Handler
 	log    *slog.Logger
 	mu     sync.Mutex
@@ -96,8 +98,47 @@ func New(ctx context.Context, cfg *config.Kafka, instanceID string, h source.Han
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
 	s.cl = cl
+	s.topics = cfg.Topics
+	go s.refreshEnds(cfg.RequestTimeout.D())
 	return s, nil
 }
+
+// endsInterval is how often the end offsets are listed, so that lag stays
+// right while a partition is idle or paused (fetches alone only report the
+// high watermark when they return records).
+const endsInterval = 2 * time.Second
+
+func (s *Source) refreshEnds(timeout time.Duration) {
+	adm := kadm.NewClient(s.cl)
+	t := time.NewTicker(endsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closed:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		listed, err := adm.ListEndOffsets(ctx, s.topics...)
+		cancel()
+		if err != nil {
+			continue // the next round retries; fetches keep lag roughly right meanwhile
+		}
+		s.mu.Lock()
+		listed.Each(func(o kadm.ListedOffset) {
+			if o.Err == nil {
+				s.hwm[pid(o.Topic, o.Partition)] = o.Offset
+			}
+		})
+		s.mu.Unlock()
+	}
+}
+
+// Pause stops fetching; Resume starts again. Positions, checkpoints and
+// metrics go on.
+func (s *Source) Pause() { s.cl.PauseFetchTopics(s.topics...) }
+
+func (s *Source) Resume() { s.cl.ResumeFetchTopics(s.topics...) }
 
 // Ping checks that a broker answers, for readiness.
 func (s *Source) Ping(ctx context.Context) error { return s.cl.Ping(ctx) }

@@ -66,6 +66,9 @@ type Source interface {
 	Lags(next map[record.PartitionID]record.Position) map[record.PartitionID]Lag
 	// Kind names the source for metrics and positions.
 	Kind() record.Kind
+	// Pause stops reading new records; Resume starts again.
+	Pause()
+	Resume()
 	// Ping checks the source answers (readiness).
 	Ping(ctx context.Context) error
 	// Close stops reading; group sources leave their group (revoking, and so
