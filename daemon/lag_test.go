@@ -83,7 +83,7 @@ schema:
     - {name: trip_id, type: int64, required: true}
 routes:
   - name: r
-    parquet: {destination: "file://%s/lake", path: "all", event_time: {source: broker}}
+    parquet: {destination: "file://%s/lake", path: "all", event_time: {source: broker}, inactivity: 1s}
 checkpoint: {interval: 500ms}
 dlq: {file: %s/dlq.jsonl}
 `, addr, strings.Join(cluster.ListenAddrs(), ","), dir, dir)))
