@@ -17,6 +17,7 @@ import (
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/daemon/checkpoint"
 	"github.com/sinkd/sinkd/daemon/kafka"
+	"github.com/sinkd/sinkd/daemon/kinesis"
 	"github.com/sinkd/sinkd/dlq"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
@@ -106,8 +107,8 @@ type options struct {
 // newest manifest and aborts the uploads of its earlier runs that no manifest
 // commits. Sources connect last.
 func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg *prometheus.Registry, o options) (*Pipeline, error) {
-	if cfg.Source.Kafka == nil {
-		return nil, errors.New("only the Kafka source is wired into the pipeline in this version; the Kinesis source is not available yet")
+	if cfg.Source.Kafka == nil && cfg.Source.Kinesis == nil {
+		return nil, errors.New("no source configured")
 	}
 	s, err := schema.New(cfg.Schema.Fields)
 	if err != nil {
@@ -196,7 +197,11 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 			return nil, fmt.Errorf("opensearch (route %s): %w", r.name, err)
 		}
 	}
-	p.src, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, o.kafkaOpts...)
+	if k := cfg.Source.Kinesis; k != nil {
+		p.src, err = kinesis.New(ctx, k, instance, p, log, kinesis.WithRegisterer(reg))
+	} else {
+		p.src, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, o.kafkaOpts...)
+	}
 	if err != nil {
 		return nil, err
 	}

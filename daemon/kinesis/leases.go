@@ -1,0 +1,105 @@
+package kinesis
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sinkd/sinkd/daemon/checkpoint"
+	"github.com/sinkd/sinkd/daemon/source"
+)
+
+// progress is what a lease stores of its shard.
+type progress struct {
+	Start *source.Start // restart point; nil when never committed
+	End   bool          // read to SHARD_END and committed past its last record
+	Ref   string        // the manifest reference stored beside
+}
+
+// grant is a lease newly held, with what it stores.
+type grant struct {
+	shard string
+	progress
+}
+
+// leaser decides which shards this instance reads.
+type leaser interface {
+	// sync renews the held leases and, given the listed shards, returns the
+	// leases newly taken, the held shards to give up (balancing) and the held
+	// shards lost to another instance.
+	sync(ctx context.Context, shards []shard, held []string) (taken []grant, giveUp, lost []string, err error)
+	// checkpoint stores progress in held leases, fenced: the shards whose
+	// lease another instance took meanwhile are returned as lost.
+	checkpoint(ctx context.Context, ps map[string]progress) (lost []string, err error)
+	// release gives held leases up, keeping their progress.
+	release(ctx context.Context, shards []string) error
+	// interval is how often sync runs.
+	interval() time.Duration
+}
+
+// localLeases: without a lease table, this instance owns every shard. The
+// restart points then live only in its own manifests: every shard it takes
+// refers the pipeline to its newest manifest naming the shard. Which shards
+// are finished is known only in memory, so after a restart a closed parent is
+// read again from its manifest position to its end before its children start.
+type localLeases struct {
+	ref string
+
+	mu       sync.Mutex
+	finished map[string]bool
+}
+
+func newLocalLeases(instance string) *localLeases {
+	// Seq 0: the pipeline looks for the newest manifest of the instance that
+	// names the shard.
+	return &localLeases{ref: checkpoint.Ref(instance, 0), finished: map[string]bool{}}
+}
+
+func (l *localLeases) sync(_ context.Context, shards []shard, held []string) ([]grant, []string, []string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	holding := map[string]bool{}
+	for _, s := range held {
+		holding[s] = true
+	}
+	listed := map[string]bool{}
+	for _, s := range shards {
+		listed[s.id] = true
+	}
+	var taken []grant
+	for _, s := range shards {
+		if holding[s.id] || l.finished[s.id] || !parentsDone(s, listed, l.finished) {
+			continue
+		}
+		taken = append(taken, grant{shard: s.id, progress: progress{Ref: l.ref}})
+	}
+	return taken, nil, nil, nil
+}
+
+// parentsDone: a child starts once every parent still listed is finished
+// (a parent no longer listed has aged out of the stream).
+func parentsDone(s shard, listed, finished map[string]bool) bool {
+	for _, p := range s.parents {
+		if listed[p] && !finished[p] {
+			return false
+		}
+	}
+	return true
+}
+
+func (l *localLeases) checkpoint(_ context.Context, ps map[string]progress) ([]string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for shard, p := range ps {
+		if p.End {
+			l.finished[shard] = true
+		}
+	}
+	return nil, nil
+}
+
+func (l *localLeases) release(context.Context, []string) error { return nil }
+
+// interval: local leases cost nothing to sync; a second is how long a child
+// waits for its finished parent.
+func (l *localLeases) interval() time.Duration { return time.Second }

@@ -1,0 +1,273 @@
+package kinesis
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/sinkd/sinkd/daemon/kinesis/kpl"
+	"github.com/sinkd/sinkd/daemon/source"
+	"github.com/sinkd/sinkd/record"
+)
+
+// Per-shard read limits of Kinesis, shared by every consumer of the stream:
+// 5 GetRecords calls and 2 MB per second.
+const (
+	minReadInterval = time.Second / 5
+	shardBytesPerS  = 2 << 20
+)
+
+// Backoff after a throttle or a failed call: exponential with jitter.
+const (
+	backoffBase = 200 * time.Millisecond
+	backoffMax  = 10 * time.Second
+)
+
+// reader polls one owned shard and queues what it reads for Poll.
+type reader struct {
+	s      *Source
+	shard  string
+	start  *source.Start // nil: the configured start position
+	cancel context.CancelFunc
+	done   chan struct{}
+	behind atomic.Int64 // MillisBehindLatest of the last read; -1 before it
+	// finished: committed past the end; set under Source.mu.
+	finished bool
+
+	mu      sync.Mutex
+	last    record.Position // last user record queued
+	hasLast bool
+	ended   bool // SHARD_END read: the shard is closed and read to its end
+}
+
+func (s *Source) startReader(shard string, start *source.Start) *reader {
+	ctx, cancel := context.WithCancel(s.life)
+	r := &reader{s: s, shard: shard, start: start, cancel: cancel, done: make(chan struct{})}
+	r.behind.Store(-1)
+	go r.run(ctx)
+	return r
+}
+
+// stop ends reading and waits until nothing more is queued from this shard.
+func (r *reader) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// complete tells whether the shard is read to its end and st, a committed
+// restart point, is past its last record: nothing of it needs reading again.
+func (r *reader) complete(st *source.Start) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.ended {
+		return false
+	}
+	if !r.hasLast {
+		return true
+	}
+	if st == nil {
+		return false
+	}
+	c := st.Position.Compare(r.last)
+	return c > 0 || (c == 0 && st.After)
+}
+
+func (r *reader) run(ctx context.Context) {
+	defer close(r.done)
+	log := r.s.log.With("shard", r.shard)
+	var iter *string
+	failures := 0
+	for ctx.Err() == nil {
+		if r.s.paused.Load() {
+			// The iterator may expire meanwhile; it is then re-acquired.
+			sleep(ctx, r.s.cfg.PollInterval.D())
+			continue
+		}
+		if iter == nil {
+			it, err := r.iterator(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Warn("kinesis: getting a shard iterator failed; retrying", "err", err)
+				}
+				failures++
+				sleep(ctx, backoff(failures))
+				continue
+			}
+			iter = it
+		}
+		cctx, cancel := r.s.call(ctx)
+		resp, err := r.s.api.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(int32(r.s.cfg.MaxRecords))},
+			func(o *kinesis.Options) { o.RetryMaxAttempts = 1 }) // throttles are counted and backed off here
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			switch {
+			case isThrottle(err):
+				r.s.m.throttles.Inc()
+				log.Debug("kinesis: read throttled; backing off", "err", err)
+			case isExpired(err):
+				r.s.m.expired.Inc()
+				log.Info("kinesis: shard iterator expired; re-acquiring it from the last position")
+				iter = nil
+				continue
+			default:
+				r.s.m.readErrors.Inc()
+				log.Warn("kinesis: GetRecords failed; retrying", "err", err)
+				iter = nil
+			}
+			sleep(ctx, backoff(failures))
+			continue
+		}
+		failures = 0
+		r.s.m.reads.Inc()
+		if resp.MillisBehindLatest != nil {
+			r.behind.Store(*resp.MillisBehindLatest)
+		}
+		bytes := 0
+		if len(resp.Records) > 0 {
+			recs := r.convert(resp.Records)
+			for _, rec := range resp.Records {
+				bytes += len(rec.Data)
+			}
+			select {
+			case r.s.out <- recs:
+			case <-ctx.Done():
+				return
+			}
+			r.mu.Lock()
+			r.last, r.hasLast = recs[len(recs)-1].Position, true
+			r.mu.Unlock()
+		}
+		if resp.NextShardIterator == nil {
+			r.mu.Lock()
+			r.ended = true
+			r.mu.Unlock()
+			r.behind.Store(0)
+			log.Info("kinesis: shard read to its end (SHARD_END)")
+			r.s.wake()
+			return
+		}
+		iter = resp.NextShardIterator
+		// Stay within the shard's budget of reads and bytes per second.
+		wait := max(r.s.cfg.PollInterval.D(), minReadInterval, time.Duration(bytes)*time.Second/shardBytesPerS)
+		sleep(ctx, wait)
+	}
+}
+
+// iterator starts after the last record queued, else at the start position:
+// a committed one (the pipeline drops what it already processed, so starting
+// at the position itself is safe and keeps the rest of a KPL aggregate), or
+// the configured one for a shard never committed.
+func (r *reader) iterator(ctx context.Context) (*string, error) {
+	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(r.s.cfg.Stream), ShardId: aws.String(r.shard)}
+	r.mu.Lock()
+	last, hasLast := r.last, r.hasLast
+	r.mu.Unlock()
+	switch {
+	case hasLast:
+		// Every user record of the last Kinesis record was queued with it.
+		in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAfterSequenceNumber, aws.String(last.Seq)
+	case r.start != nil:
+		in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAtSequenceNumber, aws.String(r.start.Position.Seq)
+	default:
+		switch r.s.cfg.Start {
+		case "latest":
+			in.ShardIteratorType = types.ShardIteratorTypeLatest
+		case "at_timestamp":
+			t, err := time.Parse(time.RFC3339, r.s.cfg.StartTime)
+			if err != nil {
+				return nil, err
+			}
+			in.ShardIteratorType, in.Timestamp = types.ShardIteratorTypeAtTimestamp, aws.Time(t)
+		default:
+			in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
+		}
+	}
+	cctx, cancel := r.s.call(ctx)
+	defer cancel()
+	out, err := r.s.api.GetShardIterator(cctx, in)
+	if err != nil {
+		if isThrottle(err) {
+			r.s.m.throttles.Inc()
+		}
+		return nil, err
+	}
+	return out.ShardIterator, nil
+}
+
+// convert unpacks KPL aggregates: each user record gets its index as its
+// sub-sequence number. A corrupt aggregate travels whole, marked as failed,
+// to the dead-letter path.
+func (r *reader) convert(in []types.Record) []record.Record {
+	out := make([]record.Record, 0, len(in))
+	pid := r.s.pid(r.shard)
+	for _, kr := range in {
+		seq, pk := aws.ToString(kr.SequenceNumber), aws.ToString(kr.PartitionKey)
+		ts := aws.ToTime(kr.ApproximateArrivalTimestamp)
+		users, err := kpl.Deaggregate(kr.Data, pk)
+		if err != nil {
+			class := kpl.ClassMalformed
+			var ke *kpl.Error
+			if errors.As(err, &ke) {
+				class = ke.Class
+			}
+			r.s.m.badAggregates.Inc()
+			out = append(out, record.Record{
+				Source: record.Kinesis, Partition: pid, Position: record.Position{Seq: seq},
+				Key: []byte(pk), Value: kr.Data, Timestamp: ts,
+				Failure: &record.Failure{Stage: "kpl", Class: class, Message: err.Error()},
+			})
+			continue
+		}
+		for i, u := range users {
+			out = append(out, record.Record{
+				Source: record.Kinesis, Partition: pid, Position: record.Position{Seq: seq, Sub: int64(i)},
+				Key: []byte(u.PartitionKey), Value: u.Data, Timestamp: ts,
+			})
+		}
+	}
+	return out
+}
+
+func isThrottle(err error) bool {
+	var pte *types.ProvisionedThroughputExceededException
+	var lee *types.LimitExceededException
+	var kte *types.KMSThrottlingException
+	if errors.As(err, &pte) || errors.As(err, &lee) || errors.As(err, &kte) {
+		return true
+	}
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "ThrottlingException"
+}
+
+func isExpired(err error) bool {
+	var e *types.ExpiredIteratorException
+	return errors.As(err, &e)
+}
+
+// backoff is the wait after n consecutive failures: exponential, capped, with
+// jitter so that readers throttled together do not retry together.
+func backoff(n int) time.Duration {
+	d := min(backoffMax, backoffBase<<min(n-1, 10))
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

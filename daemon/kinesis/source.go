@@ -1,0 +1,457 @@
+// Package kinesis is sinkd's Kinesis Data Streams source: one reader per
+// owned shard polls GetRecords within the shard's read budget, unpacks KPL
+// aggregates, and hands shards over through the checkpoint protocol. Shards
+// are owned through leases: in a DynamoDB table when one is configured
+// (several instances share the stream), else all by this one instance.
+package kinesis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/daemon/source"
+	"github.com/sinkd/sinkd/record"
+)
+
+var _ source.Source = (*Source)(nil)
+
+// Option adjusts a Source.
+type Option func(*options)
+
+type options struct {
+	reg prometheus.Registerer
+}
+
+// WithRegisterer registers the source's metrics (throttles, reads) on reg.
+func WithRegisterer(reg prometheus.Registerer) Option {
+	return func(o *options) { o.reg = reg }
+}
+
+// queuedBatches bounds the GetRecords results waiting for Poll: readers block
+// (and so stop reading) while the pipeline is behind.
+const queuedBatches = 8
+
+// Source reads the shards this instance holds leases on.
+type Source struct {
+	cfg      *config.Kinesis
+	api      *kinesis.Client
+	h        source.Handler
+	log      *slog.Logger
+	instance string
+	leases   leaser
+	m        *metrics
+
+	out     chan []record.Record
+	pollMu  sync.Mutex
+	pending []record.Record
+
+	startOnce  sync.Once
+	runStarted bool // set once, inside startOnce
+	life       context.Context
+	stop       context.CancelFunc
+	runDone    chan struct{}
+	wakeup     chan struct{}
+	done       chan struct{}
+
+	paused atomic.Bool
+
+	mu      sync.Mutex
+	readers map[string]*reader // held shards being read, by shard id
+}
+
+// New builds the source; it lists shards and takes leases once Poll is first
+// called. instance is the pipeline's (sanitised) instance id.
+func New(ctx context.Context, cfg *config.Kinesis, instance string, h source.Handler, log *slog.Logger, opts ...Option) (*Source, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	awsCfg, err := loadAWS(ctx, cfg.Region, cfg.Endpoint != "" || cfg.DynamoDBEndpoint != "", cfg.RequestTimeout.D())
+	if err != nil {
+		return nil, err
+	}
+	api := kinesis.NewFromConfig(awsCfg, func(ko *kinesis.Options) {
+		if cfg.Endpoint != "" {
+			ko.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+	})
+	life, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Source{
+		cfg: cfg, api: api, h: h, log: log.With("source", "kinesis", "stream", cfg.Stream), instance: instance,
+		m:   newMetrics(o.reg, cfg.Stream),
+		out: make(chan []record.Record, queuedBatches), life: life, stop: stop,
+		runDone: make(chan struct{}), wakeup: make(chan struct{}, 1), done: make(chan struct{}),
+		readers: map[string]*reader{},
+	}
+	if cfg.LeaseTable == "" {
+		s.leases = newLocalLeases(instance)
+	} else {
+		s.leases, err = newTableLeases(ctx, awsCfg, cfg, instance, s.log)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// loadAWS loads credentials and region; an emulator (local endpoint) accepts
+// any region.
+func loadAWS(ctx context.Context, region string, local bool, timeout time.Duration) (aws.Config, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	opts := []func(*awsconfig.LoadOptions) error{
+		awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(timeout)),
+	}
+	if region != "" {
+		opts = append(opts, awsconfig.WithRegion(region))
+	}
+	c, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("kinesis: aws config: %w", err)
+	}
+	if c.Region == "" {
+		if !local {
+			return aws.Config{}, errors.New("kinesis: no AWS region (set source.kinesis.region or AWS_REGION)")
+		}
+		c.Region = "us-east-1"
+	}
+	return c, nil
+}
+
+func (s *Source) pid(shard string) record.PartitionID {
+	return record.PartitionID{Stream: s.cfg.Stream, Shard: shard}
+}
+
+func (s *Source) Kind() record.Kind { return record.Kinesis }
+
+// Pause stops reading new records; Resume starts again. Leases, checkpoints
+// and metrics go on.
+func (s *Source) Pause() { s.paused.Store(true) }
+
+func (s *Source) Resume() { s.paused.Store(false) }
+
+// Ping checks that the stream answers, for readiness.
+func (s *Source) Ping(ctx context.Context) error {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	_, err := s.api.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(s.cfg.Stream)})
+	return err
+}
+
+// call bounds one request by request_timeout.
+func (s *Source) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.RequestTimeout.D())
+}
+
+// Poll returns the next records of owned shards, at most max.
+func (s *Source) Poll(ctx context.Context, max int) ([]record.Record, error) {
+	s.startOnce.Do(func() {
+		s.runStarted = true
+		go s.run()
+	})
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	if len(s.pending) == 0 {
+		select {
+		case b := <-s.out:
+			s.pending = b
+		case <-s.done:
+			return nil, source.ErrClosed
+		case <-ctx.Done():
+			return nil, nil
+		}
+	}
+	n := min(max, len(s.pending))
+	b := s.pending[:n:n]
+	s.pending = s.pending[n:]
+	return b, nil
+}
+
+// Lags reports MillisBehindLatest of each held shard from its last read;
+// idle shards are polled too, so it stays fresh.
+func (s *Source) Lags(next map[record.PartitionID]record.Position) map[record.PartitionID]source.Lag {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[record.PartitionID]source.Lag, len(next))
+	for id := range next {
+		if r := s.readers[id.Shard]; r != nil && id.Stream == s.cfg.Stream {
+			if ms := r.behind.Load(); ms >= 0 {
+				out[id] = source.Lag{Records: -1, MillisBehind: ms}
+			}
+		}
+	}
+	return out
+}
+
+// Commit stores restart points in the leases (fenced by owner and counter).
+// A shard read to its end and committed past its last record is marked
+// finished instead, which lets its children start.
+func (s *Source) Commit(ctx context.Context, starts map[record.PartitionID]source.Start, ref string) error {
+	ps := map[string]progress{}
+	var done []string
+	s.mu.Lock()
+	for shard, r := range s.readers {
+		var st *source.Start
+		if x, ok := starts[s.pid(shard)]; ok {
+			st = &x
+		}
+		switch {
+		case r.complete(st):
+			ps[shard] = progress{End: true, Ref: ref}
+			done = append(done, shard)
+		case st != nil:
+			ps[shard] = progress{Start: st, Ref: ref}
+		}
+	}
+	s.mu.Unlock()
+	if len(ps) == 0 {
+		return nil
+	}
+	lost, err := s.leases.checkpoint(ctx, ps)
+	if len(lost) > 0 {
+		s.lose(lost)
+	}
+	if err != nil {
+		return err
+	}
+	if len(done) > 0 {
+		s.mu.Lock()
+		for _, shard := range done {
+			if r := s.readers[shard]; r != nil {
+				r.finished = true
+			}
+		}
+		s.mu.Unlock()
+		s.wake()
+	}
+	return nil
+}
+
+// lose stops reading shards whose lease another instance now holds, and tells
+// the pipeline, which must not commit them any more.
+func (s *Source) lose(shards []string) {
+	s.mu.Lock()
+	var ps []record.PartitionID
+	for _, shard := range shards {
+		if r := s.readers[shard]; r != nil {
+			r.stop()
+			delete(s.readers, shard)
+			ps = append(ps, s.pid(shard))
+		}
+	}
+	s.mu.Unlock()
+	if len(ps) > 0 {
+		s.log.Warn("shard leases lost to another instance", "shards", shards)
+		s.h.Lost(ps)
+	}
+}
+
+// Close stops reading; it checkpoints and releases every held lease so that
+// other instances take the shards at once.
+func (s *Source) Close() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	s.stop()
+	s.startOnce.Do(func() {}) // a source never polled holds nothing
+	if s.runStarted {
+		<-s.runDone
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*s.cfg.RequestTimeout.D())
+	defer cancel()
+	s.handOver(ctx, s.ownedShards())
+	close(s.done)
+}
+
+func (s *Source) ownedShards() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.readers))
+	for shard := range s.readers {
+		out = append(out, shard)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// handOver gives shards up cleanly: reading stops, the pipeline makes what it
+// read durable, the restart points are committed and the leases released.
+func (s *Source) handOver(ctx context.Context, shards []string) {
+	if len(shards) == 0 {
+		return
+	}
+	var ps []record.PartitionID
+	s.mu.Lock()
+	for _, shard := range shards {
+		if r := s.readers[shard]; r != nil {
+			r.stop()
+			ps = append(ps, s.pid(shard))
+		}
+	}
+	s.mu.Unlock()
+	starts, ref, err := s.h.Revoked(ctx, ps)
+	if err != nil {
+		s.log.Error("could not checkpoint shards given up; their next owner replays from the last commit", "err", err)
+	} else if err := s.Commit(ctx, starts, ref); err != nil {
+		s.log.Error("commit of shards given up failed; their next owner recovers from the manifest", "err", err)
+	}
+	s.mu.Lock()
+	for _, shard := range shards {
+		delete(s.readers, shard)
+	}
+	s.mu.Unlock()
+	if err := s.leases.release(ctx, shards); err != nil {
+		s.log.Warn("releasing leases failed; they expire after failover_time", "err", err)
+	}
+}
+
+// shard is one shard as listed.
+type shard struct {
+	id      string
+	parents []string
+	closed  bool
+}
+
+// listShards lists every shard of the stream, following pages.
+func (s *Source) listShards(ctx context.Context) ([]shard, error) {
+	var out []shard
+	in := &kinesis.ListShardsInput{StreamName: aws.String(s.cfg.Stream)}
+	for {
+		cctx, cancel := s.call(ctx)
+		resp, err := s.api.ListShards(cctx, in)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("kinesis list shards of %s: %w", s.cfg.Stream, err)
+		}
+		for _, sh := range resp.Shards {
+			out = append(out, toShard(sh))
+		}
+		if resp.NextToken == nil {
+			return out, nil
+		}
+		in = &kinesis.ListShardsInput{NextToken: resp.NextToken}
+	}
+}
+
+func toShard(sh types.Shard) shard {
+	x := shard{id: aws.ToString(sh.ShardId)}
+	for _, p := range []*string{sh.ParentShardId, sh.AdjacentParentShardId} {
+		if p != nil && *p != "" {
+			x.parents = append(x.parents, *p)
+		}
+	}
+	x.closed = sh.SequenceNumberRange != nil && sh.SequenceNumberRange.EndingSequenceNumber != nil
+	return x
+}
+
+// wake makes the coordinator re-list shards and look at leases now: a shard
+// ended or finished, and its children may be ready.
+func (s *Source) wake() {
+	select {
+	case s.wakeup <- struct{}{}:
+	default:
+	}
+}
+
+// run lists shards every shard_sync_interval (and whenever a shard ends) and
+// keeps the leases in step: renewed, taken, balanced, given up when finished.
+func (s *Source) run() {
+	defer close(s.runDone)
+	tick := time.NewTicker(s.leases.interval())
+	defer tick.Stop()
+	var shards []shard
+	var listed time.Time
+	relist := true
+	for {
+		if relist || time.Since(listed) >= s.cfg.ListInterval.D() {
+			if sh, err := s.listShards(s.life); err != nil {
+				if s.life.Err() == nil {
+					s.log.Warn("kinesis: listing shards failed; retrying", "err", err)
+				}
+			} else {
+				shards, listed, relist = sh, time.Now(), false
+			}
+		}
+		if shards != nil {
+			s.step(s.life, shards)
+		}
+		select {
+		case <-s.life.Done():
+			return
+		case <-s.wakeup:
+			relist = true
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Source) step(ctx context.Context, shards []shard) {
+	taken, giveUp, lost, err := s.leases.sync(ctx, shards, s.ownedShards())
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("kinesis: lease table sync failed", "err", err)
+	}
+	if len(lost) > 0 {
+		s.lose(lost)
+	}
+	s.mu.Lock()
+	for shard, r := range s.readers {
+		if r.finished {
+			giveUp = append(giveUp, shard)
+		}
+	}
+	s.mu.Unlock()
+	if len(giveUp) > 0 {
+		s.handOver(ctx, giveUp)
+	}
+	if len(taken) > 0 {
+		s.take(ctx, taken)
+	}
+}
+
+// take starts reading newly leased shards where the pipeline says.
+func (s *Source) take(ctx context.Context, gs []grant) {
+	as := make([]source.Assignment, len(gs))
+	for i, g := range gs {
+		as[i] = source.Assignment{ID: s.pid(g.shard), Committed: g.Start, Ref: g.Ref}
+	}
+	starts, err := s.h.Assigned(ctx, as)
+	if err != nil {
+		shards := make([]string, len(gs))
+		for i, g := range gs {
+			shards[i] = g.shard
+		}
+		if ctx.Err() == nil {
+			s.log.Error("kinesis: taking over shards failed; releasing them to retry", "shards", shards, "err", err)
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout.D())
+		defer cancel()
+		_ = s.leases.release(rctx, shards)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, g := range gs {
+		start := g.Start
+		if st, ok := starts[s.pid(g.shard)]; ok {
+			start = &st
+		}
+		s.readers[g.shard] = s.startReader(g.shard, start)
+	}
+}
