@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/dlq"
@@ -35,9 +37,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	switch args[0] {
-	case "run":
+	if args[0] == "run" {
+		// run drains on the first signal and exits on the second.
 		return cmdRun(ctx, args[1:], stdout, stderr)
+	}
+	// The other commands stop what they do on a signal and flush.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
 	case "demo":

@@ -106,17 +106,19 @@ func setMemoryLimit(cfg *config.Config, log *slog.Logger) {
 }
 
 // signalContext cancels on the first SIGTERM/SIGINT (graceful drain); a
-// second signal, or the drain outliving its timeout, exits at once.
+// second signal, or the drain outliving its timeout, exits at once with code
+// 1, committing nothing more (the last manifest stays the truth).
 func signalContext(parent context.Context, log *slog.Logger, drain time.Duration) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(parent)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	stopped := make(chan struct{})
 	go func() {
 		select {
 		case s := <-sigs:
 			log.Info("signal received: draining", "signal", s.String(), "timeout", drain)
 			cancel()
-		case <-ctx.Done():
+		case <-stopped:
 			return
 		}
 		select {
@@ -124,10 +126,12 @@ func signalContext(parent context.Context, log *slog.Logger, drain time.Duration
 			log.Warn("second signal: exiting now without a final checkpoint", "signal", s.String())
 		case <-time.After(drain + 5*time.Second):
 			log.Error("drain timed out: exiting without a final checkpoint")
+		case <-stopped:
+			return
 		}
 		os.Exit(1)
 	}()
-	return ctx, func() { signal.Stop(sigs); cancel() }
+	return ctx, func() { signal.Stop(sigs); close(stopped); cancel() }
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {

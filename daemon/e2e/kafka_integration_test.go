@@ -4,9 +4,11 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -155,6 +157,37 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	}
 	produced()
 	p2 := h.start("drain-1")
+	p2.waitRunning(t)
+	h.waitDrained(3*time.Minute, p2)
+	p2.stop(t, time.Minute)
+	h.verify("trips")
+}
+
+// TestSecondSIGTERMExitsAtOnce: a second SIGTERM during the drain exits at
+// once (code 1) without a final checkpoint; nothing partial is committed, and
+// the next run still delivers every record exactly once.
+func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
+	h := newHarness(t, "sigterm2")
+	produced := h.produceAsync(100_000, 6, 0, 46, 10_000)
+	p := h.start("sig-1")
+	p.waitRunning(t)
+	if !p.waitLine(`"uploads":`, time.Minute) {
+		t.Fatal("no checkpoint before the signals")
+	}
+	time.Sleep(2 * time.Second)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second SIGTERM did not exit at once")
+	}
+	var exit *exec.ExitError
+	if !errors.As(p.err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("exit = %v, want code 1", p.err)
+	}
+	produced()
+	p2 := h.start("sig-1")
 	p2.waitRunning(t)
 	h.waitDrained(3*time.Minute, p2)
 	p2.stop(t, time.Minute)
