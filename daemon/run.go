@@ -196,7 +196,7 @@ func serveHTTP(cfg *config.Config, reg *prometheus.Registry, p *Pipeline, log *s
 		log.Info("consumption resumed through /admin/resume")
 		fmt.Fprintln(w, "resumed")
 	})
-		ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("http.addr %s: %w", cfg.HTTP.Addr, err)
 	}
