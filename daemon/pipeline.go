@@ -97,11 +97,15 @@ type Pipeline struct {
 
 	stopWriters context.CancelFunc
 
-	seq        uint64
-	lastRef    string
-	lastStarts map[record.PartitionID]source.Start
-	owned      map[record.PartitionID]*partState
-	applied    map[string]bool // manifests re-applied in this process
+	seq     uint64
+	lastRef string
+	// uncompleted: uploads a written manifest commits but that could not be
+	// completed yet. Every later manifest lists them again, so that recovery
+	// from any newer manifest still completes them.
+	uncompleted []checkpoint.Upload
+	lastStarts  map[record.PartitionID]source.Start
+	owned       map[record.PartitionID]*partState
+	applied     map[string]bool // manifests re-applied in this process
 
 	control  chan func()
 	batches  chan []record.Record
@@ -547,6 +551,10 @@ func (p *Pipeline) Revoked(ctx context.Context, ps []record.PartitionID) (map[re
 			set[id] = true
 		}
 		if err = p.checkpoint(ctx, cpOptions{roll: set}); err != nil {
+			// Keeping the partitions would commit their open files later,
+			// beside what the next owner writes: stop, and let the restart
+			// recover from the last manifest.
+			p.Lost(ps)
 			return
 		}
 		starts, ref = p.restartPoints(), p.lastRef
@@ -626,7 +634,9 @@ func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 	m := &checkpoint.Manifest{
 		Pipeline: p.cfg.Pipeline, Instance: p.instance, Epoch: p.epoch, Seq: p.seq, Created: time.Now().UTC(),
 		Partitions: map[string]*checkpoint.PartitionState{},
+		Uploads:    append([]checkpoint.Upload(nil), p.uncompleted...),
 	}
+	carried := len(m.Uploads)
 	preps := make([]*parquetsink.Prepared, len(p.routes))
 	openLow := map[record.PartitionID]record.Position{}
 	for i, r := range p.routes {
@@ -703,13 +713,15 @@ func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 			r.pq.Committed(preps[i])
 		}
 	}
-	if err := p.complete(ctx, m); err != nil {
-		return err
+	failed := p.complete(ctx, m.Uploads)
+	p.uncompleted = failed
+	if len(failed) > 0 {
+		return fmt.Errorf("%d uploads of manifest %d not completed yet (retried at the next checkpoint): %s", len(failed), m.Seq, failed[0].Key)
 	}
 	p.applied[p.lastRef] = true
 	p.statsMu.Lock()
 	p.stats.Checkpoints++
-	for _, u := range m.Uploads {
+	for _, u := range m.Uploads[carried:] {
 		p.stats.Files++
 		p.stats.FileBytes += u.Bytes
 		p.stats.FileRows += u.Rows
@@ -754,39 +766,53 @@ func (p *Pipeline) restartPoints() map[record.PartitionID]source.Start {
 	return out
 }
 
-// complete finishes the uploads a manifest lists, in parallel, retrying until
-// ctx ends.
-func (p *Pipeline) complete(ctx context.Context, m *checkpoint.Manifest) error {
+// complete finishes uploads in parallel, each retried a few times, and
+// returns those that could not be completed.
+func (p *Pipeline) complete(ctx context.Context, uploads []checkpoint.Upload) []checkpoint.Upload {
 	sem := make(chan struct{}, max(p.cfg.S3.UploadConcurrency, 1))
-	errs := make(chan error, len(m.Uploads))
+	var mu sync.Mutex
+	var failed []checkpoint.Upload
 	var wg sync.WaitGroup
-	for _, u := range m.Uploads {
-		s, ok := p.stores[u.Store]
-		if !ok {
-			return fmt.Errorf("manifest %s/%d names destination %s, which this configuration does not have", m.Instance, m.Seq, u.Store)
-		}
+	for _, u := range uploads {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			for attempt := 0; ; attempt++ {
-				err := s.CompleteUpload(ctx, u.Key, u.UploadID, u.Parts)
-				if err == nil {
-					p.m.cpFiles.Inc()
-					p.m.cpBytes.Add(float64(u.Bytes))
-					return
-				}
-				if ctx.Err() != nil || attempt == 5 {
-					errs <- fmt.Errorf("completing %s: %w", u.Key, err)
-					return
-				}
-				time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
+			err := p.completeOne(ctx, u)
+			if err == nil {
+				return
 			}
+			p.log.Warn("completing an upload failed", "key", u.Key, "err", err)
+			mu.Lock()
+			failed = append(failed, u)
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	close(errs)
-	return <-errs
+	return failed
+}
+
+func (p *Pipeline) completeOne(ctx context.Context, u checkpoint.Upload) error {
+	s, ok := p.stores[u.Store]
+	if !ok {
+		return fmt.Errorf("the manifest names destination %s, which this configuration does not have", u.Store)
+	}
+	for attempt := 0; ; attempt++ {
+		err := s.CompleteUpload(ctx, u.Key, u.UploadID, u.Parts)
+		if err == nil {
+			p.m.cpFiles.Inc()
+			p.m.cpBytes.Add(float64(u.Bytes))
+			return nil
+		}
+		if ctx.Err() != nil || attempt == 4 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		}
+	}
 }
 
 // apply re-applies a manifest (once per process): it completes its uploads.
@@ -795,8 +821,8 @@ func (p *Pipeline) apply(ctx context.Context, m *checkpoint.Manifest) error {
 	if p.applied[ref] {
 		return nil
 	}
-	if err := p.complete(ctx, m); err != nil {
-		return fmt.Errorf("re-applying manifest %s: %w", ref, err)
+	if failed := p.complete(ctx, m.Uploads); len(failed) > 0 {
+		return fmt.Errorf("re-applying manifest %s: %d uploads could not be completed (first %s)", ref, len(failed), failed[0].Key)
 	}
 	p.applied[ref] = true
 	return nil
