@@ -208,7 +208,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				}
 			case <-cpTicker.C:
 				if err := p.checkpoint(work, cpOptions{commit: true}); err != nil {
-					if errors.Is(err, checkpoint.ErrFenced) {
+					if errors.Is(err, checkpoint.ErrFenced) || errors.Is(err, parquetsink.ErrUploadLost) {
 						return err
 					}
 					p.log.Warn("checkpoint failed; retrying at the next interval", "err", err)

@@ -420,6 +420,11 @@ func (w *Writer) retry(op func(ctx context.Context) error) error {
 		if err == nil || w.ctx.Err() != nil {
 			return err
 		}
+		if errors.Is(err, store.ErrNotFound) {
+			// The upload is gone (aborted by someone else, or a lifecycle
+			// rule): retrying cannot bring it back.
+			return fmt.Errorf("%w: %v", ErrUploadLost, err)
+		}
 		w.o.Metrics.partRetries.WithLabelValues(w.o.Route).Inc()
 		if attempt == 0 || attempt%10 == 0 {
 			w.o.Logger.Warn("object store request failed; retrying", "route", w.o.Route, "attempt", attempt+1, "err", err)
@@ -524,6 +529,11 @@ func (w *Writer) RollPartitions(ps map[record.PartitionID]bool, reason string) e
 	}
 	return nil
 }
+
+// ErrUploadLost means an open or closed file's multipart upload disappeared
+// before it was committed. Its rows are not in any committed file, so the
+// process must stop and replay from the last manifest.
+var ErrUploadLost = errors.New("multipart upload lost before its commit")
 
 // Prepared is what one writer contributes to a checkpoint.
 type Prepared struct {
