@@ -446,7 +446,12 @@ func (h *harness) groupLag(ctx context.Context) int64 {
 	if err != nil {
 		return -1
 	}
+	ends, err := adm.ListEndOffsets(ctx, h.topic)
+	if err != nil {
+		return -1
+	}
 	var total int64
+	counted := 0
 	for _, gl := range lags {
 		if gl.Error() != nil {
 			return -1
@@ -457,8 +462,14 @@ func (h *harness) groupLag(ctx context.Context) int64 {
 					return -1
 				}
 				total += l.Lag
+				counted++
 			}
 		}
+	}
+	// A group that has not joined or committed yet has no lag to report,
+	// which is not the same as none.
+	if counted < len(ends[h.topic]) || counted == 0 {
+		return -1
 	}
 	return total
 }
