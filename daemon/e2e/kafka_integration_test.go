@@ -36,7 +36,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 		p := h.start("crash-1")
 		if i%3 == 1 {
 			// Wait for a commit point, then kill inside the checkpoint.
-			if p.waitLine("manifest written", 30*time.Second) {
+			if p.waitLine("manifest written", time.Minute) {
 				time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
 				inCheckpoint++
 			}
