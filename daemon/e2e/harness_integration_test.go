@@ -195,15 +195,6 @@ func (h *harness) topLevelExtras() string {
 	return "max_record_size: " + h.maxRecordSize + "\n"
 }
 
-// produce writes n taxi trips (a share bad) into a new topic and remembers
-// every good one by trip_id.
-func (h *harness) produce(n int, partitions int32, badRatio float64, seed int64) {
-	h.t.Helper()
-	if err := h.produceAt(n, partitions, badRatio, seed, 0); err != nil {
-		h.t.Fatal(err)
-	}
-}
-
 // produceAsync produces at about rate events/s in the background, so that
 // kills land while records flow; wait returns when all are sent.
 func (h *harness) produceAsync(n int, partitions int32, badRatio float64, seed int64, rate int) (wait func()) {
@@ -221,6 +212,8 @@ func (h *harness) produceAsync(n int, partitions int32, badRatio float64, seed i
 	}
 }
 
+// produceAt writes n taxi trips (a share bad) at about rate events/s (0: as
+// fast as possible) and remembers every good one by trip_id.
 func (h *harness) produceAt(n int, partitions int32, badRatio float64, seed int64, rate int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -78,7 +78,6 @@ type Server struct {
 	faults    Faults
 	indices   map[string]*index
 	templates map[string]template
-	seqNo     int64
 	stats     Stats
 
 	bulkInFlight atomic.Int64
