@@ -51,28 +51,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// taxiFields is the taxi schema of DESIGN §10, as in the example configs.
-const taxiFields = `
-    - {name: trip_id, type: int64, required: true}
-    - {name: type, type: string, required: true}
-    - {name: vendor_id, type: int32}
-    - {name: pickup_datetime, type: timestamp, required: true}
-    - {name: dropoff_datetime, type: timestamp}
-    - {name: pickup_location_id, type: int32, required: true}
-    - {name: dropoff_location_id, type: int32}
-    - {name: pickup_latitude, type: double}
-    - {name: pickup_longitude, type: double}
-    - {name: dropoff_latitude, type: double}
-    - {name: dropoff_longitude, type: double}
-    - {name: passenger_count, type: int32}
-    - {name: trip_distance, type: double}
-    - {name: fare_amount, type: decimal, precision: 9, scale: 2}
-    - {name: tip_amount, type: decimal, precision: 9, scale: 2}
-    - {name: tolls_amount, type: decimal, precision: 9, scale: 2}
-    - {name: total_amount, type: decimal, precision: 9, scale: 2}
-    - {name: payment_type, type: string}
-    - {name: store_and_fwd, type: bool}`
-
 type harness struct {
 	t      *testing.T
 	env    stackenv.Env
@@ -168,7 +146,7 @@ memory:
 %[12]s
 shutdown:
   drain_timeout: 60s
-%[15]s`, instance, h.env.KafkaBrokers, h.topic, h.group, taxiFields, h.env.S3Bucket, h.prefix, h.env.S3Endpoint,
+%[15]s`, instance, h.env.KafkaBrokers, h.topic, h.group, taxi.FieldsYAML, h.env.S3Bucket, h.prefix, h.env.S3Endpoint,
 		h.budget, h.targetFile, h.extraRoute, h.dlqSection(instance), h.fileAge, h.static, h.topLevelExtras())
 	path := filepath.Join(h.dir, instance+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
@@ -615,7 +593,7 @@ schema:
 routes:
   - name: r
     parquet: {destination: "file:///tmp/x", path: "{type}"}
-`, taxiFields)))
+`, taxi.FieldsYAML)))
 	if err != nil {
 		t.Fatal(err)
 	}
