@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sinkd/sinkd/scripts/stack/stackenv"
+	"github.com/sinkd/sinkd/taxi"
 )
 
 // Bucket templates, over the existing template syntax only. On the taxi data:
@@ -287,28 +288,6 @@ func kinesisSource(env stackenv.Env, stream, leases string) sourceConfig {
 `, stream, env.KinesisEndpoint, leases, env.DynamoDBEndpoint))
 }
 
-// taxiFields is the taxi schema of config/examples/taxi-kafka.yaml.
-const taxiFields = `
-    - {name: trip_id, type: int64, required: true}
-    - {name: type, type: string, required: true}
-    - {name: vendor_id, type: int32}
-    - {name: pickup_datetime, type: timestamp, required: true}
-    - {name: dropoff_datetime, type: timestamp}
-    - {name: pickup_location_id, type: int32, required: true}
-    - {name: dropoff_location_id, type: int32}
-    - {name: pickup_latitude, type: double}
-    - {name: pickup_longitude, type: double}
-    - {name: dropoff_latitude, type: double}
-    - {name: dropoff_longitude, type: double}
-    - {name: passenger_count, type: int32}
-    - {name: trip_distance, type: double}
-    - {name: fare_amount, type: decimal, precision: 9, scale: 2}
-    - {name: tip_amount, type: decimal, precision: 9, scale: 2}
-    - {name: tolls_amount, type: decimal, precision: 9, scale: 2}
-    - {name: total_amount, type: decimal, precision: 9, scale: 2}
-    - {name: payment_type, type: string}
-    - {name: store_and_fwd, type: bool}`
-
 // writeConfig writes sinkd's configuration for one run and returns its path
 // and the HTTP address it serves /metrics on. Everything not set here takes
 // sinkd's defaults (snappy, 16 MiB row groups, 128 MiB files, 8 MiB parts),
@@ -355,7 +334,7 @@ dlq:
   file: %[13]s
 shutdown:
   drain_timeout: 90s
-`, s.name, strings.ReplaceAll(filepath.Base(dir), ".", "-"), addr, src, taxiFields, env.S3Bucket, prefix, s.path,
+`, s.name, strings.ReplaceAll(filepath.Base(dir), ".", "-"), addr, src, taxi.FieldsYAML, env.S3Bucket, prefix, s.path,
 		openSearch, env.S3Endpoint, s.budget, s.maxOpen, filepath.Join(dir, name+"-dlq.jsonl"))
 	path = filepath.Join(dir, name+".yaml")
 	return path, addr, os.WriteFile(path, []byte(cfg), 0o644)
