@@ -552,9 +552,13 @@ func (p *Pipeline) Revoked(ctx context.Context, ps []record.PartitionID) (map[re
 		}
 		if err = p.checkpoint(ctx, cpOptions{roll: set}); err != nil {
 			// Keeping the partitions would commit their open files later,
-			// beside what the next owner writes: stop, and let the restart
-			// recover from the last manifest.
-			p.Lost(ps)
+			// beside what the next owner writes, and the partitions we keep
+			// cannot be rewound here: stop; the restart recovers from the
+			// last manifest. (Rare: a checkpoint failing during a rebalance.)
+			select {
+			case p.fatal <- fmt.Errorf("checkpoint at a partition handover failed: %w", err):
+			default:
+			}
 			return
 		}
 		starts, ref = p.restartPoints(), p.lastRef
@@ -562,10 +566,7 @@ func (p *Pipeline) Revoked(ctx context.Context, ps []record.PartitionID) (map[re
 			delete(p.owned, id)
 			// A frozen series for a partition another instance now owns
 			// would inflate the lag an autoscaler sums.
-			kind, part := p.src.Kind().String(), partitionLabel(id)
-			p.m.lagRecords.DeleteLabelValues(kind, id.Stream, part)
-			p.m.durableLagRecords.DeleteLabelValues(kind, id.Stream, part)
-			p.m.millisBehind.DeleteLabelValues(kind, id.Stream, part)
+			p.forgetMetrics(p.src.Kind().String(), id)
 			for _, r := range p.routes {
 				if r.pq != nil {
 					r.pq.Forget(id)
@@ -580,13 +581,36 @@ func (p *Pipeline) Revoked(ctx context.Context, ps []record.PartitionID) (map[re
 	return starts, ref, err
 }
 
-// Lost partitions cannot be committed any more: stop, so that a restart
-// recovers from the last manifest instead of writing what another owner writes.
+// Lost partitions cannot be committed any more (the group session expired,
+// say during a broker outage). Everything not yet committed is dropped and
+// the partitions are forgotten; when the group assigns them again, replay
+// starts from the last manifest, exactly as after a crash, without one.
 func (p *Pipeline) Lost(ps []record.PartitionID) {
-	select {
-	case p.fatal <- fmt.Errorf("lost %d partitions to the group (session expired?): exiting so that a restart recovers from the last manifest", len(ps)):
-	default:
+	_ = p.do(context.Background(), p.reset)
+}
+
+// reset discards all uncommitted work: a lost session takes every partition.
+func (p *Pipeline) reset() {
+	p.log.Warn("partitions lost: dropping uncommitted files; they are read again from the last manifest", "partitions", len(p.owned))
+	for _, r := range p.routes {
+		if r.pq != nil {
+			r.pq.Discard()
+		}
 	}
+	kind := p.src.Kind().String()
+	for id := range p.owned {
+		p.forgetMetrics(kind, id)
+	}
+	p.owned = map[record.PartitionID]*partState{}
+	p.lastStarts = nil
+	p.m.ownedPartitions.Set(0)
+}
+
+func (p *Pipeline) forgetMetrics(kind string, id record.PartitionID) {
+	part := partitionLabel(id)
+	p.m.lagRecords.DeleteLabelValues(kind, id.Stream, part)
+	p.m.durableLagRecords.DeleteLabelValues(kind, id.Stream, part)
+	p.m.millisBehind.DeleteLabelValues(kind, id.Stream, part)
 }
 
 // ---- the checkpoint ----

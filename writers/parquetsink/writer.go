@@ -620,6 +620,41 @@ func (w *Writer) CommittedState(pid record.PartitionID, restart record.Position,
 	return out
 }
 
+// Discard drops every file not yet committed, open or closed, and forgets
+// the replay filter: the pipeline lost its partitions and will read them again
+// from the last manifest. The uploads are aborted in the background once
+// their parts are done (recovery at the next start catches any that fail).
+func (w *Writer) Discard() {
+	drop := append([]*file(nil), w.closing...)
+	for _, f := range w.files {
+		_ = f.pw.Close() // releases the encoder; the bytes are thrown away
+		w.charge(f, 0)
+		w.o.Budget.Add(-w.overhead)
+		drop = append(drop, f)
+		w.o.Metrics.openFiles.WithLabelValues(w.o.Route).Dec()
+	}
+	w.files = map[string]*file{}
+	w.lru.Init()
+	w.closing = nil
+	w.committed = map[string]map[record.PartitionID]record.Position{}
+	for _, f := range drop {
+		w.bg.Add(1)
+		go func() {
+			defer w.bg.Done()
+			f.up.wg.Wait()
+			<-f.up.created
+			if f.up.id == "" {
+				return
+			}
+			ctx, cancel := context.WithTimeout(w.ctx, time.Minute)
+			defer cancel()
+			if err := w.o.Store.AbortUpload(ctx, f.key, f.up.id); err != nil {
+				w.o.Logger.Warn("aborting a discarded upload failed; the next start aborts it", "key", f.key, "err", err)
+			}
+		}()
+	}
+}
+
 // Close waits for background uploads; cancel the writer's context first to
 // abandon them (their uploads stay in progress until recovery aborts them).
 func (w *Writer) Close() { w.bg.Wait() }
