@@ -4,23 +4,34 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/sinkd/sinkd/daemon/checkpoint"
+	"github.com/sinkd/sinkd/daemon/kinesis/kpl"
+	"github.com/sinkd/sinkd/dlq"
 	"github.com/sinkd/sinkd/taxi"
 )
 
@@ -31,6 +42,7 @@ type kinesisRun struct {
 	endpoint   string // where sinkd reads the stream (a proxy, in the throttling test)
 	leaseTable string // "" = one instance without a lease table
 	failover   string
+	httpAddr   string           // sinkd's HTTP address; "" = any free port
 	manifests  map[string]int64 // manifest key → rows it commits (manifests never change)
 }
 
@@ -68,6 +80,9 @@ func (k *kinesisRun) kinesisConfig(instance string) string {
 		src += fmt.Sprintf("    lease_table: %s\n    dynamodb_endpoint: %s\n", k.leaseTable, k.env.DynamoDBEndpoint)
 	}
 	cfg = cfg[:from] + src + cfg[to:]
+	if k.httpAddr != "" {
+		cfg = strings.Replace(cfg, `http: {addr: "127.0.0.1:0"}`, `http: {addr: "`+k.httpAddr+`"}`, 1)
+	}
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		k.t.Fatal(err)
 	}
@@ -249,4 +264,213 @@ func (k *kinesisRun) waitCommitted(within time.Duration, procs ...*proc) {
 		time.Sleep(time.Second)
 	}
 	k.t.Fatalf("committed files hold %d rows after %s, want %d", rows, within, len(k.inputs))
+}
+
+// faultProxy stands between sinkd and kinesalite and answers a share of the
+// GetRecords calls itself: every throttleEvery-th with
+// ProvisionedThroughputExceededException, every expireEvery-th with
+// ExpiredIteratorException, as Kinesis does.
+type faultProxy struct {
+	url                    string
+	calls                  atomic.Int64
+	throttled, expired     atomic.Int64
+	throttleEvery, expireN int64
+}
+
+func newFaultProxy(t *testing.T, target string, throttleEvery, expireEvery int64) *faultProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &faultProxy{url: "http://" + ln.Addr().String(), throttleEvery: throttleEvery, expireN: expireEvery}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".GetRecords") {
+			n := f.calls.Add(1)
+			switch {
+			case n%f.throttleEvery == 0:
+				f.throttled.Add(1)
+				fail(w, "ProvisionedThroughputExceededException", "Rate exceeded for shard")
+				return
+			case n%f.expireN == 0:
+				f.expired.Add(1)
+				fail(w, "ExpiredIteratorException", "Iterator expired")
+				return
+			}
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return f
+}
+
+func fail(w http.ResponseWriter, errType, msg string) {
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.WriteHeader(http.StatusBadRequest)
+	fmt.Fprintf(w, `{"__type":%q,"message":%q}`, errType, msg)
+}
+
+// freePort returns a loopback address nothing listens on (for sinkd's HTTP
+// server, to scrape its metrics).
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// metric returns the sum of a metric's samples on sinkd's /metrics.
+func metric(t *testing.T, addr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, "{") || strings.HasPrefix(rest, " ")) {
+			f := strings.Fields(rest[strings.LastIndexByte(rest, '}')+1:])
+			if len(f) > 0 {
+				v, _ := strconv.ParseFloat(f[0], 64)
+				sum += v
+			}
+		}
+	}
+	return sum
+}
+
+// putCorruptAggregate writes one KPL aggregate whose MD5 trailer does not
+// match and returns its bytes.
+func (k *kinesisRun) putCorruptAggregate() []byte {
+	k.t.Helper()
+	data, err := kpl.Aggregate([]kpl.UserRecord{{PartitionKey: "c", Data: []byte(`{"corrupt":1}`)}, {PartitionKey: "c", Data: []byte(`{"corrupt":2}`)}})
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	data[len(data)-1] ^= 0xff
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := k.client(ctx).PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String(k.topic), PartitionKey: aws.String("c"), Data: data}); err != nil {
+		k.t.Fatal(err)
+	}
+	return data
+}
+
+// restartsInsideAggregates counts the manifest restart points that fall
+// after the first user record of an aggregate.
+func (k *kinesisRun) restartsInsideAggregates() int {
+	k.t.Helper()
+	ctx := context.Background()
+	st, prefix := k.store()
+	keys, err := st.List(ctx, prefix)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	n := 0
+	for _, key := range keys {
+		if !strings.Contains(key, "/manifests/") || !strings.HasSuffix(key, ".json") {
+			continue
+		}
+		body, err := st.Get(ctx, key)
+		if err != nil {
+			k.t.Fatal(err)
+		}
+		var m checkpoint.Manifest
+		if err := json.Unmarshal(body, &m); err != nil {
+			k.t.Fatal(err)
+		}
+		for _, ps := range m.Partitions {
+			if ps.Restart.Sub > 0 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// fileLetters reads the dead letters an instance wrote to its file.
+func (k *kinesisRun) fileLetters(instance string) []*dlq.Letter {
+	k.t.Helper()
+	f, err := os.Open(filepath.Join(k.dir, "dlq-"+instance+".jsonl"))
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	defer f.Close()
+	var out []*dlq.Letter
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 8<<20)
+	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		l, err := dlq.FromJSON(sc.Bytes())
+		if err != nil {
+			k.t.Fatal(err)
+		}
+		out = append(out, l)
+	}
+	if err := sc.Err(); err != nil {
+		k.t.Fatal(err)
+	}
+	return out
+}
+
+// waitCommit waits for a manifest that commits files.
+func (p *proc) waitCommit(within time.Duration) bool {
+	deadline := time.After(within)
+	for {
+		select {
+		case line := <-p.lines:
+			var m struct {
+				Msg     string `json:"msg"`
+				Uploads int    `json:"uploads"`
+			}
+			if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "checkpoint: manifest written" && m.Uploads > 0 {
+				return true
+			}
+		case <-p.done:
+			return false
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+// leaseOwners counts the shard leases each instance holds in the lease table.
+func (k *kinesisRun) leaseOwners() map[string]int {
+	k.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(k.env.Region))
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	db := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(k.env.DynamoDBEndpoint) })
+	out := map[string]int{}
+	resp, err := db.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(k.leaseTable), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return out // the table may not exist yet
+	}
+	for _, it := range resp.Items {
+		key, _ := it["leaseKey"].(*ddbtypes.AttributeValueMemberS)
+		owner, _ := it["leaseOwner"].(*ddbtypes.AttributeValueMemberS)
+		if key != nil && owner != nil && strings.HasPrefix(key.Value, "shardId-") {
+			out[owner.Value]++
+		}
+	}
+	return out
 }

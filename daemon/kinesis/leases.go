@@ -24,15 +24,18 @@ type grant struct {
 
 // leaser decides which shards this instance reads.
 type leaser interface {
-	// sync renews the held leases and, given the listed shards, returns the
-	// leases newly taken, the held shards to give up (balancing) and the held
-	// shards lost to another instance.
-	sync(ctx context.Context, shards []shard, held []string) (taken []grant, giveUp, lost []string, err error)
+	// sync, given the listed shards, returns the leases newly taken and the
+	// held shards to give up (balancing).
+	sync(ctx context.Context, shards []shard) (taken []grant, giveUp []string, err error)
+	// keepAlive renews the held leases until ctx ends, reporting those lost.
+	keepAlive(ctx context.Context, lost func([]string))
 	// checkpoint stores progress in held leases, fenced: the shards whose
 	// lease another instance took meanwhile are returned as lost.
 	checkpoint(ctx context.Context, ps map[string]progress) (lost []string, err error)
 	// release gives held leases up, keeping their progress.
 	release(ctx context.Context, shards []string) error
+	// leave tells the other instances this one is gone.
+	leave(ctx context.Context)
 	// interval is how often sync runs.
 	interval() time.Duration
 }
@@ -46,34 +49,32 @@ type localLeases struct {
 	ref string
 
 	mu       sync.Mutex
+	held     map[string]bool
 	finished map[string]bool
 }
 
 func newLocalLeases(instance string) *localLeases {
 	// Seq 0: the pipeline looks for the newest manifest of the instance that
 	// names the shard.
-	return &localLeases{ref: checkpoint.Ref(instance, 0), finished: map[string]bool{}}
+	return &localLeases{ref: checkpoint.Ref(instance, 0), held: map[string]bool{}, finished: map[string]bool{}}
 }
 
-func (l *localLeases) sync(_ context.Context, shards []shard, held []string) ([]grant, []string, []string, error) {
+func (l *localLeases) sync(_ context.Context, shards []shard) ([]grant, []string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	holding := map[string]bool{}
-	for _, s := range held {
-		holding[s] = true
-	}
 	listed := map[string]bool{}
 	for _, s := range shards {
 		listed[s.id] = true
 	}
 	var taken []grant
 	for _, s := range shards {
-		if holding[s.id] || l.finished[s.id] || !parentsDone(s, listed, l.finished) {
+		if l.held[s.id] || l.finished[s.id] || !parentsDone(s, listed, l.finished) {
 			continue
 		}
+		l.held[s.id] = true
 		taken = append(taken, grant{shard: s.id, progress: progress{Ref: l.ref}})
 	}
-	return taken, nil, nil, nil
+	return taken, nil, nil
 }
 
 // parentsDone: a child starts once every parent still listed is finished
@@ -98,7 +99,18 @@ func (l *localLeases) checkpoint(_ context.Context, ps map[string]progress) ([]s
 	return nil, nil
 }
 
-func (l *localLeases) release(context.Context, []string) error { return nil }
+func (l *localLeases) release(_ context.Context, shards []string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range shards {
+		delete(l.held, s)
+	}
+	return nil
+}
+
+func (l *localLeases) leave(context.Context) {}
+
+func (l *localLeases) keepAlive(context.Context, func([]string)) {}
 
 // interval: local leases cost nothing to sync; a second is how long a child
 // waits for its finished parent.

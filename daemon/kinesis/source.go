@@ -277,6 +277,7 @@ func (s *Source) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*s.cfg.RequestTimeout.D())
 	defer cancel()
 	s.handOver(ctx, s.ownedShards())
+	s.leases.leave(ctx)
 	close(s.done)
 }
 
@@ -374,6 +375,13 @@ func (s *Source) wake() {
 // keeps the leases in step: renewed, taken, balanced, given up when finished.
 func (s *Source) run() {
 	defer close(s.runDone)
+	var alive sync.WaitGroup
+	defer alive.Wait()
+	alive.Add(1)
+	go func() {
+		defer alive.Done()
+		s.leases.keepAlive(s.life, s.lose)
+	}()
 	tick := time.NewTicker(s.leases.interval())
 	defer tick.Stop()
 	var shards []shard
@@ -403,12 +411,9 @@ func (s *Source) run() {
 }
 
 func (s *Source) step(ctx context.Context, shards []shard) {
-	taken, giveUp, lost, err := s.leases.sync(ctx, shards, s.ownedShards())
+	taken, giveUp, err := s.leases.sync(ctx, shards)
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("kinesis: lease table sync failed", "err", err)
-	}
-	if len(lost) > 0 {
-		s.lose(lost)
 	}
 	s.mu.Lock()
 	for shard, r := range s.readers {
