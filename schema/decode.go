@@ -5,56 +5,54 @@ import (
 	"errors"
 	"math"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/valyala/fastjson"
 )
 
 // MaxDepth bounds the nesting of arrays and objects in a value (the top-level
-// object is depth 1). Records are flat events; deeper nesting is refused before
-// parsing so that a hostile "[[[[..." cannot cost more than one linear scan.
+// object is depth 1). Records are flat events; the scanner refuses deeper
+// nesting as it meets it, so that a hostile "[[[[..." costs one linear scan and
+// a bounded stack.
 const MaxDepth = 64
 
-// Decoder decodes JSON values into rows of one schema. It reuses its parser and
-// scratch space across calls, so it is not safe for concurrent use: keep one per
+// Decoder decodes JSON values into rows of one schema. It reuses its scratch
+// space across calls, so it is not safe for concurrent use: keep one per
 // goroutine.
+//
+// A value is read in one pass: the scanner validates the whole value strictly
+// (RFC 8259, UTF-8, MaxDepth), converts the values of keys that map to fields
+// straight from their text, and skips the values of other keys.
 type Decoder struct {
 	schema *Schema
-	parser fastjson.Parser
 	vals   []parquet.Value // per column: the value found in the current record
 	seen   []bool          // per column: whether the current record had its key
-	err    *Error          // first problem met while visiting the current record
-	visit  func(key []byte, v *fastjson.Value)
+	err    *Error          // first field problem met in the current record
 	// keyCol predicts the column of the i-th key from the previous record:
 	// producers emit keys in a stable order, and a byte comparison is cheaper
 	// than hashing. -1 means no prediction.
 	keyCol []int
 	keyPos int
-	num    []byte // scratch: the text of a JSON number
+	strs   []byte // the current record's string values, which rows point into
+	text   []byte // scratch: an unescaped key, or a string read as a number or time
 }
 
 // NewDecoder returns a decoder for s.
 func (s *Schema) NewDecoder() *Decoder {
-	d := &Decoder{
+	return &Decoder{
 		schema: s,
 		vals:   make([]parquet.Value, len(s.fields)),
 		seen:   make([]bool, len(s.fields)),
 	}
-	d.visit = d.visitField // bound once: a method value per call would allocate
-	return d
 }
-
-var bom = []byte("\xEF\xBB\xBF")
 
 // Decode decodes one JSON object into row[:0], appending one value per column in
 // column order with its definition level, and returns the row.
 //
 // Aliasing contract: string (BYTE_ARRAY) values in the returned row point into
-// the decoder's parse buffer. They stay valid until the next call to Decode on
-// the same Decoder; a caller that keeps a row longer must Clone it (parquet-go
-// writers copy rows in WriteRows, so writing the row before the next Decode is
-// enough).
+// the decoder's own buffer, never into value. They stay valid until the next
+// call to Decode on the same Decoder; a caller that keeps a row longer must
+// Clone it (parquet-go writers copy rows in WriteRows, so writing the row before
+// the next Decode is enough).
 //
 // A failure returns row[:0] and an *Error.
 func (d *Decoder) Decode(value []byte, row parquet.Row) (parquet.Row, error) {
@@ -74,79 +72,143 @@ func (d *Decoder) Decode(value []byte, row parquet.Row) (parquet.Row, error) {
 	return append(row, d.vals...), nil
 }
 
+// decodeObject scans value, filling d.vals and d.seen. A problem with the value
+// as a whole (encoding, syntax, depth, not an object) wins over a problem with
+// a field, even one met earlier in the scan; among field problems the first
+// one in key order wins.
 func (d *Decoder) decodeObject(value []byte) *Error {
-	trimmed := trimJSONSpace(value)
-	if len(trimmed) == 0 {
+	b := value
+	i := skipSpace(b, 0)
+	if i == len(b) {
 		return &Error{Class: ClassEmpty, Expected: "a JSON object", Got: "an empty value"}
 	}
-	if !utf8.Valid(value) {
-		return &Error{Class: ClassNotUTF8, Expected: "UTF-8 text", Got: "invalid UTF-8 at byte " + strconv.Itoa(invalidUTF8At(value))}
-	}
-	if bytes.HasPrefix(trimmed, bom) {
-		return &Error{Class: ClassMalformedJSON, Expected: "a JSON object", Got: "a byte-order mark (U+FEFF) before it"}
-	}
-	if tooDeep(trimmed) {
-		return &Error{Class: ClassTooDeep, Expected: "nesting of at most " + strconv.Itoa(MaxDepth), Got: "more than " + strconv.Itoa(MaxDepth) + " levels"}
-	}
-	if err := fastjson.ValidateBytes(trimmed); err != nil {
-		return &Error{Class: ClassMalformedJSON, Expected: "a JSON object", Got: err.Error()}
-	}
-	v, err := d.parser.ParseBytes(trimmed)
-	if err != nil {
-		return &Error{Class: ClassMalformedJSON, Expected: "a JSON object", Got: err.Error()}
-	}
-	obj, err := v.Object()
-	if err != nil {
-		return &Error{Class: ClassNotObject, Expected: "a JSON object", Got: describe(v, nil)}
+	if b[i] != '{' {
+		return notObject(value, i)
 	}
 	clear(d.seen)
 	d.err = nil
 	d.keyPos = 0
-	obj.Visit(d.visit)
+	d.strs = d.strs[:0]
+
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		i++
+	} else {
+		for {
+			if i >= len(b) || b[i] != '"' {
+				return refused(value, i, wantKey)
+			}
+			keyEnd, escaped, want := scanString(b, i+1)
+			if want != "" {
+				return refused(value, keyEnd, want)
+			}
+			key := b[i+1 : keyEnd]
+			i = skipSpace(b, keyEnd+1)
+			if i >= len(b) || b[i] != ':' {
+				return refused(value, i, wantColon)
+			}
+			i = skipSpace(b, i+1)
+			col := -1
+			if d.err == nil {
+				if escaped {
+					d.text = appendUnescaped(d.text[:0], key)
+					key = d.text
+				}
+				col = d.column(key)
+			}
+			if col >= 0 {
+				i, want = d.field(b, i, col)
+			} else {
+				i, want = skipValue(b, i, 1)
+			}
+			if want != "" {
+				return refused(value, i, want)
+			}
+			i = skipSpace(b, i)
+			if i < len(b) && b[i] == ',' {
+				i = skipSpace(b, i+1)
+				continue
+			}
+			if i < len(b) && b[i] == '}' {
+				i++
+				break
+			}
+			return refused(value, i, wantObjectNext)
+		}
+	}
+	if i = skipSpace(b, i); i != len(b) {
+		return refused(value, i, wantEnd)
+	}
 	return d.err
 }
 
-func (d *Decoder) visitField(key []byte, v *fastjson.Value) {
-	if d.err != nil {
-		return
+// notObject reports a value that does not start with '{' at start: malformed
+// if it is not JSON, otherwise not an object.
+func notObject(value []byte, start int) *Error {
+	end, want := skipValue(value, start, 0)
+	if want == "" {
+		if end = skipSpace(value, end); end != len(value) {
+			want = wantEnd
+		}
 	}
-	col, ok := d.column(key)
-	if !ok {
-		return
+	if want != "" {
+		return refused(value, end, want)
 	}
+	return &Error{Class: ClassNotObject, Expected: "a JSON object", Got: describe(trimJSONSpace(value))}
+}
+
+// field reads the value at i for column col and records it, or the first
+// field problem of the record in d.err. It returns where the value ends.
+func (d *Decoder) field(b []byte, i, col int) (int, string) {
+	start := i
+	var end int
+	var escaped bool
+	var want string
+	if i < len(b) && b[i] == '"' {
+		end, escaped, want = scanString(b, i+1)
+		end++ // past the closing quote
+	} else {
+		end, want = skipValue(b, i, 1)
+	}
+	if want != "" {
+		return end, want
+	}
+	raw := b[start:end]
 	f := &d.schema.fields[col]
 	if d.seen[col] {
 		d.err = &Error{Class: ClassDuplicateKey, Field: f.Name, Expected: "key " + strconv.Quote(f.From) + " once", Got: "it twice"}
-		return
+		return end, ""
 	}
 	d.seen[col] = true
-	if v.Type() == fastjson.TypeNull {
+	if raw[0] == 'n' {
 		if f.Required {
 			d.err = &Error{Class: ClassNullRequired, Field: f.Name, Expected: expected(f), Got: "null"}
-			return
+			return end, ""
 		}
 		d.vals[col] = parquet.NullValue().Level(0, 0, col)
-		return
+		return end, ""
 	}
 	val := &d.vals[col]
-	if d.err = d.convert(f, v, val); d.err != nil {
-		return
+	if d.err = d.convert(f, raw, escaped, val); d.err != nil {
+		return end, ""
 	}
 	if !f.Required {
 		val.SetDefinitionLevel(1)
 	}
 	val.SetColumnIndex(col)
+	return end, ""
 }
 
 // maxPredictedKeys bounds the key-order memory of a decoder.
 const maxPredictedKeys = 256
 
-func (d *Decoder) column(key []byte) (int, bool) {
+// column returns the column that key maps to, or -1.
+func (d *Decoder) column(key []byte) int {
 	pos := d.keyPos
 	d.keyPos++
 	if pos < len(d.keyCol) {
 		if c := d.keyCol[pos]; c >= 0 && string(key) == d.schema.fields[c].From {
-			return c, true
+			return c
 		}
 	}
 	col, ok := d.schema.byKey[string(key)] // no allocation: the compiler special-cases map lookups
@@ -159,132 +221,179 @@ func (d *Decoder) column(key []byte) (int, bool) {
 	case pos < maxPredictedKeys:
 		d.keyCol = append(d.keyCol, col)
 	}
-	return col, ok
+	return col
 }
 
-// convert writes v converted for f into dst, with zero levels.
-func (d *Decoder) convert(f *Field, v *fastjson.Value, dst *parquet.Value) *Error {
-	val, err := d.value(f, v)
-	*dst = val
-	return err
+// jsonType is the type of a scanned value, told by its first byte.
+type jsonType uint8
+
+const (
+	jsonNumber jsonType = iota
+	jsonString
+	jsonObject
+	jsonArray
+	jsonTrue
+	jsonFalse
+	jsonNull
+)
+
+func typeOf(raw []byte) jsonType {
+	switch raw[0] {
+	case '"':
+		return jsonString
+	case '{':
+		return jsonObject
+	case '[':
+		return jsonArray
+	case 't':
+		return jsonTrue
+	case 'f':
+		return jsonFalse
+	case 'n':
+		return jsonNull
+	}
+	return jsonNumber
 }
 
-func (d *Decoder) value(f *Field, v *fastjson.Value) (parquet.Value, *Error) {
-	typ := v.Type()
+// body returns the contents of the scanned string raw, unescaped into d.text
+// when it holds escapes.
+func (d *Decoder) body(raw []byte, escaped bool) []byte {
+	b := raw[1 : len(raw)-1]
+	if escaped {
+		d.text = appendUnescaped(d.text[:0], b)
+		return d.text
+	}
+	return b
+}
+
+// convert writes the scanned, non-null value raw converted for f into dst,
+// with zero levels.
+func (d *Decoder) convert(f *Field, raw []byte, escaped bool, dst *parquet.Value) *Error {
+	typ := typeOf(raw)
 	switch f.Kind {
 	case String:
-		if typ == fastjson.TypeString {
-			b, _ := v.StringBytes()
-			return parquet.ByteArrayValue(b), nil
+		if typ == jsonString {
+			start := len(d.strs)
+			if b := raw[1 : len(raw)-1]; escaped {
+				d.strs = appendUnescaped(d.strs, b)
+			} else {
+				d.strs = append(d.strs, b...)
+			}
+			*dst = parquet.ByteArrayValue(d.strs[start:])
+			return nil
 		}
 	case Bool:
 		switch typ {
-		case fastjson.TypeTrue:
-			return parquet.BooleanValue(true), nil
-		case fastjson.TypeFalse:
-			return parquet.BooleanValue(false), nil
+		case jsonTrue:
+			*dst = parquet.BooleanValue(true)
+			return nil
+		case jsonFalse:
+			*dst = parquet.BooleanValue(false)
+			return nil
 		}
 	case Int32, Int64:
-		if typ == fastjson.TypeNumber {
-			return d.integer(f, v)
+		if typ == jsonNumber {
+			return integer(f, raw, dst)
 		}
 	case Float, Double:
-		if typ == fastjson.TypeNumber {
-			return d.float(f, v)
+		if typ == jsonNumber {
+			return float(f, raw, dst)
 		}
 	case Decimal:
 		switch typ {
-		case fastjson.TypeNumber:
-			d.num = v.MarshalTo(d.num[:0])
-			return d.decimal(f, v, d.num)
-		case fastjson.TypeString:
-			b, _ := v.StringBytes()
-			return d.decimal(f, v, b)
+		case jsonNumber:
+			return decimal(f, raw, raw, dst)
+		case jsonString:
+			return decimal(f, raw, d.body(raw, escaped), dst)
 		}
 	case Timestamp:
 		switch typ {
-		case fastjson.TypeString:
-			b, _ := v.StringBytes()
-			ts, st := parseRFC3339(b, f.Unit)
-			return d.timestamp(f, v, ts, st)
-		case fastjson.TypeNumber:
-			d.num = v.MarshalTo(d.num[:0])
-			ts, st := parseScaled(d.num, f.Unit.exp10()-f.Input.exp10(), true)
-			return d.timestamp(f, v, ts, timeStatusOf(st))
+		case jsonString:
+			ts, st := parseRFC3339(d.body(raw, escaped), f.Unit)
+			return d.timestamp(f, raw, ts, st, dst)
+		case jsonNumber:
+			ts, st := parseScaled(raw, f.Unit.exp10()-f.Input.exp10(), true)
+			return d.timestamp(f, raw, ts, timeStatusOf(st), dst)
 		}
 	case Date:
-		if typ == fastjson.TypeString {
-			b, _ := v.StringBytes()
+		if typ == jsonString {
+			b := d.body(raw, escaped)
 			days, n, st := parseDate(b)
 			if st == timeOK && n != len(b) {
 				st = timeSyntax
 			}
 			switch st {
 			case timeOK:
-				return parquet.Int32Value(int32(days)), nil
+				*dst = parquet.Int32Value(int32(days))
+				return nil
 			case timeRange:
-				return parquet.Value{}, d.fail(ClassOutOfRange, f, v)
+				return fail(ClassOutOfRange, f, raw)
 			}
 		}
 	}
-	return parquet.Value{}, d.fail(ClassTypeMismatch, f, v)
+	return fail(ClassTypeMismatch, f, raw)
 }
 
-func (d *Decoder) integer(f *Field, v *fastjson.Value) (parquet.Value, *Error) {
-	d.num = v.MarshalTo(d.num[:0])
-	n, st := parseScaled(d.num, 0, false)
+func integer(f *Field, raw []byte, dst *parquet.Value) *Error {
+	n, st := parseScaled(raw, 0, false)
 	switch {
 	case st == numFraction || st == numSyntax:
-		return parquet.Value{}, d.fail(ClassTypeMismatch, f, v)
+		return fail(ClassTypeMismatch, f, raw)
 	case st == numOverflow:
-		return parquet.Value{}, d.fail(ClassOutOfRange, f, v)
+		return fail(ClassOutOfRange, f, raw)
 	case f.Kind == Int64:
-		return parquet.Int64Value(n), nil
+		*dst = parquet.Int64Value(n)
+		return nil
 	case n < math.MinInt32 || n > math.MaxInt32:
-		return parquet.Value{}, d.fail(ClassOutOfRange, f, v)
+		return fail(ClassOutOfRange, f, raw)
 	}
-	return parquet.Int32Value(int32(n)), nil
+	*dst = parquet.Int32Value(int32(n))
+	return nil
 }
 
-func (d *Decoder) float(f *Field, v *fastjson.Value) (parquet.Value, *Error) {
-	d.num = v.MarshalTo(d.num[:0])
-	x, ok := parseFloatExact(d.num)
+func float(f *Field, raw []byte, dst *parquet.Value) *Error {
+	x, ok := parseFloatExact(raw)
 	if !ok {
-		// fastfloat (behind v.Float64) is not always correctly rounded;
-		// strconv is, and does not keep (so here does not allocate) its argument.
+		// strconv is correctly rounded, and does not keep (so here does not
+		// allocate) its argument.
 		var err error
-		x, err = strconv.ParseFloat(string(d.num), 64)
+		x, err = strconv.ParseFloat(string(raw), 64)
 		if err != nil && !errors.Is(err, strconv.ErrRange) {
-			return parquet.Value{}, d.fail(ClassTypeMismatch, f, v)
+			return fail(ClassTypeMismatch, f, raw)
 		}
 	}
 	if math.IsInf(x, 0) || math.IsNaN(x) {
-		return parquet.Value{}, d.fail(ClassOutOfRange, f, v)
+		return fail(ClassOutOfRange, f, raw)
 	}
 	if f.Kind == Double {
-		return parquet.DoubleValue(x), nil
+		*dst = parquet.DoubleValue(x)
+		return nil
 	}
 	if math.Abs(x) > math.MaxFloat32 {
-		return parquet.Value{}, d.fail(ClassOutOfRange, f, v)
+		return fail(ClassOutOfRange, f, raw)
 	}
-	return parquet.FloatValue(float32(x)), nil
+	*dst = parquet.FloatValue(float32(x))
+	return nil
 }
 
-func (d *Decoder) decimal(f *Field, v *fastjson.Value, text []byte) (parquet.Value, *Error) {
+// decimal converts text, the number raw or the body of the string raw.
+func decimal(f *Field, raw, text []byte, dst *parquet.Value) *Error {
 	n, st := parseScaled(text, f.Scale, false)
 	switch st {
 	case numSyntax:
-		return parquet.Value{}, d.fail(ClassTypeMismatch, f, v)
+		return fail(ClassTypeMismatch, f, raw)
 	case numFraction, numOverflow:
-		return parquet.Value{}, d.fail(ClassOutOfRange, f, v)
+		return fail(ClassOutOfRange, f, raw)
 	}
 	if limit := pow10[f.Precision]; n >= limit || n <= -limit {
-		return parquet.Value{}, d.fail(ClassOutOfRange, f, v)
+		return fail(ClassOutOfRange, f, raw)
 	}
 	if f.Precision <= 9 {
-		return parquet.Int32Value(int32(n)), nil
+		*dst = parquet.Int32Value(int32(n))
+		return nil
 	}
-	return parquet.Int64Value(n), nil
+	*dst = parquet.Int64Value(n)
+	return nil
 }
 
 func timeStatusOf(st numStatus) timeStatus {
@@ -297,18 +406,19 @@ func timeStatusOf(st numStatus) timeStatus {
 	return timeSyntax
 }
 
-func (d *Decoder) timestamp(f *Field, v *fastjson.Value, ts int64, st timeStatus) (parquet.Value, *Error) {
+func (d *Decoder) timestamp(f *Field, raw []byte, ts int64, st timeStatus, dst *parquet.Value) *Error {
 	switch {
 	case st == timeSyntax:
-		return parquet.Value{}, d.fail(ClassTypeMismatch, f, v)
+		return fail(ClassTypeMismatch, f, raw)
 	case st == timeRange || ts < d.schema.minTime[f.Column] || ts > d.schema.maxTime[f.Column]:
-		return parquet.Value{}, d.fail(ClassOutOfRange, f, v)
+		return fail(ClassOutOfRange, f, raw)
 	}
-	return parquet.Int64Value(ts), nil
+	*dst = parquet.Int64Value(ts)
+	return nil
 }
 
-func (d *Decoder) fail(class string, f *Field, v *fastjson.Value) *Error {
-	return &Error{Class: class, Field: f.Name, Expected: expected(f), Got: describe(v, d.num[:0])}
+func fail(class string, f *Field, raw []byte) *Error {
+	return &Error{Class: class, Field: f.Name, Expected: expected(f), Got: describe(raw)}
 }
 
 // expected describes what a field accepts, for error messages.
@@ -335,20 +445,27 @@ func expected(f *Field) string {
 	return f.Kind.String()
 }
 
-// describe renders a JSON value briefly for an error message.
-func describe(v *fastjson.Value, scratch []byte) string {
-	switch v.Type() {
-	case fastjson.TypeString:
-		b, _ := v.StringBytes()
+// describe renders the scanned value raw briefly for an error message.
+func describe(raw []byte) string {
+	switch typeOf(raw) {
+	case jsonString:
+		b := raw[1 : len(raw)-1]
+		if bytes.IndexByte(b, '\\') >= 0 {
+			b = appendUnescaped(nil, b)
+		}
 		return "string " + quoteSnippet(b)
-	case fastjson.TypeNumber:
-		return "number " + string(snippet(v.MarshalTo(scratch)))
-	case fastjson.TypeObject:
+	case jsonNumber:
+		return "number " + string(snippet(raw))
+	case jsonObject:
 		return "an object"
-	case fastjson.TypeArray:
+	case jsonArray:
 		return "an array"
+	case jsonTrue:
+		return "true"
+	case jsonFalse:
+		return "false"
 	}
-	return v.Type().String() // true, false, null
+	return "null"
 }
 
 func snippet(b []byte) []byte {
@@ -356,57 +473,4 @@ func snippet(b []byte) []byte {
 		return b[:maxQuoted]
 	}
 	return b
-}
-
-func trimJSONSpace(b []byte) []byte {
-	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-	for len(b) > 0 && isSpace(b[0]) {
-		b = b[1:]
-	}
-	for len(b) > 0 && isSpace(b[len(b)-1]) {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-func invalidUTF8At(b []byte) int {
-	for i := 0; i < len(b); {
-		r, size := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && size == 1 {
-			return i
-		}
-		i += size
-	}
-	return len(b)
-}
-
-// tooDeep reports whether arrays and objects in b nest deeper than MaxDepth.
-// Most values hold fewer brackets than the bound, which a fast count proves
-// without walking strings.
-func tooDeep(b []byte) bool {
-	if bytes.Count(b, []byte{'{'})+bytes.Count(b, []byte{'['}) <= MaxDepth {
-		return false
-	}
-	depth, inString := 0, false
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case inString:
-			if c == '\\' {
-				i++
-			} else if c == '"' {
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '{' || c == '[':
-			depth++
-			if depth > MaxDepth {
-				return true
-			}
-		case c == '}' || c == ']':
-			depth--
-		}
-	}
-	return false
 }

@@ -1,9 +1,10 @@
 // Package schema turns the configured field list into a Parquet schema and decodes
 // JSON record values into rows of that schema.
 //
-// Decoding is the per-record hot path: a Decoder reuses one fastjson parser and
-// its scratch buffers, looks fields up by their JSON key, and converts each value
-// straight into a parquet.Value, with no reflection and no per-record maps.
+// Decoding is the per-record hot path: a Decoder reads a value in one pass with
+// its own strict scanner, looks fields up by their JSON key, and converts each
+// value straight from its text into a parquet.Value, with no reflection, no
+// parse tree and no allocation.
 //
 // Choices made where the input is ambiguous:
 //   - Unknown JSON keys are ignored; a JSON key that maps to a schema field may
@@ -20,9 +21,11 @@
 //     field's Input unit. Dates accept "YYYY-MM-DD" strings only. Timestamps and
 //     dates must fall in years 0001 to 9999 (and, for nanosecond timestamps,
 //     within the int64 range: 1677 to 2262).
-//   - Nesting deeper than MaxDepth anywhere in the value is refused (too_deep)
-//     before parsing, and every value is checked to be UTF-8 (not_utf8) and
-//     strictly well-formed JSON (malformed_json), ignored keys included.
+//   - Nesting deeper than MaxDepth anywhere in the value is refused (too_deep),
+//     and every value is checked to be UTF-8 (not_utf8) and strictly
+//     well-formed JSON (malformed_json), ignored keys included. These checks
+//     concern the whole value and win over any field's problem; among them, the
+//     order is not_utf8, then a byte-order mark, then too_deep, then syntax.
 package schema
 
 import (
