@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -28,6 +30,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	kintypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/sinkd/sinkd/daemon/checkpoint"
 	"github.com/sinkd/sinkd/daemon/kinesis/kpl"
@@ -473,4 +477,133 @@ func (k *kinesisRun) leaseOwners() map[string]int {
 		}
 	}
 	return out
+}
+
+// openShards lists the stream's open shards, by starting hash key.
+func (k *kinesisRun) openShards(ctx context.Context) []kintypes.Shard {
+	k.t.Helper()
+	resp, err := k.client(ctx).ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(k.topic)})
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	var open []kintypes.Shard
+	for _, s := range resp.Shards {
+		if s.SequenceNumberRange.EndingSequenceNumber == nil {
+			open = append(open, s)
+		}
+	}
+	sort.Slice(open, func(i, j int) bool {
+		return hashKey(open[i].HashKeyRange.StartingHashKey).Cmp(hashKey(open[j].HashKeyRange.StartingHashKey)) < 0
+	})
+	return open
+}
+
+func hashKey(s *string) *big.Int {
+	n, _ := new(big.Int).SetString(aws.ToString(s), 10)
+	return n
+}
+
+// reshard splits the first open shard in two, or merges the first two open
+// shards, and waits until the stream is active again.
+func (k *kinesisRun) reshard(split bool) {
+	k.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	api := k.client(ctx)
+	open := k.openShards(ctx)
+	var err error
+	if split {
+		r := open[0].HashKeyRange
+		mid := new(big.Int).Add(hashKey(r.StartingHashKey), hashKey(r.EndingHashKey))
+		mid.Rsh(mid, 1)
+		_, err = api.SplitShard(ctx, &kinesis.SplitShardInput{StreamName: aws.String(k.topic), ShardToSplit: open[0].ShardId, NewStartingHashKey: aws.String(mid.String())})
+	} else {
+		_, err = api.MergeShards(ctx, &kinesis.MergeShardsInput{StreamName: aws.String(k.topic), ShardToMerge: open[0].ShardId, AdjacentShardToMerge: open[1].ShardId})
+	}
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	w := kinesis.NewStreamExistsWaiter(api, func(o *kinesis.StreamExistsWaiterOptions) { o.MinDelay, o.MaxDelay = 100*time.Millisecond, time.Second })
+	if err := w.Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String(k.topic)}, time.Minute); err != nil {
+		k.t.Fatal(err)
+	}
+}
+
+// committedFiles lists the committed Parquet files in commit order: by the
+// manifest that committed them, then by name (a writer numbers its files in
+// the order it opens them). One instance only.
+func (k *kinesisRun) committedFiles() []string {
+	k.t.Helper()
+	ctx := context.Background()
+	st, prefix := k.store()
+	keys, err := st.List(ctx, prefix)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	type file struct {
+		seq uint64
+		key string
+	}
+	var files []file
+	for _, key := range keys {
+		if !strings.Contains(key, "/manifests/") || !strings.HasSuffix(key, ".json") {
+			continue
+		}
+		body, err := st.Get(ctx, key)
+		if err != nil {
+			k.t.Fatal(err)
+		}
+		var m checkpoint.Manifest
+		if err := json.Unmarshal(body, &m); err != nil {
+			k.t.Fatal(err)
+		}
+		for _, u := range m.Uploads {
+			files = append(files, file{m.Seq, u.Key})
+		}
+	}
+	sort.Slice(files, func(i, j int) bool {
+		if files[i].seq != files[j].seq {
+			return files[i].seq < files[j].seq
+		}
+		return files[i].key < files[j].key
+	})
+	out := make([]string, len(files))
+	for i, f := range files {
+		out[i] = f.key
+	}
+	return out
+}
+
+// tripIDs reads the trip_id column of a committed file, in row order.
+func (k *kinesisRun) tripIDs(key string) []int64 {
+	k.t.Helper()
+	st, _ := k.store()
+	body, err := st.Get(context.Background(), key)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	f, err := parquet.OpenFile(bytes.NewReader(body), int64(len(body)))
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	col, ok := f.Schema().Lookup("trip_id")
+	if !ok {
+		k.t.Fatalf("%s has no trip_id column", key)
+	}
+	var ids []int64
+	for _, rg := range f.RowGroups() {
+		rows := rg.Rows()
+		buf := make([]parquet.Row, 256)
+		for {
+			n, err := rows.ReadRows(buf)
+			for _, row := range buf[:n] {
+				ids = append(ids, row[col.ColumnIndex].Int64())
+			}
+			if err != nil {
+				break
+			}
+		}
+		rows.Close()
+	}
+	return ids
 }
