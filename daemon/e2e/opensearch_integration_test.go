@@ -60,6 +60,9 @@ func (h *harness) openSearch(template string) *cluster {
 			for _, typ := range tripTypes {
 				c.call(h.t, http.MethodDelete, "/"+c.index(typ), nil)
 			}
+			if template != "" {
+				c.call(h.t, http.MethodDelete, "/_index_template/"+c.base+"-trips", nil)
+			}
 		})
 	}
 	c.url = strings.TrimRight(c.url, "/")
