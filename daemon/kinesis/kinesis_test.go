@@ -183,3 +183,39 @@ func TestDecodeLease(t *testing.T) {
 		})
 	}
 }
+
+func TestIteratorInput(t *testing.T) {
+	ts := "2024-05-01T10:00:00Z"
+	tests := []struct {
+		name     string
+		start    string
+		last     *record.Position
+		from     *source.Start
+		wantType types.ShardIteratorType
+		wantSeq  string
+		wantTime bool
+	}{
+		{"never committed: trim horizon", "trim_horizon", nil, nil, types.ShardIteratorTypeTrimHorizon, "", false},
+		{"never committed: latest", "latest", nil, nil, types.ShardIteratorTypeLatest, "", false},
+		{"never committed: at timestamp", "at_timestamp", nil, nil, types.ShardIteratorTypeAtTimestamp, "", true},
+		{"committed inside an aggregate: at its record", "latest", nil, &source.Start{Position: record.Position{Seq: "5", Sub: 3}, After: true}, types.ShardIteratorTypeAtSequenceNumber, "5", false},
+		{"re-acquired after the last record read", "trim_horizon", &record.Position{Seq: "9", Sub: 2}, &source.Start{Position: record.Position{Seq: "5"}}, types.ShardIteratorTypeAfterSequenceNumber, "9", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in, err := iteratorInput(&config.Kinesis{Stream: "s", Start: tt.start, StartTime: ts}, "sh", tt.last, tt.from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if in.ShardIteratorType != tt.wantType || aws.ToString(in.StartingSequenceNumber) != tt.wantSeq || (in.Timestamp != nil) != tt.wantTime {
+				t.Errorf("got %s seq %q timestamp %v", in.ShardIteratorType, aws.ToString(in.StartingSequenceNumber), in.Timestamp)
+			}
+			if aws.ToString(in.ShardId) != "sh" || aws.ToString(in.StreamName) != "s" {
+				t.Errorf("shard %q stream %q", aws.ToString(in.ShardId), aws.ToString(in.StreamName))
+			}
+		})
+	}
+	if _, err := iteratorInput(&config.Kinesis{Start: "at_timestamp", StartTime: "yesterday"}, "sh", nil, nil); err == nil {
+		t.Error("a bad start_timestamp must fail")
+	}
+}

@@ -3,6 +3,7 @@ package kinesis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/daemon/kinesis/kpl"
 	"github.com/sinkd/sinkd/daemon/source"
 	"github.com/sinkd/sinkd/record"
@@ -165,34 +167,17 @@ func (r *reader) run(ctx context.Context) {
 	}
 }
 
-// iterator starts after the last record queued, else at the start position:
-// a committed one (the pipeline drops what it already processed, so starting
-// at the position itself is safe and keeps the rest of a KPL aggregate), or
-// the configured one for a shard never committed.
+// iterator gets a shard iterator where iteratorInput says.
 func (r *reader) iterator(ctx context.Context) (*string, error) {
-	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(r.s.cfg.Stream), ShardId: aws.String(r.shard)}
 	r.mu.Lock()
-	last, hasLast := r.last, r.hasLast
+	var last *record.Position
+	if r.hasLast {
+		last = &r.last
+	}
+	in, err := iteratorInput(r.s.cfg, r.shard, last, r.start)
 	r.mu.Unlock()
-	switch {
-	case hasLast:
-		// Every user record of the last Kinesis record was queued with it.
-		in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAfterSequenceNumber, aws.String(last.Seq)
-	case r.start != nil:
-		in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAtSequenceNumber, aws.String(r.start.Position.Seq)
-	default:
-		switch r.s.cfg.Start {
-		case "latest":
-			in.ShardIteratorType = types.ShardIteratorTypeLatest
-		case "at_timestamp":
-			t, err := time.Parse(time.RFC3339, r.s.cfg.StartTime)
-			if err != nil {
-				return nil, err
-			}
-			in.ShardIteratorType, in.Timestamp = types.ShardIteratorTypeAtTimestamp, aws.Time(t)
-		default:
-			in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
-		}
+	if err != nil {
+		return nil, err
 	}
 	cctx, cancel := r.s.call(ctx)
 	defer cancel()
@@ -204,6 +189,34 @@ func (r *reader) iterator(ctx context.Context) (*string, error) {
 		return nil, err
 	}
 	return out.ShardIterator, nil
+}
+
+// iteratorInput starts after the last record queued, else at the start
+// position: a committed one (the pipeline drops what it already processed, so
+// starting at the position itself is safe and keeps the rest of a KPL
+// aggregate), or the configured one for a shard never committed. (A shard
+// started at LATEST whose iterator expires before its first record starts
+// at LATEST again: there is no position to resume from.)
+func iteratorInput(cfg *config.Kinesis, shard string, last *record.Position, start *source.Start) (*kinesis.GetShardIteratorInput, error) {
+	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(cfg.Stream), ShardId: aws.String(shard)}
+	switch {
+	case last != nil:
+		// Every user record of the last Kinesis record was queued with it.
+		in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAfterSequenceNumber, aws.String(last.Seq)
+	case start != nil:
+		in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAtSequenceNumber, aws.String(start.Position.Seq)
+	case cfg.Start == "latest":
+		in.ShardIteratorType = types.ShardIteratorTypeLatest
+	case cfg.Start == "at_timestamp":
+		t, err := time.Parse(time.RFC3339, cfg.StartTime)
+		if err != nil {
+			return nil, fmt.Errorf("kinesis start_timestamp: %w", err)
+		}
+		in.ShardIteratorType, in.Timestamp = types.ShardIteratorTypeAtTimestamp, aws.Time(t)
+	default:
+		in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
+	}
+	return in, nil
 }
 
 // convert unpacks KPL aggregates: each user record gets its index as its

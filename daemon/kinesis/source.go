@@ -61,11 +61,17 @@ type Source struct {
 
 	startOnce  sync.Once
 	runStarted bool // set once, inside startOnce
-	life       context.Context
+	closeOnce  sync.Once
+	life       context.Context // readers and lease renewal
 	stop       context.CancelFunc
-	runDone    chan struct{}
-	wakeup     chan struct{}
-	done       chan struct{}
+	// coord bounds taking and giving up shards, which ends as soon as the
+	// pipeline stops polling (it is draining).
+	coord     context.Context
+	stopCoord context.CancelFunc
+	runDone   chan struct{}
+	aliveDone chan struct{} // lease renewal ended
+	wakeup    chan struct{}
+	done      chan struct{}
 
 	paused atomic.Bool
 
@@ -90,11 +96,12 @@ func New(ctx context.Context, cfg *config.Kinesis, instance string, h source.Han
 		}
 	})
 	life, stop := context.WithCancel(context.WithoutCancel(ctx))
+	coord, stopCoord := context.WithCancel(life)
 	s := &Source{
 		cfg: cfg, api: api, h: h, log: log.With("source", "kinesis", "stream", cfg.Stream), instance: instance,
 		m:   newMetrics(o.reg, cfg.Stream),
-		out: make(chan []record.Record, queuedBatches), life: life, stop: stop,
-		runDone: make(chan struct{}), wakeup: make(chan struct{}, 1), done: make(chan struct{}),
+		out: make(chan []record.Record, queuedBatches), life: life, stop: stop, coord: coord, stopCoord: stopCoord,
+		runDone: make(chan struct{}), aliveDone: make(chan struct{}), wakeup: make(chan struct{}, 1), done: make(chan struct{}),
 		readers: map[string]*reader{},
 	}
 	if cfg.LeaseTable == "" {
@@ -102,6 +109,7 @@ func New(ctx context.Context, cfg *config.Kinesis, instance string, h source.Han
 	} else {
 		s.leases, err = newTableLeases(ctx, awsCfg, cfg, instance, s.log)
 		if err != nil {
+			stopCoord()
 			stop()
 			return nil, err
 		}
@@ -158,11 +166,17 @@ func (s *Source) call(ctx context.Context) (context.Context, context.CancelFunc)
 	return context.WithTimeout(ctx, s.cfg.RequestTimeout.D())
 }
 
-// Poll returns the next records of owned shards, at most max.
+// Poll returns the next records of owned shards, at most max. The pipeline
+// stops polling only to drain: from then on, until Close hands everything
+// over, no shard is taken or given up, as both need the pipeline's loop.
 func (s *Source) Poll(ctx context.Context, max int) ([]record.Record, error) {
 	s.startOnce.Do(func() {
 		s.runStarted = true
 		go s.run()
+		go func() {
+			defer close(s.aliveDone)
+			s.leases.keepAlive(s.life, s.lose)
+		}()
 	})
 	s.pollMu.Lock()
 	defer s.pollMu.Unlock()
@@ -173,6 +187,7 @@ func (s *Source) Poll(ctx context.Context, max int) ([]record.Record, error) {
 		case <-s.done:
 			return nil, source.ErrClosed
 		case <-ctx.Done():
+			s.stopCoord()
 			return nil, nil
 		}
 	}
@@ -264,21 +279,24 @@ func (s *Source) lose(shards []string) {
 // Close stops reading; it checkpoints and releases every held lease so that
 // other instances take the shards at once.
 func (s *Source) Close() {
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	s.stop()
-	s.startOnce.Do(func() {}) // a source never polled holds nothing
-	if s.runStarted {
-		<-s.runDone
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*s.cfg.RequestTimeout.D())
-	defer cancel()
-	s.handOver(ctx, s.ownedShards())
-	s.leases.leave(ctx)
-	close(s.done)
+	s.closeOnce.Do(func() {
+		s.stopCoord()
+		s.startOnce.Do(func() {}) // a source never polled holds nothing
+		if s.runStarted {
+			<-s.runDone
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*s.cfg.RequestTimeout.D())
+		defer cancel()
+		// Readers stop in handOver; renewal goes on until the leases are
+		// committed and released.
+		s.handOver(ctx, s.ownedShards())
+		s.stop()
+		if s.runStarted {
+			<-s.aliveDone
+		}
+		s.leases.leave(ctx)
+		close(s.done)
+	})
 }
 
 func (s *Source) ownedShards() []string {
@@ -375,13 +393,6 @@ func (s *Source) wake() {
 // keeps the leases in step: renewed, taken, balanced, given up when finished.
 func (s *Source) run() {
 	defer close(s.runDone)
-	var alive sync.WaitGroup
-	defer alive.Wait()
-	alive.Add(1)
-	go func() {
-		defer alive.Done()
-		s.leases.keepAlive(s.life, s.lose)
-	}()
 	tick := time.NewTicker(s.leases.interval())
 	defer tick.Stop()
 	var shards []shard
@@ -389,8 +400,8 @@ func (s *Source) run() {
 	relist := true
 	for {
 		if relist || time.Since(listed) >= s.cfg.ListInterval.D() {
-			if sh, err := s.listShards(s.life); err != nil {
-				if s.life.Err() == nil {
+			if sh, err := s.listShards(s.coord); err != nil {
+				if s.coord.Err() == nil {
 					s.log.Warn("kinesis: listing shards failed; retrying", "err", err)
 				}
 			} else {
@@ -398,10 +409,10 @@ func (s *Source) run() {
 			}
 		}
 		if shards != nil {
-			s.step(s.life, shards)
+			s.step(s.coord, shards)
 		}
 		select {
-		case <-s.life.Done():
+		case <-s.coord.Done():
 			return
 		case <-s.wakeup:
 			relist = true

@@ -172,6 +172,12 @@ func (t *tableLeases) sync(ctx context.Context, shards []shard) ([]grant, []stri
 	alive := func(it *item) bool {
 		return it.owner != "" && it.owner != t.instance && now.Sub(t.seen[it.key].since) < t.expiry
 	}
+	listed := map[string]bool{}
+	for _, s := range shards {
+		listed[s.id] = true
+	}
+	// Balance what can be read now: finished shards and children waiting
+	// for their parents do not count.
 	instances := map[string]bool{t.instance: true}
 	active := 0
 	for key, it := range byKey {
@@ -181,7 +187,7 @@ func (t *tableLeases) sync(ctx context.Context, shards []shard) ([]grant, []stri
 			}
 			continue
 		}
-		if !it.end {
+		if !it.end && t.parentsDone(it, byKey, listed) {
 			active++
 		}
 	}
@@ -193,10 +199,6 @@ func (t *tableLeases) sync(ctx context.Context, shards []shard) ([]grant, []stri
 		giveUp = append(giveUp, t.sortedHeld()[0])
 	}
 	var taken []grant
-	listed := map[string]bool{}
-	for _, s := range shards {
-		listed[s.id] = true
-	}
 	keys := make([]string, 0, len(byKey))
 	for key := range byKey {
 		keys = append(keys, key)
