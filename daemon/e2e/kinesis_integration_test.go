@@ -191,13 +191,21 @@ func TestKinesisFailover(t *testing.T) {
 // TestKinesisResharding: while events flow, a shard splits and then one of
 // its children merges with the other original shard. Children are read only
 // once their parents are read to their end and committed (the lease table
-// says SHARD_END), so, besides exactly-once, events of one partition key keep
-// their order: within each bucket, a key's trips appear in the committed
-// files, taken in commit order and row order, in the order they were produced
-// (trip ids increase in production order; 50 keys share the trips).
+// says SHARD_END; without one, the instance remembers it), so, besides
+// exactly-once, events of one partition key keep their order: within each
+// bucket, a key's trips appear in the committed files, taken in commit order
+// and row order, in the order they were produced (trip ids increase in
+// production order; 50 keys share the trips).
 func TestKinesisResharding(t *testing.T) {
+	t.Run("lease table", func(t *testing.T) { testResharding(t, true) })
+	t.Run("no lease table", func(t *testing.T) { testResharding(t, false) })
+}
+
+func testResharding(t *testing.T, leaseTable bool) {
 	k := newKinesisRun(t, "kreshard")
-	k.leaseTable = "sinkd-leases-" + k.topic
+	if leaseTable {
+		k.leaseTable = "sinkd-leases-" + k.topic
+	}
 	k.createStream(2)
 	const keys = 50
 	produced := k.produceKinesis(30_000, 0, 57, 1000, false, func(id int64) string { return "k" + strconv.FormatInt(id%keys, 10) })
