@@ -397,6 +397,10 @@ func (p *Pipeline) templateFailure(ctx context.Context, rec *record.Record, err 
 
 func (p *Pipeline) deadLetter(ctx context.Context, rec *record.Record, stage dlq.Stage, class, msg string, details map[string]string) error {
 	now := time.Now()
+	if details == nil {
+		details = map[string]string{}
+	}
+	details[dlq.DetailMaxRedrives] = strconv.Itoa(p.cfg.DLQ.MaxRedrives)
 	l := &dlq.Letter{
 		Record: copyRecord(rec), Stage: stage, Class: class, Message: msg, Attempts: 1,
 		FirstFailure: now, LastFailure: now, Details: details, RedriveCount: dlq.RedriveCount(rec),

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sinkd/sinkd/config"
@@ -58,6 +60,10 @@ func NewKafka(cfg config.DLQKafka, o Options) (Sink, error) {
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dlq kafka: %w", err)
+	}
+	if err := checkTopic(client, cfg.Topic); err != nil {
+		client.Close()
+		return nil, err
 	}
 	return &kafkaSink{
 		client:  client,
@@ -113,6 +119,23 @@ func (s *kafkaSink) Close(ctx context.Context) error {
 	s.client.Close()
 	if err != nil {
 		return fmt.Errorf("dlq kafka close: %w", err)
+	}
+	return nil
+}
+
+// checkTopic fails when the brokers answer that the dead-letter topic does
+// not exist: otherwise every letter would be retried forever and no
+// checkpoint would ever complete. Unreachable brokers are not an error here:
+// sends retry until they come back.
+func checkTopic(client *kgo.Client, topic string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	topics, err := kadm.NewClient(client).ListTopics(ctx, topic)
+	if err != nil {
+		return nil
+	}
+	if t, ok := topics[topic]; !ok || errors.Is(t.Err, kerr.UnknownTopicOrPartition) {
+		return fmt.Errorf("dlq kafka: the dead-letter topic %q does not exist: create it first (sinkd does not create topics)", topic)
 	}
 	return nil
 }

@@ -63,6 +63,10 @@ type Letter struct {
 // several indices.
 const DetailIndex = "index"
 
+// DetailMaxRedrives carries the pipeline's dlq.max_redrives, the limit that
+// `sinkd dlq redrive` applies to the letter unless told otherwise.
+const DetailMaxRedrives = "max_redrives"
+
 // ID is a deterministic identifier of this failure: the same record failing
 // at the same stage (and, for OpenSearch, in the same index) always gets the
 // same id, so that consumers and the redrive tool can drop duplicates left

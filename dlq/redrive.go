@@ -3,6 +3,7 @@ package dlq
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -44,7 +45,7 @@ are skipped, and writing into the dead-letter stream itself is refused.`, stderr
 		toEndpoint = fs.String("to-kinesis-endpoint", "", "Kinesis endpoint to write to (default: --kinesis-endpoint)")
 		perSecond  = fs.Float64("rate", 100, "records written per second (0: unlimited)")
 		dryRun     = fs.Bool("dry-run", false, "list what would be redriven, write nothing")
-		maxRedrive = fs.Int("max-redrives", 3, "skip letters already redriven this many times")
+		maxRedrive = fs.Int("max-redrives", 3, "skip letters already redriven this many times (default: the pipeline's dlq.max_redrives stamped on each letter, else 3)")
 	)
 	if code := parseArgs(fs, args, &sel, stderr); code >= 0 {
 		return code
@@ -85,15 +86,21 @@ are skipped, and writing into the dead-letter stream itself is refused.`, stderr
 
 	var st redriveStats
 	seen := map[string]bool{}
+	explicitLimit := false
+	fs.Visit(func(f *flag.Flag) { explicitLimit = explicitLimit || f.Name == "max-redrives" })
 	err := sel.each(ctx, stderr, func(l *Letter) error {
 		id := l.ID()
+		limit := *maxRedrive
+		if n, err := strconv.Atoi(l.Details[DetailMaxRedrives]); err == nil && n > 0 && !explicitLimit {
+			limit = n
+		}
 		switch {
 		case seen[id]:
 			st.duplicates++
 			return nil
-		case l.RedriveCount >= *maxRedrive:
+		case l.RedriveCount >= limit:
 			st.exhausted++
-			fmt.Fprintf(stderr, "skipping %s: redriven %d times already (--max-redrives %d)\n", id, l.RedriveCount, *maxRedrive)
+			fmt.Fprintf(stderr, "skipping %s: redriven %d times already (limit %d)\n", id, l.RedriveCount, limit)
 			return nil
 		case l.Truncated():
 			st.truncated++
