@@ -219,3 +219,62 @@ func TestIteratorInput(t *testing.T) {
 		t.Error("a bad start_timestamp must fail")
 	}
 }
+
+// lostRecorder is the pipeline side of a loss: it records what it was told.
+type lostRecorder struct {
+	source.Handler
+	lost chan []record.PartitionID
+}
+
+func (l *lostRecorder) Lost(ps []record.PartitionID) { l.lost <- ps }
+
+// TestLoseResetsEveryShard: a lost lease makes the pipeline drop all it has
+// not committed, so every shard is given up and read again: records queued
+// before the loss must never reach the pipeline afterwards.
+func TestLoseResetsEveryShard(t *testing.T) {
+	h := &lostRecorder{lost: make(chan []record.PartitionID, 1)}
+	s := testSource()
+	s.h, s.leases = h, newLocalLeases("inst")
+	s.cfg.RequestTimeout = config.Duration(time.Second)
+	s.life, s.stop = context.WithCancel(context.Background())
+	defer s.stop()
+	s.out, s.wakeup, s.done = make(chan batch, 4), make(chan struct{}, 1), make(chan struct{})
+	s.startOnce.Do(func() {}) // no coordinator: the test drives the source
+	ctx := context.Background()
+	taken, _, _ := s.leases.sync(ctx, []shard{{id: "a"}, {id: "b"}})
+	if len(taken) != 2 {
+		t.Fatalf("took %d shards", len(taken))
+	}
+	s.readers = map[string]*reader{}
+	for _, id := range []string{"a", "b"} {
+		done := make(chan struct{})
+		close(done)
+		s.readers[id] = &reader{s: s, shard: id, cancel: func() {}, done: done}
+	}
+	stale := record.Record{Partition: s.pid("a"), Position: record.Position{Seq: "1"}}
+	s.out <- batch{generation: s.generation.Load(), recs: []record.Record{stale}}
+
+	s.lose([]string{"a"})
+	select {
+	case ps := <-h.lost:
+		if len(ps) != 2 {
+			t.Fatalf("Lost(%v), want both shards", ps)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the pipeline was not told")
+	}
+	s.resets.Wait()
+	if len(s.readers) != 0 {
+		t.Fatalf("%d readers still running", len(s.readers))
+	}
+	// Both shards are free again, to be taken from their last commit.
+	if taken, _, _ := s.leases.sync(ctx, []shard{{id: "a"}, {id: "b"}}); len(taken) != 1 {
+		t.Fatalf("after the loss, %d shards could be taken again, want b (a is another's)", len(taken))
+	}
+	fresh := record.Record{Partition: s.pid("b"), Position: record.Position{Seq: "2"}}
+	s.out <- batch{generation: s.generation.Load(), recs: []record.Record{fresh}}
+	got, err := s.Poll(ctx, 10)
+	if err != nil || len(got) != 1 || got[0].Position.Seq != "2" {
+		t.Fatalf("Poll = %v, %v; want only the record read after the loss", got, err)
+	}
+}

@@ -35,12 +35,13 @@ const (
 
 // reader polls one owned shard and queues what it reads for Poll.
 type reader struct {
-	s      *Source
-	shard  string
-	start  *source.Start // nil: the configured start position
-	cancel context.CancelFunc
-	done   chan struct{}
-	behind atomic.Int64 // MillisBehindLatest of the last read; -1 before it
+	s          *Source
+	generation uint64 // of the Source when the reader started
+	shard      string
+	start      *source.Start // nil: the configured start position
+	cancel     context.CancelFunc
+	done       chan struct{}
+	behind     atomic.Int64 // MillisBehindLatest of the last read; -1 before it
 	// finished: committed past the end; set under Source.mu.
 	finished bool
 
@@ -52,7 +53,7 @@ type reader struct {
 
 func (s *Source) startReader(shard string, start *source.Start) *reader {
 	ctx, cancel := context.WithCancel(s.life)
-	r := &reader{s: s, shard: shard, start: start, cancel: cancel, done: make(chan struct{})}
+	r := &reader{s: s, generation: s.generation.Load(), shard: shard, start: start, cancel: cancel, done: make(chan struct{})}
 	r.behind.Store(-1)
 	go r.run(ctx)
 	return r
@@ -143,7 +144,7 @@ func (r *reader) run(ctx context.Context) {
 				bytes += len(rec.Data)
 			}
 			select {
-			case r.s.out <- recs:
+			case r.s.out <- batch{generation: r.generation, recs: recs}:
 			case <-ctx.Done():
 				return
 			}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,12 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 	return func(o *options) { o.reg = reg }
 }
 
+// batch is one GetRecords result, of the reader generation that read it.
+type batch struct {
+	generation uint64
+	recs       []record.Record
+}
+
 // queuedBatches bounds the GetRecords results waiting for Poll: readers block
 // (and so stop reading) while the pipeline is behind.
 const queuedBatches = 8
@@ -55,9 +62,11 @@ type Source struct {
 	leases   leaser
 	m        *metrics
 
-	out     chan []record.Record
-	pollMu  sync.Mutex
-	pending []record.Record
+	out        chan batch
+	pollMu     sync.Mutex
+	pending    batch
+	generation atomic.Uint64 // bumped when the pipeline resets: older batches are stale
+	resets     sync.WaitGroup
 
 	startOnce  sync.Once
 	runStarted bool // set once, inside startOnce
@@ -100,7 +109,7 @@ func New(ctx context.Context, cfg *config.Kinesis, instance string, h source.Han
 	s := &Source{
 		cfg: cfg, api: api, h: h, log: log.With("source", "kinesis", "stream", cfg.Stream), instance: instance,
 		m:   newMetrics(o.reg, cfg.Stream),
-		out: make(chan []record.Record, queuedBatches), life: life, stop: stop, coord: coord, stopCoord: stopCoord,
+		out: make(chan batch, queuedBatches), life: life, stop: stop, coord: coord, stopCoord: stopCoord,
 		runDone: make(chan struct{}), aliveDone: make(chan struct{}), wakeup: make(chan struct{}, 1), done: make(chan struct{}),
 		readers: map[string]*reader{},
 	}
@@ -180,7 +189,7 @@ func (s *Source) Poll(ctx context.Context, max int) ([]record.Record, error) {
 	})
 	s.pollMu.Lock()
 	defer s.pollMu.Unlock()
-	if len(s.pending) == 0 {
+	for len(s.pending.recs) == 0 || s.pending.generation != s.generation.Load() {
 		select {
 		case b := <-s.out:
 			s.pending = b
@@ -191,9 +200,9 @@ func (s *Source) Poll(ctx context.Context, max int) ([]record.Record, error) {
 			return nil, nil
 		}
 	}
-	n := min(max, len(s.pending))
-	b := s.pending[:n:n]
-	s.pending = s.pending[n:]
+	n := min(max, len(s.pending.recs))
+	b := s.pending.recs[:n:n]
+	s.pending.recs = s.pending.recs[n:]
 	return b, nil
 }
 
@@ -257,23 +266,42 @@ func (s *Source) Commit(ctx context.Context, starts map[record.PartitionID]sourc
 	return nil
 }
 
-// lose stops reading shards whose lease another instance now holds, and tells
-// the pipeline, which must not commit them any more.
-func (s *Source) lose(shards []string) {
+// lose handles leases another instance took (or that could not be renewed
+// in time). The pipeline then drops everything it has not committed, for
+// every partition, and forgets them all: so every reader stops, what they
+// queued is discarded, and the shards still held are released, to be taken
+// again (by this instance or another) from their last commit.
+func (s *Source) lose(lost []string) {
 	s.mu.Lock()
 	var ps []record.PartitionID
-	for _, shard := range shards {
-		if r := s.readers[shard]; r != nil {
-			r.stop()
-			delete(s.readers, shard)
-			ps = append(ps, s.pid(shard))
+	var kept []string
+	for shard, r := range s.readers {
+		r.stop()
+		ps = append(ps, s.pid(shard))
+		if !slices.Contains(lost, shard) {
+			kept = append(kept, shard)
 		}
 	}
+	s.readers = map[string]*reader{}
+	s.generation.Add(1)
 	s.mu.Unlock()
-	if len(ps) > 0 {
-		s.log.Warn("shard leases lost to another instance", "shards", shards)
-		s.h.Lost(ps)
+	if len(ps) == 0 {
+		return
 	}
+	s.log.Warn("kinesis: shard leases lost; every shard is read again from its last commit", "lost", lost)
+	// Lost waits for the pipeline's loop, and Commit, which may get here,
+	// runs on that loop.
+	s.resets.Add(1)
+	go func() {
+		defer s.resets.Done()
+		s.h.Lost(ps)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.life), s.cfg.RequestTimeout.D())
+		defer cancel()
+		if err := s.leases.release(ctx, kept); err != nil {
+			s.log.Warn("kinesis: releasing leases after a loss failed; they expire after failover_time", "err", err)
+		}
+		s.wake()
+	}()
 }
 
 // Close stops reading; it checkpoints and releases every held lease so that
@@ -289,6 +317,7 @@ func (s *Source) Close() {
 		defer cancel()
 		// Readers stop in handOver; renewal goes on until the leases are
 		// committed and released.
+		s.resets.Wait()
 		s.handOver(ctx, s.ownedShards())
 		s.stop()
 		if s.runStarted {
