@@ -779,6 +779,9 @@ func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 	return nil
 }
 
+// completeConcurrency bounds the uploads completed at once.
+const completeConcurrency = 16
+
 // manifestsKept bounds the manifests kept per instance. A partition's next
 // owner reads the newest manifest naming it, which is never older than the
 // instance's last checkpoints while the partition is still unassigned.
@@ -797,7 +800,9 @@ func (p *Pipeline) restartPoints() map[record.PartitionID]source.Start {
 // complete finishes uploads in parallel, each retried a few times, and
 // returns those that could not be completed.
 func (p *Pipeline) complete(ctx context.Context, uploads []checkpoint.Upload) []checkpoint.Upload {
-	sem := make(chan struct{}, max(p.cfg.S3.UploadConcurrency, 1))
+	// Completing is a small request per file: many at once keep a
+	// checkpoint short even when memory pressure rolled many small files.
+	sem := make(chan struct{}, completeConcurrency)
 	var mu sync.Mutex
 	var failed []checkpoint.Upload
 	var wg sync.WaitGroup
