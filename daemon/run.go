@@ -100,7 +100,7 @@ func setMemoryLimit(cfg *config.Config, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	limit := cfg.Memory.Budget.Bytes() + cfg.Source.FetchBytes() + 96<<20
+	limit := cfg.Memory.Budget.Bytes() + cfg.Source.FetchBytes() + 64<<20
 	debug.SetMemoryLimit(limit)
 	log.Debug("memory limit set", "bytes", limit)
 }

@@ -163,9 +163,11 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	h.verify("trips")
 }
 
-// TestSecondSIGTERMExitsAtOnce: a second SIGTERM during the drain exits at
-// once (code 1) without a final checkpoint; nothing partial is committed, and
-// the next run still delivers every record exactly once.
+// TestSecondSIGTERMExitsAtOnce: with the object store down the drain cannot
+// finish; a second SIGTERM then exits at once (code 1) without a final
+// checkpoint, nothing partial is committed, and the next run still delivers
+// every record exactly once. (Two signals sent back to back can merge into
+// one, so the second is sent once the first is being handled.)
 func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
 	h := newHarness(t, "sigterm2")
 	produced := h.produceAsync(100_000, 6, 0, 46, 10_000)
@@ -174,18 +176,41 @@ func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
 	if !p.waitLine(`"uploads":`, time.Minute) {
 		t.Fatal("no checkpoint before the signals")
 	}
-	time.Sleep(2 * time.Second)
+	stack := filepath.Join(h.env.Dir, "..", "..", "scripts", "stack", "stack.sh")
+	if out, err := exec.Command("bash", stack, "stop", "minio").CombinedOutput(); err != nil {
+		t.Fatalf("stopping minio: %v\n%s", err, out)
+	}
+	minioUp := false
+	startMinio := func() {
+		if out, err := exec.Command("bash", stack, "start", "minio").CombinedOutput(); err != nil {
+			t.Fatalf("starting minio: %v\n%s", err, out)
+		}
+		minioUp = true
+	}
+	defer func() {
+		if !minioUp {
+			startMinio()
+		}
+	}()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if !p.waitLine("signal received: draining", 10*time.Second) {
+		t.Fatal("the first SIGTERM was not taken as a drain")
+	}
+	time.Sleep(time.Second)
+	if p.exited() {
+		t.Fatalf("the drain finished with the object store down: %v", p.err)
+	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(5 * time.Second):
 		t.Fatal("a second SIGTERM did not exit at once")
 	}
 	var exit *exec.ExitError
 	if !errors.As(p.err, &exit) || exit.ExitCode() != 1 {
 		t.Fatalf("exit = %v, want code 1", p.err)
 	}
+	startMinio()
 	produced()
 	p2 := h.start("sig-1")
 	p2.waitRunning(t)
