@@ -31,7 +31,7 @@ type fixture struct {
 	budget *Budget
 }
 
-func newFixture(t *testing.T, mutate func(*Options)) *fixture {
+func newFixture(t testing.TB, mutate func(*Options)) *fixture {
 	t.Helper()
 	st, prefix, err := store.Open(context.Background(), "file://"+t.TempDir(), config.S3{})
 	if err != nil {

@@ -1,0 +1,64 @@
+package parquetsink
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/schema"
+	"github.com/sinkd/sinkd/taxi"
+)
+
+// BenchmarkWriteTaxiRow measures the per-row cost of the Parquet writer on
+// decoded taxi trips: staging, encoding, page compression (snappy) and the
+// bookkeeping of Write. Uploads are not part of the loop.
+func BenchmarkWriteTaxiRow(b *testing.B) {
+	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`pipeline: b
+source: {kafka: {brokers: "127.0.0.1:9", topics: [t], group: g}}
+schema:
+  fields:%s
+routes:
+  - name: r
+    parquet: {destination: "file:///tmp/x", path: "{type}"}
+`, taxi.FieldsYAML)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := schema.New(cfg.Schema.Fields)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dec := s.NewDecoder()
+	g := taxi.NewGenerator(1, taxi.DefaultStart())
+	rows := make([]parquet.Row, 1024)
+	var bytes int64
+	for i := range rows {
+		v, _ := g.Event(0)
+		r, err := dec.Decode(v, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows[i] = r.Clone()
+		bytes += int64(len(v))
+	}
+	f := newFixture(b, func(o *Options) {
+		o.Schema = s.Parquet()
+		o.Config.TargetFileSize = 1 << 40
+		o.Config.RowGroupSize = 64 << 20
+		o.PartSize = 1 << 40 // keep the loop free of uploads
+		o.Budget = NewBudget(1 << 40)
+		o.Metrics = NewMetrics(nil, o.Budget)
+	})
+	ctx := context.Background()
+	b.SetBytes(bytes / int64(len(rows)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := f.w.Write(ctx, []byte("type=yellow"), rows[i%len(rows)], rec(0, int64(i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
