@@ -135,7 +135,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		owned:    map[record.PartitionID]*partState{},
 		applied:  map[string]bool{},
 		control:  make(chan func()),
-		batches:  make(chan []record.Record, 2),
+		batches:  make(chan batch, 2),
 		loopDone: make(chan struct{}),
 		fatal:    make(chan error, 1),
 		ready:    make(chan struct{}),
@@ -243,15 +243,15 @@ func (p *Pipeline) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading the last manifest: %w", err)
 	}
-	keep := map[string]bool{}
 	if latest != nil {
+		// Once applied, every upload of the manifest is a complete object,
+		// so an upload still listed as in progress (a store can leave one
+		// behind when a process dies inside CompleteMultipartUpload) is
+		// aborted below with the orphans.
 		if err := p.apply(ctx, latest); err != nil {
 			return err
 		}
 		p.seq = latest.Seq + 1
-		for _, u := range latest.Uploads {
-			keep[u.UploadID] = true
-		}
 		p.log.Info("recovered from manifest", "seq", latest.Seq, "uploads", len(latest.Uploads))
 	}
 	aborted := 0
@@ -262,7 +262,7 @@ func (p *Pipeline) recover(ctx context.Context) error {
 		}
 		for _, u := range uploads {
 			inst, ok := parquetsink.InstanceOf(u.Key)
-			if !ok || inst != p.instance || keep[u.UploadID] {
+			if !ok || inst != p.instance {
 				continue
 			}
 			if err := st.AbortUpload(ctx, u.Key, u.UploadID); err != nil {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
@@ -69,6 +70,13 @@ func (st *partState) next() record.Position {
 	return st.floor
 }
 
+// batch is one poll's records, tagged with the reset generation it was
+// polled in.
+type batch struct {
+	gen     uint64
+	records []record.Record
+}
+
 // Stats are the pipeline's running totals (the demo prints them).
 type Stats struct {
 	Records, Bytes, DeadLetters, Checkpoints, Files, FileBytes, FileRows int64
@@ -107,8 +115,11 @@ type Pipeline struct {
 	owned       map[record.PartitionID]*partState
 	applied     map[string]bool // manifests re-applied in this process
 
-	control  chan func()
-	batches  chan []record.Record
+	control chan func()
+	batches chan batch
+	// gen counts resets: a batch polled before a reset (lost partitions) is
+	// stale and must not be processed after the partitions come back.
+	gen      atomic.Uint64
 	loopDone chan struct{}
 	fatal    chan error
 	ready    chan struct{}
@@ -203,7 +214,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			case fn := <-p.control:
 				fn()
 			case b := <-p.batches:
-				if err := p.process(work, b); err != nil {
+				if b.gen != p.gen.Load() {
+					continue // polled before a reset: read again from the manifest
+				}
+				if err := p.process(work, b.records); err != nil {
 					return err
 				}
 			case <-cpTicker.C:
@@ -248,6 +262,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 func (p *Pipeline) fetch(ctx context.Context) {
 	for ctx.Err() == nil {
+		gen := p.gen.Load()
 		b, err := p.src.Poll(ctx, 4096)
 		if err != nil {
 			if errors.Is(err, source.ErrClosed) || ctx.Err() != nil {
@@ -260,7 +275,7 @@ func (p *Pipeline) fetch(ctx context.Context) {
 			continue
 		}
 		select {
-		case p.batches <- b:
+		case p.batches <- batch{gen: gen, records: b}:
 		case <-ctx.Done():
 			return
 		}
@@ -591,10 +606,14 @@ func (p *Pipeline) Revoked(ctx context.Context, ps []record.PartitionID) (map[re
 // starts from the last manifest, exactly as after a crash, without one.
 func (p *Pipeline) Lost(ps []record.PartitionID) {
 	_ = p.do(context.Background(), p.reset)
+	// Again after the callback: a poll that began while the reset ran may
+	// still return records of the lost session.
+	p.gen.Add(1)
 }
 
 // reset discards all uncommitted work: a lost session takes every partition.
 func (p *Pipeline) reset() {
+	p.gen.Add(1)
 	p.log.Warn("partitions lost: dropping uncommitted files; they are read again from the last manifest", "partitions", len(p.owned))
 	for _, r := range p.routes {
 		if r.pq != nil {
