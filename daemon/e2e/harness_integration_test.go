@@ -239,22 +239,29 @@ type proc struct {
 
 func (h *harness) start(instance string) *proc {
 	h.t.Helper()
-	cmd := exec.Command(sinkdBin, "run", "--config", h.config(instance))
+	return startSinkd(h.t, h.env, h.dir, instance, h.config(instance))
+}
+
+// startSinkd runs `sinkd run` on a config file and watches it: its log goes
+// to DIR/INSTANCE.log and to the lines channel, its exit and peak RSS are kept.
+func startSinkd(t *testing.T, env stackenv.Env, dir, instance, configPath string) *proc {
+	t.Helper()
+	cmd := exec.Command(sinkdBin, "run", "--config", configPath)
 	cmd.Env = os.Environ()
-	for k, v := range h.env.Vars {
+	for k, v := range env.Vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
-	logFile, err := os.OpenFile(filepath.Join(h.dir, instance+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	logFile, err := os.OpenFile(filepath.Join(dir, instance+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	p := &proc{cmd: cmd, instance: instance, lines: make(chan string, 1024), done: make(chan struct{}), logFile: logFile}
 	if err := cmd.Start(); err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	go func() {
 		sc := bufio.NewScanner(stderr)

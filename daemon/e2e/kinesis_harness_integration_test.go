@@ -16,7 +16,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -97,41 +96,7 @@ func (k *kinesisRun) kinesisConfig(instance string) string {
 // harness's own (log file, lines, exit).
 func (k *kinesisRun) start(instance string) *proc {
 	k.t.Helper()
-	cmd := exec.Command(sinkdBin, "run", "--config", k.kinesisConfig(instance))
-	cmd.Env = os.Environ()
-	for key, v := range k.env.Vars {
-		cmd.Env = append(cmd.Env, key+"="+v)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	logFile, err := os.OpenFile(filepath.Join(k.dir, instance+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, instance: instance, lines: make(chan string, 1024), done: make(chan struct{}), logFile: logFile}
-	if err := cmd.Start(); err != nil {
-		k.t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(logFile, line)
-			select {
-			case p.lines <- line:
-			default:
-			}
-		}
-	}()
-	go func() {
-		p.err = cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
-	return p
+	return startSinkd(k.t, k.env, k.dir, instance, k.kinesisConfig(instance))
 }
 
 func (k *kinesisRun) client(ctx context.Context) *kinesis.Client {
