@@ -61,8 +61,8 @@ type Kafka struct {
 	// a restarted instance takes its partitions back without a rebalance, but
 	// a stopped one keeps them until session_timeout instead of handing them
 	// over at once.
-	StaticMembership bool `yaml:"static_membership"`
-	RequestTimeout Duration `yaml:"request_timeout"`
+	StaticMembership bool     `yaml:"static_membership"`
+	RequestTimeout   Duration `yaml:"request_timeout"`
 }
 
 type TLS struct {
