@@ -124,7 +124,6 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		log:      log,
 		reg:      reg,
 		m:        newMetrics(reg, Version),
-		schema:   s,
 		dec:      s.NewDecoder(),
 		routes:   routes,
 		budget:   parquetsink.NewBudget(cfg.Memory.Budget.Bytes()),

@@ -48,7 +48,6 @@ type partState struct {
 	floor      record.Position
 	floorAfter bool
 	hasFloor   bool
-	seen       bool // a record was processed since the partition was gained
 	lastTime   time.Time
 	committed  *source.Start // last committed restart point, for durable lag
 }
@@ -91,7 +90,6 @@ type Pipeline struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	m        *metrics
-	schema   *schema.Schema
 	dec      *schema.Decoder
 	routes   []*route
 	dlq      dlq.Sink
@@ -308,7 +306,7 @@ func (p *Pipeline) process(ctx context.Context, b []record.Record) error {
 			return err
 		}
 		st.floor, st.floorAfter, st.hasFloor = rec.Position, true, true
-		st.seen, st.lastTime = true, rec.Timestamp
+		st.lastTime = rec.Timestamp
 		n++
 		bytes += int64(len(rec.Value))
 	}

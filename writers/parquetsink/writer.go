@@ -96,6 +96,7 @@ type file struct {
 	// because decoded rows point into the decoder's buffer.
 	staged [][]parquet.Value
 	nStage int
+	batch  []parquet.Row // reused by flushStaged
 	arena  []byte
 }
 
@@ -132,11 +133,11 @@ func (f *file) flushStaged() error {
 	if f.nStage == 0 {
 		return nil
 	}
-	rows := make([]parquet.Row, f.nStage)
-	for i := range rows {
-		rows[i] = f.staged[i]
+	f.batch = f.batch[:0]
+	for _, r := range f.staged[:f.nStage] {
+		f.batch = append(f.batch, r)
 	}
-	_, err := f.pw.WriteRows(rows)
+	_, err := f.pw.WriteRows(f.batch)
 	f.nStage = 0
 	f.arena = f.arena[:0]
 	return err
