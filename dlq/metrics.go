@@ -1,8 +1,9 @@
 package dlq
 
 import (
-	"errors"
 	"log/slog"
+
+	"github.com/sinkd/sinkd/internal/promreg"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -72,30 +73,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	var err error
-	m.records, err = register(reg, m.records)
+	m.records, err = promreg.Register(reg, m.records)
 	if err != nil {
 		return nil, err
 	}
-	if m.retries, err = register(reg, m.retries); err != nil {
+	if m.retries, err = promreg.Register(reg, m.retries); err != nil {
 		return nil, err
 	}
-	if m.buffered, err = register(reg, m.buffered); err != nil {
+	if m.buffered, err = promreg.Register(reg, m.buffered); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under
-// the same name, so that sinks sharing a registerer share their metrics.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, err
 }
 
 // counted records a letter in sinkd_dlq_records_total.

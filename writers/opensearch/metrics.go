@@ -1,7 +1,7 @@
 package opensearch
 
 import (
-	"errors"
+	"github.com/sinkd/sinkd/internal/promreg"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -52,17 +52,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // register adds c to reg, or returns the collector already registered under
 // the same description.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var already prometheus.AlreadyRegisteredError
-	if errors.As(err, &already) {
-		if existing, ok := already.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	if *errp == nil {
+	c, err := promreg.Register(reg, c)
+	if err != nil && *errp == nil {
 		*errp = err
 	}
 	return c

@@ -1,9 +1,9 @@
 package store
 
 import (
-	"errors"
-	"fmt"
 	"time"
+
+	"github.com/sinkd/sinkd/internal/promreg"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -33,30 +33,16 @@ func newS3Metrics(reg prometheus.Registerer) (*s3Metrics, error) {
 		}, []string{"operation"}),
 	}
 	var err error
-	if m.duration, err = register(reg, m.duration); err != nil {
+	if m.duration, err = promreg.Register(reg, m.duration); err != nil {
 		return nil, err
 	}
-	if m.retries, err = register(reg, m.retries); err != nil {
+	if m.retries, err = promreg.Register(reg, m.retries); err != nil {
 		return nil, err
 	}
-	if m.errors, err = register(reg, m.errors); err != nil {
+	if m.errors, err = promreg.Register(reg, m.errors); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	if err != nil {
-		return c, fmt.Errorf("store: register metrics: %w", err)
-	}
-	return c, nil
 }
 
 func (m *s3Metrics) observe(op string, d time.Duration, attempts int, err error) {
