@@ -203,6 +203,10 @@ type Checkpoint struct {
 type Memory struct {
 	Budget       Size `yaml:"budget"`
 	MaxOpenFiles int  `yaml:"max_open_files"`
+	// MaxEncoders bounds the Parquet encoders of each route: they are lent to
+	// the files written most, so it bounds encoder memory however many
+	// buckets are open.
+	MaxEncoders int `yaml:"max_encoders"`
 }
 
 // DLQ holds at most one dead-letter destination.

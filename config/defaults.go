@@ -79,6 +79,7 @@ func applyDefaults(c *Config) {
 
 	c.Memory.Budget = cmp.Or(c.Memory.Budget, 256*mib)
 	c.Memory.MaxOpenFiles = cmp.Or(c.Memory.MaxOpenFiles, 256)
+	c.Memory.MaxEncoders = cmp.Or(c.Memory.MaxEncoders, 64)
 
 	defaultDLQ(c)
 

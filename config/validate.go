@@ -144,6 +144,7 @@ func (c *Config) validate() []Problem {
 
 	atLeast(v, "memory.budget", c.Memory.Budget, 16*mib, sizeText)
 	atLeast(v, "memory.max_open_files", c.Memory.MaxOpenFiles, 1, count)
+	atLeast(v, "memory.max_encoders", c.Memory.MaxEncoders, 1, count)
 	if c.S3.PartSize > c.Memory.Budget {
 		v.errorf("s3.part_size", "%s does not fit in memory.budget %s", c.S3.PartSize, c.Memory.Budget)
 	}

@@ -12,6 +12,8 @@ type Metrics struct {
 	openFiles   *prometheus.GaugeVec
 	parts       *prometheus.CounterVec
 	partRetries *prometheus.CounterVec
+	rowGroups   *prometheus.CounterVec
+	encoders    *prometheus.GaugeVec
 	inflight    prometheus.Gauge
 	buffered    prometheus.GaugeFunc
 	budget      prometheus.GaugeFunc
@@ -40,6 +42,12 @@ func NewMetrics(reg prometheus.Registerer, b *Budget) *Metrics {
 		partRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sinkd_parquet_part_retries_total", Help: "Part uploads retried after an error.",
 		}, []string{"route"}),
+		rowGroups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sinkd_parquet_row_groups_total", Help: "Row groups written into Parquet files.",
+		}, []string{"route"}),
+		encoders: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sinkd_parquet_encoders", Help: "Parquet encoders in the route's pool (bounded by memory.max_encoders).",
+		}, []string{"route"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sinkd_parquet_uploads_in_flight", Help: "Part uploads in flight.",
 		}),
@@ -51,7 +59,7 @@ func NewMetrics(reg prometheus.Registerer, b *Budget) *Metrics {
 		}, func() float64 { return float64(b.Limit()) }),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rows, m.skipped, m.bytes, m.rolled, m.openFiles, m.parts, m.partRetries, m.inflight, m.buffered, m.budget)
+		reg.MustRegister(m.rows, m.skipped, m.bytes, m.rolled, m.openFiles, m.parts, m.partRetries, m.rowGroups, m.encoders, m.inflight, m.buffered, m.budget)
 	}
 	return m
 }

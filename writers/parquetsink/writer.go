@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
@@ -34,6 +35,7 @@ type Options struct {
 	PartSize     int64
 	Concurrency  int
 	MaxOpenFiles int
+	MaxEncoders  int // parquet-go writers lent to the most written files
 	Schema       *parquet.Schema
 	Store        store.Store
 	Prefix       string // key prefix inside the store ("" or "dir/")
@@ -56,6 +58,15 @@ type Writer struct {
 	closing []*file    // rolled, waiting for the next checkpoint
 	seq     uint64
 
+	// The encoder pool (rowgroup.go): idle encoders, how many exist, and
+	// the files holding one, least recently written at the front.
+	idle        []*parquet.GenericWriter[any]
+	encoders    int
+	maxEncoders int
+	leases      *list.List
+	tmpl        *footerTemplate
+	feedRows    []parquet.Row
+
 	// committed: bucket → partition → highest position already in a committed file.
 	committed map[string]map[record.PartitionID]record.Position
 
@@ -64,10 +75,9 @@ type Writer struct {
 	bg       sync.WaitGroup // background creates and part uploads
 	now      time.Time
 
-	// overhead is what an open file costs before its first row: parquet-go
-	// keeps buffers per column. It is charged to the budget while the file
-	// is open, so that many open buckets make files roll early instead of
-	// growing memory.
+	// overhead is what one encoder costs before its first row: parquet-go
+	// keeps buffers per column. It is charged to the budget while the
+	// encoder exists.
 	overhead int64
 
 	// Per-row counters, resolved once: a label lookup per row costs more
@@ -80,8 +90,8 @@ type span struct{ first, last record.Position }
 type file struct {
 	bucket    string
 	key       string
-	pw        *parquet.GenericWriter[any]
-	out       *partBuffer
+	out       *partBuffer // encoded bytes not yet handed to an upload
+	sent      int64       // bytes handed to part uploads
 	rows      int64
 	held      int64 // bytes this file charges to the budget
 	sinceSize int   // rows since the size estimate was refreshed
@@ -91,56 +101,40 @@ type file struct {
 	elem      *list.Element
 	up        *upload
 
-	// Rows are handed to the encoder in small batches: one row per call
-	// costs several times more per row. Staged rows own their bytes (arena),
-	// because decoded rows point into the decoder's buffer.
-	staged [][]parquet.Value
-	nStage int
-	batch  []parquet.Row // reused by flushStaged
-	arena  []byte
+	// Rows reach an encoder in batches (one row per call costs several times
+	// more per row); a file without an encoder stages up to stageLimit.
+	staged staging
+	// enc, when the file holds one, is building the file's next row group
+	// straight into out.
+	enc       *parquet.GenericWriter[any]
+	encRows   int64
+	leaseElem *list.Element
+	// groups holds what the footer needs of the file's finished row groups.
+	groups    []rowGroup
+	groupsMem int64
 }
 
-// FileOverhead estimates the memory of one open file before its first row:
+// EncoderOverhead estimates the memory of one encoder before its first row:
 // measured with parquet-go v0.32 at about 18 KiB per column (buffers,
-// dictionaries, statistics), plus the staging buffers.
-func FileOverhead(s *parquet.Schema) int64 {
+// dictionaries, statistics).
+func EncoderOverhead(s *parquet.Schema) int64 {
 	return int64(len(s.Columns()))*18<<10 + 16<<10
 }
 
-// stageRows is the batch size; small, because every open file holds one.
-const stageRows = 32
+const (
+	// feedBatch is how many rows a file holding an encoder stages before it
+	// hands them over.
+	feedBatch = 32
+	// stageLimit is how much a file without an encoder stages before it
+	// borrows one: a file written this much is worth a row group.
+	stageLimit = 64 << 10
+	// maxRowGroups bounds a file's footer (and its metadata held in memory);
+	// a file that reaches it rolls.
+	maxRowGroups = 4096
+)
 
-func (f *file) stage(row parquet.Row) {
-	if f.nStage == len(f.staged) {
-		f.staged = append(f.staged, make([]parquet.Value, 0, len(row)))
-	}
-	dst := f.staged[f.nStage][:0]
-	for _, v := range row {
-		if v.Kind() == parquet.ByteArray && !v.IsNull() {
-			b := v.ByteArray()
-			off := len(f.arena)
-			f.arena = append(f.arena, b...)
-			v = parquet.ByteArrayValue(f.arena[off:len(f.arena):len(f.arena)]).Level(v.RepetitionLevel(), v.DefinitionLevel(), v.Column())
-		}
-		dst = append(dst, v)
-	}
-	f.staged[f.nStage] = dst
-	f.nStage++
-}
-
-// flushStaged hands the staged rows to the encoder, which copies them.
-func (f *file) flushStaged() error {
-	if f.nStage == 0 {
-		return nil
-	}
-	f.batch = f.batch[:0]
-	for _, r := range f.staged[:f.nStage] {
-		f.batch = append(f.batch, r)
-	}
-	_, err := f.pw.WriteRows(f.batch)
-	f.nStage = 0
-	f.arena = f.arena[:0]
-	return err
+func (f *file) heldBytes() int64 {
+	return int64(cap(f.out.b)) + f.groupsMem + f.staged.mem + f.pendingEncoded()
 }
 
 // upload is the multipart upload behind one file. Parts upload in background
@@ -156,14 +150,10 @@ type upload struct {
 }
 
 // partBuffer collects encoded bytes until they make a part.
-type partBuffer struct {
-	b       []byte
-	written int64 // bytes the Parquet encoder has emitted in total
-}
+type partBuffer struct{ b []byte }
 
 func (p *partBuffer) Write(b []byte) (int, error) {
 	p.b = append(p.b, b...)
-	p.written += int64(len(b))
 	return len(b), nil
 }
 
@@ -185,8 +175,14 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 	if o.MaxOpenFiles < 1 {
 		o.MaxOpenFiles = 1
 	}
+	overhead := EncoderOverhead(o.Schema)
+	// Encoders must leave most of the budget to data, or their fixed cost
+	// alone would keep it under pressure.
+	maxEncoders := max(1, min(o.MaxEncoders, int(o.Budget.Limit()/(4*overhead))))
 	return &Writer{
-		overhead:    FileOverhead(o.Schema),
+		overhead:    overhead,
+		maxEncoders: maxEncoders,
+		leases:      list.New(),
 		rowsWritten: o.Metrics.rows.WithLabelValues(o.Route),
 		rowsSkipped: o.Metrics.skipped.WithLabelValues(o.Route),
 		o:           o,
@@ -247,10 +243,20 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 	} else {
 		w.lru.MoveToBack(f.elem)
 	}
-	f.stage(row)
-	if f.nStage == stageRows {
-		if err := f.flushStaged(); err != nil {
-			return fmt.Errorf("parquet encode into %s: %w", f.key, err)
+	f.staged.add(row)
+	if f.enc != nil {
+		w.leases.MoveToBack(f.leaseElem)
+		if f.staged.rows() >= feedBatch {
+			if err := w.feed(f); err != nil {
+				return err
+			}
+		}
+	} else if f.staged.mem >= stageLimit {
+		if err := w.lease(f); err != nil {
+			return err
+		}
+		if err := w.feed(f); err != nil {
+			return err
 		}
 	}
 	f.rows++
@@ -283,26 +289,123 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 // account refreshes a file's charge against the budget and applies the row
 // group, part and file size thresholds.
 func (w *Writer) account(f *file) error {
-	if err := f.flushStaged(); err != nil {
-		return fmt.Errorf("parquet encode into %s: %w", f.key, err)
+	if f.enc != nil {
+		if err := w.feed(f); err != nil {
+			return err
+		}
 	}
-	pending := f.pw.Size() - f.out.written // row group being built, uncompressed
-	if pending < 0 {
-		pending = 0
-	}
-	w.charge(f, pending+int64(len(f.out.b)))
-	if f.out.written+pending >= w.o.Config.TargetFileSize.Bytes() {
+	pending := f.staged.raw + f.pendingEncoded() // the next row group, as the encoder buffers it
+	w.charge(f, f.heldBytes())
+	if f.sent+int64(len(f.out.b))+pending >= w.o.Config.TargetFileSize.Bytes() || len(f.groups) >= maxRowGroups {
 		return w.roll(f, "size")
 	}
 	if pending >= w.o.Config.RowGroupSize.Bytes() {
-		if err := f.pw.Flush(); err != nil {
-			return fmt.Errorf("parquet flush %s: %w", f.key, err)
+		if err := w.finishRowGroup(f); err != nil {
+			return err
 		}
-		w.charge(f, int64(len(f.out.b)))
 	}
 	if int64(len(f.out.b)) >= w.o.PartSize {
 		w.sendPart(f)
 	}
+	return nil
+}
+
+// lease lends f an encoder: an idle one, a new one while the pool is below
+// its bound, or else the one of the least recently written file holding one,
+// whose row group ends early.
+func (w *Writer) lease(f *file) error {
+	var enc *parquet.GenericWriter[any]
+	switch {
+	case len(w.idle) > 0:
+		enc = w.idle[len(w.idle)-1]
+		w.idle = w.idle[:len(w.idle)-1]
+		enc.Reset(f.out)
+	case w.encoders < w.maxEncoders:
+		enc = parquet.NewGenericWriter[any](f.out, w.o.Schema,
+			parquet.Compression(w.codec),
+			// The output is already an in-memory buffer: no second one.
+			parquet.WriteBufferSize(0),
+			parquet.PageBufferSize(int(w.o.Config.PageSize.Bytes())),
+			parquet.DataPageStatistics(true),
+			parquet.CreatedBy("sinkd", "", ""),
+		)
+		w.encoders++
+		w.o.Budget.Add(w.overhead)
+		w.o.Metrics.encoders.WithLabelValues(w.o.Route).Inc()
+	default:
+		victim := w.leases.Front().Value.(*file)
+		if err := w.finishRowGroup(victim); err != nil {
+			return err
+		}
+		enc = w.unlease(victim)
+		enc.Reset(f.out)
+	}
+	f.enc = enc
+	f.leaseElem = w.leases.PushBack(f)
+	return nil
+}
+
+// unlease takes back f's encoder, which must hold no rows of f.
+func (w *Writer) unlease(f *file) *parquet.GenericWriter[any] {
+	enc := f.enc
+	w.leases.Remove(f.leaseElem)
+	f.enc, f.leaseElem = nil, nil
+	w.charge(f, f.heldBytes())
+	return enc
+}
+
+// feed hands f's staged rows to its encoder, which copies them.
+func (w *Writer) feed(f *file) error {
+	n := f.staged.rows()
+	if n == 0 {
+		return nil
+	}
+	for i := range n {
+		w.feedRows = append(w.feedRows, f.staged.row(i))
+	}
+	_, err := f.enc.WriteRows(w.feedRows)
+	clear(w.feedRows)
+	w.feedRows = w.feedRows[:0]
+	f.staged.reset()
+	if err != nil {
+		return fmt.Errorf("parquet encode into %s: %w", f.key, err)
+	}
+	f.encRows += int64(n)
+	return nil
+}
+
+// finishRowGroup turns every row of f not yet in a row group into one,
+// borrowing an encoder if f has none.
+func (w *Writer) finishRowGroup(f *file) error {
+	if f.enc == nil {
+		if f.staged.rows() == 0 {
+			return nil
+		}
+		if err := w.lease(f); err != nil {
+			return err
+		}
+	}
+	if err := w.feed(f); err != nil {
+		return err
+	}
+	if f.encRows == 0 {
+		return nil
+	}
+	start := len(f.out.b)
+	if err := f.enc.Close(); err != nil {
+		return fmt.Errorf("parquet row group of %s: %w", f.key, err)
+	}
+	b, g, err := spliceRowGroup(f.out.b, start, f.sent, &w.tmpl)
+	if err != nil {
+		return fmt.Errorf("parquet row group of %s: %w", f.key, err)
+	}
+	f.out.b = b
+	f.groups = append(f.groups, g)
+	f.groupsMem += g.size()
+	f.encRows = 0
+	f.enc.Reset(f.out)
+	w.o.Metrics.rowGroups.WithLabelValues(w.o.Route).Inc()
+	w.charge(f, f.heldBytes())
 	return nil
 }
 
@@ -322,23 +425,14 @@ func (w *Writer) open(ctx context.Context, bucket string) (*file, error) {
 	f := &file{
 		bucket:    bucket,
 		key:       w.o.Prefix + bucket + "/" + name,
-		out:       &partBuffer{},
+		out:       &partBuffer{b: append([]byte(nil), magic...)},
 		opened:    w.now,
 		lastWrite: w.now,
 		spans:     map[record.PartitionID]*span{},
 		up:        &upload{created: make(chan struct{})},
 	}
-	f.pw = parquet.NewGenericWriter[any](f.out, w.o.Schema,
-		parquet.Compression(w.codec),
-		// The output is already an in-memory buffer: no second one.
-		parquet.WriteBufferSize(0),
-		parquet.PageBufferSize(int(w.o.Config.PageSize.Bytes())),
-		parquet.DataPageStatistics(true),
-		parquet.CreatedBy("sinkd", "", ""),
-	)
 	f.elem = w.lru.PushBack(f)
 	w.files[bucket] = f
-	w.o.Budget.Add(w.overhead)
 	w.o.Metrics.openFiles.WithLabelValues(w.o.Route).Inc()
 	w.bg.Add(1)
 	go w.create(f)
@@ -367,9 +461,11 @@ func (w *Writer) create(f *file) {
 // Concurrency uploads are in flight: that is backpressure on the pipeline.
 func (w *Writer) sendPart(f *file) {
 	body := f.out.b
-	f.out.b = make([]byte, 0, w.o.PartSize+w.o.PartSize/4)
+	f.out.b = nil
+	f.sent += int64(len(body))
 	// The bytes stay charged to the budget until their upload finishes.
-	f.held -= int64(len(body))
+	held := int64(cap(body))
+	f.held -= held
 	f.up.mu.Lock()
 	f.up.parts = append(f.up.parts, store.Part{})
 	number := int32(len(f.up.parts))
@@ -382,7 +478,7 @@ func (w *Writer) sendPart(f *file) {
 		defer func() {
 			<-w.sem
 			w.o.Metrics.inflight.Dec()
-			w.o.Budget.Add(-int64(len(body)))
+			w.o.Budget.Add(-held)
 			f.up.wg.Done()
 			w.bg.Done()
 			select {
@@ -443,27 +539,38 @@ func (w *Writer) retry(op func(ctx context.Context) error) error {
 // roll closes a file: its footer and last bytes go up as the final part, and it
 // waits for the next checkpoint to be committed.
 func (w *Writer) roll(f *file, reason string) error {
-	if err := f.flushStaged(); err != nil {
-		return fmt.Errorf("parquet encode into %s: %w", f.key, err)
+	if err := w.finishRowGroup(f); err != nil {
+		return err
 	}
-	if err := f.pw.Close(); err != nil {
+	if f.enc != nil {
+		w.idle = append(w.idle, w.unlease(f))
+	}
+	if w.tmpl == nil {
+		return fmt.Errorf("parquet close %s: no row group was written", f.key)
+	}
+	tail, err := footer(w.tmpl, f.groups, f.sent+int64(len(f.out.b)))
+	if err != nil {
 		return fmt.Errorf("parquet close %s: %w", f.key, err)
 	}
-	w.charge(f, int64(len(f.out.b)))
+	f.out.b = append(f.out.b, tail...)
+	f.groups, f.groupsMem = nil, 0
+	f.staged = staging{}
+	w.charge(f, f.heldBytes())
 	w.sendPart(f)
 	w.charge(f, 0)
 	delete(w.files, f.bucket)
 	w.lru.Remove(f.elem)
-	w.o.Budget.Add(-w.overhead)
 	w.closing = append(w.closing, f)
 	w.o.Metrics.openFiles.WithLabelValues(w.o.Route).Dec()
 	w.o.Metrics.rolled.WithLabelValues(w.o.Route, reason).Inc()
 	return nil
 }
 
-// relieve brings memory back under the budget: build row groups into
-// compressed bytes, upload full parts, close the largest files, and as a last
-// resort wait for uploads to drain (which stops the pipeline from reading).
+// relieve brings memory back under the budget. The file holding the most
+// either turns its rows into a row group (compressed, several times smaller
+// than rows waiting for one) or, when it already holds mostly encoded bytes,
+// rolls. As a last resort it waits for uploads to drain, which stops the
+// pipeline from reading.
 func (w *Writer) relieve(ctx context.Context) error {
 	for w.o.Budget.AboveLow() {
 		var big *file
@@ -473,15 +580,20 @@ func (w *Writer) relieve(ctx context.Context) error {
 			}
 		}
 		if big != nil && big.held > 0 {
-			if err := w.roll(big, "memory"); err != nil {
-				return err
+			before := big.held
+			if big.staged.mem+big.pendingEncoded() > before/2 {
+				borrowed := big.enc == nil
+				if err := w.finishRowGroup(big); err != nil {
+					return err
+				}
+				if borrowed && big.enc != nil {
+					w.idle = append(w.idle, w.unlease(big))
+				}
+				if big.held < before {
+					continue
+				}
 			}
-			continue
-		}
-		if w.lru.Len() > 0 {
-			// Only the files' fixed cost is left: close the least recently
-			// written.
-			if err := w.roll(w.lru.Front().Value.(*file), "memory"); err != nil {
+			if err := w.roll(big, "memory"); err != nil {
 				return err
 			}
 			continue
@@ -496,6 +608,13 @@ func (w *Writer) relieve(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+func (f *file) pendingEncoded() int64 {
+	if f.enc == nil {
+		return 0
+	}
+	return f.enc.Size()
 }
 
 // Tick rolls files by age and inactivity.
@@ -628,9 +747,12 @@ func (w *Writer) CommittedState(pid record.PartitionID, restart record.Position,
 func (w *Writer) Discard() {
 	drop := append([]*file(nil), w.closing...)
 	for _, f := range w.files {
-		_ = f.pw.Close() // releases the encoder; the bytes are thrown away
+		if f.enc != nil {
+			f.enc.Reset(io.Discard) // the row group being built is thrown away
+			f.encRows = 0
+			w.idle = append(w.idle, w.unlease(f))
+		}
 		w.charge(f, 0)
-		w.o.Budget.Add(-w.overhead)
 		drop = append(drop, f)
 		w.o.Metrics.openFiles.WithLabelValues(w.o.Route).Dec()
 	}
