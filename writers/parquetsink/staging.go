@@ -55,8 +55,17 @@ func (s *staging) copyBytes(b []byte) []byte {
 	}
 	last := len(s.chunks) - 1
 	if last < 0 || cap(s.chunks[last])-len(s.chunks[last]) < len(b) {
-		s.chunks = append(s.chunks, make([]byte, 0, stagingChunk))
-		s.mem += stagingChunk
+		// Chunks start small and double: most of thousands of open files
+		// hold a few rows.
+		size := 1 << 10
+		if last >= 0 {
+			size = min(stagingChunk, 2*cap(s.chunks[last]))
+		}
+		for size < len(b) {
+			size *= 2
+		}
+		s.chunks = append(s.chunks, make([]byte, 0, size))
+		s.mem += int64(size)
 		last++
 	}
 	c := s.chunks[last]
@@ -88,10 +97,10 @@ func (s *staging) reset() {
 	s.ends = s.ends[:0]
 	s.raw = 0
 	s.mem = int64(cap(s.values))*valueSize + int64(cap(s.ends))*4
-	if len(s.chunks) > 0 && cap(s.chunks[0]) == stagingChunk {
+	if len(s.chunks) > 0 && cap(s.chunks[0]) <= stagingChunk {
 		clear(s.chunks[1:])
 		s.chunks = append(s.chunks[:0], s.chunks[0][:0])
-		s.mem += stagingChunk
+		s.mem += int64(cap(s.chunks[0]))
 	} else {
 		clear(s.chunks)
 		s.chunks = s.chunks[:0]

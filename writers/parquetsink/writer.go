@@ -268,10 +268,16 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 	}
 	w.rowsWritten.Inc()
 
-	// Refreshing the exact size walks every column, so it runs every few
-	// rows; in between each row is charged its raw size, which errs high.
-	f.held += int64(len(rec.Value))
-	w.o.Budget.Add(int64(len(rec.Value)))
+	if f.enc == nil {
+		// Staged rows are counted exactly, at no cost.
+		w.charge(f, f.heldBytes())
+	} else {
+		// An encoder's size walks every column, so it is refreshed every
+		// few rows; in between each row is charged its raw size, which
+		// errs high.
+		f.held += int64(len(rec.Value))
+		w.o.Budget.Add(int64(len(rec.Value)))
+	}
 	f.sinceSize++
 	if f.sinceSize < 64 && !w.o.Budget.Over() {
 		return nil
