@@ -166,7 +166,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 			r.pq, err = parquetsink.New(writerCtx, parquetsink.Options{
 				Route: r.name, Config: *rc.Parquet, PartSize: cfg.S3.PartSize.Bytes(), Concurrency: cfg.S3.UploadConcurrency,
 				MaxOpenFiles: cfg.Memory.MaxOpenFiles, MaxEncoders: cfg.Memory.MaxEncoders, Schema: s.Parquet(), Store: st, Prefix: prefix,
-				Instance: instance, Epoch: p.epoch, Budget: p.budget, Metrics: pm, Logger: log,
+				Instance: instance, Epoch: p.epoch, CreatedBy: "sinkd version " + Version, Budget: p.budget, Metrics: pm, Logger: log,
 			})
 			if err != nil {
 				return nil, err

@@ -16,6 +16,28 @@ import (
 // decoded taxi trips: staging, encoding, page compression (snappy) and the
 // bookkeeping of Write. Uploads are not part of the loop.
 func BenchmarkWriteTaxiRow(b *testing.B) {
+	s, rows, bytes := taxiRows(b)
+	f := newFixture(b, func(o *Options) {
+		o.Schema = s.Parquet()
+		o.Config.TargetFileSize = 1 << 40
+		o.Config.RowGroupSize = 64 << 20
+		o.PartSize = 1 << 40 // keep the loop free of uploads
+		o.Budget = NewBudget(1 << 40)
+		o.Metrics = NewMetrics(nil, o.Budget)
+	})
+	ctx := context.Background()
+	b.SetBytes(bytes / int64(len(rows)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := f.w.Write(ctx, []byte("type=yellow"), rows[i%len(rows)], rec(0, int64(i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// taxiRows decodes 1,024 taxi trips into rows of the taxi schema.
+func taxiRows(b *testing.B) (*schema.Schema, []parquet.Row, int64) {
 	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`pipeline: b
 source: {kafka: {brokers: "127.0.0.1:9", topics: [t], group: g}}
 schema:
@@ -44,20 +66,34 @@ routes:
 		rows[i] = r.Clone()
 		bytes += int64(len(v))
 	}
+	return s, rows, bytes
+}
+
+// BenchmarkWriteManyBuckets is BenchmarkWriteTaxiRow spread over 2,000
+// buckets under a 256 MiB budget with the default 64 encoders: the cost of
+// lending encoders, staging and memory relief. Rolled files upload to a
+// local directory.
+func BenchmarkWriteManyBuckets(b *testing.B) {
+	s, rows, bytes := taxiRows(b)
 	f := newFixture(b, func(o *Options) {
 		o.Schema = s.Parquet()
+		o.MaxEncoders = 64
+		o.MaxOpenFiles = 2500
 		o.Config.TargetFileSize = 1 << 40
-		o.Config.RowGroupSize = 64 << 20
-		o.PartSize = 1 << 40 // keep the loop free of uploads
-		o.Budget = NewBudget(1 << 40)
+		o.Config.RowGroupSize = 16 << 20
+		o.Budget = NewBudget(256 << 20)
 		o.Metrics = NewMetrics(nil, o.Budget)
 	})
+	buckets := make([][]byte, 2000)
+	for i := range buckets {
+		buckets[i] = []byte(fmt.Sprintf("b=%04d", i))
+	}
 	ctx := context.Background()
 	b.SetBytes(bytes / int64(len(rows)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := f.w.Write(ctx, []byte("type=yellow"), rows[i%len(rows)], rec(0, int64(i))); err != nil {
+		if err := f.w.Write(ctx, buckets[(i*7919)%len(buckets)], rows[i%len(rows)], rec(0, int64(i))); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -21,11 +21,14 @@ import (
 
 var magic = []byte("PAR1")
 
-// footerTemplate is the file metadata every file of one schema shares.
+// footerTemplate is the file metadata every file of one writer shares. The
+// schema elements and column orders come from the first row group encoded.
 type footerTemplate struct {
+	createdBy    string
+	paths        [][]string // of the leaf columns, in column chunk order
+	encoded      bool
 	version      int32
 	schema       []format.SchemaElement
-	createdBy    string
 	columnOrders []format.ColumnOrder
 }
 
@@ -44,7 +47,7 @@ func (g *rowGroup) size() int64 { return int64(len(g.meta)+len(g.colIndex)+len(g
 // cuts the page index and footer off for later, with every page offset moved
 // to where the page now sits. base is the file offset of b[0]. It returns the
 // new end of b.
-func spliceRowGroup(b []byte, start int, base int64, tmpl **footerTemplate) ([]byte, rowGroup, error) {
+func spliceRowGroup(b []byte, start int, base int64, tmpl *footerTemplate) ([]byte, rowGroup, error) {
 	var g rowGroup
 	one := b[start:]
 	n := len(one)
@@ -62,10 +65,13 @@ func spliceRowGroup(b []byte, start int, base int64, tmpl **footerTemplate) ([]b
 	if len(md.RowGroups) != 1 {
 		return nil, g, fmt.Errorf("encoder wrote %d row groups, want 1", len(md.RowGroups))
 	}
-	if *tmpl == nil {
-		*tmpl = &footerTemplate{version: md.Version, schema: md.Schema, createdBy: md.CreatedBy, columnOrders: md.ColumnOrders}
+	if !tmpl.encoded {
+		tmpl.encoded, tmpl.version, tmpl.schema, tmpl.columnOrders = true, md.Version, md.Schema, md.ColumnOrders
 	}
 	rg := &md.RowGroups[0]
+	if len(rg.Columns) != len(tmpl.paths) {
+		return nil, g, fmt.Errorf("encoder wrote %d column chunks, the schema has %d columns", len(rg.Columns), len(tmpl.paths))
+	}
 
 	// The column chunks sit back to back after the magic; the page index
 	// follows them.
@@ -89,6 +95,10 @@ func spliceRowGroup(b []byte, start int, base int64, tmpl **footerTemplate) ([]b
 	rg.FileOffset += delta
 	for i := range rg.Columns {
 		c := &rg.Columns[i]
+		// parquet-go v0.32 loses path_in_schema in the row groups a writer
+		// builds after a Reset (parquet-go/parquet-go#602); readers that
+		// match columns by path need it.
+		c.MetaData.PathInSchema = tmpl.paths[i]
 		c.MetaData.DataPageOffset += delta
 		if c.MetaData.DictionaryPageOffset > 0 {
 			c.MetaData.DictionaryPageOffset += delta
@@ -142,6 +152,9 @@ func spliceRowGroup(b []byte, start int, base int64, tmpl **footerTemplate) ([]b
 // pages are written, starting at file offset base: every column index, every
 // offset index, the file metadata, its length and the magic.
 func footer(tmpl *footerTemplate, groups []rowGroup, base int64) ([]byte, error) {
+	if !tmpl.encoded {
+		return nil, errors.New("no row group was encoded")
+	}
 	md := format.FileMetaData{
 		Version:      tmpl.version,
 		Schema:       tmpl.schema,

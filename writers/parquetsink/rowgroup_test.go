@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/parquet-go/parquet-go"
@@ -173,6 +174,9 @@ func checkAssembledFile(t *testing.T, key string, body []byte, want []assemblyRo
 			t.Fatalf("%s: row group %d id statistics %x..%x, want %d..%d", key, g, cc.MetaData.Statistics.MinValue, cc.MetaData.Statistics.MaxValue, ids[0].id, ids[len(ids)-1].id)
 		}
 		for c := range rg.Columns {
+			if got, want := rg.Columns[c].MetaData.PathInSchema, assemblySchema.Columns()[c]; !slices.Equal(got, want) {
+				t.Fatalf("%s: row group %d column %d path_in_schema %q, want %q", key, g, c, got, want)
+			}
 			checkOffsetIndex(t, key, body, &rg, g, c)
 		}
 		first += int(rg.NumRows)

@@ -1,108 +1,201 @@
 package parquetsink
 
 import (
-	"unsafe"
+	"encoding/binary"
+	"math"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/deprecated"
 )
 
-// staging holds a file's rows that no encoder has taken yet. Decoded rows
-// point into the decoder's buffer, so staged rows copy their bytes into
-// fixed-size chunks: a growing single arena would leave its old copies alive
-// behind the values that point into them.
+// staging holds a file's rows that no encoder has taken yet, in a form the
+// garbage collector need not scan: with thousands of open files most of the
+// budget can be staged rows, and parquet.Value holds a pointer. A value's
+// bytes live in the file's arena, referenced by offset.
 type staging struct {
-	values []parquet.Value
+	values []stagedValue
 	ends   []int32 // row i is values[ends[i-1]:ends[i]]
-	chunks [][]byte
+	arena  []byte
 	raw    int64 // the rows' plain size: what the encoder will buffer for them
 	mem    int64 // memory held, by capacity
 }
 
+// stagedValue is a parquet.Value without pointers: a fixed-size value in
+// bits, or bytes at arena[bits:bits+n].
+type stagedValue struct {
+	bits   uint64
+	n      uint32
+	col    uint16
+	kind   int8 // a parquet.Kind, or null
+	levels uint8
+}
+
 const (
-	stagingChunk = 16 << 10
-	valueSize    = int64(unsafe.Sizeof(parquet.Value{}))
+	null = -1
+	// maxLevel bounds the repetition and definition levels a staged value
+	// keeps (four bits each); New rejects deeper schemas.
+	maxLevel = 15
 )
 
 func (s *staging) rows() int { return len(s.ends) }
 
 func (s *staging) add(row parquet.Row) {
-	before := cap(s.values)
+	before := int64(cap(s.values))*16 + int64(cap(s.ends))*4 + int64(cap(s.arena))
+	if len(s.values) == 0 && cap(s.values) == 0 {
+		s.values = make([]stagedValue, 0, 4*len(row))
+	}
 	for _, v := range row {
-		if v.Kind() == parquet.ByteArray && !v.IsNull() {
-			b := s.copyBytes(v.ByteArray())
-			v = parquet.ByteArrayValue(b).Level(v.RepetitionLevel(), v.DefinitionLevel(), v.Column())
+		sv := stagedValue{col: uint16(v.Column()), kind: int8(v.Kind()), levels: uint8(v.RepetitionLevel()<<4 | v.DefinitionLevel())}
+		switch {
+		case v.IsNull():
+			sv.kind = null
+			s.raw++
+		case v.Kind() == parquet.ByteArray || v.Kind() == parquet.FixedLenByteArray:
+			b := v.ByteArray()
+			sv.bits, sv.n = uint64(len(s.arena)), uint32(len(b))
+			s.arena = append(s.arena, b...)
 			s.raw += int64(len(b)) + 4
-		} else {
+		case v.Kind() == parquet.Int96:
+			i := v.Int96()
+			sv.bits, sv.n = uint64(len(s.arena)), 12
+			for _, w := range i {
+				s.arena = binary.LittleEndian.AppendUint32(s.arena, w)
+			}
+			s.raw += 12
+		case v.Kind() == parquet.Boolean:
+			if v.Boolean() {
+				sv.bits = 1
+			}
+			s.raw++
+		case v.Kind() == parquet.Int32:
+			sv.bits = uint64(uint32(v.Int32()))
+			s.raw += 4
+		case v.Kind() == parquet.Float:
+			sv.bits = uint64(math.Float32bits(v.Float()))
+			s.raw += 4
+		case v.Kind() == parquet.Double:
+			sv.bits = math.Float64bits(v.Double())
+			s.raw += 8
+		default: // Int64
+			sv.bits = uint64(v.Int64())
 			s.raw += 8
 		}
-		s.values = append(s.values, v)
+		s.values = append(s.values, sv)
 	}
-	if cap(s.ends) == len(s.ends) {
-		s.mem -= int64(cap(s.ends)) * 4
-		s.ends = append(s.ends, int32(len(s.values)))
-		s.mem += int64(cap(s.ends)) * 4
-	} else {
-		s.ends = append(s.ends, int32(len(s.values)))
-	}
-	s.mem += int64(cap(s.values)-before) * valueSize
+	s.ends = append(s.ends, int32(len(s.values)))
+	s.mem += int64(cap(s.values))*16 + int64(cap(s.ends))*4 + int64(cap(s.arena)) - before
 }
 
-func (s *staging) copyBytes(b []byte) []byte {
-	if len(b) > stagingChunk/4 {
-		s.mem += int64(len(b))
-		s.chunks = append(s.chunks, append([]byte(nil), b...))
-		return s.chunks[len(s.chunks)-1]
-	}
-	last := len(s.chunks) - 1
-	if last < 0 || cap(s.chunks[last])-len(s.chunks[last]) < len(b) {
-		// Chunks start small and double: most of thousands of open files
-		// hold a few rows.
-		size := 1 << 10
-		if last >= 0 {
-			size = min(stagingChunk, 2*cap(s.chunks[last]))
-		}
-		for size < len(b) {
-			size *= 2
-		}
-		s.chunks = append(s.chunks, make([]byte, 0, size))
-		s.mem += int64(size)
-		last++
-	}
-	c := s.chunks[last]
-	off := len(c)
-	c = append(c, b...)
-	s.chunks[last] = c
-	return c[off:len(c):len(c)]
-}
-
-// row returns staged row i; it stays valid until reset.
-func (s *staging) row(i int) parquet.Row {
+// appendRow appends staged row i to dst as parquet values; byte values point
+// into the arena, so they stay valid until reset.
+func (s *staging) appendRow(dst []parquet.Value, i int) []parquet.Value {
 	start := int32(0)
 	if i > 0 {
 		start = s.ends[i-1]
 	}
-	return s.values[start:s.ends[i]]
+	for _, sv := range s.values[start:s.ends[i]] {
+		var v parquet.Value
+		switch parquet.Kind(sv.kind) {
+		case null:
+			v = parquet.NullValue()
+		case parquet.ByteArray:
+			v = parquet.ByteArrayValue(s.arena[sv.bits : sv.bits+uint64(sv.n) : sv.bits+uint64(sv.n)])
+		case parquet.FixedLenByteArray:
+			v = parquet.FixedLenByteArrayValue(s.arena[sv.bits : sv.bits+uint64(sv.n) : sv.bits+uint64(sv.n)])
+		case parquet.Int96:
+			b := s.arena[sv.bits:]
+			v = parquet.Int96Value(deprecated.Int96{binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:]), binary.LittleEndian.Uint32(b[8:])})
+		case parquet.Boolean:
+			v = parquet.BooleanValue(sv.bits == 1)
+		case parquet.Int32:
+			v = parquet.Int32Value(int32(uint32(sv.bits)))
+		case parquet.Float:
+			v = parquet.FloatValue(math.Float32frombits(uint32(sv.bits)))
+		case parquet.Double:
+			v = parquet.DoubleValue(math.Float64frombits(sv.bits))
+		default:
+			v = parquet.Int64Value(int64(sv.bits))
+		}
+		dst = append(dst, v.Level(int(sv.levels>>4), int(sv.levels&maxLevel), int(sv.col)))
+	}
+	return dst
 }
 
-// reset empties the staging. A small one keeps its memory for the next rows;
-// a large one (a file that staged without an encoder) gives it back, because
-// thousands of idle files must not each keep their peak.
-func (s *staging) reset() {
-	if s.mem > 4*stagingChunk {
-		*s = staging{}
-		return
+// reset empties the staging and reports whether it kept its memory: a small
+// one keeps it for the next rows; a large one (a file that staged without an
+// encoder) is given back, because thousands of idle files must not each keep
+// their peak.
+func (s *staging) reset() bool {
+	if s.mem > 16<<10 {
+		return false
 	}
-	clear(s.values) // drop references into the chunks
 	s.values = s.values[:0]
 	s.ends = s.ends[:0]
+	s.arena = s.arena[:0]
 	s.raw = 0
-	s.mem = int64(cap(s.values))*valueSize + int64(cap(s.ends))*4
-	if len(s.chunks) > 0 && cap(s.chunks[0]) <= stagingChunk {
-		clear(s.chunks[1:])
-		s.chunks = append(s.chunks[:0], s.chunks[0][:0])
-		s.mem += int64(cap(s.chunks[0]))
-	} else {
-		clear(s.chunks)
-		s.chunks = s.chunks[:0]
+	return true
+}
+
+// stagingPool recycles the buffers of large stagings between files, so that
+// a file starting to stage does not grow them again from nothing.
+type stagingPool []staging
+
+const stagingPoolSize = 8
+
+func (p *stagingPool) put(s *staging) {
+	if len(*p) < stagingPoolSize {
+		*p = append(*p, staging{
+			values: s.values[:0], ends: s.ends[:0], arena: s.arena[:0],
+			mem: int64(cap(s.values))*16 + int64(cap(s.ends))*4 + int64(cap(s.arena)),
+		})
 	}
+	*s = staging{}
+}
+
+func (p *stagingPool) get() staging {
+	if len(*p) == 0 {
+		return staging{}
+	}
+	s := (*p)[len(*p)-1]
+	*p = (*p)[:len(*p)-1]
+	return s
+}
+
+// rowBatch holds the few rows a file with an encoder collects before it hands
+// them over: one row per call to the encoder costs several times more per
+// row. Rows own their bytes, because decoded rows point into the decoder's
+// buffer.
+type rowBatch struct {
+	rows  [][]parquet.Value
+	n     int
+	arena []byte
+	view  []parquet.Row
+}
+
+func (b *rowBatch) add(row parquet.Row) {
+	if b.n == len(b.rows) {
+		b.rows = append(b.rows, make([]parquet.Value, 0, len(row)))
+	}
+	dst := b.rows[b.n][:0]
+	for _, v := range row {
+		if v.Kind() == parquet.ByteArray && !v.IsNull() {
+			off := len(b.arena)
+			b.arena = append(b.arena, v.ByteArray()...)
+			v = parquet.ByteArrayValue(b.arena[off:len(b.arena):len(b.arena)]).Level(v.RepetitionLevel(), v.DefinitionLevel(), v.Column())
+		}
+		dst = append(dst, v)
+	}
+	b.rows[b.n] = dst
+	b.n++
+}
+
+// take returns the batch's rows, valid until the next add.
+func (b *rowBatch) take() []parquet.Row {
+	b.view = b.view[:0]
+	for _, r := range b.rows[:b.n] {
+		b.view = append(b.view, r)
+	}
+	b.n = 0
+	b.arena = b.arena[:0]
+	return b.view
 }

@@ -6,6 +6,7 @@
 package parquetsink
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"errors"
@@ -41,6 +42,7 @@ type Options struct {
 	Prefix       string // key prefix inside the store ("" or "dir/")
 	Instance     string // sanitized: [A-Za-z0-9_-]
 	Epoch        string // unique per process start
+	CreatedBy    string // the files' created_by, such as "sinkd version 1.2.0"
 	Budget       *Budget
 	Metrics      *Metrics
 	Logger       *slog.Logger
@@ -64,8 +66,10 @@ type Writer struct {
 	encoders    int
 	maxEncoders int
 	leases      *list.List
-	tmpl        *footerTemplate
+	tmpl        footerTemplate
 	feedRows    []parquet.Row
+	feedValues  []parquet.Value
+	spare       stagingPool
 
 	// committed: bucket → partition → highest position already in a committed file.
 	committed map[string]map[record.PartitionID]record.Position
@@ -101,8 +105,9 @@ type file struct {
 	elem      *list.Element
 	up        *upload
 
-	// Rows reach an encoder in batches (one row per call costs several times
-	// more per row); a file without an encoder stages up to stageLimit.
+	// A file with an encoder hands it rows in batches; a file without one
+	// stages up to stageLimit, compactly.
+	batch  rowBatch
 	staged staging
 	// enc, when the file holds one, is building the file's next row group
 	// straight into out.
@@ -127,7 +132,7 @@ const (
 	feedBatch = 32
 	// stageLimit is how much a file without an encoder stages before it
 	// borrows one: a file written this much is worth a row group.
-	stageLimit = 64 << 10
+	stageLimit = 128 << 10
 	// maxRowGroups bounds a file's footer (and its metadata held in memory);
 	// a file that reaches it rolls.
 	maxRowGroups = 4096
@@ -166,6 +171,12 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 	if !ok {
 		return nil, fmt.Errorf("parquet: unknown compression %q", o.Config.Compression)
 	}
+	for _, path := range o.Schema.Columns() {
+		leaf, _ := o.Schema.Lookup(path...)
+		if leaf.MaxRepetitionLevel > maxLevel || leaf.MaxDefinitionLevel > maxLevel {
+			return nil, fmt.Errorf("parquet: column %s is nested deeper than %d levels", strings.Join(path, "."), maxLevel)
+		}
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -181,6 +192,7 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 	maxEncoders := max(1, min(o.MaxEncoders, int(o.Budget.Limit()/(4*overhead))))
 	return &Writer{
 		overhead:    overhead,
+		tmpl:        footerTemplate{createdBy: cmp.Or(o.CreatedBy, "sinkd"), paths: o.Schema.Columns()},
 		maxEncoders: maxEncoders,
 		leases:      list.New(),
 		rowsWritten: o.Metrics.rows.WithLabelValues(o.Route),
@@ -243,15 +255,21 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 	} else {
 		w.lru.MoveToBack(f.elem)
 	}
-	f.staged.add(row)
 	if f.enc != nil {
 		w.leases.MoveToBack(f.leaseElem)
-		if f.staged.rows() >= feedBatch {
+		f.batch.add(row)
+		if f.batch.n >= feedBatch {
 			if err := w.feed(f); err != nil {
 				return err
 			}
 		}
-	} else if f.staged.mem >= stageLimit {
+	} else {
+		if f.staged.values == nil {
+			f.staged = w.spare.get()
+		}
+		f.staged.add(row)
+	}
+	if f.enc == nil && f.staged.mem >= stageLimit {
 		if err := w.lease(f); err != nil {
 			return err
 		}
@@ -333,7 +351,6 @@ func (w *Writer) lease(f *file) error {
 			parquet.WriteBufferSize(0),
 			parquet.PageBufferSize(int(w.o.Config.PageSize.Bytes())),
 			parquet.DataPageStatistics(true),
-			parquet.CreatedBy("sinkd", "", ""),
 		)
 		w.encoders++
 		w.o.Budget.Add(w.overhead)
@@ -360,23 +377,40 @@ func (w *Writer) unlease(f *file) *parquet.GenericWriter[any] {
 	return enc
 }
 
-// feed hands f's staged rows to its encoder, which copies them.
+// feed hands f's staged and batched rows to its encoder, which copies them.
 func (w *Writer) feed(f *file) error {
 	n := f.staged.rows()
-	if n == 0 {
-		return nil
+	if n > 0 {
+		w.feedValues = w.feedValues[:0]
+		for i := range n {
+			w.feedValues = f.staged.appendRow(w.feedValues, i)
+		}
+		start := 0
+		for i := range n {
+			end := int(f.staged.ends[i])
+			w.feedRows = append(w.feedRows, w.feedValues[start:end:end])
+			start = end
+		}
+		_, err := f.enc.WriteRows(w.feedRows)
+		// Drop the references into the arena, which reset may release.
+		clear(w.feedRows)
+		clear(w.feedValues)
+		w.feedRows = w.feedRows[:0]
+		if !f.staged.reset() {
+			w.spare.put(&f.staged)
+		}
+		if err != nil {
+			return fmt.Errorf("parquet encode into %s: %w", f.key, err)
+		}
+		f.encRows += int64(n)
 	}
-	for i := range n {
-		w.feedRows = append(w.feedRows, f.staged.row(i))
+	if f.batch.n > 0 {
+		rows := f.batch.take()
+		if _, err := f.enc.WriteRows(rows); err != nil {
+			return fmt.Errorf("parquet encode into %s: %w", f.key, err)
+		}
+		f.encRows += int64(len(rows))
 	}
-	_, err := f.enc.WriteRows(w.feedRows)
-	clear(w.feedRows)
-	w.feedRows = w.feedRows[:0]
-	f.staged.reset()
-	if err != nil {
-		return fmt.Errorf("parquet encode into %s: %w", f.key, err)
-	}
-	f.encRows += int64(n)
 	return nil
 }
 
@@ -385,7 +419,7 @@ func (w *Writer) feed(f *file) error {
 func (w *Writer) finishRowGroup(f *file) error {
 	if f.enc == nil {
 		if f.staged.rows() == 0 {
-			return nil
+			return nil // a file without an encoder has no batch
 		}
 		if err := w.lease(f); err != nil {
 			return err
@@ -551,10 +585,10 @@ func (w *Writer) roll(f *file, reason string) error {
 	if f.enc != nil {
 		w.idle = append(w.idle, w.unlease(f))
 	}
-	if w.tmpl == nil {
+	if len(f.groups) == 0 {
 		return fmt.Errorf("parquet close %s: no row group was written", f.key)
 	}
-	tail, err := footer(w.tmpl, f.groups, f.sent+int64(len(f.out.b)))
+	tail, err := footer(&w.tmpl, f.groups, f.sent+int64(len(f.out.b)))
 	if err != nil {
 		return fmt.Errorf("parquet close %s: %w", f.key, err)
 	}
