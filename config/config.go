@@ -24,6 +24,8 @@ type Config struct {
 
 type HTTP struct {
 	Addr string `yaml:"addr"` // "" turns the HTTP server off
+	// Pprof serves Go's profiles under /debug/pprof/ on the same address.
+	Pprof bool `yaml:"pprof"`
 }
 
 type Log struct {

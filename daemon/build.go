@@ -156,6 +156,12 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 	// needs them. Run cancels this context when it is done.
 	writerCtx, stopWriters := context.WithCancel(context.WithoutCancel(ctx))
 	p.stopWriters = stopWriters
+	parquetRoutes := 0
+	for _, rc := range cfg.Routes {
+		if rc.Parquet != nil {
+			parquetRoutes++
+		}
+	}
 	for i, r := range routes {
 		rc := cfg.Routes[i]
 		if rc.Parquet != nil {
@@ -165,7 +171,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 			}
 			r.pq, err = parquetsink.New(writerCtx, parquetsink.Options{
 				Route: r.name, Config: *rc.Parquet, PartSize: cfg.S3.PartSize.Bytes(), Concurrency: cfg.S3.UploadConcurrency,
-				MaxOpenFiles: cfg.Memory.MaxOpenFiles, MaxEncoders: cfg.Memory.MaxEncoders, Schema: s.Parquet(), Store: st, Prefix: prefix,
+				MaxOpenFiles: cfg.Memory.MaxOpenFiles, MaxEncoders: cfg.Memory.MaxEncoders, Routes: parquetRoutes, Schema: s.Parquet(), Store: st, Prefix: prefix,
 				Instance: instance, Epoch: p.epoch, CreatedBy: "sinkd version " + Version, Budget: p.budget, Metrics: pm, Logger: log,
 			})
 			if err != nil {

@@ -308,7 +308,7 @@ func writeConfig(dir, name string, s spec, env stackenv.Env, src sourceConfig, p
 	}
 	cfg := fmt.Sprintf(`pipeline: bench-%[1]s
 instance_id: bench-%[2]s
-http: {addr: "%[3]s"}
+http: {addr: "%[3]s", pprof: true}
 log: {level: warn, format: json}
 source:
 %[4]sschema:

@@ -14,6 +14,7 @@ type Metrics struct {
 	partRetries *prometheus.CounterVec
 	rowGroups   *prometheus.CounterVec
 	encoders    *prometheus.GaugeVec
+	steals      *prometheus.CounterVec
 	inflight    prometheus.Gauge
 	buffered    prometheus.GaugeFunc
 	budget      prometheus.GaugeFunc
@@ -48,6 +49,9 @@ func NewMetrics(reg prometheus.Registerer, b *Budget) *Metrics {
 		encoders: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sinkd_parquet_encoders", Help: "Parquet encoders in the route's pool (bounded by memory.max_encoders).",
 		}, []string{"route"}),
+		steals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sinkd_parquet_encoder_steals_total", Help: "Encoders taken from a file that had not been written for a second, ending its row group early.",
+		}, []string{"route"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sinkd_parquet_uploads_in_flight", Help: "Part uploads in flight.",
 		}),
@@ -59,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer, b *Budget) *Metrics {
 		}, func() float64 { return float64(b.Limit()) }),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rows, m.skipped, m.bytes, m.rolled, m.openFiles, m.parts, m.partRetries, m.rowGroups, m.encoders, m.inflight, m.buffered, m.budget)
+		reg.MustRegister(m.rows, m.skipped, m.bytes, m.rolled, m.openFiles, m.parts, m.partRetries, m.rowGroups, m.encoders, m.steals, m.inflight, m.buffered, m.budget)
 	}
 	return m
 }

@@ -1,6 +1,7 @@
 package parquetsink
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ type footerTemplate struct {
 	version      int32
 	schema       []format.SchemaElement
 	columnOrders []format.ColumnOrder
+	keyValues    []format.KeyValue
 }
 
 // rowGroup is a finished row group of a file: its pages are in the file's
@@ -66,7 +68,7 @@ func spliceRowGroup(b []byte, start int, base int64, tmpl *footerTemplate) ([]by
 		return nil, g, fmt.Errorf("encoder wrote %d row groups, want 1", len(md.RowGroups))
 	}
 	if !tmpl.encoded {
-		tmpl.encoded, tmpl.version, tmpl.schema, tmpl.columnOrders = true, md.Version, md.Schema, md.ColumnOrders
+		tmpl.encoded, tmpl.version, tmpl.schema, tmpl.columnOrders, tmpl.keyValues = true, md.Version, md.Schema, md.ColumnOrders, md.KeyValueMetadata
 	}
 	rg := &md.RowGroups[0]
 	if len(rg.Columns) != len(tmpl.paths) {
@@ -90,15 +92,19 @@ func spliceRowGroup(b []byte, start int, base int64, tmpl *footerTemplate) ([]by
 		}
 		chunksEnd += m.TotalCompressedSize
 	}
+	if chunksEnd > int64(n-8-footerLen) {
+		return nil, g, errors.New("column chunks overrun the footer")
+	}
 	index := one[chunksEnd : n-8-footerLen]
 	delta := base + int64(start) - 4 // chunk bytes move from offset 4 to base+start
 	rg.FileOffset += delta
 	for i := range rg.Columns {
 		c := &rg.Columns[i]
-		// parquet-go v0.32 loses path_in_schema in the row groups a writer
-		// builds after a Reset (parquet-go/parquet-go#602); readers that
-		// match columns by path need it.
-		c.MetaData.PathInSchema = tmpl.paths[i]
+		// The footer puts the column's path back from the schema: parquet-go
+		// v0.32 loses path_in_schema in the row groups a writer builds after
+		// a Reset (parquet-go/parquet-go#602), and the path need not be
+		// held once per row group.
+		c.MetaData.PathInSchema = nil
 		c.MetaData.DataPageOffset += delta
 		if c.MetaData.DictionaryPageOffset > 0 {
 			c.MetaData.DictionaryPageOffset += delta
@@ -143,7 +149,8 @@ func spliceRowGroup(b []byte, start int, base int64, tmpl *footerTemplate) ([]by
 	if err != nil {
 		return nil, g, err
 	}
-	g.meta = meta
+	// Held until the file rolls, by thousands of files: exact sizes.
+	g.meta, g.colIndex, g.offIndex = bytes.Clone(meta), bytes.Clone(g.colIndex), bytes.Clone(g.offIndex)
 	copy(one, one[4:chunksEnd])
 	return b[:start+int(chunksEnd)-4], g, nil
 }
@@ -156,11 +163,12 @@ func footer(tmpl *footerTemplate, groups []rowGroup, base int64) ([]byte, error)
 		return nil, errors.New("no row group was encoded")
 	}
 	md := format.FileMetaData{
-		Version:      tmpl.version,
-		Schema:       tmpl.schema,
-		CreatedBy:    tmpl.createdBy,
-		ColumnOrders: tmpl.columnOrders,
-		RowGroups:    make([]format.RowGroup, len(groups)),
+		Version:          tmpl.version,
+		Schema:           tmpl.schema,
+		CreatedBy:        tmpl.createdBy,
+		ColumnOrders:     tmpl.columnOrders,
+		KeyValueMetadata: tmpl.keyValues,
+		RowGroups:        make([]format.RowGroup, len(groups)),
 	}
 	var b []byte
 	for i := range groups {
@@ -178,6 +186,7 @@ func footer(tmpl *footerTemplate, groups []rowGroup, base int64) ([]byte, error)
 		}
 		for j := range rg.Columns {
 			c := &rg.Columns[j]
+			c.MetaData.PathInSchema = tmpl.paths[j]
 			if c.ColumnIndexLength > 0 {
 				c.ColumnIndexOffset += colAt
 			}

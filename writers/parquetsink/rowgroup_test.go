@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding/thrift"
@@ -58,9 +59,9 @@ func makeAssemblyRows(bucket, n int) []assemblyRow {
 	return rows
 }
 
-// TestAssembledFilesAreValidParquet writes two buckets through one encoder, so
-// that every row group of one file ends when the other file borrows it, with
-// tiny row groups and pages. Every file must read back row for row, with
+// TestAssembledFilesAreValidParquet writes two buckets through one encoder
+// (the one-shot encoder: neither file can hold one), with tiny row groups
+// and pages. Every file must read back row for row, with
 // statistics, column indexes and offset indexes that describe the bytes where
 // they now sit.
 func TestAssembledFilesAreValidParquet(t *testing.T) {
@@ -288,5 +289,68 @@ func TestManyBucketsAtTheEncoderBound(t *testing.T) {
 	f.commit(t)
 	if ids := f.readIDs(t); len(ids) != rows {
 		t.Fatalf("rows = %d, want %d", len(ids), rows)
+	}
+}
+
+// TestEncoderLeasePolicy walks the encoder pool through its cases: files get
+// encoders while the pool has room, a file finding none makes one-shot row
+// groups instead of ending a busy file's row group, and takes the encoder of
+// a file left unwritten for stealAfter.
+func TestEncoderLeasePolicy(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.MaxEncoders = 3 // two to lend, one for one-shot row groups
+		o.Config.RowGroupSize = 64 << 20
+	})
+	ctx := context.Background()
+	now := time.Unix(1_700_000_000, 0)
+	f.w.SetNow(now)
+	id := int64(0)
+	// fill writes rows into bucket until it holds an encoder or has made a
+	// row group without one.
+	fill := func(bucket string) *file {
+		t.Helper()
+		groups := 0
+		if fl := f.w.files[bucket]; fl != nil {
+			groups = len(fl.groups)
+		}
+		for {
+			id++
+			if err := f.w.Write(ctx, []byte(bucket), testRow(id, noise(int(id), 300)), rec(0, id)); err != nil {
+				t.Fatal(err)
+			}
+			fl := f.w.files[bucket]
+			if fl.enc != nil || len(fl.groups) > groups {
+				return fl
+			}
+		}
+	}
+	a, b := fill("b=a"), fill("b=b")
+	if a.enc == nil || b.enc == nil || a.enc == b.enc {
+		t.Fatal("the first two files did not get encoders of their own")
+	}
+	c := fill("b=c")
+	if c.enc != nil || len(c.groups) != 1 || len(b.groups) != 0 {
+		t.Fatalf("with the pool lent out, c holds an encoder (%v) or b's row group ended (%d groups)", c.enc != nil, len(b.groups))
+	}
+	if f.w.encoders != 3 {
+		t.Fatalf("%d encoders, want 3", f.w.encoders)
+	}
+
+	// b goes quiet; a keeps being written.
+	now = now.Add(stealAfter)
+	f.w.SetNow(now)
+	fill("b=a")
+	c = fill("b=c")
+	if c.enc == nil || b.enc != nil || len(b.groups) != 1 || a.enc == nil {
+		t.Fatalf("after b went quiet: c has an encoder %v, b has one %v with %d row groups, a has one %v",
+			c.enc != nil, b.enc != nil, len(b.groups), a.enc != nil)
+	}
+
+	if err := f.w.RollPartitions(nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	f.commit(t)
+	if ids := f.readIDs(t); len(ids) != int(id) {
+		t.Fatalf("read %d rows, wrote %d", len(ids), id)
 	}
 }

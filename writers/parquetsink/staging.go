@@ -39,6 +39,11 @@ const (
 
 func (s *staging) rows() int { return len(s.ends) }
 
+// used is the memory the staged rows take, without spare capacity.
+func (s *staging) used() int64 {
+	return int64(len(s.values))*16 + int64(len(s.ends))*4 + int64(len(s.arena))
+}
+
 func (s *staging) add(row parquet.Row) {
 	before := int64(cap(s.values))*16 + int64(cap(s.ends))*4 + int64(cap(s.arena))
 	if len(s.values) == 0 && cap(s.values) == 0 {

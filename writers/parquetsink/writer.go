@@ -37,6 +37,7 @@ type Options struct {
 	Concurrency  int
 	MaxOpenFiles int
 	MaxEncoders  int // parquet-go writers lent to the most written files
+	Routes       int // Parquet writers sharing Budget
 	Schema       *parquet.Schema
 	Store        store.Store
 	Prefix       string // key prefix inside the store ("" or "dir/")
@@ -62,7 +63,8 @@ type Writer struct {
 
 	// The encoder pool (rowgroup.go): idle encoders, how many exist, and
 	// the files holding one, least recently written at the front.
-	idle        []*parquet.GenericWriter[any]
+	idle        []*encoder
+	oneShot     *encoder // builds the row groups of files without an encoder
 	encoders    int
 	maxEncoders int
 	leases      *list.List
@@ -105,13 +107,12 @@ type file struct {
 	elem      *list.Element
 	up        *upload
 
-	// A file with an encoder hands it rows in batches; a file without one
-	// stages up to stageLimit, compactly.
-	batch  rowBatch
+	// A file without an encoder stages its rows compactly; one with an
+	// encoder hands it rows in batches (encoder.batch).
 	staged staging
 	// enc, when the file holds one, is building the file's next row group
 	// straight into out.
-	enc       *parquet.GenericWriter[any]
+	enc       *encoder
 	encRows   int64
 	leaseElem *list.Element
 	// groups holds what the footer needs of the file's finished row groups.
@@ -130,9 +131,13 @@ const (
 	// feedBatch is how many rows a file holding an encoder stages before it
 	// hands them over.
 	feedBatch = 32
-	// stageLimit is how much a file without an encoder stages before it
-	// borrows one: a file written this much is worth a row group.
-	stageLimit = 128 << 10
+	// minStageLimit is the least a file without an encoder stages before it
+	// borrows one, or else makes a row group of what it staged.
+	minStageLimit = 128 << 10
+	maxStageLimit = 1 << 20
+	// stealAfter is how long a file holding an encoder may go unwritten
+	// before a file that needs one takes it.
+	stealAfter = time.Second
 	// maxRowGroups bounds a file's footer (and its metadata held in memory);
 	// a file that reaches it rolls.
 	maxRowGroups = 4096
@@ -189,7 +194,7 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 	overhead := EncoderOverhead(o.Schema)
 	// Encoders must leave most of the budget to data, or their fixed cost
 	// alone would keep it under pressure.
-	maxEncoders := max(1, min(o.MaxEncoders, int(o.Budget.Limit()/(4*overhead))))
+	maxEncoders := max(1, min(o.MaxEncoders, int(o.Budget.Limit()/(4*overhead*int64(max(1, o.Routes))))))
 	return &Writer{
 		overhead:    overhead,
 		tmpl:        footerTemplate{createdBy: cmp.Or(o.CreatedBy, "sinkd"), paths: o.Schema.Columns()},
@@ -257,9 +262,9 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 	}
 	if f.enc != nil {
 		w.leases.MoveToBack(f.leaseElem)
-		f.batch.add(row)
-		if f.batch.n >= feedBatch {
-			if err := w.feed(f); err != nil {
+		f.enc.batch.add(row)
+		if f.enc.batch.n >= feedBatch {
+			if err := w.feed(f, f.enc); err != nil {
 				return err
 			}
 		}
@@ -269,11 +274,17 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 		}
 		f.staged.add(row)
 	}
-	if f.enc == nil && f.staged.mem >= stageLimit {
-		if err := w.lease(f); err != nil {
+	if f.enc == nil && f.staged.used() >= w.stageLimit() {
+		leased, err := w.lease(f)
+		if err != nil {
 			return err
 		}
-		if err := w.feed(f); err != nil {
+		if leased {
+			err = w.feed(f, f.enc)
+		} else {
+			err = w.finishRowGroup(f)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -314,7 +325,7 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 // group, part and file size thresholds.
 func (w *Writer) account(f *file) error {
 	if f.enc != nil {
-		if err := w.feed(f); err != nil {
+		if err := w.feed(f, f.enc); err != nil {
 			return err
 		}
 	}
@@ -334,51 +345,8 @@ func (w *Writer) account(f *file) error {
 	return nil
 }
 
-// lease lends f an encoder: an idle one, a new one while the pool is below
-// its bound, or else the one of the least recently written file holding one,
-// whose row group ends early.
-func (w *Writer) lease(f *file) error {
-	var enc *parquet.GenericWriter[any]
-	switch {
-	case len(w.idle) > 0:
-		enc = w.idle[len(w.idle)-1]
-		w.idle = w.idle[:len(w.idle)-1]
-		enc.Reset(f.out)
-	case w.encoders < w.maxEncoders:
-		enc = parquet.NewGenericWriter[any](f.out, w.o.Schema,
-			parquet.Compression(w.codec),
-			// The output is already an in-memory buffer: no second one.
-			parquet.WriteBufferSize(0),
-			parquet.PageBufferSize(int(w.o.Config.PageSize.Bytes())),
-			parquet.DataPageStatistics(true),
-		)
-		w.encoders++
-		w.o.Budget.Add(w.overhead)
-		w.o.Metrics.encoders.WithLabelValues(w.o.Route).Inc()
-	default:
-		victim := w.leases.Front().Value.(*file)
-		if err := w.finishRowGroup(victim); err != nil {
-			return err
-		}
-		enc = w.unlease(victim)
-		enc.Reset(f.out)
-	}
-	f.enc = enc
-	f.leaseElem = w.leases.PushBack(f)
-	return nil
-}
-
-// unlease takes back f's encoder, which must hold no rows of f.
-func (w *Writer) unlease(f *file) *parquet.GenericWriter[any] {
-	enc := f.enc
-	w.leases.Remove(f.leaseElem)
-	f.enc, f.leaseElem = nil, nil
-	w.charge(f, f.heldBytes())
-	return enc
-}
-
-// feed hands f's staged and batched rows to its encoder, which copies them.
-func (w *Writer) feed(f *file) error {
+// feed hands f's staged and batched rows to enc, which copies them.
+func (w *Writer) feed(f *file, enc *encoder) error {
 	n := f.staged.rows()
 	if n > 0 {
 		w.feedValues = w.feedValues[:0]
@@ -391,7 +359,7 @@ func (w *Writer) feed(f *file) error {
 			w.feedRows = append(w.feedRows, w.feedValues[start:end:end])
 			start = end
 		}
-		_, err := f.enc.WriteRows(w.feedRows)
+		_, err := enc.pw.WriteRows(w.feedRows)
 		// Drop the references into the arena, which reset may release.
 		clear(w.feedRows)
 		clear(w.feedValues)
@@ -404,9 +372,9 @@ func (w *Writer) feed(f *file) error {
 		}
 		f.encRows += int64(n)
 	}
-	if f.batch.n > 0 {
-		rows := f.batch.take()
-		if _, err := f.enc.WriteRows(rows); err != nil {
+	if enc.batch.n > 0 {
+		rows := enc.batch.take()
+		if _, err := enc.pw.WriteRows(rows); err != nil {
 			return fmt.Errorf("parquet encode into %s: %w", f.key, err)
 		}
 		f.encRows += int64(len(rows))
@@ -414,25 +382,25 @@ func (w *Writer) feed(f *file) error {
 	return nil
 }
 
-// finishRowGroup turns every row of f not yet in a row group into one,
-// borrowing an encoder if f has none.
+// finishRowGroup turns every row of f not yet in a row group into one. A
+// file without an encoder uses the one-shot encoder.
 func (w *Writer) finishRowGroup(f *file) error {
-	if f.enc == nil {
+	enc := f.enc
+	if enc == nil {
 		if f.staged.rows() == 0 {
-			return nil // a file without an encoder has no batch
+			return nil
 		}
-		if err := w.lease(f); err != nil {
-			return err
-		}
+		enc = w.takeOneShot(f.out)
 	}
-	if err := w.feed(f); err != nil {
+	if err := w.feed(f, enc); err != nil {
 		return err
 	}
 	if f.encRows == 0 {
 		return nil
 	}
+	built := enc.pw.Size()
 	start := len(f.out.b)
-	if err := f.enc.Close(); err != nil {
+	if err := enc.pw.Close(); err != nil {
 		return fmt.Errorf("parquet row group of %s: %w", f.key, err)
 	}
 	b, g, err := spliceRowGroup(f.out.b, start, f.sent, &w.tmpl)
@@ -443,7 +411,7 @@ func (w *Writer) finishRowGroup(f *file) error {
 	f.groups = append(f.groups, g)
 	f.groupsMem += g.size()
 	f.encRows = 0
-	f.enc.Reset(f.out)
+	w.recycle(enc, f, built)
 	w.o.Metrics.rowGroups.WithLabelValues(w.o.Route).Inc()
 	w.charge(f, f.heldBytes())
 	return nil
@@ -612,6 +580,12 @@ func (w *Writer) roll(f *file, reason string) error {
 // rolls. As a last resort it waits for uploads to drain, which stops the
 // pipeline from reading.
 func (w *Writer) relieve(ctx context.Context) error {
+	w.dropIdleEncoders()
+	// Files with an encoder are charged a raw estimate between refreshes.
+	for e := w.leases.Front(); e != nil; e = e.Next() {
+		f := e.Value.(*file)
+		w.charge(f, f.heldBytes())
+	}
 	for w.o.Budget.AboveLow() {
 		var big *file
 		for _, f := range w.files {
@@ -622,12 +596,8 @@ func (w *Writer) relieve(ctx context.Context) error {
 		if big != nil && big.held > 0 {
 			before := big.held
 			if big.staged.mem+big.pendingEncoded() > before/2 {
-				borrowed := big.enc == nil
 				if err := w.finishRowGroup(big); err != nil {
 					return err
-				}
-				if borrowed && big.enc != nil {
-					w.idle = append(w.idle, w.unlease(big))
 				}
 				if big.held < before {
 					continue
@@ -650,11 +620,18 @@ func (w *Writer) relieve(ctx context.Context) error {
 	return nil
 }
 
+// stageLimit is how much a file without an encoder stages before it borrows
+// one: a fair share of the budget among the open files, within
+// [minStageLimit, maxStageLimit].
+func (w *Writer) stageLimit() int64 {
+	return min(maxStageLimit, max(minStageLimit, w.o.Budget.Limit()/int64(4*max(1, len(w.files)))))
+}
+
 func (f *file) pendingEncoded() int64 {
 	if f.enc == nil {
 		return 0
 	}
-	return f.enc.Size()
+	return f.enc.pw.Size()
 }
 
 // Tick rolls files by age and inactivity.
@@ -788,10 +765,14 @@ func (w *Writer) Discard() {
 	drop := append([]*file(nil), w.closing...)
 	for _, f := range w.files {
 		if f.enc != nil {
-			f.enc.Reset(io.Discard) // the row group being built is thrown away
+			f.enc.pw.Reset(io.Discard) // the row group being built is thrown away
+			f.enc.batch.take()
 			f.encRows = 0
 			w.idle = append(w.idle, w.unlease(f))
 		}
+		// The abort below may outlive a store outage: it needs the file's
+		// upload, not its bytes.
+		f.out.b, f.staged, f.groups, f.groupsMem = nil, staging{}, nil, 0
 		w.charge(f, 0)
 		drop = append(drop, f)
 		w.o.Metrics.openFiles.WithLabelValues(w.o.Route).Dec()
@@ -820,7 +801,10 @@ func (w *Writer) Discard() {
 
 // Close waits for background uploads; cancel the writer's context first to
 // abandon them (their uploads stay in progress until recovery aborts them).
-func (w *Writer) Close() { w.bg.Wait() }
+func (w *Writer) Close() {
+	w.bg.Wait()
+	w.o.Budget.Add(-int64(w.encoders) * w.overhead)
+}
 
 // OpenFiles reports how many files are open.
 func (w *Writer) OpenFiles() int { return len(w.files) }
