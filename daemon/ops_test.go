@@ -335,6 +335,7 @@ func TestDeployMetricsExported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.HTTP.Pprof = true
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -375,6 +376,9 @@ func TestDeployMetricsExported(t *testing.T) {
 	}
 	if code := httpStatus(ctx, t, base+"/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz while running: %d", code)
+	}
+	if code := httpStatus(ctx, t, base+"/debug/pprof/cmdline"); code != http.StatusOK {
+		t.Errorf("/debug/pprof/cmdline with http.pprof on: %d", code)
 	}
 
 	// The demo writes to local files, so no S3 client runs. Open an S3 store

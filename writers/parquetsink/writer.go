@@ -191,6 +191,11 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 	if o.MaxOpenFiles < 1 {
 		o.MaxOpenFiles = 1
 	}
+	// Series that stay at zero in a healthy run still exist, for alerts
+	// and dashboards.
+	o.Metrics.steals.WithLabelValues(o.Route)
+	o.Metrics.rowGroups.WithLabelValues(o.Route)
+	o.Metrics.encoders.WithLabelValues(o.Route)
 	overhead := EncoderOverhead(o.Schema)
 	// Encoders must leave most of the budget to data, or their fixed cost
 	// alone would keep it under pressure.
