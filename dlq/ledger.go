@@ -50,6 +50,10 @@ func (l *ledger) admit(ctx context.Context) (uint64, error) {
 
 // settle marks one letter of ticket's epoch acknowledged.
 func (l *ledger) settle(ticket uint64) {
+	// The slot and the gauge go first: once wait sees the letter settled,
+	// the gauge must already say so.
+	<-l.slots
+	l.gauge.Dec()
 	l.mu.Lock()
 	if l.open[ticket]--; l.open[ticket] <= 0 {
 		delete(l.open, ticket)
@@ -57,8 +61,6 @@ func (l *ledger) settle(ticket uint64) {
 	close(l.changed)
 	l.changed = make(chan struct{})
 	l.mu.Unlock()
-	<-l.slots
-	l.gauge.Dec()
 }
 
 // wait returns once every letter admitted before the call is settled.

@@ -273,25 +273,8 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 				return err
 			}
 		}
-	} else {
-		if f.staged.values == nil {
-			f.staged = w.spare.get()
-		}
-		f.staged.add(row)
-	}
-	if f.enc == nil && f.staged.used() >= w.stageLimit() {
-		leased, err := w.lease(f)
-		if err != nil {
-			return err
-		}
-		if leased {
-			err = w.feed(f, f.enc)
-		} else {
-			err = w.finishRowGroup(f)
-		}
-		if err != nil {
-			return err
-		}
+	} else if err := w.stage(f, row); err != nil {
+		return err
 	}
 	f.rows++
 	f.lastWrite = w.now
@@ -324,6 +307,27 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 		return w.relieve(ctx)
 	}
 	return nil
+}
+
+// stage keeps a row of a file without an encoder. Once the file has staged
+// its share it borrows an encoder, or else makes a row group of what it
+// staged.
+func (w *Writer) stage(f *file, row parquet.Row) error {
+	if f.staged.values == nil {
+		f.staged = w.spare.get()
+	}
+	f.staged.add(row)
+	if f.staged.used() < w.stageLimit() {
+		return nil
+	}
+	leased, err := w.lease(f)
+	if err != nil {
+		return err
+	}
+	if leased {
+		return w.feed(f, f.enc)
+	}
+	return w.finishRowGroup(f)
 }
 
 // account refreshes a file's charge against the budget and applies the row
