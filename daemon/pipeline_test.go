@@ -35,7 +35,13 @@ func runInProcess(t testing.TB, yaml string, records []*kgo.Record) *Pipeline {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := cl.ProduceSync(ctx, records...).FirstErr(); err != nil {
+	// Producing stamps a record (topic, partition, offset, context): send
+	// copies, so that a caller may run the same records again.
+	fresh := make([]*kgo.Record, len(records))
+	for i, r := range records {
+		fresh[i] = &kgo.Record{Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: r.Timestamp}
+	}
+	if err := cl.ProduceSync(ctx, fresh...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	cl.Close()
