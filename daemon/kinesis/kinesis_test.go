@@ -21,7 +21,7 @@ import (
 )
 
 func testSource() *Source {
-	return &Source{cfg: &config.Kinesis{Stream: "s"}, log: slog.New(slog.DiscardHandler), m: newMetrics(nil, "s")}
+	return &Source{cfg: &config.Kinesis{Stream: "s"}, log: slog.New(slog.DiscardHandler), m: newMetrics(nil, "s"), queue: newByteGate(queuedBytes)}
 }
 
 func TestConvert(t *testing.T) {

@@ -143,9 +143,13 @@ func (r *reader) run(ctx context.Context) {
 			for _, rec := range resp.Records {
 				bytes += len(rec.Data)
 			}
+			if r.s.queue.acquire(ctx, queuedSize(recs)) != nil {
+				return
+			}
 			select {
 			case r.s.out <- batch{generation: r.generation, recs: recs}:
 			case <-ctx.Done():
+				r.s.queue.release(queuedSize(recs))
 				return
 			}
 			r.mu.Lock()

@@ -63,6 +63,7 @@ type Source struct {
 	m        *metrics
 
 	out        chan batch
+	queue      *byteGate // bytes of the records in out and pending
 	pollMu     sync.Mutex
 	pending    batch
 	generation atomic.Uint64 // bumped when the pipeline resets: older batches are stale
@@ -109,7 +110,7 @@ func New(ctx context.Context, cfg *config.Kinesis, instance string, h source.Han
 	s := &Source{
 		cfg: cfg, api: api, h: h, log: log.With("source", "kinesis", "stream", cfg.Stream), instance: instance,
 		m:   newMetrics(o.reg, cfg.Stream),
-		out: make(chan batch, queuedBatches), life: life, stop: stop, coord: coord, stopCoord: stopCoord,
+		out: make(chan batch, queuedBatches), queue: newByteGate(queuedBytes), life: life, stop: stop, coord: coord, stopCoord: stopCoord,
 		runDone: make(chan struct{}), aliveDone: make(chan struct{}), wakeup: make(chan struct{}, 1), done: make(chan struct{}),
 		readers: map[string]*reader{},
 	}
@@ -190,6 +191,8 @@ func (s *Source) Poll(ctx context.Context, max int) ([]record.Record, error) {
 	s.pollMu.Lock()
 	defer s.pollMu.Unlock()
 	for len(s.pending.recs) == 0 || s.pending.generation != s.generation.Load() {
+		s.queue.release(queuedSize(s.pending.recs)) // a stale batch is dropped
+		s.pending.recs = nil
 		select {
 		case b := <-s.out:
 			s.pending = b
@@ -203,6 +206,7 @@ func (s *Source) Poll(ctx context.Context, max int) ([]record.Record, error) {
 	n := min(max, len(s.pending.recs))
 	b := s.pending.recs[:n:n]
 	s.pending.recs = s.pending.recs[n:]
+	s.queue.release(queuedSize(b))
 	return b, nil
 }
 

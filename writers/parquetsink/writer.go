@@ -61,17 +61,18 @@ type Writer struct {
 	closing []*file    // rolled, waiting for the next checkpoint
 	seq     uint64
 
-	// The encoder pool (rowgroup.go): idle encoders, how many exist, and
+	// The encoder pool (encoders.go): idle encoders, how many exist, and
 	// the files holding one, least recently written at the front.
 	idle        []*encoder
 	oneShot     *encoder // builds the row groups of files without an encoder
 	encoders    int
 	maxEncoders int
 	leases      *list.List
-	tmpl        footerTemplate
-	feedRows    []parquet.Row
-	feedValues  []parquet.Value
-	spare       stagingPool
+
+	tmpl       footerTemplate  // what every file's footer shares (rowgroup.go)
+	feedRows   []parquet.Row   // reused by feed
+	feedValues []parquet.Value // reused by feed
+	recycled   stagingPool     // staging buffers given back by files that fed an encoder
 
 	// committed: bucket → partition → highest position already in a committed file.
 	committed map[string]map[record.PartitionID]record.Position
@@ -314,7 +315,7 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 // staged.
 func (w *Writer) stage(f *file, row parquet.Row) error {
 	if f.staged.values == nil {
-		f.staged = w.spare.get()
+		f.staged = w.recycled.get()
 	}
 	f.staged.add(row)
 	if f.staged.used() < w.stageLimit() {
@@ -374,7 +375,7 @@ func (w *Writer) feed(f *file, enc *encoder) error {
 		clear(w.feedValues)
 		w.feedRows = w.feedRows[:0]
 		if !f.staged.reset() {
-			w.spare.put(&f.staged)
+			w.recycled.put(&f.staged)
 		}
 		if err != nil {
 			return fmt.Errorf("parquet encode into %s: %w", f.key, err)
