@@ -31,7 +31,7 @@ func applyDefaults(c *Config) {
 
 	if k := c.Source.Kafka; k != nil {
 		k.Start = cmp.Or(k.Start, "earliest")
-		k.FetchMaxBytes = cmp.Or(k.FetchMaxBytes, 16*mib) // outside the memory budget: keep it modest
+		k.FetchMaxBytes = cmp.Or(k.FetchMaxBytes, 8*mib) // four times this is set aside in memory.budget
 		k.PartitionBytes = cmp.Or(k.PartitionBytes, 1*mib)
 		k.SessionTimeout = cmp.Or(k.SessionTimeout, seconds(45))
 		k.RequestTimeout = cmp.Or(k.RequestTimeout, seconds(30))

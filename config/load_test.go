@@ -86,7 +86,7 @@ dlq:
 		{"max_record_size", c.MaxRecordSize, Size(1 << 20)},
 		{"instance_id", c.InstanceID, "host-1"},
 		{"kafka.start", k.Start, "earliest"},
-		{"kafka.fetch_max_bytes", k.FetchMaxBytes, Size(16 << 20)},
+		{"kafka.fetch_max_bytes", k.FetchMaxBytes, Size(8 << 20)},
 		{"kafka.fetch_max_partition_bytes", k.PartitionBytes, Size(1 << 20)},
 		{"kafka.session_timeout", k.SessionTimeout, Duration(45 * time.Second)},
 		{"kafka.request_timeout", k.RequestTimeout, Duration(30 * time.Second)},
@@ -218,7 +218,7 @@ source:
     group: ${SINKD_NULL}
     tls:
       enabled: ${SINKD_TLS}
-    fetch_max_bytes: ${SINKD_FETCH:-64MiB}
+    fetch_max_bytes: ${SINKD_FETCH:-32MiB}
 schema:
   fields: [{name: id, type: int64}]
 routes:
@@ -242,7 +242,7 @@ routes:
 	if !k.TLS.Enabled {
 		t.Error("tls.enabled: a plain ${VAR} holding true did not decode as a bool")
 	}
-	if k.FetchMaxBytes != 64<<20 {
+	if k.FetchMaxBytes != 32<<20 {
 		t.Errorf("fetch_max_bytes = %v", k.FetchMaxBytes)
 	}
 	if p := c.Routes[0].Parquet; p.Path != "price=${{id}" || p.FilePrefix != "r" {
@@ -250,7 +250,7 @@ routes:
 	}
 
 	t.Setenv("SINKD_RECORDS", "many")
-	_, err := Parse("test.yaml", []byte(strings.Replace(src, "fetch_max_bytes: ${SINKD_FETCH:-64MiB}", "fetch_max_bytes: ${SINKD_FETCH", 1)))
+	_, err := Parse("test.yaml", []byte(strings.Replace(src, "fetch_max_bytes: ${SINKD_FETCH:-32MiB}", "fetch_max_bytes: ${SINKD_FETCH", 1)))
 	ps := problemsOf(t, err)
 	if len(ps) != 1 || ps[0].Line != 9 || !strings.Contains(ps[0].Msg, "unterminated") {
 		t.Errorf("problems = %v, want one about the unterminated ${ on line 9", ps)
@@ -446,6 +446,7 @@ func TestValidation(t *testing.T) {
 		{"budget", map[string]any{"memory": map[string]any{"budget": "8MiB"}, "routes[0].parquet.row_group_size": "4MiB"}, "memory.budget", "at least 16MiB"},
 		{"open files", map[string]any{"memory": map[string]any{"max_open_files": -1}}, "memory.max_open_files", "at least 1"},
 		{"encoders", map[string]any{"memory": map[string]any{"max_encoders": -1}}, "memory.max_encoders", "at least 1"},
+		{"fetch buffers", map[string]any{"memory": map[string]any{"budget": "64MiB"}, "source.kafka.fetch_max_bytes": "16MiB"}, "memory.budget", "lower kafka.fetch_max_bytes"},
 		{"dlq two", map[string]any{"dlq": map[string]any{"file": "/tmp/d", "kinesis": map[string]any{"stream": "d"}}}, "dlq", "at most one"},
 		{"dlq topic", map[string]any{"dlq": map[string]any{"kafka": map[string]any{"brokers": "b:1"}}}, "dlq.kafka.topic", "required"},
 		{"dlq file", map[string]any{"dlq": map[string]any{"file": "dead.jsonl"}}, "dlq.file", "absolute"},

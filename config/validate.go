@@ -143,6 +143,13 @@ func (c *Config) validate() []Problem {
 	}
 
 	atLeast(v, "memory.budget", c.Memory.Budget, 16*mib, sizeText)
+	if src := Size(c.Source.MemoryBytes()); c.Memory.Budget >= 16*mib && c.Memory.Budget-src < 16*mib {
+		hint := "raise memory.budget"
+		if c.Source.Kafka != nil {
+			hint += " or lower kafka.fetch_max_bytes (four times it is set aside)"
+		}
+		v.errorf("memory.budget", "%s leaves less than 16MiB for files once the source's fetch buffers (%s) are set aside: %s", c.Memory.Budget, src, hint)
+	}
 	atLeast(v, "memory.max_open_files", c.Memory.MaxOpenFiles, 1, count)
 	atLeast(v, "memory.max_encoders", c.Memory.MaxEncoders, 1, count)
 	if c.S3.PartSize > c.Memory.Budget {

@@ -126,7 +126,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		m:        newMetrics(reg, Version),
 		dec:      s.NewDecoder(),
 		routes:   routes,
-		budget:   parquetsink.NewBudget(cfg.Memory.Budget.Bytes()),
+		budget:   newBudget(cfg),
 		stores:   map[string]store.Store{},
 		prefixes: map[string]string{},
 		instance: instance,
@@ -280,4 +280,11 @@ func (p *Pipeline) recover(ctx context.Context) error {
 		p.log.Info("aborted uploads of files that were open when the previous run stopped", "count", aborted)
 	}
 	return nil
+}
+
+// newBudget is memory.budget with the source's fetch buffers set aside.
+func newBudget(cfg *config.Config) *parquetsink.Budget {
+	b := parquetsink.NewBudget(cfg.Memory.Budget.Bytes())
+	b.Reserve(cfg.Source.MemoryBytes())
+	return b
 }

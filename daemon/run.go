@@ -95,13 +95,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, o options, s
 
 // setMemoryLimit tells the Go runtime how much memory sinkd may use, so that
 // garbage collection tightens near the limit instead of letting the heap
-// double: the budget plus room for fetch buffers and the runtime. An explicit
-// GOMEMLIMIT wins.
+// double: the budget (files and the source's fetch buffers) plus room for the
+// runtime and garbage. An explicit GOMEMLIMIT wins.
 func setMemoryLimit(cfg *config.Config, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	limit := cfg.Memory.Budget.Bytes() + cfg.Source.FetchBytes() + 64<<20
+	limit := cfg.Memory.Budget.Bytes() + 64<<20
 	debug.SetMemoryLimit(limit)
 	log.Debug("memory limit set", "bytes", limit)
 }

@@ -13,8 +13,12 @@ type Budget struct {
 
 func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
 
-func (b *Budget) Add(n int64)    { b.used.Add(n) }
-func (b *Budget) Used() int64    { return b.used.Load() }
-func (b *Budget) Limit() int64   { return b.limit }
-func (b *Budget) Over() bool     { return b.used.Load() > b.limit }
-func (b *Budget) AboveLow() bool { return b.used.Load() > b.limit-b.limit/8 }
+func (b *Budget) Add(n int64) { b.used.Add(n) }
+
+// Reserve sets n bytes aside for what the budget covers but the writers do
+// not hold, such as the source's fetch buffers: they count as used for good.
+func (b *Budget) Reserve(n int64) { b.used.Add(n) }
+func (b *Budget) Used() int64     { return b.used.Load() }
+func (b *Budget) Limit() int64    { return b.limit }
+func (b *Budget) Over() bool      { return b.used.Load() > b.limit }
+func (b *Budget) AboveLow() bool  { return b.used.Load() > b.limit-b.limit/8 }

@@ -142,28 +142,44 @@ func (s *staging) reset() bool {
 }
 
 // stagingPool recycles the buffers of large stagings between files, so that
-// a file starting to stage does not grow them again from nothing.
-type stagingPool []staging
+// a file starting to stage does not grow them again from nothing. What it
+// keeps is charged to the budget.
+type stagingPool struct {
+	kept   []staging
+	budget *Budget
+}
 
 const stagingPoolSize = 8
 
 func (p *stagingPool) put(s *staging) {
-	if len(*p) < stagingPoolSize {
-		*p = append(*p, staging{
+	if len(p.kept) < stagingPoolSize {
+		kept := staging{
 			values: s.values[:0], ends: s.ends[:0], arena: s.arena[:0],
 			mem: int64(cap(s.values))*16 + int64(cap(s.ends))*4 + int64(cap(s.arena)),
-		})
+		}
+		p.kept = append(p.kept, kept)
+		p.budget.Add(kept.mem)
 	}
 	*s = staging{}
 }
 
+// get hands out kept buffers; from then on the file taking them is charged.
 func (p *stagingPool) get() staging {
-	if len(*p) == 0 {
+	if len(p.kept) == 0 {
 		return staging{}
 	}
-	s := (*p)[len(*p)-1]
-	*p = (*p)[:len(*p)-1]
+	s := p.kept[len(p.kept)-1]
+	p.kept[len(p.kept)-1] = staging{}
+	p.kept = p.kept[:len(p.kept)-1]
+	p.budget.Add(-s.mem)
 	return s
+}
+
+// drop gives every kept buffer back.
+func (p *stagingPool) drop() {
+	for len(p.kept) > 0 {
+		p.get()
+	}
 }
 
 // rowBatch holds the few rows a file with an encoder collects before it hands

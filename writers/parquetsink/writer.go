@@ -78,6 +78,7 @@ type Writer struct {
 	committed map[string]map[record.PartitionID]record.Position
 
 	sem      chan struct{}
+	creates  chan struct{}  // bounds multipart upload creations in flight
 	uploaded chan struct{}  // a part upload finished (wakes a writer waiting for memory)
 	bg       sync.WaitGroup // background creates and part uploads
 	now      time.Time
@@ -136,6 +137,8 @@ const (
 	// borrows one, or else makes a row group of what it staged.
 	minStageLimit = 128 << 10
 	maxStageLimit = 1 << 20
+	// maxCreates bounds the multipart upload creations in flight.
+	maxCreates = 16
 	// stealAfter is how long a file holding an encoder may go unwritten
 	// before a file that needs one takes it.
 	stealAfter = time.Second
@@ -206,6 +209,7 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 		tmpl:        footerTemplate{createdBy: cmp.Or(o.CreatedBy, "sinkd"), paths: o.Schema.Columns()},
 		maxEncoders: maxEncoders,
 		leases:      list.New(),
+		recycled:    stagingPool{budget: o.Budget},
 		rowsWritten: o.Metrics.rows.WithLabelValues(o.Route),
 		rowsSkipped: o.Metrics.skipped.WithLabelValues(o.Route),
 		o:           o,
@@ -215,6 +219,7 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 		lru:         list.New(),
 		committed:   map[string]map[record.PartitionID]record.Position{},
 		sem:         make(chan struct{}, o.Concurrency),
+		creates:     make(chan struct{}, maxCreates),
 		uploaded:    make(chan struct{}, 1),
 		now:         time.Now(),
 	}, nil
@@ -462,6 +467,17 @@ func (w *Writer) open(ctx context.Context, bucket string) (*file, error) {
 func (w *Writer) create(f *file) {
 	defer w.bg.Done()
 	defer close(f.up.created)
+	// Thousands of buckets can open within a second: unbounded, their
+	// requests (and connections) would cost more memory than their files.
+	select {
+	case w.creates <- struct{}{}:
+		defer func() { <-w.creates }()
+	case <-w.ctx.Done():
+		f.up.mu.Lock()
+		f.up.err = w.ctx.Err()
+		f.up.mu.Unlock()
+		return
+	}
 	meta := map[string]string{"sinkd-instance": w.o.Instance, "sinkd-epoch": w.o.Epoch, "sinkd-route": w.o.Route}
 	err := w.retry(func(ctx context.Context) error {
 		id, err := w.o.Store.CreateUpload(ctx, f.key, meta)
@@ -591,6 +607,7 @@ func (w *Writer) roll(f *file, reason string) error {
 // pipeline from reading.
 func (w *Writer) relieve(ctx context.Context) error {
 	w.dropIdleEncoders()
+	w.recycled.drop()
 	// Files with an encoder are charged a raw estimate between refreshes.
 	for e := w.leases.Front(); e != nil; e = e.Next() {
 		f := e.Value.(*file)
@@ -813,6 +830,7 @@ func (w *Writer) Discard() {
 // abandon them (their uploads stay in progress until recovery aborts them).
 func (w *Writer) Close() {
 	w.bg.Wait()
+	w.recycled.drop()
 	w.o.Budget.Add(-int64(w.encoders) * w.overhead)
 }
 
