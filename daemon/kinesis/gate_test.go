@@ -44,3 +44,21 @@ func TestByteGateBoundsQueuedBytes(t *testing.T) {
 		t.Fatalf("%d bytes left after every release", g.used)
 	}
 }
+
+func TestNextLimitKeepsResultsNearTenMB(t *testing.T) {
+	for _, c := range []struct {
+		name                     string
+		limit, configured, bytes int
+		want                     int
+	}{
+		{"a 450 MB result cuts the limit to fit 10 MB", 10000, 10000, 450 << 20, 222},
+		{"never below one record", 1, 10000, 50 << 20, 1},
+		{"a small result doubles the limit back", 222, 10000, 1 << 20, 444},
+		{"up to the configured limit only", 8000, 10000, 1 << 20, 10000},
+		{"a result between 5 and 10 MB keeps it", 500, 10000, 7 << 20, 500},
+	} {
+		if got := nextLimit(c.limit, c.configured, c.bytes); got != c.want {
+			t.Errorf("%s: nextLimit(%d, %d, %d) = %d, want %d", c.name, c.limit, c.configured, c.bytes, got, c.want)
+		}
+	}
+}

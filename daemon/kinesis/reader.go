@@ -25,7 +25,25 @@ import (
 const (
 	minReadInterval = time.Second / 5
 	shardBytesPerS  = 2 << 20
+	// maxResultBytes is the most a GetRecords result holds on AWS. A
+	// server that returns more (kinesalite does not cap results) gets a
+	// lower record limit on the next call, so that memory stays bounded.
+	maxResultBytes = 10 << 20
+	firstLimit     = 1000
 )
+
+// nextLimit adapts the GetRecords record limit to the size of the last
+// result: lower when it went over maxResultBytes, back up toward the
+// configured limit when it was well under.
+func nextLimit(limit, configured, bytes int) int {
+	switch {
+	case bytes > maxResultBytes:
+		return max(1, int(int64(limit)*maxResultBytes/int64(bytes)))
+	case bytes < maxResultBytes/2 && limit < configured:
+		return min(configured, 2*limit)
+	}
+	return limit
+}
 
 // Backoff after a throttle or a failed call: exponential with jitter.
 const (
@@ -88,6 +106,8 @@ func (r *reader) run(ctx context.Context) {
 	log := r.s.log.With("shard", r.shard)
 	var iter *string
 	failures := 0
+	// Start low: the first result's size is unknown.
+	limit := min(r.s.cfg.MaxRecords, firstLimit)
 	for ctx.Err() == nil {
 		if r.s.paused.Load() {
 			// The iterator may expire meanwhile; it is then re-acquired.
@@ -107,7 +127,7 @@ func (r *reader) run(ctx context.Context) {
 			iter = it
 		}
 		cctx, cancel := r.s.call(ctx)
-		resp, err := r.s.api.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(int32(r.s.cfg.MaxRecords))},
+		resp, err := r.s.api.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(int32(limit))},
 			func(o *kinesis.Options) { o.RetryMaxAttempts = 1 }) // throttles are counted and backed off here
 		cancel()
 		if err != nil {
@@ -143,6 +163,7 @@ func (r *reader) run(ctx context.Context) {
 			for _, rec := range resp.Records {
 				bytes += len(rec.Data)
 			}
+			limit = nextLimit(limit, r.s.cfg.MaxRecords, bytes)
 			if r.s.queue.acquire(ctx, queuedSize(recs)) != nil {
 				return
 			}
