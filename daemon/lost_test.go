@@ -132,17 +132,7 @@ dlq: {file: %s/dlq.jsonl}
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	produce(0, first)
 
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	started := make(chan *Pipeline, 1)
-	done := make(chan error, 1)
-	go func() { done <- run(runCtx, cfg, log, options{}, func(p *Pipeline) { started <- p }) }()
-	var p *Pipeline
-	select {
-	case p = <-started:
-	case err := <-done:
-		t.Fatalf("run ended before it was ready: %v", err)
-	}
+	p, stop, done := startRun(ctx, t, cfg, log)
 	wait := func(what string, cond func() bool) {
 		t.Helper()
 		for !cond() {
@@ -172,7 +162,7 @@ dlq: {file: %s/dlq.jsonl}
 	}
 	<-trickle
 	wait("everything read again and caught up", func() bool {
-		return p.Stats().Records > n && p.Caught(runCtx)
+		return p.Stats().Records > n && p.Caught(ctx)
 	})
 	stop()
 	if err := <-done; err != nil {

@@ -353,19 +353,7 @@ func TestDeployMetricsExported(t *testing.T) {
 	}
 
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	started := make(chan *Pipeline, 1)
-	done := make(chan error, 1)
-	go func() { done <- run(runCtx, cfg, log, options{}, func(p *Pipeline) { started <- p }) }()
-	var p *Pipeline
-	select {
-	case p = <-started:
-	case err := <-done:
-		t.Fatalf("run ended before it was ready: %v", err)
-	case <-ctx.Done():
-		t.Fatal("the pipeline did not get ready")
-	}
+	p, stop, done := startRun(ctx, t, cfg, log)
 
 	base := "http://" + addr
 	waitFor(ctx, t, "every event processed", func() bool {

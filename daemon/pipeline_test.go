@@ -72,6 +72,27 @@ func runInProcess(t testing.TB, yaml string, records []*kgo.Record) *Pipeline {
 	return p
 }
 
+// startRun runs the pipeline (the code of `sinkd run`) in the background and
+// returns it once it is ready, with what stops it and what reports run's
+// result.
+func startRun(ctx context.Context, t testing.TB, cfg *config.Config, log *slog.Logger) (*Pipeline, context.CancelFunc, <-chan error) {
+	t.Helper()
+	runCtx, stop := context.WithCancel(ctx)
+	t.Cleanup(stop)
+	started := make(chan *Pipeline, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, cfg, log, options{}, func(p *Pipeline) { started <- p }) }()
+	select {
+	case p := <-started:
+		return p, stop, done
+	case err := <-done:
+		t.Fatalf("run ended before it was ready: %v", err)
+	case <-ctx.Done():
+		t.Fatal("the pipeline did not get ready")
+	}
+	return nil, nil, nil
+}
+
 type letter struct {
 	Stage, Class, Message string
 	Key                   []byte `json:"key_b64"`
