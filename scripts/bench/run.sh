@@ -21,7 +21,8 @@ packages=(./schema/ ./buckets/ ./writers/... ./daemon/...)
 echo "==> micro-benchmarks: go test -run '^\$' -bench . -benchmem ${packages[*]}"
 # Packages without benchmarks print "no test files" or just "PASS"; keep the
 # output whole, it is what the document shows.
-go test -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-1s}" "${packages[@]}" 2>&1 | tee "$micro"
+# -p 1: packages benchmarked side by side would share the two cores.
+go test -p 1 -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-1s}" "${packages[@]}" 2>&1 | tee "$micro"
 
 echo "==> end-to-end scenarios"
 command="make bench (scripts/bench/run.sh${*:+ $*})"
