@@ -9,12 +9,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/internal/awsconf"
 )
 
 // Kinesis limits (PutRecords): 500 records and 5 MiB per call, 1 MiB per
@@ -84,23 +83,12 @@ func NewKinesis(cfg config.DLQKinesis, o Options) (Sink, error) {
 // kinesisClient builds a client with a bounded HTTP timeout; endpoint ""
 // means AWS.
 func kinesisClient(endpoint, region string) (*kinesis.Client, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), kinesisCallTimeout)
-	defer cancel()
-	opts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(kinesisHTTPTimeout)),
+	cfg, err := awsconf.Load(context.Background(), region, endpoint != "", kinesisHTTPTimeout)
+	if errors.Is(err, awsconf.ErrNoRegion) {
+		return nil, errors.New("no AWS region (set region or AWS_REGION)")
 	}
-	if region != "" {
-		opts = append(opts, awsconfig.WithRegion(region))
-	}
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.Region == "" {
-		if endpoint == "" {
-			return nil, errors.New("no AWS region (set region or AWS_REGION)")
-		}
-		cfg.Region = "us-east-1" // local emulators accept any region
 	}
 	return kinesis.NewFromConfig(cfg, func(o *kinesis.Options) {
 		if endpoint != "" {

@@ -17,14 +17,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/daemon/source"
+	"github.com/sinkd/sinkd/internal/awsconf"
 	"github.com/sinkd/sinkd/record"
 )
 
@@ -130,23 +129,12 @@ func New(ctx context.Context, cfg *config.Kinesis, instance string, h source.Han
 // loadAWS loads credentials and region; an emulator (local endpoint) accepts
 // any region.
 func loadAWS(ctx context.Context, region string, local bool, timeout time.Duration) (aws.Config, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	opts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(timeout)),
+	c, err := awsconf.Load(ctx, region, local, timeout)
+	if errors.Is(err, awsconf.ErrNoRegion) {
+		return c, errors.New("kinesis: no AWS region (set source.kinesis.region or AWS_REGION)")
 	}
-	if region != "" {
-		opts = append(opts, awsconfig.WithRegion(region))
-	}
-	c, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return aws.Config{}, fmt.Errorf("kinesis: aws config: %w", err)
-	}
-	if c.Region == "" {
-		if !local {
-			return aws.Config{}, errors.New("kinesis: no AWS region (set source.kinesis.region or AWS_REGION)")
-		}
-		c.Region = "us-east-1"
+		return c, fmt.Errorf("kinesis: %w", err)
 	}
 	return c, nil
 }
