@@ -87,21 +87,8 @@ func demo(ctx context.Context, dir string, events int, partitions int32, badRati
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	var p *Pipeline
-	ready := make(chan struct{})
-	go func() {
-		<-ready
-		for runCtx.Err() == nil {
-			time.Sleep(200 * time.Millisecond)
-			if p.Stats().Records >= int64(events) && p.Caught(runCtx) {
-				stop()
-			}
-		}
-	}()
 	runStart := time.Now()
-	err = run(runCtx, cfg, log, options{}, func(pl *Pipeline) { p = pl; close(ready) })
+	p, err := runUntilCaught(ctx, cfg, log, int64(events), 200*time.Millisecond)
 	if err != nil {
 		return err
 	}
@@ -113,4 +100,27 @@ func demo(ctx context.Context, dir string, events int, partitions int32, badRati
 	fmt.Fprintf(stdout, "files: %s  (two routes, rows counted once per route)\n", filepath.Join(dir, "lake"))
 	fmt.Fprintf(stdout, "try:  duckdb -c \"SELECT type, count(*) FROM read_parquet('%s/lake/by-type/**/*.parquet', hive_partitioning=true) GROUP BY ALL\"\n", dir)
 	return nil
+}
+
+// runUntilCaught runs the pipeline until it has read records records and
+// caught up with the source, checked every interval, then drains it: the
+// whole input is committed when it returns.
+func runUntilCaught(ctx context.Context, cfg *config.Config, log *slog.Logger, records int64, every time.Duration) (*Pipeline, error) {
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var p *Pipeline
+	ready := make(chan struct{})
+	go func() {
+		<-ready
+		for runCtx.Err() == nil {
+			time.Sleep(every)
+			if p.Stats().Records >= records && p.Caught(runCtx) {
+				stop()
+			}
+		}
+	}()
+	if err := run(runCtx, cfg, log, options{}, func(pl *Pipeline) { p = pl; close(ready) }); err != nil {
+		return p, err
+	}
+	return p, nil
 }

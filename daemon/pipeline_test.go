@@ -49,21 +49,9 @@ func runInProcess(t testing.TB, yaml string, records []*kgo.Record) *Pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	var p *Pipeline
-	ready := make(chan struct{})
-	go func() {
-		<-ready
-		for runCtx.Err() == nil {
-			time.Sleep(50 * time.Millisecond)
-			if p.Stats().Records >= int64(len(records)) && p.Caught(runCtx) {
-				stop()
-			}
-		}
-	}()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if err := run(runCtx, cfg, log, options{}, func(pl *Pipeline) { p = pl; close(ready) }); err != nil {
+	p, err := runUntilCaught(ctx, cfg, log, int64(len(records)), 50*time.Millisecond)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if ctx.Err() != nil {
