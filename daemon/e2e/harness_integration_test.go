@@ -488,6 +488,16 @@ func (h *harness) store() (store.Store, string) {
 // verify reads every committed Parquet file of the route and checks that each
 // good input is in exactly one row, equal to its input, and that no upload
 // is left in progress.
+// finalRun starts one more instance, lets it read everything and drain, and
+// checks that every trip is committed exactly once: how each fault test ends.
+func (h *harness) finalRun(instance string, within time.Duration) {
+	p := h.start(instance)
+	p.waitRunning(h.t)
+	h.waitDrained(within, p)
+	p.stop(h.t, time.Minute)
+	h.verify("trips")
+}
+
 func (h *harness) verify(route string) {
 	h.t.Helper()
 	ctx := context.Background()

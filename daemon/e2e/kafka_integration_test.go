@@ -60,11 +60,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 		t.Fatalf("the killed runs did too little work to prove anything")
 	}
 	produced()
-	p := h.start("crash-1")
-	p.waitRunning(t)
-	h.waitDrained(5*time.Minute, p)
-	p.stop(t, time.Minute)
-	h.verify("trips")
+	h.finalRun("crash-1", 5*time.Minute)
 }
 
 // TestRebalanceExactlyOnce: two instances share the group, a third joins and
@@ -156,11 +152,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 		t.Fatalf("%d multipart uploads left in progress after the drain (first %s)", len(uploads), uploads[0].Key)
 	}
 	produced()
-	p2 := h.start("drain-1")
-	p2.waitRunning(t)
-	h.waitDrained(3*time.Minute, p2)
-	p2.stop(t, time.Minute)
-	h.verify("trips")
+	h.finalRun("drain-1", 3*time.Minute)
 }
 
 // TestSecondSIGTERMExitsAtOnce: with the object store down the drain cannot
@@ -212,9 +204,5 @@ func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
 	}
 	startMinio()
 	produced()
-	p2 := h.start("sig-1")
-	p2.waitRunning(t)
-	h.waitDrained(3*time.Minute, p2)
-	p2.stop(t, time.Minute)
-	h.verify("trips")
+	h.finalRun("sig-1", 3*time.Minute)
 }

@@ -273,11 +273,7 @@ func TestOpenSearchCrashAndReplay(t *testing.T) {
 		t.Fatalf("the killed runs did too little work to prove anything")
 	}
 	produced()
-	p := h.start("os-1")
-	p.waitRunning(t)
-	h.waitDrained(3*time.Minute, p)
-	p.stop(t, time.Minute)
-	h.verify("trips")
+	h.finalRun("os-1", 3*time.Minute)
 	// Every document is counted; a random tenth is fetched and compared
 	// (fetching all 100,000 takes minutes on a loaded two-core machine).
 	var sample []int64
@@ -292,11 +288,7 @@ func TestOpenSearchCrashAndReplay(t *testing.T) {
 	// S3 prefix and the same indexes.
 	h.group += "-replay"
 	h.prefix += "replay/"
-	p = h.start("os-2")
-	p.waitRunning(t)
-	h.waitDrained(3*time.Minute, p)
-	p.stop(t, time.Minute)
-	h.verify("trips")
+	h.finalRun("os-2", 3*time.Minute)
 	second := search.verify(t, h.inputs, sample)
 	notRewritten := 0
 	for id, v := range second {
