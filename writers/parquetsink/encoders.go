@@ -31,14 +31,14 @@ func (w *Writer) newWriter(out io.Writer) *parquet.GenericWriter[any] {
 func (w *Writer) newEncoder(out io.Writer) *encoder {
 	w.encoders++
 	w.o.Budget.Add(w.overhead)
-	w.o.Metrics.encoders.WithLabelValues(w.o.Route).Inc()
+	w.encoderGauge.Inc()
 	return &encoder{pw: w.newWriter(out)}
 }
 
 func (w *Writer) dropEncoder() {
 	w.encoders--
 	w.o.Budget.Add(-w.overhead)
-	w.o.Metrics.encoders.WithLabelValues(w.o.Route).Dec()
+	w.encoderGauge.Dec()
 }
 
 // dropIdleEncoders gives the memory of unused encoders back.
@@ -71,7 +71,7 @@ func (w *Writer) lease(f *file) (bool, error) {
 		}
 		enc = w.unlease(victim)
 		enc.pw.Reset(f.out)
-		w.o.Metrics.steals.WithLabelValues(w.o.Route).Inc()
+		w.steals.Inc()
 	default:
 		return false, nil
 	}

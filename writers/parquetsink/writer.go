@@ -88,9 +88,10 @@ type Writer struct {
 	// encoder exists.
 	overhead int64
 
-	// Per-row counters, resolved once: a label lookup per row costs more
+	// Per-route series, resolved once: a label lookup per row costs more
 	// than the rest of the bookkeeping.
-	rowsWritten, rowsSkipped prometheus.Counter
+	rowsWritten, rowsSkipped, rowGroups, steals prometheus.Counter
+	encoderGauge                                prometheus.Gauge
 }
 
 type span struct{ first, last record.Position }
@@ -122,10 +123,10 @@ type file struct {
 	groupsMem int64
 }
 
-// EncoderOverhead estimates the memory of one encoder before its first row:
+// encoderOverhead estimates the memory of one encoder before its first row:
 // measured with parquet-go v0.32 at about 18 KiB per column (buffers,
 // dictionaries, statistics).
-func EncoderOverhead(s *parquet.Schema) int64 {
+func encoderOverhead(s *parquet.Schema) int64 {
 	return int64(len(s.Columns()))*18<<10 + 16<<10
 }
 
@@ -195,12 +196,7 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 	if o.MaxOpenFiles < 1 {
 		o.MaxOpenFiles = 1
 	}
-	// Series that stay at zero in a healthy run still exist, for alerts
-	// and dashboards.
-	o.Metrics.steals.WithLabelValues(o.Route)
-	o.Metrics.rowGroups.WithLabelValues(o.Route)
-	o.Metrics.encoders.WithLabelValues(o.Route)
-	overhead := EncoderOverhead(o.Schema)
+	overhead := encoderOverhead(o.Schema)
 	// Encoders must leave most of the budget to data, or their fixed cost
 	// alone would keep it under pressure.
 	maxEncoders := max(1, min(o.MaxEncoders, int(o.Budget.Limit()/(4*overhead*int64(max(1, o.Routes))))))
@@ -212,16 +208,21 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 		recycled:    stagingPool{budget: o.Budget},
 		rowsWritten: o.Metrics.rows.WithLabelValues(o.Route),
 		rowsSkipped: o.Metrics.skipped.WithLabelValues(o.Route),
-		o:           o,
-		codec:       codec,
-		ctx:         ctx,
-		files:       map[string]*file{},
-		lru:         list.New(),
-		committed:   map[string]map[record.PartitionID]record.Position{},
-		sem:         make(chan struct{}, o.Concurrency),
-		creates:     make(chan struct{}, maxCreates),
-		uploaded:    make(chan struct{}, 1),
-		now:         time.Now(),
+		// Resolved up front, which also makes series that stay at zero in
+		// a healthy run exist for alerts and dashboards.
+		rowGroups:    o.Metrics.rowGroups.WithLabelValues(o.Route),
+		steals:       o.Metrics.steals.WithLabelValues(o.Route),
+		encoderGauge: o.Metrics.encoders.WithLabelValues(o.Route),
+		o:            o,
+		codec:        codec,
+		ctx:          ctx,
+		files:        map[string]*file{},
+		lru:          list.New(),
+		committed:    map[string]map[record.PartitionID]record.Position{},
+		sem:          make(chan struct{}, o.Concurrency),
+		creates:      make(chan struct{}, maxCreates),
+		uploaded:     make(chan struct{}, 1),
+		now:          time.Now(),
 	}, nil
 }
 
@@ -427,7 +428,7 @@ func (w *Writer) finishRowGroup(f *file) error {
 	f.groupsMem += g.size()
 	f.encRows = 0
 	w.recycle(enc, f, built)
-	w.o.Metrics.rowGroups.WithLabelValues(w.o.Route).Inc()
+	w.rowGroups.Inc()
 	w.charge(f, f.heldBytes())
 	return nil
 }
