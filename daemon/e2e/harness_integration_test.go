@@ -205,14 +205,7 @@ func (h *harness) produceAt(n int, partitions int32, badRatio float64, seed int6
 	for i := 0; i < n; i++ {
 		v, kind := g.Event(badRatio)
 		id, _ := g.Last()
-		h.mu.Lock()
-		if kind != "" {
-			h.bad++
-			h.badInputs[id] = badInput{kind: kind, digest: sha256.Sum256(v)}
-		} else {
-			h.inputs[id] = v
-		}
-		h.mu.Unlock()
+		h.remember(id, v, kind)
 		if err := sink.Send(ctx, []byte(strconv.FormatInt(id, 10)), v); err != nil {
 			return err
 		}
@@ -223,6 +216,19 @@ func (h *harness) produceAt(n int, partitions int32, badRatio float64, seed int6
 		}
 	}
 	return sink.Flush(ctx)
+}
+
+// remember records a produced trip for verify: a good one by its value, a
+// bad one (kind != "") by its kind and digest.
+func (h *harness) remember(id int64, v []byte, kind taxi.BadKind) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if kind != "" {
+		h.bad++
+		h.badInputs[id] = badInput{kind: kind, digest: sha256.Sum256(v)}
+	} else {
+		h.inputs[id] = v
+	}
 }
 
 // proc is one running sinkd.

@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -150,14 +149,7 @@ func (k *kinesisRun) sendTrips(ctx context.Context, n int, badRatio float64, see
 	for i := 0; i < n; i++ {
 		v, kind := g.Event(badRatio)
 		id, _ := g.Last()
-		k.mu.Lock()
-		if kind != "" {
-			k.bad++
-			k.badInputs[id] = badInput{kind: kind, digest: sha256.Sum256(v)}
-		} else {
-			k.inputs[id] = v
-		}
-		k.mu.Unlock()
+		k.remember(id, v, kind)
 		if err := sink.Send(ctx, []byte(keyOf(id)), v); err != nil {
 			return err
 		}
@@ -176,36 +168,46 @@ func (k *kinesisRun) sendTrips(ctx context.Context, n int, badRatio float64, see
 // committedRows sums the rows of the files every manifest under the run's
 // prefix commits: a written manifest is committed (recovery completes it).
 func (k *kinesisRun) committedRows(ctx context.Context) (int64, error) {
-	st, prefix := k.store()
-	keys, err := st.List(ctx, prefix)
-	if err != nil {
-		return 0, err
-	}
 	var rows int64
-	for _, key := range keys {
-		if !strings.Contains(key, "/manifests/") || !strings.HasSuffix(key, ".json") {
-			continue
-		}
-		if n, ok := k.manifests[key]; ok {
-			rows += n
-			continue
-		}
-		body, err := st.Get(ctx, key)
-		if err != nil {
-			return 0, err
-		}
-		var m checkpoint.Manifest
-		if err := json.Unmarshal(body, &m); err != nil {
-			return 0, err
-		}
+	cached := func(key string) bool {
+		n, ok := k.manifests[key]
+		rows += n
+		return ok
+	}
+	err := k.readManifests(ctx, cached, func(key string, m *checkpoint.Manifest) {
 		var n int64
 		for _, u := range m.Uploads {
 			n += u.Rows
 		}
 		k.manifests[key] = n
 		rows += n
+	})
+	return rows, err
+}
+
+// readManifests calls fn with every manifest under the run's prefix, except
+// those skip reports done already (skip may be nil).
+func (k *kinesisRun) readManifests(ctx context.Context, skip func(key string) bool, fn func(key string, m *checkpoint.Manifest)) error {
+	st, prefix := k.store()
+	keys, err := st.List(ctx, prefix)
+	if err != nil {
+		return err
 	}
-	return rows, nil
+	for _, key := range keys {
+		if !strings.Contains(key, "/manifests/") || !strings.HasSuffix(key, ".json") || (skip != nil && skip(key)) {
+			continue
+		}
+		body, err := st.Get(ctx, key)
+		if err != nil {
+			return err
+		}
+		var m checkpoint.Manifest
+		if err := json.Unmarshal(body, &m); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		fn(key, &m)
+	}
+	return nil
 }
 
 // waitCommitted waits until committed files hold as many rows as there are
@@ -343,30 +345,16 @@ func (k *kinesisRun) putCorruptAggregate() []byte {
 // after the first user record of an aggregate.
 func (k *kinesisRun) restartsInsideAggregates() int {
 	k.t.Helper()
-	ctx := context.Background()
-	st, prefix := k.store()
-	keys, err := st.List(ctx, prefix)
-	if err != nil {
-		k.t.Fatal(err)
-	}
 	n := 0
-	for _, key := range keys {
-		if !strings.Contains(key, "/manifests/") || !strings.HasSuffix(key, ".json") {
-			continue
-		}
-		body, err := st.Get(ctx, key)
-		if err != nil {
-			k.t.Fatal(err)
-		}
-		var m checkpoint.Manifest
-		if err := json.Unmarshal(body, &m); err != nil {
-			k.t.Fatal(err)
-		}
+	err := k.readManifests(context.Background(), nil, func(_ string, m *checkpoint.Manifest) {
 		for _, ps := range m.Partitions {
 			if ps.Restart.Sub > 0 {
 				n++
 			}
 		}
+	})
+	if err != nil {
+		k.t.Fatal(err)
 	}
 	return n
 }
@@ -499,32 +487,18 @@ func (k *kinesisRun) reshard(split bool) {
 // the order it opens them). One instance only.
 func (k *kinesisRun) committedFiles() []string {
 	k.t.Helper()
-	ctx := context.Background()
-	st, prefix := k.store()
-	keys, err := st.List(ctx, prefix)
-	if err != nil {
-		k.t.Fatal(err)
-	}
 	type file struct {
 		seq uint64
 		key string
 	}
 	var files []file
-	for _, key := range keys {
-		if !strings.Contains(key, "/manifests/") || !strings.HasSuffix(key, ".json") {
-			continue
-		}
-		body, err := st.Get(ctx, key)
-		if err != nil {
-			k.t.Fatal(err)
-		}
-		var m checkpoint.Manifest
-		if err := json.Unmarshal(body, &m); err != nil {
-			k.t.Fatal(err)
-		}
+	err := k.readManifests(context.Background(), nil, func(_ string, m *checkpoint.Manifest) {
 		for _, u := range m.Uploads {
 			files = append(files, file{m.Seq, u.Key})
 		}
+	})
+	if err != nil {
+		k.t.Fatal(err)
 	}
 	sort.Slice(files, func(i, j int) bool {
 		if files[i].seq != files[j].seq {
