@@ -203,8 +203,10 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		}
 	}
 	if k := cfg.Source.Kinesis; k != nil {
+		p.backlogStreams = []string{k.Stream}
 		p.src, err = kinesis.New(ctx, k, instance, p, log, kinesis.WithRegisterer(reg))
 	} else {
+		p.backlogStreams = append([]string(nil), cfg.Source.Kafka.Topics...)
 		p.src, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, o.kafkaOpts...)
 	}
 	if err != nil {

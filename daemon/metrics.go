@@ -13,6 +13,9 @@ type metrics struct {
 	lagRecords        *prometheus.GaugeVec
 	durableLagRecords *prometheus.GaugeVec
 	millisBehind      *prometheus.GaugeVec
+	groupLagRecords   *prometheus.GaugeVec
+	pendingMillis     *prometheus.GaugeVec
+	pendingParts      *prometheus.GaugeVec
 	cpDuration        prometheus.Histogram
 	cpLastSuccess     prometheus.Gauge
 	cpFailures        prometheus.Counter
@@ -39,6 +42,18 @@ func newMetrics(reg *prometheus.Registry, version string) *metrics {
 		millisBehind: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sinkd_source_millis_behind_latest", Help: "Age in milliseconds of the last processed record, 0 when caught up.",
 		}, []string{"source", "stream", "partition"}),
+		groupLagRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sinkd_source_group_lag_records",
+			Help: "Records after the group's committed restart point, for every partition of the source's streams, owned here or not (same on every instance: aggregate with max by partition).",
+		}, []string{"source", "stream", "partition"}),
+		pendingMillis: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sinkd_source_pending_millis_behind_latest",
+			Help: "For a partition with unread records and no live reader, the age in milliseconds of its first unread record.",
+		}, []string{"source", "stream", "partition"}),
+		pendingParts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sinkd_source_partitions_pending",
+			Help: "Partitions with unread records that no live instance reads (a child shard waiting, a shard nobody leases, a partition held by a dead member).",
+		}, []string{"source", "stream"}),
 		cpDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "sinkd_checkpoint_duration_seconds", Help: "Time to take a checkpoint, from barrier to committed positions.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
@@ -66,7 +81,7 @@ func newMetrics(reg *prometheus.Registry, version string) *metrics {
 		Name: "sinkd_build_info", Help: "Build information.", ConstLabels: prometheus.Labels{"version": version},
 	})
 	info.Set(1)
-	reg.MustRegister(m.recordsIn, m.bytesIn, m.lagRecords, m.durableLagRecords, m.millisBehind, m.cpDuration,
+	reg.MustRegister(m.recordsIn, m.bytesIn, m.lagRecords, m.durableLagRecords, m.millisBehind, m.groupLagRecords, m.pendingMillis, m.pendingParts, m.cpDuration,
 		m.cpLastSuccess, m.cpFailures, m.cpFiles, m.cpBytes, m.ownedPartitions, m.busy, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

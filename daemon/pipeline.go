@@ -100,6 +100,9 @@ type Pipeline struct {
 	instance string
 	epoch    string
 	src      source.Source
+	// backlogStreams are the configured streams: their pending gauge exists
+	// from the start, at 0.
+	backlogStreams []string
 
 	stopWriters context.CancelFunc
 
@@ -235,6 +238,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 					}
 				}
 				p.updateLag()
+				p.updateBacklog()
 			}
 		}
 	}()
@@ -467,6 +471,33 @@ func (p *Pipeline) updateLag() {
 			}
 		}
 		p.m.millisBehind.WithLabelValues(kind, id.Stream, part).Set(behind)
+	}
+}
+
+// updateBacklog publishes the source's view of every partition, owned or
+// not, so that a sum of lag is 0 only when nothing is unread.
+func (p *Pipeline) updateBacklog() {
+	kind := p.src.Kind().String()
+	pending := map[string]int{}
+	for _, s := range p.backlogStreams {
+		pending[s] = 0
+	}
+	p.m.groupLagRecords.Reset()
+	p.m.pendingMillis.Reset()
+	for _, b := range p.src.Backlogs() {
+		part := partitionLabel(b.ID)
+		if b.GroupRecords >= 0 {
+			p.m.groupLagRecords.WithLabelValues(kind, b.ID.Stream, part).Set(float64(b.GroupRecords))
+		}
+		if b.Pending {
+			pending[b.ID.Stream]++
+			if b.PendingMillis >= 0 {
+				p.m.pendingMillis.WithLabelValues(kind, b.ID.Stream, part).Set(float64(b.PendingMillis))
+			}
+		}
+	}
+	for s, n := range pending {
+		p.m.pendingParts.WithLabelValues(kind, s).Set(float64(n))
 	}
 }
 

@@ -397,3 +397,6 @@ func saslMechanism(ctx context.Context, c config.SASL) (sasl.Mechanism, error) {
 	}
 	return nil, fmt.Errorf("kafka sasl mechanism %q is not supported", c.Mechanism)
 }
+
+// Backlogs is not implemented yet: it reports nothing.
+func (s *Source) Backlogs() []source.Backlog { return nil }

@@ -492,3 +492,6 @@ func (s *Source) take(ctx context.Context, gs []grant) {
 		s.readers[g.shard] = s.startReader(g.shard, start)
 	}
 }
+
+// Backlogs is not implemented yet: it reports nothing.
+func (s *Source) Backlogs() []source.Backlog { return nil }

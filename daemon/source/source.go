@@ -53,6 +53,23 @@ type Lag struct {
 	MillisBehind int64
 }
 
+// Backlog is the source's view of one partition of its streams, owned by this
+// instance or not, so that lag cannot read 0 while records are unread: a
+// partition still held by a dead member, a child shard waiting for its
+// parents, a shard no instance leases yet. Every instance computes the same
+// view; queries aggregate it with max by partition.
+type Backlog struct {
+	ID record.PartitionID
+	// GroupRecords: records after the group's committed restart point
+	// (Kafka: high watermark minus committed offset); -1 when unknown.
+	GroupRecords int64
+	// Pending: the partition has unread records and no live reader.
+	Pending bool
+	// PendingMillis: for a pending partition, the age of its first unread
+	// record when the source knows it (Kinesis); -1 otherwise.
+	PendingMillis int64
+}
+
 // Source reads records for the pipeline.
 type Source interface {
 	// Poll returns the next records of owned partitions (at most max),
@@ -64,6 +81,9 @@ type Source interface {
 	// Lags reports the lag of owned partitions, given the next position the
 	// pipeline will process in each.
 	Lags(next map[record.PartitionID]record.Position) map[record.PartitionID]Lag
+	// Backlogs reports every partition of the source's streams, from a
+	// cached view refreshed in the background (no I/O on the call).
+	Backlogs() []Backlog
 	// Kind names the source for metrics and positions.
 	Kind() record.Kind
 	// Pause stops reading new records; Resume starts again.
