@@ -214,6 +214,11 @@ type Memory struct {
 	// the files written most, so it bounds encoder memory however many
 	// buckets are open.
 	MaxEncoders int `yaml:"max_encoders"`
+	// SpoolDir and SpoolBudget bound the local directory where open files
+	// keep encoded bytes that do not make an S3 part yet when memory is
+	// full. A spool budget of 0 spills nothing.
+	SpoolDir    string `yaml:"spool_dir"`
+	SpoolBudget Size   `yaml:"spool_budget"`
 }
 
 // DLQ holds at most one dead-letter destination.

@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 )
@@ -78,7 +79,13 @@ func applyDefaults(c *Config) {
 	}
 
 	c.Memory.Budget = cmp.Or(c.Memory.Budget, 256*mib)
-	c.Memory.MaxOpenFiles = cmp.Or(c.Memory.MaxOpenFiles, 256)
+	// A safety net, not a working-set bound: memory and the spool bound open
+	// files (DESIGN §4). Reaching it rolls a file per new bucket.
+	c.Memory.MaxOpenFiles = cmp.Or(c.Memory.MaxOpenFiles, 100_000)
+	c.Memory.SpoolDir = cmp.Or(c.Memory.SpoolDir, filepath.Join(os.TempDir(), "sinkd-spool"))
+	if !c.isSet("memory.spool_budget") {
+		c.Memory.SpoolBudget = 2 << 30
+	}
 	c.Memory.MaxEncoders = cmp.Or(c.Memory.MaxEncoders, 64)
 
 	defaultDLQ(c)

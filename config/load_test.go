@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -121,8 +122,10 @@ dlq:
 		{"checkpoint.timeout", c.Checkpoint.Timeout, Duration(60 * time.Second)},
 		{"checkpoint.store", c.Checkpoint.Store, "s3://bucket/prefix/_sinkd"},
 		{"memory.budget", c.Memory.Budget, Size(256 << 20)},
-		{"memory.max_open_files", c.Memory.MaxOpenFiles, 256},
+		{"memory.max_open_files", c.Memory.MaxOpenFiles, 100_000},
 		{"memory.max_encoders", c.Memory.MaxEncoders, 64},
+		{"memory.spool_budget", c.Memory.SpoolBudget, Size(2 << 30)},
+		{"memory.spool_dir", c.Memory.SpoolDir, filepath.Join(os.TempDir(), "sinkd-spool")},
 		{"dlq.max_redrives", c.DLQ.MaxRedrives, 3},
 		{"dlq.kafka.brokers", strings.Join(c.DLQ.Kafka.Brokers, ","), "127.0.0.1:9092"},
 		{"shutdown.drain_timeout", c.Shutdown.DrainTimeout, Duration(30 * time.Second)},

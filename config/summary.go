@@ -64,7 +64,11 @@ func (c *Config) Summary(w io.Writer) {
 	s.line("s3", "endpoint %s%s, region %s, part size %s", endpointText(c.S3.Endpoint),
 		map[bool]string{true: " (path style)"}[c.S3.PathStyle], c.S3.Region, c.S3.PartSize)
 	s.line("checkpoint", "every %s, store %s", c.Checkpoint.Interval, c.Checkpoint.Store)
-	s.line("memory", "budget %s, at most %d open files and %d encoders per route", c.Memory.Budget, c.Memory.MaxOpenFiles, c.Memory.MaxEncoders)
+	spool := "no spool"
+	if c.Memory.SpoolBudget > 0 {
+		spool = fmt.Sprintf("spool %s in %s", c.Memory.SpoolBudget, c.Memory.SpoolDir)
+	}
+	s.line("memory", "budget %s, %s, at most %d open files and %d encoders per route", c.Memory.Budget, spool, c.Memory.MaxOpenFiles, c.Memory.MaxEncoders)
 	s.line("dlq", "%s", dlqText(c.DLQ))
 	http := "off"
 	if c.HTTP.Addr != "" {

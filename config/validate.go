@@ -152,6 +152,9 @@ func (c *Config) validate() []Problem {
 	}
 	atLeast(v, "memory.max_open_files", c.Memory.MaxOpenFiles, 1, count)
 	atLeast(v, "memory.max_encoders", c.Memory.MaxEncoders, 1, count)
+	if c.Memory.SpoolBudget > 0 && c.Memory.SpoolBudget < 1*mib {
+		v.errorf("memory.spool_budget", "%s is too small to hold anything useful: use at least 1MiB, or 0 to spill nothing", c.Memory.SpoolBudget)
+	}
 	if c.S3.PartSize > c.Memory.Budget {
 		v.errorf("s3.part_size", "%s does not fit in memory.budget %s", c.S3.PartSize, c.Memory.Budget)
 	}

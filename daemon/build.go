@@ -152,6 +152,11 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		return st, prefix, nil
 	}
 	pm := parquetsink.NewMetrics(reg, p.budget)
+	p.spool, err = parquetsink.OpenSpool(cfg.Memory.SpoolDir, cfg.Pipeline, instance, p.epoch, cfg.Memory.SpoolBudget.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	p.spool.Register(reg)
 	// Uploads must outlive the run context: the drain after SIGTERM still
 	// needs them. Run cancels this context when it is done.
 	writerCtx, stopWriters := context.WithCancel(context.WithoutCancel(ctx))
@@ -172,7 +177,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 			r.pq, err = parquetsink.New(writerCtx, parquetsink.Options{
 				Route: r.name, Config: *rc.Parquet, PartSize: cfg.S3.PartSize.Bytes(), Concurrency: cfg.S3.UploadConcurrency,
 				MaxOpenFiles: cfg.Memory.MaxOpenFiles, MaxEncoders: cfg.Memory.MaxEncoders, Routes: parquetRoutes, Schema: s.Parquet(), Store: st, Prefix: prefix,
-				Instance: instance, Epoch: p.epoch, CreatedBy: "sinkd version " + Version, Budget: p.budget, Metrics: pm, Logger: log,
+				Instance: instance, Epoch: p.epoch, CreatedBy: "sinkd version " + Version, Budget: p.budget, Spool: p.spool, Metrics: pm, Logger: log,
 			})
 			if err != nil {
 				return nil, err

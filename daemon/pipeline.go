@@ -94,6 +94,7 @@ type Pipeline struct {
 	routes   []*route
 	dlq      dlq.Sink
 	budget   *parquetsink.Budget
+	spool    *parquetsink.Spool
 	stores   map[string]store.Store // destination URL → store
 	prefixes map[string]string
 	mstore   checkpoint.Store
@@ -178,6 +179,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			if r.pq != nil {
 				r.pq.Close()
 			}
+		}
+		if err := p.spool.Close(); err != nil {
+			p.log.Warn("removing the spool directory failed", "err", err)
 		}
 	}()
 	// Group callbacks wait on the loop, so partitions assigned during

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,8 +46,11 @@ type Options struct {
 	Epoch        string // unique per process start
 	CreatedBy    string // the files' created_by, such as "sinkd version 1.2.0"
 	Budget       *Budget
-	Metrics      *Metrics
-	Logger       *slog.Logger
+	// Spool holds encoded bytes of open files that do not make a part yet
+	// when memory is short; nil or a zero limit spills nothing.
+	Spool   *Spool
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 // Writer is not safe for concurrent use: the pipeline drives it from one goroutine.
@@ -77,6 +81,15 @@ type Writer struct {
 	// committed: bucket → partition → highest position already in a committed file.
 	committed map[string]map[record.PartitionID]record.Position
 
+	bySize []*file // reused by relieve
+	held   int64   // what this writer's open files hold (the sum of their held)
+	// quiet counts writes that skip relief after one that could not free
+	// anything of this writer's: what is over the budget is held elsewhere.
+	quiet int
+
+	// When reaching MaxOpenFiles, and a failed spool write, were last logged.
+	capWarned, spoolWarned time.Time
+
 	sem      chan struct{}
 	creates  chan struct{}  // bounds multipart upload creations in flight
 	uploaded chan struct{}  // a part upload finished (wakes a writer waiting for memory)
@@ -99,7 +112,8 @@ type span struct{ first, last record.Position }
 type file struct {
 	bucket    string
 	key       string
-	out       *partBuffer // encoded bytes not yet handed to an upload
+	out       *partBuffer // encoded bytes in memory, not yet handed to an upload
+	spill     spill       // encoded bytes before out, in the spool
 	sent      int64       // bytes handed to part uploads
 	rows      int64
 	held      int64 // bytes this file charges to the budget
@@ -148,9 +162,25 @@ const (
 	maxRowGroups = 4096
 )
 
+const (
+	// minShrink is the least a file must hold for relief to act on it
+	// without closing it: acting on less makes row groups of a few rows.
+	minShrink = 8 << 10
+	// quietWrites is how many writes skip relief after one that found
+	// nothing of this writer's to free.
+	quietWrites = 256
+)
+
+// fileOverhead is charged for every open file: its bookkeeping (structs,
+// maps, key) is small but, with tens of thousands of buckets, not nothing.
+const fileOverhead = 2 << 10
+
 func (f *file) heldBytes() int64 {
-	return int64(cap(f.out.b)) + f.groupsMem + f.staged.mem + f.pendingEncoded()
+	return fileOverhead + int64(cap(f.out.b)) + f.groupsMem + f.staged.mem + f.pendingEncoded()
 }
+
+// flushed is the file offset of out.b[0]: bytes uploaded or spooled.
+func (f *file) flushed() int64 { return f.sent + f.spill.n }
 
 // upload is the multipart upload behind one file. Parts upload in background
 // goroutines; mu guards what they write.
@@ -195,6 +225,9 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 	}
 	if o.MaxOpenFiles < 1 {
 		o.MaxOpenFiles = 1
+	}
+	if o.Spool == nil {
+		o.Spool = &Spool{}
 	}
 	overhead := encoderOverhead(o.Schema)
 	// Encoders must leave most of the budget to data, or their fixed cost
@@ -300,6 +333,7 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 		// few rows; in between each row is charged its raw size, which
 		// errs high.
 		f.held += int64(len(rec.Value))
+		w.held += int64(len(rec.Value))
 		w.o.Budget.Add(int64(len(rec.Value)))
 	}
 	f.sinceSize++
@@ -311,6 +345,10 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 		return err
 	}
 	if w.o.Budget.Over() {
+		if w.quiet > 0 {
+			w.quiet--
+			return nil
+		}
 		return w.relieve(ctx)
 	}
 	return nil
@@ -347,7 +385,7 @@ func (w *Writer) account(f *file) error {
 	}
 	pending := f.staged.raw + f.pendingEncoded() // the next row group, as the encoder buffers it
 	w.charge(f, f.heldBytes())
-	if f.sent+int64(len(f.out.b))+pending >= w.o.Config.TargetFileSize.Bytes() || len(f.groups) >= maxRowGroups {
+	if f.flushed()+int64(len(f.out.b))+pending >= w.o.Config.TargetFileSize.Bytes() || len(f.groups) >= maxRowGroups {
 		return w.roll(f, "size")
 	}
 	if pending >= w.o.Config.RowGroupSize.Bytes() {
@@ -355,8 +393,8 @@ func (w *Writer) account(f *file) error {
 			return err
 		}
 	}
-	if int64(len(f.out.b)) >= w.o.PartSize {
-		w.sendPart(f)
+	if f.spill.n+int64(len(f.out.b)) >= w.o.PartSize {
+		return w.sendPart(f)
 	}
 	return nil
 }
@@ -419,7 +457,7 @@ func (w *Writer) finishRowGroup(f *file) error {
 	if err := enc.pw.Close(); err != nil {
 		return fmt.Errorf("parquet row group of %s: %w", f.key, err)
 	}
-	b, g, err := spliceRowGroup(f.out.b, start, f.sent, &w.tmpl)
+	b, g, err := spliceRowGroup(f.out.b, start, f.flushed(), &w.tmpl)
 	if err != nil {
 		return fmt.Errorf("parquet row group of %s: %w", f.key, err)
 	}
@@ -435,11 +473,19 @@ func (w *Writer) finishRowGroup(f *file) error {
 
 func (w *Writer) charge(f *file, held int64) {
 	w.o.Budget.Add(held - f.held)
+	w.held += held - f.held
 	f.held = held
 }
 
 func (w *Writer) open(ctx context.Context, bucket string) (*file, error) {
 	for len(w.files) >= w.o.MaxOpenFiles {
+		// A safety net far above any working set the budget can hold:
+		// reaching it means a file rolls early for every new bucket.
+		if w.now.Sub(w.capWarned) >= time.Minute {
+			w.capWarned = w.now
+			w.o.Logger.Warn("memory.max_open_files reached: the least recently written file rolls early for each new bucket, which makes small files; raise memory.max_open_files (and memory.budget or memory.spool_budget if memory or spool are full too)",
+				"route", w.o.Route, "max_open_files", w.o.MaxOpenFiles)
+		}
 		if err := w.roll(w.lru.Front().Value.(*file), "evicted"); err != nil {
 			return nil, err
 		}
@@ -492,15 +538,27 @@ func (w *Writer) create(f *file) {
 	}
 }
 
-// sendPart hands the buffered bytes to a background upload. It blocks while
-// Concurrency uploads are in flight: that is backpressure on the pipeline.
-func (w *Writer) sendPart(f *file) {
+// sendPart hands the spooled and buffered bytes to a background upload. It
+// blocks while Concurrency uploads are in flight: that is backpressure on the
+// pipeline.
+func (w *Writer) sendPart(f *file) error {
+	mem := int64(cap(f.out.b))
 	body := f.out.b
+	if f.spill.n > 0 {
+		front, err := w.o.Spool.take(&f.spill, len(f.out.b))
+		if err != nil {
+			return fmt.Errorf("parquet part of %s: %w", f.key, err)
+		}
+		body = append(front, f.out.b...)
+	}
 	f.out.b = nil
 	f.sent += int64(len(body))
-	// The bytes stay charged to the budget until their upload finishes.
+	// The bytes stay charged to the budget until their upload finishes;
+	// spooled bytes are charged from now on.
 	held := int64(cap(body))
-	f.held -= held
+	w.o.Budget.Add(held - mem)
+	f.held -= mem
+	w.held -= mem
 	f.up.mu.Lock()
 	f.up.parts = append(f.up.parts, store.Part{})
 	number := int32(len(f.up.parts))
@@ -542,6 +600,7 @@ func (w *Writer) sendPart(f *file) {
 		w.o.Metrics.parts.WithLabelValues(w.o.Route).Inc()
 		w.o.Metrics.bytes.WithLabelValues(w.o.Route).Add(float64(len(body)))
 	}()
+	return nil
 }
 
 // retry runs op until it succeeds or the writer's context ends: a store outage
@@ -583,7 +642,7 @@ func (w *Writer) roll(f *file, reason string) error {
 	if len(f.groups) == 0 {
 		return fmt.Errorf("parquet close %s: no row group was written", f.key)
 	}
-	tail, err := footer(&w.tmpl, f.groups, f.sent+int64(len(f.out.b)))
+	tail, err := footer(&w.tmpl, f.groups, f.flushed()+int64(len(f.out.b)))
 	if err != nil {
 		return fmt.Errorf("parquet close %s: %w", f.key, err)
 	}
@@ -591,7 +650,9 @@ func (w *Writer) roll(f *file, reason string) error {
 	f.groups, f.groupsMem = nil, 0
 	f.staged = staging{}
 	w.charge(f, f.heldBytes())
-	w.sendPart(f)
+	if err := w.sendPart(f); err != nil {
+		return err
+	}
 	w.charge(f, 0)
 	delete(w.files, f.bucket)
 	w.lru.Remove(f.elem)
@@ -601,11 +662,12 @@ func (w *Writer) roll(f *file, reason string) error {
 	return nil
 }
 
-// relieve brings memory back under the budget. The file holding the most
-// either turns its rows into a row group (compressed, several times smaller
-// than rows waiting for one) or, when it already holds mostly encoded bytes,
-// rolls. As a last resort it waits for uploads to drain, which stops the
-// pipeline from reading.
+// relieve brings memory back under the budget, largest holders first. A
+// file holding mostly rows turns them into a row group (compressed, several
+// times smaller); encoded bytes go to the spool while it has room, so that
+// files still grow to a part and to their target size. Only when memory and
+// spool are both full do the files holding the most roll. As a last resort it
+// waits for uploads to drain, which stops the pipeline from reading.
 func (w *Writer) relieve(ctx context.Context) error {
 	w.dropIdleEncoders()
 	w.recycled.drop()
@@ -614,29 +676,40 @@ func (w *Writer) relieve(ctx context.Context) error {
 		f := e.Value.(*file)
 		w.charge(f, f.heldBytes())
 	}
-	for w.o.Budget.AboveLow() {
-		var big *file
-		for _, f := range w.files {
-			if big == nil || f.held > big.held {
-				big = f
-			}
+	if !w.o.Budget.AboveLow() {
+		return nil
+	}
+	// Sorted once: choosing the largest again for every file acted on would
+	// cost files² with thousands of buckets open.
+	w.sortBySize(minShrink, func(f *file) int64 { return f.held })
+	for _, f := range w.bySize {
+		if !w.o.Budget.AboveLow() {
+			return nil
 		}
-		if big != nil && big.held > 0 {
-			before := big.held
-			if big.staged.mem+big.pendingEncoded() > before/2 {
-				if err := w.finishRowGroup(big); err != nil {
+		if err := w.shrink(f); err != nil {
+			return err
+		}
+	}
+	// Memory and spool are both full: roll what holds the most in both, as
+	// long as this writer holds its share (otherwise what is over is another
+	// route's to relieve, and rolling here would only make small files).
+	share := w.o.Budget.Limit() / int64(2*max(1, w.o.Routes))
+	if w.o.Budget.AboveLow() && w.held > share {
+		w.sortBySize(0, func(f *file) int64 { return f.held + f.spill.n })
+		for _, f := range w.bySize {
+			if !w.o.Budget.AboveLow() || w.held <= share {
+				break
+			}
+			if w.files[f.bucket] == f {
+				if err := w.roll(f, "memory"); err != nil {
 					return err
 				}
-				if big.held < before {
-					continue
-				}
 			}
-			if err := w.roll(big, "memory"); err != nil {
-				return err
-			}
-			continue
 		}
+	}
+	for w.o.Budget.AboveLow() {
 		if len(w.sem) == 0 {
+			w.quiet = quietWrites
 			return nil // what is held belongs to other writers
 		}
 		select {
@@ -644,6 +717,46 @@ func (w *Writer) relieve(ctx context.Context) error {
 			return ctx.Err()
 		case <-w.uploaded:
 		}
+	}
+	return nil
+}
+
+// sortBySize fills bySize with the open files holding more than least
+// beyond their bookkeeping, largest first by key.
+func (w *Writer) sortBySize(least int64, key func(*file) int64) {
+	clear(w.bySize)
+	w.bySize = w.bySize[:0]
+	for _, f := range w.files {
+		if f.held > fileOverhead+least || f.spill.n > 0 {
+			w.bySize = append(w.bySize, f)
+		}
+	}
+	slices.SortFunc(w.bySize, func(a, b *file) int { return cmp.Compare(key(b), key(a)) })
+}
+
+// shrink lowers what one file holds in memory without closing it.
+func (w *Writer) shrink(f *file) error {
+	if f.staged.mem+f.pendingEncoded() > f.held/2 {
+		if err := w.finishRowGroup(f); err != nil {
+			return err
+		}
+	}
+	n := int64(len(f.out.b))
+	switch {
+	case n == 0:
+		return nil
+	case f.spill.n+n >= w.o.PartSize:
+		return w.sendPart(f)
+	case w.o.Spool.room(n):
+		if err := w.o.Spool.write(&f.spill, f.out.b); err != nil {
+			if w.now.Sub(w.spoolWarned) >= time.Minute {
+				w.spoolWarned = w.now
+				w.o.Logger.Warn("spool write failed: files roll when memory is full until spool space frees", "dir", w.o.Spool.Dir(), "err", err)
+			}
+			return nil
+		}
+		f.out.b = nil
+		w.charge(f, f.heldBytes())
 	}
 	return nil
 }
@@ -801,6 +914,7 @@ func (w *Writer) Discard() {
 		// The abort below may outlive a store outage: it needs the file's
 		// upload, not its bytes.
 		f.out.b, f.staged, f.groups, f.groupsMem = nil, staging{}, nil, 0
+		w.o.Spool.release(&f.spill)
 		w.charge(f, 0)
 		drop = append(drop, f)
 		w.o.Metrics.openFiles.WithLabelValues(w.o.Route).Dec()
