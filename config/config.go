@@ -188,15 +188,19 @@ type SigV4 struct {
 }
 
 type S3 struct {
-	Endpoint          string   `yaml:"endpoint"` // "" = AWS
-	Region            string   `yaml:"region"`
-	PathStyle         bool     `yaml:"path_style"`
-	SSE               string   `yaml:"sse"` // "" | AES256 | aws:kms
-	KMSKeyID          string   `yaml:"kms_key_id"`
-	StorageClass      string   `yaml:"storage_class"`
-	PartSize          Size     `yaml:"part_size"` // >= 5MiB
-	UploadConcurrency int      `yaml:"upload_concurrency"`
-	RequestTimeout    Duration `yaml:"request_timeout"`
+	Endpoint          string `yaml:"endpoint"` // "" = AWS
+	Region            string `yaml:"region"`
+	PathStyle         bool   `yaml:"path_style"`
+	SSE               string `yaml:"sse"` // "" | AES256 | aws:kms
+	KMSKeyID          string `yaml:"kms_key_id"`
+	StorageClass      string `yaml:"storage_class"`
+	PartSize          Size   `yaml:"part_size"` // >= 5MiB
+	UploadConcurrency int    `yaml:"upload_concurrency"`
+	// CompleteConcurrency bounds the multipart uploads a checkpoint
+	// completes at once: a drain with thousands of open files completes
+	// thousands.
+	CompleteConcurrency int      `yaml:"complete_concurrency"`
+	RequestTimeout      Duration `yaml:"request_timeout"`
 }
 
 type Checkpoint struct {

@@ -70,6 +70,7 @@ func applyDefaults(c *Config) {
 	c.S3.Region = cmp.Or(c.S3.Region, awsRegion())
 	c.S3.PartSize = cmp.Or(c.S3.PartSize, 8*mib)
 	c.S3.UploadConcurrency = cmp.Or(c.S3.UploadConcurrency, 4)
+	c.S3.CompleteConcurrency = cmp.Or(c.S3.CompleteConcurrency, 64)
 	c.S3.RequestTimeout = cmp.Or(c.S3.RequestTimeout, seconds(30))
 
 	c.Checkpoint.Interval = cmp.Or(c.Checkpoint.Interval, seconds(10))

@@ -417,6 +417,7 @@ func (s *S3) validate(v *validator) {
 		v.errorf("s3.part_size", "must be between 5MiB and 5GiB (S3 multipart limits), got %s", s.PartSize)
 	}
 	atLeast(v, "s3.upload_concurrency", s.UploadConcurrency, 1, count)
+	atLeast(v, "s3.complete_concurrency", s.CompleteConcurrency, 1, count)
 	positive(v, "s3.request_timeout", s.RequestTimeout)
 	v.oneOf("s3.sse", s.SSE, "", "AES256", "aws:kms")
 	if s.KMSKeyID != "" && s.SSE != "aws:kms" {

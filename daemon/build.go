@@ -175,7 +175,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 				return nil, err
 			}
 			r.pq, err = parquetsink.New(writerCtx, parquetsink.Options{
-				Route: r.name, Config: *rc.Parquet, PartSize: cfg.S3.PartSize.Bytes(), Concurrency: cfg.S3.UploadConcurrency,
+				Route: r.name, Config: *rc.Parquet, PartSize: cfg.S3.PartSize.Bytes(), Concurrency: cfg.S3.UploadConcurrency, SmallConcurrency: cfg.S3.CompleteConcurrency,
 				MaxOpenFiles: cfg.Memory.MaxOpenFiles, MaxEncoders: cfg.Memory.MaxEncoders, Routes: parquetRoutes, Schema: s.Parquet(), Store: st, Prefix: prefix,
 				Instance: instance, Epoch: p.epoch, CreatedBy: "sinkd version " + Version, Budget: p.budget, Spool: p.spool, Metrics: pm, Logger: log,
 			})

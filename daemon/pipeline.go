@@ -702,6 +702,7 @@ func (p *Pipeline) checkpoint(ctx context.Context, o cpOptions) error {
 }
 
 func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
+	began := time.Now()
 	if o.rollAll || len(o.roll) > 0 {
 		for _, r := range p.routes {
 			if r.pq != nil {
@@ -784,7 +785,9 @@ func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 	}
 	// Committed: from here on the manifest is the truth, and everything below
 	// is an idempotent re-application of it.
-	p.log.Debug("checkpoint: manifest written", "seq", m.Seq, "uploads", len(m.Uploads), "partitions", len(m.Partitions))
+	written := time.Now()
+	p.log.Debug("checkpoint: manifest written", "seq", m.Seq, "uploads", len(m.Uploads), "partitions", len(m.Partitions),
+		"prepare", written.Sub(began).String())
 	p.seq++
 	p.lastRef = checkpoint.Ref(p.instance, m.Seq)
 	p.lastStarts = starts
@@ -795,6 +798,9 @@ func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 	}
 	failed := p.complete(ctx, m.Uploads)
 	p.uncompleted = failed
+	if o.rollAll {
+		p.log.Info("drain: files committed", "files", len(m.Uploads), "prepare", written.Sub(began).String(), "complete", time.Since(written).String())
+	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d uploads of manifest %d not completed yet (retried at the next checkpoint): %s", len(failed), m.Seq, failed[0].Key)
 	}
@@ -831,9 +837,6 @@ func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 	return nil
 }
 
-// completeConcurrency bounds the uploads completed at once.
-const completeConcurrency = 16
-
 // manifestsKept bounds the manifests kept per instance. A partition's next
 // owner reads the newest manifest naming it, which is never older than the
 // instance's last checkpoints while the partition is still unassigned.
@@ -854,7 +857,7 @@ func (p *Pipeline) restartPoints() map[record.PartitionID]source.Start {
 func (p *Pipeline) complete(ctx context.Context, uploads []checkpoint.Upload) []checkpoint.Upload {
 	// Completing is a small request per file: many at once keep a
 	// checkpoint short even when memory pressure rolled many small files.
-	sem := make(chan struct{}, completeConcurrency)
+	sem := make(chan struct{}, p.cfg.S3.CompleteConcurrency)
 	var mu sync.Mutex
 	var failed []checkpoint.Upload
 	var wg sync.WaitGroup

@@ -79,7 +79,7 @@ func BenchmarkWriteManyBuckets(b *testing.B) {
 	f := newFixture(b, func(o *Options) {
 		o.Schema = s.Parquet()
 		o.MaxEncoders = 64
-		o.MaxOpenFiles = 2500
+		o.MaxOpenFiles = 100_000 // the default
 		o.Config.TargetFileSize = 1 << 40
 		o.Config.RowGroupSize = 16 << 20
 		o.Budget = NewBudget(256 << 20)

@@ -32,20 +32,24 @@ import (
 
 // Options configure one writer (one route's Parquet destination).
 type Options struct {
-	Route        string
-	Config       config.Parquet
-	PartSize     int64
-	Concurrency  int
-	MaxOpenFiles int
-	MaxEncoders  int // parquet-go writers lent to the most written files
-	Routes       int // Parquet writers sharing Budget
-	Schema       *parquet.Schema
-	Store        store.Store
-	Prefix       string // key prefix inside the store ("" or "dir/")
-	Instance     string // sanitized: [A-Za-z0-9_-]
-	Epoch        string // unique per process start
-	CreatedBy    string // the files' created_by, such as "sinkd version 1.2.0"
-	Budget       *Budget
+	Route       string
+	Config      config.Parquet
+	PartSize    int64
+	Concurrency int
+	// SmallConcurrency bounds uploads of parts below smallPart in flight:
+	// a file's last part is mostly small, and a drain rolls every file at
+	// once, so their latency, not their bytes, sets how long a drain takes.
+	SmallConcurrency int
+	MaxOpenFiles     int
+	MaxEncoders      int // parquet-go writers lent to the most written files
+	Routes           int // Parquet writers sharing Budget
+	Schema           *parquet.Schema
+	Store            store.Store
+	Prefix           string // key prefix inside the store ("" or "dir/")
+	Instance         string // sanitized: [A-Za-z0-9_-]
+	Epoch            string // unique per process start
+	CreatedBy        string // the files' created_by, such as "sinkd version 1.2.0"
+	Budget           *Budget
 	// Spool holds encoded bytes of open files that do not make a part yet
 	// when memory is short; nil or a zero limit spills nothing.
 	Spool   *Spool
@@ -90,7 +94,8 @@ type Writer struct {
 	// When reaching MaxOpenFiles, and a failed spool write, were last logged.
 	capWarned, spoolWarned time.Time
 
-	sem      chan struct{}
+	sem      chan struct{}  // part uploads in flight
+	smallSem chan struct{}  // small part uploads in flight
 	creates  chan struct{}  // bounds multipart upload creations in flight
 	uploaded chan struct{}  // a part upload finished (wakes a writer waiting for memory)
 	bg       sync.WaitGroup // background creates and part uploads
@@ -152,6 +157,9 @@ const (
 	// borrows one, or else makes a row group of what it staged.
 	minStageLimit = 128 << 10
 	maxStageLimit = 1 << 20
+	// smallPart is the size below which a part uploads under
+	// SmallConcurrency.
+	smallPart = 1 << 20
 	// maxCreates bounds the multipart upload creations in flight.
 	maxCreates = 16
 	// stealAfter is how long a file holding an encoder may go unwritten
@@ -253,6 +261,7 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 		lru:          list.New(),
 		committed:    map[string]map[record.PartitionID]record.Position{},
 		sem:          make(chan struct{}, o.Concurrency),
+		smallSem:     make(chan struct{}, max(o.SmallConcurrency, o.Concurrency)),
 		creates:      make(chan struct{}, maxCreates),
 		uploaded:     make(chan struct{}, 1),
 		now:          time.Now(),
@@ -565,11 +574,15 @@ func (w *Writer) sendPart(f *file) error {
 	f.up.mu.Unlock()
 	f.up.wg.Add(1)
 	w.bg.Add(1)
-	w.sem <- struct{}{}
+	sem := w.sem
+	if len(body) < smallPart {
+		sem = w.smallSem
+	}
+	sem <- struct{}{}
 	w.o.Metrics.inflight.Inc()
 	go func() {
 		defer func() {
-			<-w.sem
+			<-sem
 			w.o.Metrics.inflight.Dec()
 			w.o.Budget.Add(-held)
 			f.up.wg.Done()
@@ -708,7 +721,7 @@ func (w *Writer) relieve(ctx context.Context) error {
 		}
 	}
 	for w.o.Budget.AboveLow() {
-		if len(w.sem) == 0 {
+		if len(w.sem)+len(w.smallSem) == 0 {
 			w.quiet = quietWrites
 			return nil // what is held belongs to other writers
 		}
