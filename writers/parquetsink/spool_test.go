@@ -59,7 +59,7 @@ func writeSpread(t *testing.T, f *fixture, sp *Spool, buckets, n int) (peakMem, 
 // same load rolls files for memory (the small-file problem the spool exists
 // to avoid).
 func TestSpoolKeepsFilesOpenPastMemory(t *testing.T) {
-	const budget = 16 << 20
+	const budget = 8 << 20
 	for _, tt := range []struct {
 		name          string
 		buckets, rows int // rows of 400 bytes
@@ -67,9 +67,9 @@ func TestSpoolKeepsFilesOpenPastMemory(t *testing.T) {
 		wantMemory    bool // files rolled for memory
 		wantParts     bool // files reached a part (5 MiB)
 	}{
-		{"many buckets, spool", 300, 160_000, 256 << 20, false, false},
-		{"few big buckets, spool", 12, 180_000, 256 << 20, false, true},
-		{"many buckets, no spool", 300, 160_000, 0, true, false},
+		{"many buckets, spool", 300, 80_000, 256 << 20, false, false},
+		{"few big buckets, spool", 6, 84_000, 256 << 20, false, true},
+		{"many buckets, no spool", 300, 80_000, 0, true, false},
 	} {
 		buckets, rows := tt.buckets, tt.rows
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,9 +119,9 @@ func TestSpoolKeepsFilesOpenPastMemory(t *testing.T) {
 // is lost or doubled.
 func TestSpoolAtItsBound(t *testing.T) {
 	const (
-		budget     = 16 << 20
-		spoolLimit = 8 << 20
-		rows       = 100_000
+		budget     = 8 << 20
+		spoolLimit = 4 << 20
+		rows       = 50_000
 	)
 	f, sp, m := spoolFixture(t, budget, spoolLimit)
 	peakMem, peakSpool := writeSpread(t, f, sp, 300, rows)
@@ -150,11 +150,11 @@ func TestSpoolAtItsBound(t *testing.T) {
 // TestSpoolFullDiskDegrades: a spool whose disk refuses writes (here: its
 // directory is gone) does not fail the writer: files roll for memory.
 func TestSpoolFullDiskDegrades(t *testing.T) {
-	f, sp, m := spoolFixture(t, 16<<20, 256<<20)
+	f, sp, m := spoolFixture(t, 8<<20, 256<<20)
 	if err := os.RemoveAll(sp.Dir()); err != nil {
 		t.Fatal(err)
 	}
-	writeSpread(t, f, sp, 300, 80_000)
+	writeSpread(t, f, sp, 300, 40_000)
 	if counterOf(m.rolled.WithLabelValues("r", "memory")) == 0 {
 		t.Error("no file rolled although the spool could not be written")
 	}
@@ -162,8 +162,8 @@ func TestSpoolFullDiskDegrades(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.commit(t)
-	if ids := f.readIDs(t); len(ids) != 80_000 {
-		t.Fatalf("rows = %d, want 80000", len(ids))
+	if ids := f.readIDs(t); len(ids) != 40_000 {
+		t.Fatalf("rows = %d, want 40000", len(ids))
 	}
 }
 
