@@ -1,13 +1,15 @@
 // Command bench runs sinkd's end-to-end benchmarks on the local stack of real
 // servers (scripts/stack) with the taxi data, and writes docs/benchmarks.md:
 //
-//	go run ./scripts/bench [-scenario a|b|c|d|sweep|all] [-events N] [-out docs/benchmarks.md]
+//	go run ./scripts/bench [-scenario a|b|c|d|e|sweep|all] [-events N] [-out docs/benchmarks.md]
 //
 // Each scenario preloads taxi trips, runs `sinkd run` as a child process and
 // measures it from the outside: wall time from start until every record is
 // read (sinkd_source_records_total) and until every record is durable (the
-// consumer group's committed lag is 0), sinkd's CPU time from /proc/PID/stat
-// and its peak RSS (VmHWM). It measures; it never gates CI.
+// consumer group's committed lag is 0), sinkd's CPU time from /proc/PID/stat,
+// its peak RSS (VmHWM) and spool (sinkd_spool_bytes), and what it committed.
+// Every run uses sinkd's default memory settings. It measures; it never gates
+// CI.
 package main
 
 import (
@@ -19,6 +21,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -45,8 +48,8 @@ type flags struct {
 
 func run() error {
 	var f flags
-	flag.StringVar(&f.scenario, "scenario", "all", "a | b | c | d | sweep | all (comma-separated list allowed)")
-	flag.IntVar(&f.events, "events", 2_000_000, "events per scenario a, b, c and d")
+	flag.StringVar(&f.scenario, "scenario", "all", "a | b | c | d | e | sweep | all (comma-separated list allowed)")
+	flag.IntVar(&f.events, "events", 2_000_000, "events per scenario a to e")
 	flag.IntVar(&f.sweepEvents, "sweep-events", 300_000, "events per run of the scaling sweep")
 	flag.StringVar(&f.out, "out", "", "write the results as a Markdown document to this file (docs/benchmarks.md)")
 	flag.StringVar(&f.micro, "micro", "", "file holding `go test -bench` output to include in -out")
@@ -96,24 +99,23 @@ func run() error {
 	defer b.close()
 
 	started := time.Now()
-	var report report
-	report.started = started
+	report := report{started: started, events: f.events, sweepEvents: f.sweepEvents}
 	for _, s := range want {
 		if ctx.Err() != nil {
 			break
 		}
 		switch s {
-		case "a", "b", "c", "d":
+		case "a", "b", "c", "d", "e":
 			r := b.scenario(ctx, s, f.events)
 			printResult(os.Stdout, r)
 			report.results = append(report.results, r)
 		case "sweep":
 			sw := b.sweep(ctx, f.sweepEvents)
-			printSweep(os.Stdout, sw)
 			report.sweep = &sw
 		}
 	}
 	report.elapsed = time.Since(started)
+	printTargets(os.Stdout, report.targets())
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("interrupted: %w", err)
 	}
@@ -139,16 +141,15 @@ func run() error {
 
 func parseScenarios(s string) ([]string, error) {
 	if s == "all" {
-		return []string{"a", "b", "c", "d", "sweep"}, nil
+		return append(slices.Clone(scenarioNames), "sweep"), nil
 	}
 	var out []string
 	for _, name := range strings.Split(s, ",") {
-		switch name = strings.TrimSpace(name); name {
-		case "a", "b", "c", "d", "sweep":
-			out = append(out, name)
-		default:
-			return nil, fmt.Errorf("unknown scenario %q (a, b, c, d, sweep, all)", name)
+		name = strings.TrimSpace(name)
+		if name != "sweep" && !slices.Contains(scenarioNames, name) {
+			return nil, fmt.Errorf("unknown scenario %q (%s, sweep, all)", name, strings.Join(scenarioNames, ", "))
 		}
+		out = append(out, name)
 	}
 	return out, nil
 }
