@@ -156,7 +156,7 @@ func finished(name string, events int64, processed time.Duration, cpu, rss float
 		spec:   spec{name: name, title: "title " + name},
 		input:  input{events: events},
 		budget: 256 << 20,
-		m:      measurement{processed: processed, durable: processed, cpuDurable: cpu, peakRSSMiB: rss},
+		m:      measurement{processed: processed, durable: processed, cpuDurable: cpu, peakRSSMiB: rss, scraped: true},
 	}
 }
 

@@ -362,6 +362,7 @@ type measurement struct {
 	cpuDurable   float64       // CPU seconds at durable
 	peakRSSMiB   float64
 	maxOpenFiles float64
+	scraped      bool  // at least one /metrics scrape succeeded
 	spool        gauge // peak sinkd_spool_bytes over the scrapes
 	spoolBudget  gauge // sinkd_spool_budget_bytes (its peak, should it change)
 	// slow: sinkd kept running but had not read every record by the time
@@ -399,7 +400,7 @@ func measure(ctx context.Context, bin, cfgPath, addr, logPath string, tck float6
 		}
 		m.peakRSSMiB = p.peakRSSMiB()
 		m.maxOpenFiles = w.maxOpenFiles
-		m.spool, m.spoolBudget = w.spool, w.spoolBudget
+		m.spool, m.spoolBudget, m.scraped = w.spool, w.spoolBudget, w.metrics != nil
 		m.logTail = tail(logPath, 15)
 		return m
 	}
@@ -460,7 +461,7 @@ func measure(ctx context.Context, bin, cfgPath, addr, logPath string, tck float6
 	m.dlq = w.metrics["sinkd_dlq_records_total"]
 	// The drain after SIGTERM is not scraped: the spool's peak is a figure
 	// of the run.
-	m.spool, m.spoolBudget = w.spool, w.spoolBudget
+	m.spool, m.spoolBudget, m.scraped = w.spool, w.spoolBudget, w.metrics != nil
 	if err := p.stop(90 * time.Second); err != nil {
 		m.exit = err.Error()
 		m.logTail = tail(logPath, 15)

@@ -27,8 +27,12 @@ func (r result) ok() bool { return r.err == "" && r.m.processed > 0 }
 // eventsPerSecond counts from sinkd's start, startup and group join included.
 func (r result) eventsPerSecond() float64 { return float64(r.input.events) / r.m.processed.Seconds() }
 
-// steadyEventsPerSecond counts from the first record read.
+// steadyEventsPerSecond counts from the first record read; 0 when the
+// first and the last were seen in the same scrape (a tiny input).
 func (r result) steadyEventsPerSecond() float64 {
+	if r.m.processed <= r.m.firstRecord {
+		return 0
+	}
 	return float64(r.input.events) / (r.m.processed - r.m.firstRecord).Seconds()
 }
 
@@ -223,8 +227,8 @@ func spoolTarget(r result) targetRow {
 	switch {
 	case !r.m.spool.reported:
 		row.measured, row.verdict = "not reported", "not measured: sinkd does not export "+metricSpoolBytes
-		if r.m.processed == 0 && r.err != "" {
-			row.verdict = notMeasured(r)
+		if !r.m.scraped {
+			row.measured, row.verdict = "—", notMeasured(r)
 		}
 	case !r.m.spoolBudget.reported:
 		row.measured, row.verdict = bytesText(r.m.spool.peak), "not measured: sinkd does not export "+metricSpoolBudget
@@ -440,8 +444,10 @@ func (rep report) markdown() string {
 			if r.measuredRSS() {
 				rss = fmt.Sprintf("%.0f (%.0f)", r.m.peakRSSMiB, r.rssBoundMiB())
 			}
-			if r.committed.files > 0 {
+			if r.measuredRSS() { // sinkd ran: what it committed is a figure, 0 included
 				files, buckets = strconv.Itoa(r.committed.files), strconv.Itoa(r.committed.buckets)
+			}
+			if r.committed.files > 0 {
 				perBucket, avg = fmt.Sprintf("%.2f", r.filesPerBucket()), bytesText(r.averageFileBytes())
 			}
 			p("| %s | %s | %d | %s | | | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s | | %s |\n",
@@ -449,9 +455,13 @@ func (rep report) markdown() string {
 				mdCell(r.err), files, buckets, perBucket, avg, r.m.maxOpenFiles, mdCell(r.m.exit), r.m.loadBefore)
 			continue
 		}
+		steady := "—"
+		if v := r.steadyEventsPerSecond(); v > 0 {
+			steady = thousands(v)
+		}
 		p("| %s | %s | %d | %s | %s | %.1f | %.2f | %.0f (%.0f) | %s | %.1f | %d | %d | %.2f | %s | %.0f | %s | %.2f | %s |\n",
 			name, thousands(float64(r.input.events)), r.spec.partitions, thousands(r.eventsPerSecond()),
-			thousands(r.steadyEventsPerSecond()), r.inputMBPerSecond(), r.cpuMicrosPerEvent(), r.m.peakRSSMiB, r.rssBoundMiB(),
+			steady, r.inputMBPerSecond(), r.cpuMicrosPerEvent(), r.m.peakRSSMiB, r.rssBoundMiB(),
 			spoolText(r), r.m.durable.Seconds(), r.committed.files, r.committed.buckets, r.filesPerBucket(),
 			bytesText(r.averageFileBytes()), r.m.maxOpenFiles, mdCell(r.m.exit), r.m.otherCores, r.m.loadBefore)
 	}
@@ -530,9 +540,10 @@ func (rep report) markdown() string {
 	p("or, for (c), a new Kinesis stream (KPL-aggregated, 100 trips a record). ")
 	p("Preloading is not timed as part of any scenario; its rate is listed below.\n")
 	p("- Event counts: %s per scenario, %s per sweep run (`-events`, `-sweep-events`). ", thousands(float64(rep.events)), thousands(float64(rep.sweepEvents)))
-	p("Chosen so that the whole of `make bench` (micro-benchmarks included) stays under about 25 minutes on two cores: ")
-	p("with every target met the scenarios take a few minutes; a run that reads fewer than 10,000 events/s is stopped ")
-	p("after 60 s plus 1 s per 10,000 events (not tried again) and reported with the rate it had reached.\n")
+	p("`make bench` uses %s and %s, chosen so that the whole of it (micro-benchmarks included) stays under about 25 minutes on two cores: ",
+		thousands(defaultEvents), thousands(defaultSweepEvents))
+	p("with every target met the scenarios take a few minutes; a run that has not read its input after 60 s plus 1 s per 10,000 events ")
+	p("is stopped (and not tried again) and reported with the rate it had reached, so a slow build costs at most about 5 minutes a scenario.\n")
 	p("- Buckets: (a), (b), (c) `%s`; (d) `%s`; (e) `%s`, chosen because the generator draws zones uniformly ", typeDay, manyBuckets, hugeBuckets)
 	p("(pickup × dropoff zone would be 70,225 buckets, zone × day 265 a day) and seconds of the minute keep every bucket receiving records.\n")
 	p("- sinkd: `bin/sinkd` built once per run; one route into Parquet, every setting at its default ")

@@ -11,6 +11,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -298,12 +299,26 @@ func (o *s3Output) deletePrefix(ctx context.Context, prefix string) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	for _, u := range uploads {
-		if err := o.st.AbortUpload(ctx, u.Key, u.UploadID); err != nil {
-			errs = append(errs, err)
-		}
+	// A run stopped mid-drain can leave thousands of uploads; S3 aborts them
+	// one a request, so eight at a time.
+	jobs := make(chan store.Upload)
+	abortErrs := make([]error, 8)
+	var wg sync.WaitGroup
+	for i := range abortErrs {
+		wg.Go(func() {
+			for u := range jobs {
+				if err := o.st.AbortUpload(ctx, u.Key, u.UploadID); err != nil && abortErrs[i] == nil {
+					abortErrs[i] = err
+				}
+			}
+		})
 	}
-	return errors.Join(errs...)
+	for _, u := range uploads {
+		jobs <- u
+	}
+	close(jobs)
+	wg.Wait()
+	return errors.Join(append(errs, abortErrs...)...)
 }
 
 // osFake is the project's OpenSearch fake, one per scenario so that its
