@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +38,9 @@ func startSinkd(bin, cfgPath, logPath string, tck float64) (*proc, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "run", "--config", cfgPath)
+	// The run's own directory: a default that names a relative path (a
+	// spool directory, say) lands there and goes with it, not in the checkout.
+	cmd.Dir = filepath.Dir(cfgPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()

@@ -24,11 +24,12 @@ import (
 //     buckets. Disputed payments are 1%, so every combination shows up in a
 //     few hundred thousand events;
 //   - hugeBuckets: pickup second × dropoff second × vendor × type = 21,600
-//     buckets, all of them receiving records throughout the run. The
-//     generator draws zones uniformly, so pickup × dropoff zone would be
+//     buckets (55 records each on median in two million events, the rarest
+//     11), each receiving records from the start of the input to its end.
+//     The generator draws zones uniformly, so pickup × dropoff zone would be
 //     70,225 buckets, and zone × day only 265 a day; seconds of the minute
-//     cycle every 1,200 events, which keeps every bucket active, unlike a
-//     layout whose buckets follow event time.
+//     cycle every 1,200 events, so all the buckets are open at once, unlike
+//     a layout whose buckets follow event time.
 //
 // The run counts the buckets sinkd really made.
 const (
