@@ -487,7 +487,15 @@ func (rep report) markdown() string {
 			}
 			seen[r.id] = true
 			if !r.ok() {
-				p("| %s | %d | | %s | |\n", r.spec.name, r.spec.partitions, mdCell(r.err))
+				cpu := mdCell(r.err)
+				if v, partial, ok := r.cpuPerEvent(); ok {
+					cpu = cpuText(v, partial) + " (" + mdCell(r.err) + ")"
+				}
+				var rss string
+				if r.measuredRSS() {
+					rss = fmt.Sprintf("%.0f", r.m.peakRSSMiB)
+				}
+				p("| %s | %d | %d | %s | %s | |\n", r.spec.name, r.spec.partitions, r.committed.buckets, cpu, rss)
 				continue
 			}
 			p("| %s | %d | %d | %.2f | %.0f | %.2f |\n", r.spec.name, r.spec.partitions, r.committed.buckets,
