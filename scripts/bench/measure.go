@@ -383,6 +383,10 @@ type measurement struct {
 	logTail     []string
 }
 
+// readGrace is how long a run may take to read its input on top of 1 s per
+// 10,000 events before measure stops it as too slow; tests shorten it.
+var readGrace = 60 * time.Second
+
 // measure runs sinkd until every one of events records is read and durable,
 // then stops it with SIGTERM.
 func measure(ctx context.Context, bin, cfgPath, addr, logPath string, tck float64, events int,
@@ -409,7 +413,7 @@ func measure(ctx context.Context, bin, cfgPath, addr, logPath string, tck float6
 		return m
 	}
 	// Generous bounds: 10,000 events/s is far below anything sinkd should do.
-	readBy := start.Add(60*time.Second + time.Duration(events/10_000)*time.Second)
+	readBy := start.Add(readGrace + time.Duration(events/10_000)*time.Second)
 	durableBy := time.Time{}
 	for {
 		select {
@@ -421,9 +425,10 @@ func measure(ctx context.Context, bin, cfgPath, addr, logPath string, tck float6
 		}
 		now := time.Now()
 		metrics, err := scrape(ctx, addr)
-		if err != nil {
-			w.lastScrapeErr = err
-		} else {
+		// lastScrapeErr is the latest scrape's: the first ones fail until
+		// sinkd listens, and only a failure that lasts says something.
+		w.lastScrapeErr = err
+		if err == nil {
 			w.scraped(metrics, now)
 		}
 		records := w.metrics["sinkd_source_records_total"]
