@@ -15,8 +15,9 @@ import (
 
 // fakeSinkdAddr, when set, makes the test binary a stand-in for a slow sinkd:
 // it listens on that address after half a second (so the first scrapes are
-// refused, as with a real sinkd starting up), reports 10 records read forever
-// and exits 0 on SIGTERM.
+// refused, as with a real sinkd starting up), reports 10 records read and 25
+// rows written (the counters move at different steps) forever and exits 0 on
+// SIGTERM.
 const fakeSinkdAddr = "BENCH_FAKE_SINKD_ADDR"
 
 func TestMain(m *testing.M) {
@@ -37,6 +38,7 @@ func fakeSinkd(addr string) int {
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "sinkd_source_records_total 10")
+		fmt.Fprintln(w, `sinkd_parquet_rows_total{route="trips"} 25`)
 		fmt.Fprintln(w, "sinkd_parquet_open_files 3")
 	}), ReadHeaderTimeout: time.Second}
 	go func() { _ = srv.Serve(ln) }()
@@ -46,7 +48,7 @@ func fakeSinkd(addr string) int {
 }
 
 // A sinkd that runs but reads too slowly is stopped at the time limit and
-// reported as slow, with the records it had read, even though the scrapes
+// reported as slow, with the rows it had written, even though the scrapes
 // before it listened failed; its spool is not reported, not 0.
 func TestMeasureStopsSlowRun(t *testing.T) {
 	defer func(g time.Duration) { readGrace = g }(readGrace)
@@ -68,8 +70,8 @@ func TestMeasureStopsSlowRun(t *testing.T) {
 	never := func(context.Context, *watch) (bool, error) { return false, nil }
 	m := measure(context.Background(), self, cfg, addr, filepath.Join(dir, "sinkd.log"), clockTicks(), 1000, never)
 
-	if !m.slow || m.partialRead != 10 || m.partialTime < readGrace {
-		t.Errorf("slow %v, read %v in %s; want slow, 10 records read in at least %s (err %q)", m.slow, m.partialRead, m.partialTime, readGrace, m.err)
+	if !m.slow || m.partialRead != 25 || m.partialTime < readGrace {
+		t.Errorf("slow %v, read %v in %s; want slow, 25 rows written in at least %s (err %q)", m.slow, m.partialRead, m.partialTime, readGrace, m.err)
 	}
 	if m.exit != "" {
 		t.Errorf("exit after SIGTERM: %q, want a clean one", m.exit)

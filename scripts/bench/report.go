@@ -551,7 +551,8 @@ func (rep report) markdown() string {
 	p("`make bench` uses %s and %s, chosen so that the whole of it (micro-benchmarks included) stays under about 25 minutes on two cores: ",
 		thousands(defaultEvents), thousands(defaultSweepEvents))
 	p("with every target met the scenarios take a few minutes; a run that has not read its input after 60 s plus 1 s per 10,000 events ")
-	p("is stopped (and not tried again) and reported with the rate it had reached, so a slow build costs at most about 5 minutes a scenario.\n")
+	p("is stopped (and not tried again) and reported with the rate it had reached (records read, or rows written to Parquet when more: the records counter moves a fetch at a time), ")
+	p("so a slow build costs at most about 5 minutes a scenario.\n")
 	p("- Buckets: (a), (b), (c) `%s`; (d) `%s`; (e) `%s`, chosen because the generator draws zones uniformly ", typeDay, manyBuckets, hugeBuckets)
 	p("(pickup × dropoff zone would be 70,225 buckets, zone × day 265 a day) and seconds of the minute keep every bucket receiving records.\n")
 	p("- sinkd: `bin/sinkd` built once per run; one route into Parquet, every setting at its default ")
