@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +38,9 @@ func startSinkd(bin, cfgPath, logPath string, tck float64) (*proc, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "run", "--config", cfgPath)
+	// The run's own directory: a default that names a relative path (a
+	// spool directory, say) lands there and goes with it, not in the checkout.
+	cmd.Dir = filepath.Dir(cfgPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
@@ -293,12 +297,53 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
+// The spool's metrics. A build without a spool does not export them, and a
+// missing metric is "not reported", never 0.
+const (
+	metricSpoolBytes  = "sinkd_spool_bytes"
+	metricSpoolBudget = "sinkd_spool_budget_bytes"
+)
+
+// gauge is the peak of a metric over the scrapes that reported it.
+type gauge struct {
+	peak     float64
+	reported bool
+}
+
+func (g *gauge) observe(metrics map[string]float64, name string) {
+	v, ok := metrics[name]
+	if !ok {
+		return
+	}
+	if !g.reported || v > g.peak {
+		g.peak = v
+	}
+	g.reported = true
+}
+
 // watch is what the measuring loop knows about a run so far.
 type watch struct {
 	metrics       map[string]float64
 	quietSince    time.Time // when no file was open any more, zero while some are
 	maxOpenFiles  float64
+	spool         gauge // sinkd_spool_bytes
+	spoolBudget   gauge // sinkd_spool_budget_bytes
 	lastScrapeErr error
+}
+
+// scraped folds one scrape into the watch.
+func (w *watch) scraped(metrics map[string]float64, now time.Time) {
+	w.metrics = metrics
+	open := metrics["sinkd_parquet_open_files"]
+	w.maxOpenFiles = max(w.maxOpenFiles, open)
+	switch {
+	case open > 0:
+		w.quietSince = time.Time{}
+	case w.quietSince.IsZero():
+		w.quietSince = now
+	}
+	w.spool.observe(metrics, metricSpoolBytes)
+	w.spoolBudget.observe(metrics, metricSpoolBudget)
 }
 
 // quietDurable decides durability from sinkd's metrics alone (Kinesis has no
@@ -321,13 +366,26 @@ type measurement struct {
 	cpuDurable   float64       // CPU seconds at durable
 	peakRSSMiB   float64
 	maxOpenFiles float64
-	dlq          float64 // dead letters sinkd counted
-	otherCores   float64 // CPUs busy with everything but sinkd, start → durable
-	loadBefore   string  // /proc/loadavg's 1-minute figure at start
-	exit         string  // how sinkd stopped after SIGTERM: "0" or the error
-	err          string
-	logTail      []string
+	scraped      bool  // at least one /metrics scrape succeeded
+	spool        gauge // peak sinkd_spool_bytes over the scrapes
+	spoolBudget  gauge // sinkd_spool_budget_bytes (its peak, should it change)
+	// slow: sinkd kept running but had not read every record by the time
+	// limit; partialRead records were read in partialTime, using partialCPU.
+	slow        bool
+	partialRead float64
+	partialTime time.Duration
+	partialCPU  float64
+	dlq         float64 // dead letters sinkd counted
+	otherCores  float64 // CPUs busy with everything but sinkd, start → durable
+	loadBefore  string  // /proc/loadavg's 1-minute figure at start
+	exit        string  // how sinkd stopped after SIGTERM: "0" or the error
+	err         string
+	logTail     []string
 }
+
+// readGrace is how long a run may take to read its input on top of 1 s per
+// 10,000 events before measure stops it as too slow; tests shorten it.
+var readGrace = 60 * time.Second
 
 // measure runs sinkd until every one of events records is read and durable,
 // then stops it with SIGTERM.
@@ -342,19 +400,21 @@ func measure(ctx context.Context, bin, cfgPath, addr, logPath string, tck float6
 		m.err = err.Error()
 		return m
 	}
+	var w watch
 	fail := func(format string, args ...any) measurement {
 		m.err = fmt.Sprintf(format, args...)
 		if err := p.stop(90 * time.Second); err != nil {
 			m.exit = err.Error()
 		}
 		m.peakRSSMiB = p.peakRSSMiB()
+		m.maxOpenFiles = w.maxOpenFiles
+		m.spool, m.spoolBudget, m.scraped = w.spool, w.spoolBudget, w.metrics != nil
 		m.logTail = tail(logPath, 15)
 		return m
 	}
 	// Generous bounds: 10,000 events/s is far below anything sinkd should do.
-	readBy := start.Add(60*time.Second + time.Duration(events/10_000)*time.Second)
+	readBy := start.Add(readGrace + time.Duration(events/10_000)*time.Second)
 	durableBy := time.Time{}
-	var w watch
 	for {
 		select {
 		case <-ctx.Done():
@@ -365,18 +425,11 @@ func measure(ctx context.Context, bin, cfgPath, addr, logPath string, tck float6
 		}
 		now := time.Now()
 		metrics, err := scrape(ctx, addr)
-		if err != nil {
-			w.lastScrapeErr = err
-		} else {
-			w.metrics = metrics
-			open := metrics["sinkd_parquet_open_files"]
-			w.maxOpenFiles = max(w.maxOpenFiles, open)
-			switch {
-			case open > 0:
-				w.quietSince = time.Time{}
-			case w.quietSince.IsZero():
-				w.quietSince = now
-			}
+		// lastScrapeErr is the latest scrape's: the first ones fail until
+		// sinkd listens, and only a failure that lasts says something.
+		w.lastScrapeErr = err
+		if err == nil {
+			w.scraped(metrics, now)
 		}
 		records := w.metrics["sinkd_source_records_total"]
 		if m.firstRecord == 0 && records > 0 {
@@ -388,6 +441,16 @@ func measure(ctx context.Context, bin, cfgPath, addr, logPath string, tck float6
 				m.cpuProcessed = p.cpuSeconds()
 				durableBy = now.Add(3 * time.Minute)
 			} else if now.After(readBy) {
+				if w.lastScrapeErr == nil && !p.exited() {
+					// The records counter moves a fetch at a time, and a
+					// slow build can spend the whole run on its first
+					// fetch: rows written to Parquet show the progress.
+					done := max(records, w.metrics["sinkd_parquet_rows_total"])
+					m.slow = true
+					m.partialRead, m.partialTime, m.partialCPU = done, now.Sub(start), p.cpuSeconds()
+					return fail("too slow: %.0f of %d records read or written in %s (%s events/s)", done, events,
+						now.Sub(start).Round(time.Second), thousands(done/now.Sub(start).Seconds()))
+				}
 				return fail("read %.0f of %d records in %s (last scrape error: %v)", records, events, now.Sub(start).Round(time.Second), w.lastScrapeErr)
 			}
 			continue
@@ -409,6 +472,9 @@ func measure(ctx context.Context, bin, cfgPath, addr, logPath string, tck float6
 	}
 	m.maxOpenFiles = w.maxOpenFiles
 	m.dlq = w.metrics["sinkd_dlq_records_total"]
+	// The drain after SIGTERM is not scraped: the spool's peak is a figure
+	// of the run.
+	m.spool, m.spoolBudget, m.scraped = w.spool, w.spoolBudget, w.metrics != nil
 	if err := p.stop(90 * time.Second); err != nil {
 		m.exit = err.Error()
 		m.logTail = tail(logPath, 15)

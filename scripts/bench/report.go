@@ -15,8 +15,8 @@ type result struct {
 	id           string
 	input        input
 	m            measurement
-	files        int // committed Parquet files
-	buckets      int // distinct bucket paths among them
+	budget       int64 // memory.budget as sinkd read the run's configuration, bytes
+	committed    committed
 	err          string
 	notAvailable bool
 	firstAttempt *result // the failed attempt this one repeats
@@ -27,8 +27,12 @@ func (r result) ok() bool { return r.err == "" && r.m.processed > 0 }
 // eventsPerSecond counts from sinkd's start, startup and group join included.
 func (r result) eventsPerSecond() float64 { return float64(r.input.events) / r.m.processed.Seconds() }
 
-// steadyEventsPerSecond counts from the first record read.
+// steadyEventsPerSecond counts from the first record read; 0 when the
+// first and the last were seen in the same scrape (a tiny input).
 func (r result) steadyEventsPerSecond() float64 {
+	if r.m.processed <= r.m.firstRecord {
+		return 0
+	}
 	return float64(r.input.events) / (r.m.processed - r.m.firstRecord).Seconds()
 }
 
@@ -40,43 +44,236 @@ func (r result) inputMBPerSecond() float64 {
 // is also its CPU seconds per million events.
 func (r result) cpuMicrosPerEvent() float64 { return r.m.cpuDurable / float64(r.input.events) * 1e6 }
 
-// target is one goal of the performance issue: a measured figure against a
-// bound.
-type target struct {
-	label          string
-	unit           string
-	want           float64
-	higherIsBetter bool
-	got            func(result) float64
+// rate is events/s end to end; for a run that was too slow to finish, the
+// rate it had reached when it was stopped (partial is then true).
+func (r result) rate() (perSecond float64, partial, ok bool) {
+	switch {
+	case r.ok():
+		return r.eventsPerSecond(), false, true
+	case r.m.slow && r.m.partialTime > 0:
+		return r.m.partialRead / r.m.partialTime.Seconds(), true, true
+	}
+	return 0, false, false
 }
 
-func (t target) measured(r result) string {
-	return fmt.Sprintf("%s %s", thousands2(t.got(r)), t.unit)
+// cpuPerEvent is cpuMicrosPerEvent, or for a run too slow to finish, its CPU
+// per record read until it was stopped.
+func (r result) cpuPerEvent() (micros float64, partial, ok bool) {
+	switch {
+	case r.ok():
+		return r.cpuMicrosPerEvent(), false, true
+	case r.m.slow && r.m.partialRead > 0:
+		return r.m.partialCPU / r.m.partialRead * 1e6, true, true
+	}
+	return 0, false, false
 }
 
-// verdict is "met" or how far the figure is from the bound.
-func (t target) verdict(r result) string {
-	got := t.got(r)
-	if t.higherIsBetter && got >= t.want || !t.higherIsBetter && got <= t.want {
+// rssOverheadMiB is what peak RSS may add to memory.budget (DESIGN §4: peak
+// RSS stays under the budget plus a fixed overhead, whatever the buckets).
+const rssOverheadMiB = 100
+
+func (r result) budgetMiB() float64 { return float64(r.budget) / (1 << 20) }
+
+func (r result) rssBoundMiB() float64 { return r.budgetMiB() + rssOverheadMiB }
+
+// measuredRSS is whether the run got as far as sampling sinkd's memory.
+func (r result) measuredRSS() bool { return r.m.peakRSSMiB > 0 && r.budget > 0 }
+
+// filesPerBucket is committed files over the distinct buckets they are in: 1
+// when every bucket became one file.
+func (r result) filesPerBucket() float64 {
+	if r.committed.buckets == 0 {
+		return 0
+	}
+	return float64(r.committed.files) / float64(r.committed.buckets)
+}
+
+func (r result) averageFileBytes() float64 {
+	if r.committed.files == 0 {
+		return 0
+	}
+	return float64(r.committed.bytes) / float64(r.committed.files)
+}
+
+// Targets of issue 12, and of the earlier performance issue for (a).
+const (
+	minRateA        = 200_000 // (a) events/s
+	maxCPUA         = 5       // (a) µs of CPU per event
+	minShareD       = 0.50    // (d)'s events/s over (a)'s
+	minShareE       = 0.25    // (e)'s events/s over (a)'s
+	maxPartitionsX  = 1.3     // CPU per event, 1 to 64 partitions
+	maxBucketsRatio = 1.5     // CPU per event, ≈10 to ≈2,000 buckets
+)
+
+// targetRow is one line of the targets table: a figure measured in this run
+// against a bound, and a verdict computed from the two.
+type targetRow struct {
+	scope, label, measured, verdict string
+}
+
+// verdict is "met" or how far got is from want.
+func verdict(got, want float64, higherIsBetter bool) string {
+	if higherIsBetter && got >= want || !higherIsBetter && got <= want {
 		return "met"
 	}
-	return fmt.Sprintf("missed by %.0f%%", 100*math.Abs(got-t.want)/t.want)
+	return fmt.Sprintf("missed by %.0f%%", 100*math.Abs(got-want)/want)
 }
 
-func minRate(perSecond float64) target {
-	return target{fmt.Sprintf("≥ %s events/s end to end", thousands(perSecond)), "events/s", perSecond, true, result.eventsPerSecond}
+// notMeasured is the verdict of a target whose run did not give its figure.
+func notMeasured(r result) string {
+	if r.err != "" {
+		return "not measured: " + r.err
+	}
+	return "not measured"
 }
 
-func maxCPUPerEvent(micros float64) target {
-	return target{fmt.Sprintf("≤ %g µs of sinkd CPU per event", micros), "µs", micros, false, result.cpuMicrosPerEvent}
+// targets computes the targets table from the run's results.
+func (rep report) targets() []targetRow {
+	var rows []targetRow
+	byName := map[string]result{}
+	for _, r := range rep.results {
+		byName[r.spec.name] = r
+	}
+	if a, ok := byName["a"]; ok {
+		label := fmt.Sprintf("≥ %s events/s end to end", thousands(minRateA))
+		if got, partial, ok := a.rate(); ok {
+			rows = append(rows, targetRow{"(a)", label, rateText(got, partial) + " events/s", verdict(got, minRateA, true)})
+		} else {
+			rows = append(rows, targetRow{"(a)", label, "—", notMeasured(a)})
+		}
+		label = fmt.Sprintf("≤ %d µs of sinkd CPU per event", maxCPUA)
+		if got, partial, ok := a.cpuPerEvent(); ok {
+			rows = append(rows, targetRow{"(a)", label, cpuText(got, partial) + " µs", verdict(got, maxCPUA, false)})
+		} else {
+			rows = append(rows, targetRow{"(a)", label, "—", notMeasured(a)})
+		}
+	}
+	for _, share := range []struct {
+		name string
+		min  float64
+	}{{"d", minShareD}, {"e", minShareE}} {
+		r, ok := byName[share.name]
+		if !ok {
+			continue
+		}
+		rows = append(rows, shareTarget(r, byName["a"], share.min))
+	}
+	if sw := rep.sweep; sw != nil {
+		rows = append(rows,
+			ratioTarget(fmt.Sprintf("CPU per event within %g× from 1 to 64 partitions", maxPartitionsX), sw.partitions, maxPartitionsX),
+			ratioTarget(fmt.Sprintf("CPU per event within %g× from ≈10 to ≈2,000 buckets", maxBucketsRatio), sw.buckets, maxBucketsRatio))
+	}
+	for _, r := range rep.rows() {
+		rows = append(rows, rssTarget(r), spoolTarget(r))
+	}
+	return rows
 }
 
-func maxRSS(mib float64) target {
-	return target{fmt.Sprintf("peak RSS ≤ %g MiB", mib), "MiB", mib, false, func(r result) float64 { return r.m.peakRSSMiB }}
+// shareTarget is r's events/s against min times (a)'s in the same run.
+func shareTarget(r, a result, min float64) targetRow {
+	row := targetRow{scope: scopeName(r), label: fmt.Sprintf("events/s ≥ %.0f%% of (a)'s", 100*min)}
+	aRate, aPartial, aOK := a.rate()
+	got, partial, ok := r.rate()
+	switch {
+	case a.spec.name == "":
+		row.measured, row.verdict = "—", "not measured: (a) was not run"
+	case !aOK || aPartial:
+		row.measured, row.verdict = "—", "not measured: (a) did not finish"
+	case !ok:
+		row.measured, row.verdict = "—", notMeasured(r)
+	default:
+		row.measured = fmt.Sprintf("%s of %s events/s = %s", rateText(got, partial), thousands(aRate), percent(got/aRate))
+		row.verdict = verdict(got/aRate, min, true)
+	}
+	return row
 }
 
-// maxRatio is the 1.3× scaling target.
-const maxRatio = 1.3
+// ratioTarget is the largest CPU per event of rs over the smallest.
+func ratioTarget(label string, rs []result, max float64) targetRow {
+	row := targetRow{scope: "sweep", label: label}
+	x, partial, failed := ratio(rs)
+	switch {
+	case failed != nil:
+		row.measured, row.verdict = "—", fmt.Sprintf("not measured: %s: %s", failed.spec.name, failed.err)
+	case x == 0:
+		row.measured, row.verdict = "—", "not measured"
+	default:
+		row.measured = fmt.Sprintf("%.2f×", x)
+		if partial {
+			row.measured += " (a run stopped for slowness: its CPU per record read until then)"
+		}
+		row.verdict = verdict(x, max, false)
+	}
+	return row
+}
+
+func rssTarget(r result) targetRow {
+	row := targetRow{scope: scopeName(r), label: "peak RSS ≤ memory.budget + 100 MiB"}
+	if !r.measuredRSS() {
+		row.measured, row.verdict = "—", notMeasured(r)
+		return row
+	}
+	row.label = fmt.Sprintf("peak RSS ≤ memory.budget (%.0f MiB) + %d MiB", r.budgetMiB(), rssOverheadMiB)
+	row.measured = fmt.Sprintf("%.0f MiB", r.m.peakRSSMiB)
+	row.verdict = verdict(r.m.peakRSSMiB, r.rssBoundMiB(), false)
+	if !r.ok() && row.verdict == "met" {
+		row.verdict = "met until the run stopped: " + r.err
+	}
+	return row
+}
+
+func spoolTarget(r result) targetRow {
+	row := targetRow{scope: scopeName(r), label: "peak " + metricSpoolBytes + " ≤ " + metricSpoolBudget}
+	switch {
+	case !r.m.spool.reported:
+		row.measured, row.verdict = "not reported", "not measured: sinkd does not export "+metricSpoolBytes
+		if !r.m.scraped {
+			row.measured, row.verdict = "—", notMeasured(r)
+		}
+	case !r.m.spoolBudget.reported:
+		row.measured, row.verdict = bytesText(r.m.spool.peak), "not measured: sinkd does not export "+metricSpoolBudget
+	default:
+		row.measured = bytesText(r.m.spool.peak) + " of " + bytesText(r.m.spoolBudget.peak)
+		row.verdict = verdict(r.m.spool.peak, r.m.spoolBudget.peak, false)
+		if r.m.spoolBudget.peak == 0 && r.m.spool.peak == 0 {
+			row.verdict = "met"
+		}
+	}
+	return row
+}
+
+// scopeName is "(a)" for a scenario, "sweep p8-many" for a sweep point.
+func scopeName(r result) string {
+	if r.spec.name == r.spec.title {
+		return "sweep " + r.spec.name
+	}
+	return "(" + r.spec.name + ")"
+}
+
+// rateText is events/s, marked when from a run stopped for slowness.
+func rateText(v float64, partial bool) string {
+	if partial {
+		return thousands(v) + " until stopped"
+	}
+	return thousands(v)
+}
+
+// cpuText is µs per event, marked when from a run stopped for slowness.
+func cpuText(v float64, partial bool) string {
+	s := strconv.FormatFloat(v, 'f', 2, 64)
+	if partial {
+		return s + " until stopped"
+	}
+	return s
+}
+
+// percent keeps a small share visible: 0.2%, not 0%.
+func percent(x float64) string {
+	if x < 0.1 {
+		return fmt.Sprintf("%.1f%%", 100*x)
+	}
+	return fmt.Sprintf("%.0f%%", 100*x)
+}
 
 type sweepResult struct {
 	events     int
@@ -84,31 +281,39 @@ type sweepResult struct {
 	buckets    []result // ≈10 and ≈2,000 buckets, 8 partitions
 }
 
-// ratio is the largest CPU per event over the smallest; 0 when a run failed.
-func ratio(rs []result) float64 {
+// ratio is the largest CPU per event over the smallest; partial when a run
+// was too slow to finish (its CPU per record read stands in), failed the
+// first run that gave no figure at all.
+func ratio(rs []result) (x float64, partial bool, failed *result) {
 	if len(rs) < 2 {
-		return 0
+		return 0, false, nil
 	}
 	lo, hi := 0.0, 0.0
-	for _, r := range rs {
-		if !r.ok() {
-			return 0
+	for i, r := range rs {
+		c, p, ok := r.cpuPerEvent()
+		if !ok {
+			return 0, false, &rs[i]
 		}
-		c := r.cpuMicrosPerEvent()
+		partial = partial || p
 		if lo == 0 || c < lo {
 			lo = c
 		}
 		hi = max(hi, c)
 	}
-	return hi / lo
+	return hi / lo, partial, nil
 }
 
-// thousands2 is thousands for large figures and two decimals for small ones.
-func thousands2(v float64) string {
-	if v >= 1000 {
-		return thousands(v)
+// bytesText is a size in B, KiB, MiB or GiB.
+func bytesText(b float64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", b/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", b/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", b/(1<<10))
 	}
-	return strconv.FormatFloat(v, 'f', 2, 64)
+	return fmt.Sprintf("%.0f B", b)
 }
 
 func thousands(v float64) string {
@@ -126,33 +331,37 @@ func thousands(v float64) string {
 func printResult(w io.Writer, r result) {
 	if !r.ok() {
 		fmt.Fprintf(w, "%-8s %s\n", r.spec.name, r.err)
+		if r.committed.files > 0 {
+			fmt.Fprintf(w, "         until stopped: files %d  buckets %d  files per bucket %.2f  average file %s  peak RSS %.0f MiB\n",
+				r.committed.files, r.committed.buckets, r.filesPerBucket(), bytesText(r.averageFileBytes()), r.m.peakRSSMiB)
+		}
 		for _, line := range r.m.logTail {
 			fmt.Fprintf(w, "         | %s\n", line)
 		}
 		return
 	}
-	fmt.Fprintf(w, "%-8s %9s events/s (steady %s)  %6.1f MB/s  %5.2f CPU s/M events  peak RSS %5.0f MiB  durable after %5.1fs  files %d  buckets %d  exit %s  (other CPUs busy %.2f, load %s)\n",
+	fmt.Fprintf(w, "%-8s %9s events/s (steady %s)  %6.1f MB/s  %5.2f CPU µs/event  peak RSS %5.0f MiB (bound %.0f)  spool %s  durable after %5.1fs  files %d  buckets %d  files per bucket %.2f  average file %s  exit %s  (other CPUs busy %.2f, load %s)\n",
 		r.spec.name, thousands(r.eventsPerSecond()), thousands(r.steadyEventsPerSecond()), r.inputMBPerSecond(),
-		r.cpuMicrosPerEvent(), r.m.peakRSSMiB, r.m.durable.Seconds(), r.files, r.buckets, r.m.exit, r.m.otherCores, r.m.loadBefore)
-	for _, t := range r.spec.targets {
-		fmt.Fprintf(w, "         target %s: %s (%s)\n", t.label, t.verdict(r), t.measured(r))
-	}
+		r.cpuMicrosPerEvent(), r.m.peakRSSMiB, r.rssBoundMiB(), spoolText(r), r.m.durable.Seconds(),
+		r.committed.files, r.committed.buckets, r.filesPerBucket(), bytesText(r.averageFileBytes()),
+		r.m.exit, r.m.otherCores, r.m.loadBefore)
 }
 
-func printSweep(w io.Writer, sw sweepResult) {
-	fmt.Fprintf(w, "sweep    CPU per event, max/min: partitions 1-8-64 %s, buckets %s (target ≤ %g)\n",
-		ratioText(ratio(sw.partitions)), ratioText(ratio(sw.buckets)), maxRatio)
+// spoolText is the peak spool against its budget, or why there is no figure.
+func spoolText(r result) string {
+	switch {
+	case !r.m.spool.reported:
+		return "not reported"
+	case !r.m.spoolBudget.reported:
+		return bytesText(r.m.spool.peak) + " (budget not reported)"
+	}
+	return bytesText(r.m.spool.peak) + " of " + bytesText(r.m.spoolBudget.peak)
 }
 
-func ratioText(x float64) string {
-	if x == 0 {
-		return "n/a (a run failed)"
+func printTargets(w io.Writer, rows []targetRow) {
+	for _, t := range rows {
+		fmt.Fprintf(w, "target   %s %s: %s (%s)\n", t.scope, t.label, t.verdict, t.measured)
 	}
-	verdict := "met"
-	if x > maxRatio {
-		verdict = fmt.Sprintf("missed by %.0f%%", 100*(x-maxRatio)/maxRatio)
-	}
-	return fmt.Sprintf("%.2f× (%s)", x, verdict)
 }
 
 // report is docs/benchmarks.md.
@@ -165,6 +374,31 @@ type report struct {
 	results []result
 	sweep   *sweepResult
 	micro   string
+	// events and sweepEvents are the event counts asked for.
+	events, sweepEvents int
+}
+
+// rows are the scenarios, then the sweep's points, each run once.
+func (rep report) rows() []result {
+	rows := append([]result(nil), rep.results...)
+	if rep.sweep != nil {
+		rows = append(rows, rep.sweep.partitions...)
+		if len(rep.sweep.buckets) == 2 {
+			rows = append(rows, rep.sweep.buckets[1])
+		}
+	}
+	return rows
+}
+
+// defaultBudget is memory.budget as the runs read it, for the text; "" when
+// no run got as far as reading its configuration.
+func (rep report) defaultBudget() string {
+	for _, r := range rep.rows() {
+		if r.budget > 0 {
+			return bytesText(float64(r.budget))
+		}
+	}
+	return ""
 }
 
 func (rep report) markdown() string {
@@ -183,54 +417,69 @@ func (rep report) markdown() string {
 	p("sinkd runs as a child process (`sinkd run`) against the local stack of real servers ")
 	p("(`scripts/stack`: the kfake broker, MinIO, kinesalite, dynalite; the project's OpenSearch fake for (b)), ")
 	p("on the same machine and the same CPUs as sinkd: the servers' work competes with sinkd's, so ")
-	p("wall-clock rates are lower bounds. CPU time and RSS are sinkd's alone.\n\n")
-	p("| scenario | events | partitions | events/s | steady events/s | input MB/s | sinkd CPU s per M events (= µs/event) | peak RSS MiB | durable after s | files | buckets | max open files | exit after SIGTERM | other CPUs busy | load before |\n")
-	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|\n")
-	rows := append([]result(nil), rep.results...)
-	if rep.sweep != nil {
-		rows = append(rows, rep.sweep.partitions...)
-		if len(rep.sweep.buckets) == 2 {
-			rows = append(rows, rep.sweep.buckets[1])
-		}
+	p("wall-clock rates are lower bounds. CPU time and RSS are sinkd's alone. ")
+	p("Every run uses sinkd's default memory settings")
+	if budget := rep.defaultBudget(); budget != "" {
+		p(" (`memory.budget` %s)", budget)
 	}
+	p(". (a), (d) and (e) read the same topic and differ only in their bucket template.\n\n")
+	p("| scenario | events | partitions | events/s | steady events/s | input MB/s | sinkd CPU µs/event | peak RSS MiB (bound) | peak spool | durable after s | files | buckets | files per bucket | average file | max open files | exit after SIGTERM | other CPUs busy | load before |\n")
+	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|\n")
+	rows := rep.rows()
 	for _, r := range rows {
 		name := fmt.Sprintf("(%s) %s", r.spec.name, r.spec.title)
 		if r.spec.name == r.spec.title {
 			name = "sweep " + r.spec.name
 		}
 		if !r.ok() {
-			p("| %s | %s | %d | %s | | | | | | | | | | | |\n", name, thousands(float64(r.spec.events)), r.spec.partitions, mdCell(r.err))
+			// What a stopped run measured until then still tells: its rate,
+			// its memory and the files it had committed.
+			var rate, cpu, rss, files, buckets, perBucket, avg string
+			if v, _, ok := r.rate(); ok {
+				rate = thousands(v) + " until stopped"
+			}
+			if v, _, ok := r.cpuPerEvent(); ok {
+				cpu = fmt.Sprintf("%.2f until stopped", v)
+			}
+			if r.measuredRSS() {
+				rss = fmt.Sprintf("%.0f (%.0f)", r.m.peakRSSMiB, r.rssBoundMiB())
+			}
+			if r.measuredRSS() { // sinkd ran: what it committed is a figure, 0 included
+				files, buckets = strconv.Itoa(r.committed.files), strconv.Itoa(r.committed.buckets)
+			}
+			if r.committed.files > 0 {
+				perBucket, avg = fmt.Sprintf("%.2f", r.filesPerBucket()), bytesText(r.averageFileBytes())
+			}
+			p("| %s | %s | %d | %s | | | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s | | %s |\n",
+				name, thousands(float64(r.spec.events)), r.spec.partitions, rate, cpu, rss, spoolText(r),
+				mdCell(r.err), files, buckets, perBucket, avg, r.m.maxOpenFiles, mdCell(r.m.exit), r.m.loadBefore)
 			continue
 		}
-		p("| %s | %s | %d | %s | %s | %.1f | %.2f | %.0f | %.1f | %d | %d | %.0f | %s | %.2f | %s |\n",
+		steady := "—"
+		if v := r.steadyEventsPerSecond(); v > 0 {
+			steady = thousands(v)
+		}
+		p("| %s | %s | %d | %s | %s | %.1f | %.2f | %.0f (%.0f) | %s | %.1f | %d | %d | %.2f | %s | %.0f | %s | %.2f | %s |\n",
 			name, thousands(float64(r.input.events)), r.spec.partitions, thousands(r.eventsPerSecond()),
-			thousands(r.steadyEventsPerSecond()), r.inputMBPerSecond(), r.cpuMicrosPerEvent(), r.m.peakRSSMiB,
-			r.m.durable.Seconds(), r.files, r.buckets, r.m.maxOpenFiles, mdCell(r.m.exit), r.m.otherCores, r.m.loadBefore)
+			steady, r.inputMBPerSecond(), r.cpuMicrosPerEvent(), r.m.peakRSSMiB, r.rssBoundMiB(),
+			spoolText(r), r.m.durable.Seconds(), r.committed.files, r.committed.buckets, r.filesPerBucket(),
+			bytesText(r.averageFileBytes()), r.m.maxOpenFiles, mdCell(r.m.exit), r.m.otherCores, r.m.loadBefore)
 	}
 	p("\n")
 
 	p("## Targets\n\n")
-	p("| scenario | target | measured | verdict |\n|---|---|--:|---|\n")
-	for _, r := range rep.results {
-		for _, t := range r.spec.targets {
-			if !r.ok() {
-				p("| (%s) | %s | — | not measured: %s |\n", r.spec.name, t.label, mdCell(r.err))
-				continue
-			}
-			p("| (%s) | %s | %s | %s |\n", r.spec.name, t.label, t.measured(r), t.verdict(r))
-		}
-	}
-	if sw := rep.sweep; sw != nil {
-		p("| sweep | CPU per event within %g× from 1 to 64 partitions | %s | |\n", maxRatio, ratioText(ratio(sw.partitions)))
-		p("| sweep | CPU per event within %g× from ≈10 to ≈2,000 buckets | %s | |\n", maxRatio, ratioText(ratio(sw.buckets)))
+	p("Each verdict is computed from this run's figures.\n\n")
+	p("| scope | target | measured | verdict |\n|---|---|--:|---|\n")
+	for _, t := range rep.targets() {
+		p("| %s | %s | %s | %s |\n", t.scope, t.label, mdCell(t.measured), mdCell(t.verdict))
 	}
 	p("\n")
 
 	if sw := rep.sweep; sw != nil {
 		p("## Scaling sweep\n\n")
-		p("%s events per run. Partitions: 1, 8 and 64 with `%s` (≈10 buckets). ", thousands(float64(sw.events)), fewBuckets)
-		p("Buckets: 8 partitions with `%s` against `%s` (≈2,000 buckets, `max_open_files: 2500`).\n\n", fewBuckets, manyBuckets)
-		p("| run | partitions | buckets | sinkd CPU µs/event | peak RSS MiB |\n|---|--:|--:|--:|--:|\n")
+		p("%s events per run, default memory settings. Partitions: 1, 8 and 64 with `%s` (≈10 buckets). ", thousands(float64(sw.events)), fewBuckets)
+		p("Buckets: 8 partitions with `%s` against `%s` (≈2,000 buckets).\n\n", fewBuckets, manyBuckets)
+		p("| run | partitions | buckets | sinkd CPU µs/event | peak RSS MiB | files per bucket |\n|---|--:|--:|--:|--:|--:|\n")
 		seen := map[string]bool{}
 		for _, r := range append(append([]result(nil), sw.partitions...), sw.buckets...) {
 			if seen[r.id] {
@@ -238,10 +487,19 @@ func (rep report) markdown() string {
 			}
 			seen[r.id] = true
 			if !r.ok() {
-				p("| %s | %d | | %s | |\n", r.spec.name, r.spec.partitions, mdCell(r.err))
+				cpu := mdCell(r.err)
+				if v, partial, ok := r.cpuPerEvent(); ok {
+					cpu = cpuText(v, partial) + " (" + mdCell(r.err) + ")"
+				}
+				var rss string
+				if r.measuredRSS() {
+					rss = fmt.Sprintf("%.0f", r.m.peakRSSMiB)
+				}
+				p("| %s | %d | %d | %s | %s | |\n", r.spec.name, r.spec.partitions, r.committed.buckets, cpu, rss)
 				continue
 			}
-			p("| %s | %d | %d | %.2f | %.0f |\n", r.spec.name, r.spec.partitions, r.buckets, r.cpuMicrosPerEvent(), r.m.peakRSSMiB)
+			p("| %s | %d | %d | %.2f | %.0f | %.2f |\n", r.spec.name, r.spec.partitions, r.committed.buckets,
+				r.cpuMicrosPerEvent(), r.m.peakRSSMiB, r.filesPerBucket())
 		}
 		p("\n")
 	}
@@ -257,7 +515,7 @@ func (rep report) markdown() string {
 	}
 	if len(failed) > 0 {
 		p("## Failures and unavailable scenarios\n\n")
-		p("A failed run is tried once more; the tables show the second attempt. The stack is shared with the ")
+		p("A failed run is tried once more, unless it was only too slow; the tables show the second attempt. The stack is shared with the ")
 		p("integration tests, whose fault tests stop MinIO and the broker, so a failure here is not always sinkd's.\n\n")
 		for _, r := range failed {
 			msg := r.err
@@ -289,18 +547,32 @@ func (rep report) markdown() string {
 	p("into a new topic per partition count (scenarios with the same input share the topic, each with its own consumer group) ")
 	p("or, for (c), a new Kinesis stream (KPL-aggregated, 100 trips a record). ")
 	p("Preloading is not timed as part of any scenario; its rate is listed below.\n")
-	p("- sinkd: `bin/sinkd` built once per run; one route into Parquet (snappy, default row group, part and file sizes), ")
-	p("files roll after 5 s without records, checkpoints every 5 s, `memory.budget: 256MiB`, dead letters to a local file, log level warn.\n")
+	p("- Event counts: %s per scenario, %s per sweep run (`-events`, `-sweep-events`). ", thousands(float64(rep.events)), thousands(float64(rep.sweepEvents)))
+	p("`make bench` uses %s and %s, chosen so that the whole of it (micro-benchmarks included) stays under about 25 minutes on two cores: ",
+		thousands(defaultEvents), thousands(defaultSweepEvents))
+	p("with every target met the scenarios take a few minutes; a run that has not read its input after 60 s plus 1 s per 10,000 events ")
+	p("is stopped (and not tried again) and reported with the rate it had reached (records read, or rows written to Parquet when more: the records counter moves a fetch at a time), ")
+	p("so a slow build costs at most about 5 minutes a scenario.\n")
+	p("- Buckets: (a), (b), (c) `%s`; (d) `%s`; (e) `%s`, chosen because the generator draws zones uniformly ", typeDay, manyBuckets, hugeBuckets)
+	p("(pickup × dropoff zone would be 70,225 buckets, zone × day 265 a day) and seconds of the minute keep every bucket receiving records.\n")
+	p("- sinkd: `bin/sinkd` built once per run; one route into Parquet, every setting at its default ")
+	p("(`memory.*` included: no `memory` section in the configuration) except files rolling after %s without records instead of 5 minutes, ", benchInactivity)
+	p("so that a run is durable soon after its input ends, and dead letters to a local file (there is no default destination). ")
+	p("Configurations are kept with `-keep-logs`.\n")
 	p("- events/s: events ÷ time from process start until `sinkd_source_records_total` (scraped every 200 ms) reaches the count; ")
 	p("steady events/s counts from the first record read instead, leaving out startup and the group join. Input MB/s: JSON value bytes on the same clock (MB = 10⁶ bytes).\n")
 	p("- durable after: from start until the consumer group's committed lag (kadm) is 0 on every partition (Kinesis: no open file and a checkpoint committed since); ")
-	p("it includes the 5 s inactivity roll and the checkpoint that follows.\n")
+	p("it includes the %s inactivity roll and the checkpoint that follows.\n", benchInactivity)
 	p("- CPU: utime + stime from `/proc/PID/stat` at \"durable\", so it includes encoding, uploads and the final checkpoints; ")
-	p("CPU seconds per million events equals µs per event. Peak RSS: `VmHWM` from `/proc/PID/status`, sampled every 100 ms until exit, the drain after SIGTERM included.\n")
+	p("CPU seconds per million events equals µs per event. Peak RSS: `VmHWM` from `/proc/PID/status`, sampled every 100 ms until exit, the drain after SIGTERM included; ")
+	p("its bound is `memory.budget` as sinkd reads the run's configuration (the default) plus %d MiB.\n", rssOverheadMiB)
+	p("- peak spool: the largest `%s` of the /metrics scrapes (every 200 ms, until durable) against `%s`; ", metricSpoolBytes, metricSpoolBudget)
+	p("\"not reported\" when sinkd does not export the metric (a build without a spool), which is not the same as 0.\n")
 	p("- other CPUs busy: CPU time of the whole machine (`/proc/stat`) minus sinkd's, per second of the run: the stack's servers ")
 	p("(kfake broker, MinIO, the OpenSearch fake) and anything else running, such as other test suites on a shared machine. ")
 	p("Figures taken while it is well above what the servers need (about 0.5–1 CPU) are disturbed; load before is the 1-minute load average at sinkd's start.\n")
-	p("- files and buckets: committed `.parquet` objects and their distinct bucket paths in MinIO, counted before the run's prefix is deleted.\n\n")
+	p("- files, buckets, files per bucket, average file: committed `.parquet` objects in MinIO, their distinct bucket paths and their sizes, ")
+	p("listed before the run's prefix is deleted. One file per bucket is what a run this short should make.\n\n")
 	var preloads []string
 	seenInput := map[string]bool{}
 	for _, r := range rows {

@@ -4,9 +4,12 @@
 #   scripts/bench/run.sh [extra flags for scripts/bench, e.g. -scenario a,d -events 500000]
 #
 # Starts the stack if needed (scripts/stack/stack.sh up), runs the Go
-# micro-benchmarks, then the end-to-end scenarios, and rewrites
-# docs/benchmarks.md with both. It takes about a quarter of an hour on two
-# cores. Benchmarks never gate CI: `make test` does not call this.
+# micro-benchmarks, then the end-to-end scenarios (a) to (e) and the scaling
+# sweep, all on sinkd's default memory settings, and rewrites
+# docs/benchmarks.md with both. It takes about ten minutes on two cores when
+# sinkd meets its targets, and stays under 25 when (d) and (e) are slow enough
+# to be stopped (scripts/bench/main.go: defaultEvents). Benchmarks never gate
+# CI: `make test` does not call this.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."

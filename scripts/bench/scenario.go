@@ -10,42 +10,58 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/scripts/stack/stackenv"
 	"github.com/sinkd/sinkd/taxi"
 )
 
-// Bucket templates, over the existing template syntax only. On the taxi data:
-//   - typeDay: type × pickup day, the reference layout of scenario (a);
+// Bucket templates, over the existing template syntax only. On the taxi data
+// (TestBucketCounts checks the counts for the default event count):
+//   - typeDay: type × pickup day, the reference layout: 6 buckets in two
+//     million events (20 trips a second of event time), 3 in 200,000;
 //   - fewBuckets: type (3) × payment_type (4) = 12 buckets;
 //   - manyBuckets: pickup zone (265) × vendor (2) × payment_type (4) = 2,120
 //     buckets. Disputed payments are 1%, so every combination shows up in a
-//     few hundred thousand events; the run counts the buckets it really made.
+//     few hundred thousand events;
+//   - hugeBuckets: pickup second × dropoff second × vendor × type = 21,600
+//     buckets (55 records each on median in two million events, the rarest
+//     11), each receiving records from the start of the input to its end.
+//     The generator draws zones uniformly, so pickup × dropoff zone would be
+//     70,225 buckets, and zone × day only 265 a day; seconds of the minute
+//     cycle every 1,200 events, so all the buckets are open at once, unlike
+//     a layout whose buckets follow event time.
+//
+// The run counts the buckets sinkd really made.
 const (
 	typeDay     = "type={type}/dt={pickup_datetime:yyyy-MM-dd}"
 	fewBuckets  = "type={type}/pay={payment_type}"
 	manyBuckets = "loc={pickup_location_id:%03d}/v={vendor_id}/pay={payment_type}"
+	hugeBuckets = "ps={pickup_datetime:ss}/ds={dropoff_datetime:ss}/v={vendor_id}/type={type}"
 )
 
-// spec is one sinkd run.
+// scenarioNames are the end-to-end scenarios, in the order "all" runs them.
+var scenarioNames = []string{"a", "b", "c", "d", "e"}
+
+// spec is one sinkd run. Memory settings are deliberately absent: every run
+// uses sinkd's defaults (issue 12: raised caps hid the default's behaviour).
 type spec struct {
-	name       string // a, b, c, d, or a sweep point
+	name       string // a … e, or a sweep point
 	title      string
 	kinesis    bool // source: Kinesis (shards) instead of Kafka (partitions)
 	partitions int
 	events     int
 	path       string // the route's bucket template
 	opensearch bool
-	budget     string
-	maxOpen    int
-	targets    []target
 }
 
+// scenarioSpec describes a scenario. (a), (d) and (e) read the same topic
+// (same events, 8 partitions) and differ only in the bucket template: ≈10,
+// ≈2,000 and ≈20,000 buckets.
 func scenarioSpec(name string, events int) spec {
-	base := spec{name: name, partitions: 8, events: events, path: typeDay, budget: "256MiB", maxOpen: 256}
+	base := spec{name: name, partitions: 8, events: events, path: typeDay}
 	switch name {
 	case "a":
-		base.title = "Kafka (8 partitions) → Parquet on MinIO, by type and day"
-		base.targets = []target{minRate(200_000), maxCPUPerEvent(5), maxRSS(256)}
+		base.title = "Kafka (8 partitions) → Parquet on MinIO, by type and day (≈10 buckets)"
 	case "b":
 		base.title = "Kafka (8 partitions) → Parquet on MinIO + OpenSearch (fake)"
 		base.opensearch = true
@@ -54,10 +70,11 @@ func scenarioSpec(name string, events int) spec {
 		base.kinesis = true
 		base.partitions = 4
 	case "d":
-		base.title = "Kafka (8 partitions) → Parquet, ≈2,000 open buckets, 256 MiB budget"
+		base.title = "Kafka (8 partitions) → Parquet, ≈2,000 buckets"
 		base.path = manyBuckets
-		base.maxOpen = 2500
-		base.targets = []target{maxRSS(256 + 100)}
+	case "e":
+		base.title = "Kafka (8 partitions) → Parquet, ≈20,000 buckets"
+		base.path = hugeBuckets
 	}
 	return base
 }
@@ -106,7 +123,8 @@ func (b *bench) scenario(ctx context.Context, name string, events int) result {
 // outage should not cost a whole benchmark run. The result says so.
 func (b *bench) run(ctx context.Context, s spec) result {
 	r := b.runOnce(ctx, s)
-	if r.ok() || r.notAvailable || ctx.Err() != nil {
+	// A run that worked but read too slowly would only be as slow again.
+	if r.ok() || r.notAvailable || r.m.slow || ctx.Err() != nil {
 		return r
 	}
 	b.log.Warn("run failed; trying once more", "scenario", s.name, "err", r.err)
@@ -196,17 +214,19 @@ func (b *bench) runOnce(ctx context.Context, s spec) result {
 		r.err = err.Error()
 		return r
 	}
+	if r.budget, err = memoryBudget(cfgPath); err != nil {
+		r.err = err.Error()
+		return r
+	}
 	b.log.Info("running sinkd", "scenario", s.name, "events", s.events, "partitions", s.partitions, "template", s.path)
 	m := measure(ctx, b.bins.sinkd, cfgPath, addr, filepath.Join(dir, "sinkd.log"), b.tck, s.events, durable)
 	r.m = m
 	if m.err != "" {
 		r.err = m.err
 	}
-	files, buckets, err := b.s3.countFiles(ctx, prefix+"lake/")
-	if err != nil {
+	if r.committed, err = b.s3.countFiles(ctx, prefix+"lake/"); err != nil {
 		b.log.Warn("counting committed files", "err", err)
 	}
-	r.files, r.buckets = files, buckets
 	return r
 }
 
@@ -240,11 +260,8 @@ func (b *bench) probe(ctx context.Context, s spec, src sourceConfig, prefix, dir
 // sweep measures CPU per event against the number of partitions (1, 8, 64)
 // and of buckets (≈10 and ≈2,000).
 func (b *bench) sweep(ctx context.Context, events int) sweepResult {
-	point := func(name string, partitions int, path string, maxOpen int) result {
-		return b.run(ctx, spec{
-			name: name, title: name, partitions: partitions, events: events,
-			path: path, budget: "256MiB", maxOpen: maxOpen,
-		})
+	point := func(name string, partitions int, path string) result {
+		return b.run(ctx, spec{name: name, title: name, partitions: partitions, events: events, path: path})
 	}
 	var sw sweepResult
 	sw.events = events
@@ -252,19 +269,20 @@ func (b *bench) sweep(ctx context.Context, events int) sweepResult {
 		if ctx.Err() != nil {
 			return sw
 		}
-		r := point(fmt.Sprintf("p%d-few", p), p, fewBuckets, 256)
+		r := point(fmt.Sprintf("p%d-few", p), p, fewBuckets)
 		printResult(os.Stdout, r)
 		sw.partitions = append(sw.partitions, r)
 	}
 	if ctx.Err() == nil {
-		r := point("p8-many", 8, manyBuckets, 2500)
+		r := point("p8-many", 8, manyBuckets)
 		printResult(os.Stdout, r)
 		sw.buckets = []result{sw.partitions[1], r}
 	}
 	return sw
 }
 
-// sourceConfig is the YAML of the source section.
+// sourceConfig is the YAML of the source section. Only what names the input
+// is set; start positions, poll intervals and batch sizes are the defaults.
 type sourceConfig string
 
 func kafkaSource(env stackenv.Env, topic, group string) sourceConfig {
@@ -272,7 +290,6 @@ func kafkaSource(env stackenv.Env, topic, group string) sourceConfig {
     brokers: %s
     topics: [%s]
     group: %s
-    start: earliest
 `, env.KafkaBrokers, topic, group))
 }
 
@@ -280,19 +297,30 @@ func kinesisSource(env stackenv.Env, stream, leases string) sourceConfig {
 	return sourceConfig(fmt.Sprintf(`  kinesis:
     stream: %s
     endpoint: %s
-    start: trim_horizon
-    poll_interval: 200ms
-    max_records: 10000
     lease_table: %s
     dynamodb_endpoint: %s
 `, stream, env.KinesisEndpoint, leases, env.DynamoDBEndpoint))
 }
 
+// benchInactivity is the one tuning the runs share, and why: a quiet bucket
+// rolls after parquet.inactivity (5 minutes by default), and a benchmark's
+// input ends, so with the default every run would wait five minutes for its
+// last files. While the input lasts the roll rarely fires: (a)'s first day
+// never gets another record once the second starts, and at the rates the
+// targets ask for, a bucket of (d) or (e) gets a record every second or so
+// (the rarest of (e)'s, 11 records in two million events, every few seconds).
+// At much lower rates some of (e)'s files roll early; files per bucket shows it.
+const benchInactivity = "5s"
+
 // writeConfig writes sinkd's configuration for one run and returns its path
 // and the HTTP address it serves /metrics on. Everything not set here takes
-// sinkd's defaults (snappy, 16 MiB row groups, 128 MiB files, 8 MiB parts),
-// except what a benchmark needs to finish: files roll after 5 s without
-// records, checkpoints every 5 s, so that "durable" comes soon after "read".
+// sinkd's defaults, memory.* included: no run moves a default to pass. Set
+// away from a default, each for a reason given beside it: the HTTP address
+// (a free port per run, so that runs never collide), parquet.inactivity
+// (benchInactivity), the dead-letter file (dead letters have no default
+// destination; this input has none) and the S3 endpoint (MinIO).
+// pprof is on so that a slow run can be profiled while it runs (-keep-logs);
+// it costs nothing until asked.
 func writeConfig(dir, name string, s spec, env stackenv.Env, src sourceConfig, prefix, osURL string) (path, addr string, err error) {
 	addr, err = freeAddr()
 	if err != nil {
@@ -309,10 +337,8 @@ func writeConfig(dir, name string, s spec, env stackenv.Env, src sourceConfig, p
 	cfg := fmt.Sprintf(`pipeline: bench-%[1]s
 instance_id: bench-%[2]s
 http: {addr: "%[3]s", pprof: true}
-log: {level: warn, format: json}
 source:
 %[4]sschema:
-  format: json
   fields:%[5]s
 routes:
   - name: trips
@@ -320,22 +346,25 @@ routes:
       destination: s3://%[6]s/%[7]slake
       path: %[8]s
       event_time: {field: pickup_datetime}
-      inactivity: 5s
-%[9]ss3:
-  endpoint: %[10]s
+      inactivity: %[9]s
+%[10]ss3:
+  endpoint: %[11]s
   path_style: true
-checkpoint:
-  interval: 5s
-  store: s3://%[6]s/%[7]s_sinkd
-memory:
-  budget: %[11]s
-  max_open_files: %[12]d
 dlq:
-  file: %[13]s
-shutdown:
-  drain_timeout: 90s
+  file: %[12]s
 `, s.name, strings.ReplaceAll(filepath.Base(dir), ".", "-"), addr, src, taxi.FieldsYAML, env.S3Bucket, prefix, s.path,
-		openSearch, env.S3Endpoint, s.budget, s.maxOpen, filepath.Join(dir, name+"-dlq.jsonl"))
+		benchInactivity, openSearch, env.S3Endpoint, filepath.Join(dir, name+"-dlq.jsonl"))
 	path = filepath.Join(dir, name+".yaml")
 	return path, addr, os.WriteFile(path, []byte(cfg), 0o644)
+}
+
+// memoryBudget is memory.budget as sinkd reads the configuration: its
+// default, since no run sets it. Reading it through the config package keeps
+// the default in config/defaults.go alone.
+func memoryBudget(cfgPath string) (int64, error) {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return 0, fmt.Errorf("reading the run's configuration: %w", err)
+	}
+	return int64(cfg.Memory.Budget), nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -186,9 +189,14 @@ func (k *kinesisInput) close(ctx context.Context) {
 	}
 }
 
-// s3Output counts what sinkd committed and deletes it afterwards.
+// s3Output counts what sinkd committed and deletes it afterwards. It lists
+// with the SDK directly: the store's List gives keys without sizes, and a run
+// on a build that rolls a file per record leaves tens of thousands of objects,
+// which DeleteObjects removes a thousand a request.
 type s3Output struct {
-	st store.Store
+	st     store.Store // for the multipart uploads left open
+	client *s3.Client
+	bucket string
 }
 
 func newS3Output(ctx context.Context, env stackenv.Env) (*s3Output, error) {
@@ -199,58 +207,118 @@ func newS3Output(ctx context.Context, env stackenv.Env) (*s3Output, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &s3Output{st: st}, nil
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(env.Region),
+		awsconfig.WithCredentialsProvider(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: env.AccessKey, SecretAccessKey: env.SecretKey}, nil
+		})))
+	if err != nil {
+		return nil, err
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.BaseEndpoint = aws.String(env.S3Endpoint)
+		o.UsePathStyle = true
+	})
+	return &s3Output{st: st, client: client, bucket: env.S3Bucket}, nil
 }
 
-// countFiles counts committed Parquet files and the distinct bucket paths
-// they are in.
-func (o *s3Output) countFiles(ctx context.Context, prefix string) (files, buckets int, err error) {
-	keys, err := o.st.List(ctx, prefix)
-	if err != nil {
-		return 0, 0, err
-	}
-	dirs := map[string]bool{}
-	for _, k := range keys {
-		if strings.HasSuffix(k, ".parquet") {
-			files++
-			dirs[path.Dir(k)] = true
+// object is one listed object.
+type object struct {
+	key  string
+	size int64
+}
+
+// list returns every object under prefix, each page with its own timeout.
+func (o *s3Output) list(ctx context.Context, prefix string) ([]object, error) {
+	var out []object
+	p := s3.NewListObjectsV2Paginator(o.client, &s3.ListObjectsV2Input{Bucket: aws.String(o.bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		page, err := p.NextPage(pctx)
+		cancel()
+		if err != nil {
+			return out, err
+		}
+		for _, obj := range page.Contents {
+			out = append(out, object{key: aws.ToString(obj.Key), size: aws.ToInt64(obj.Size)})
 		}
 	}
-	return files, len(dirs), nil
+	return out, nil
 }
 
-// deletePrefix deletes every object and aborts every upload under prefix,
-// eight requests at a time.
+// committed is what a run left in the lake: its Parquet files, their bytes,
+// and the distinct bucket paths they are in.
+type committed struct {
+	files, buckets int
+	bytes          int64
+}
+
+func (o *s3Output) countFiles(ctx context.Context, prefix string) (committed, error) {
+	objs, err := o.list(ctx, prefix)
+	if err != nil {
+		return committed{}, err
+	}
+	var c committed
+	dirs := map[string]bool{}
+	for _, obj := range objs {
+		if strings.HasSuffix(obj.key, ".parquet") {
+			c.files++
+			c.bytes += obj.size
+			dirs[path.Dir(obj.key)] = true
+		}
+	}
+	c.buckets = len(dirs)
+	return c, nil
+}
+
+// deletePrefix deletes every object and aborts every upload under prefix.
 func (o *s3Output) deletePrefix(ctx context.Context, prefix string) error {
-	keys, err := o.st.List(ctx, prefix)
+	objs, err := o.list(ctx, prefix)
 	if err != nil {
 		return err
+	}
+	var errs []error
+	for batch := range slices.Chunk(objs, 1000) {
+		ids := make([]types.ObjectIdentifier, len(batch))
+		for i, obj := range batch {
+			ids[i] = types.ObjectIdentifier{Key: aws.String(obj.key)}
+		}
+		dctx, cancel := context.WithTimeout(ctx, time.Minute)
+		out, err := o.client.DeleteObjects(dctx, &s3.DeleteObjectsInput{
+			Bucket: aws.String(o.bucket), Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
+		})
+		cancel()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, e := range out.Errors {
+			errs = append(errs, fmt.Errorf("deleting %s: %s", aws.ToString(e.Key), aws.ToString(e.Message)))
+		}
 	}
 	uploads, err := o.st.ListUploads(ctx, prefix)
 	if err != nil {
-		return err
+		return errors.Join(append(errs, err)...)
 	}
-	jobs := make(chan func() error)
-	errs := make([]error, 8)
+	// A run stopped mid-drain can leave thousands of uploads; S3 aborts them
+	// one a request, so eight at a time.
+	jobs := make(chan store.Upload)
+	abortErrs := make([]error, 8)
 	var wg sync.WaitGroup
-	for i := range errs {
+	for i := range abortErrs {
 		wg.Go(func() {
-			for job := range jobs {
-				if err := job(); err != nil && errs[i] == nil {
-					errs[i] = err
+			for u := range jobs {
+				if err := o.st.AbortUpload(ctx, u.Key, u.UploadID); err != nil && abortErrs[i] == nil {
+					abortErrs[i] = err
 				}
 			}
 		})
 	}
-	for _, k := range keys {
-		jobs <- func() error { return o.st.Delete(ctx, k) }
-	}
 	for _, u := range uploads {
-		jobs <- func() error { return o.st.AbortUpload(ctx, u.Key, u.UploadID) }
+		jobs <- u
 	}
 	close(jobs)
 	wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(append(errs, abortErrs...)...)
 }
 
 // osFake is the project's OpenSearch fake, one per scenario so that its
