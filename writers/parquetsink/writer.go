@@ -94,9 +94,11 @@ type Writer struct {
 	// When reaching MaxOpenFiles, and a failed spool write, were last logged.
 	capWarned, spoolWarned time.Time
 
-	sem      chan struct{}  // part uploads in flight
-	smallSem chan struct{}  // small part uploads in flight
-	creates  chan struct{}  // bounds multipart upload creations in flight
+	sem      chan struct{} // part uploads in flight
+	smallSem chan struct{} // small part uploads in flight
+	createMu sync.Mutex
+	createQ  []*file        // files whose upload is not created yet, oldest first
+	creators int            // workers draining createQ (at most maxCreates)
 	uploaded chan struct{}  // a part upload finished (wakes a writer waiting for memory)
 	bg       sync.WaitGroup // background creates and part uploads
 	now      time.Time
@@ -262,7 +264,6 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 		committed:    map[string]map[record.PartitionID]record.Position{},
 		sem:          make(chan struct{}, o.Concurrency),
 		smallSem:     make(chan struct{}, max(o.SmallConcurrency, o.Concurrency)),
-		creates:      make(chan struct{}, maxCreates),
 		uploaded:     make(chan struct{}, 1),
 		now:          time.Now(),
 	}, nil
@@ -513,24 +514,52 @@ func (w *Writer) open(ctx context.Context, bucket string) (*file, error) {
 	f.elem = w.lru.PushBack(f)
 	w.files[bucket] = f
 	w.o.Metrics.openFiles.WithLabelValues(w.o.Route).Inc()
-	w.bg.Add(1)
-	go w.create(f)
+	w.queueCreate(f)
 	return f, nil
 }
 
-// create starts the multipart upload in the background so that opening a file
-// never waits for the store.
-func (w *Writer) create(f *file) {
+// queueCreate has the file's multipart upload created in the background, so
+// that opening a file never waits for the store. Thousands of buckets can
+// open within a second: at most maxCreates workers drain one queue, rather
+// than a goroutine per file (20,000 parked goroutines cost 160 MB of stacks,
+// which the garbage collector scans).
+func (w *Writer) queueCreate(f *file) {
+	w.createMu.Lock()
+	w.createQ = append(w.createQ, f)
+	start := w.creators < maxCreates
+	if start {
+		w.creators++
+	}
+	w.createMu.Unlock()
+	if start {
+		w.bg.Add(1)
+		go w.createWorker()
+	}
+}
+
+func (w *Writer) createWorker() {
 	defer w.bg.Done()
+	for {
+		w.createMu.Lock()
+		if len(w.createQ) == 0 {
+			w.creators--
+			w.createMu.Unlock()
+			return
+		}
+		f := w.createQ[0]
+		w.createQ[0] = nil
+		w.createQ = w.createQ[1:]
+		w.createMu.Unlock()
+		w.create(f)
+	}
+}
+
+// create starts the file's multipart upload.
+func (w *Writer) create(f *file) {
 	defer close(f.up.created)
-	// Thousands of buckets can open within a second: unbounded, their
-	// requests (and connections) would cost more memory than their files.
-	select {
-	case w.creates <- struct{}{}:
-		defer func() { <-w.creates }()
-	case <-w.ctx.Done():
+	if err := w.ctx.Err(); err != nil {
 		f.up.mu.Lock()
-		f.up.err = w.ctx.Err()
+		f.up.err = err
 		f.up.mu.Unlock()
 		return
 	}
