@@ -60,7 +60,15 @@ func (h *harness) startExample(instance string, tweak func(string) string) (*pro
 	h.t.Helper()
 	path, addr := h.exampleConfig(instance, tweak)
 	h.t.Setenv("HOSTNAME", instance)
-	return startSinkd(h.t, h.env, h.dir, instance, path), addr
+	p := startSinkd(h.t, h.env, h.dir, instance, path)
+	// A failed test must not leave an instance running in the shared group.
+	h.t.Cleanup(func() {
+		if !p.exited() {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p, addr
 }
 
 func freeLoopbackAddr(t *testing.T) string {
