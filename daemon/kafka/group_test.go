@@ -164,8 +164,10 @@ func TestBacklogsThroughDeadMember(t *testing.T) {
 	if _, pending := groupRecords(b.Backlogs()); pending != 0 {
 		t.Fatalf("%d partitions pending before the commits are a session timeout old", pending)
 	}
-	// b commits nothing, so a's commits stay the last: older than the
-	// session timeout, the partitions are pending whoever owns them now.
+	// b takes the partitions over when a's session expires but commits
+	// nothing, like a member whose pipeline is stuck while its heartbeats
+	// go on: once a's commits are older than the session timeout, the
+	// partitions are pending although b holds them.
 	waitUntil(t, "pending partitions", 20*time.Second, func() bool {
 		_, pending := groupRecords(b.Backlogs())
 		return pending == 4
