@@ -339,6 +339,9 @@ func (s *Source) Close() {
 	s.admin.Close()
 }
 
+// leaveTimeout bounds the LeaveGroup sent on Close.
+const leaveTimeout = 5 * time.Second
+
 // leaveStatic sends the LeaveGroup that franz-go's Close does not send for a
 // static member (it expects the member back and lets the session keep its
 // partitions). sinkd closes its source only when it stops for good, after a
@@ -350,7 +353,9 @@ func (s *Source) leaveStatic() {
 		return // a dynamic member left in cl.Close
 	}
 	memberID, _ := s.cl.GroupMetadata()
-	ctx, cancel := context.WithTimeout(context.Background(), s.reqTimeout)
+	// Short: this runs inside the drain's deadline, and if the broker cannot
+	// be reached the session timeout frees the partitions anyway.
+	ctx, cancel := context.WithTimeout(context.Background(), min(s.reqTimeout, leaveTimeout))
 	defer cancel()
 	req := kmsg.NewPtrLeaveGroupRequest()
 	req.Group = s.group
