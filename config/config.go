@@ -64,10 +64,12 @@ type Kafka struct {
 	FetchMaxBytes  Size     `yaml:"fetch_max_bytes"`
 	PartitionBytes Size     `yaml:"fetch_max_partition_bytes"`
 	SessionTimeout Duration `yaml:"session_timeout"`
-	// StaticMembership joins with instance_id as group.instance.id (KIP-345):
-	// a restarted instance takes its partitions back without a rebalance, but
-	// a stopped one keeps them until session_timeout instead of handing them
-	// over at once.
+	// StaticMembership (default true) joins with instance_id as
+	// group.instance.id (KIP-345): a restarted instance takes its partitions
+	// back at once instead of waiting out its previous session. A clean
+	// shutdown still leaves the group; a killed instance that does not come
+	// back holds its partitions until session_timeout, as a dynamic member
+	// would.
 	StaticMembership bool     `yaml:"static_membership"`
 	RequestTimeout   Duration `yaml:"request_timeout"`
 }

@@ -36,6 +36,13 @@ func applyDefaults(c *Config) {
 		k.PartitionBytes = cmp.Or(k.PartitionBytes, 1*mib)
 		k.SessionTimeout = cmp.Or(k.SessionTimeout, seconds(45))
 		k.RequestTimeout = cmp.Or(k.RequestTimeout, seconds(30))
+		// Static membership by default: a restarted instance (same
+		// instance_id) takes its partitions back at once instead of waiting
+		// out the session of the member it was; a clean shutdown still
+		// leaves the group, so a scale-down hands partitions over at once.
+		if !c.isSet("source.kafka.static_membership") {
+			k.StaticMembership = true
+		}
 	}
 	if k := c.Source.Kinesis; k != nil {
 		k.Region = cmp.Or(k.Region, awsRegion())

@@ -91,6 +91,7 @@ dlq:
 		{"kafka.fetch_max_partition_bytes", k.PartitionBytes, Size(1 << 20)},
 		{"kafka.session_timeout", k.SessionTimeout, Duration(45 * time.Second)},
 		{"kafka.request_timeout", k.RequestTimeout, Duration(30 * time.Second)},
+		{"kafka.static_membership", k.StaticMembership, true},
 		{"schema.format", c.Schema.Format, "json"},
 		{"field.from", c.Schema.Fields[0].From, "id"},
 		{"timestamp unit", c.Schema.Fields[2].Unit, "millis"},
@@ -190,6 +191,25 @@ checkpoint: {store: "file:///data/manifests", interval: 2s}
 	} {
 		if tt.got != tt.want {
 			t.Errorf("%s = %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+}
+
+// TestStaticMembershipOff: static membership is on unless the file turns it
+// off, so an explicit false must survive the defaults.
+func TestStaticMembershipOff(t *testing.T) {
+	isolateEnv(t)
+	for _, tt := range []struct {
+		line string
+		want bool
+	}{
+		{"", true},
+		{"\n    static_membership: false", false},
+		{"\n    static_membership: true", true},
+	} {
+		c := mustParse(t, strings.Replace(baseYAML, "    group: g", "    group: g"+tt.line, 1))
+		if got := c.Source.Kafka.StaticMembership; got != tt.want {
+			t.Errorf("with %q: static_membership = %v, want %v", tt.line, got, tt.want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -245,6 +246,9 @@ func (p *Pipeline) recoverWithRetry(ctx context.Context) error {
 	}
 }
 
+// abortConcurrency bounds the orphaned uploads aborted at once in recovery.
+const abortConcurrency = 16
+
 // recover re-applies the newest manifest of this instance, then aborts every
 // in-progress upload of this instance that it does not commit: those are the
 // files that were open when the previous run died.
@@ -272,15 +276,38 @@ func (p *Pipeline) recover(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("listing uploads under %s: %w", url, err)
 		}
+		// A killed run can leave hundreds of open files, and the source
+		// joins its group only after recovery: aborting them one by one
+		// (tens of milliseconds each) delays the restart by seconds.
+		var (
+			wg    sync.WaitGroup
+			mu    sync.Mutex
+			first error
+			sem   = make(chan struct{}, abortConcurrency)
+		)
 		for _, u := range uploads {
 			inst, ok := parquetsink.InstanceOf(u.Key)
 			if !ok || inst != p.instance {
 				continue
 			}
-			if err := st.AbortUpload(ctx, u.Key, u.UploadID); err != nil {
-				return fmt.Errorf("aborting orphaned upload %s: %w", u.Key, err)
-			}
-			aborted++
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				err := st.AbortUpload(ctx, u.Key, u.UploadID)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil && first == nil {
+					first = fmt.Errorf("aborting orphaned upload %s: %w", u.Key, err)
+				}
+				if err == nil {
+					aborted++
+				}
+			}()
+		}
+		wg.Wait()
+		if first != nil {
+			return first
 		}
 	}
 	if aborted > 0 {

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -34,19 +33,33 @@ var _ source.Source = (*Source)(nil)
 
 // Source reads records of the assigned partitions.
 type Source struct {
-	cl     *kgo.Client
-	topics []string
-	h      source.Handler
-	log    *slog.Logger
-	mu     sync.Mutex
-	meta   map[record.PartitionID]string // commit metadata from the last offset fetch
-	hwm    map[record.PartitionID]int64
-	closed chan struct{}
+	cl *kgo.Client
+	// admin is a second client, outside the group: it lists offsets and
+	// describes the group for Backlogs, and it outlives cl on Close to send
+	// the static member's LeaveGroup that cl does not send.
+	admin      *kgo.Client
+	topics     []string
+	group      string
+	instanceID *string // group.instance.id when static membership is on
+	reqTimeout time.Duration
+	h          source.Handler
+	log        *slog.Logger
+	mu         sync.Mutex
+	meta       map[record.PartitionID]string // commit metadata from the last offset fetch
+	hwm        map[record.PartitionID]int64
+	backlog    *backlogView
+	closed     chan struct{}
+	refreshed  chan struct{} // closed when the refresh loop has returned
 }
 
 // New connects a group member; it does not poll until Poll is called.
 func New(ctx context.Context, cfg *config.Kafka, instanceID string, h source.Handler, log *slog.Logger, extra ...kgo.Opt) (*Source, error) {
-	s := &Source{h: h, log: log, meta: map[record.PartitionID]string{}, hwm: map[record.PartitionID]int64{}, closed: make(chan struct{})}
+	s := &Source{
+		h: h, log: log, meta: map[record.PartitionID]string{}, hwm: map[record.PartitionID]int64{},
+		topics: cfg.Topics, group: cfg.Group, reqTimeout: cfg.RequestTimeout.D(),
+		backlog: newBacklogView(cfg.SessionTimeout.D(), cfg.Start == "earliest"),
+		closed:  make(chan struct{}), refreshed: make(chan struct{}),
+	}
 	start := kgo.NewOffset().AtStart()
 	switch cfg.Start {
 	case "latest":
@@ -58,8 +71,28 @@ func New(ctx context.Context, cfg *config.Kafka, instanceID string, h source.Han
 		}
 		start = kgo.NewOffset().AfterMilli(t.UnixMilli())
 	}
-	opts := []kgo.Opt{
+	// What both clients need to reach and authenticate to the cluster.
+	conn := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.RequestTimeoutOverhead(cfg.RequestTimeout.D()),
+		kgo.DialTimeout(10 * time.Second),
+		kgo.RetryTimeout(cfg.RequestTimeout.D()),
+	}
+	tlsOpt, err := tlsConfig(cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	if tlsOpt != nil {
+		conn = append(conn, kgo.DialTLSConfig(tlsOpt))
+	}
+	mech, err := saslMechanism(ctx, cfg.SASL)
+	if err != nil {
+		return nil, err
+	}
+	if mech != nil {
+		conn = append(conn, kgo.SASL(mech))
+	}
+	opts := []kgo.Opt{
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
@@ -68,9 +101,6 @@ func New(ctx context.Context, cfg *config.Kafka, instanceID string, h source.Han
 		kgo.FetchMaxBytes(int32(cfg.FetchMaxBytes.Bytes())),
 		kgo.FetchMaxPartitionBytes(int32(cfg.PartitionBytes.Bytes())),
 		kgo.SessionTimeout(cfg.SessionTimeout.D()),
-		kgo.RequestTimeoutOverhead(cfg.RequestTimeout.D()),
-		kgo.DialTimeout(10 * time.Second),
-		kgo.RetryTimeout(cfg.RequestTimeout.D()),
 		kgo.OnOffsetsFetched(s.onFetched),
 		kgo.AdjustFetchOffsetsFn(s.adjust),
 		kgo.OnPartitionsRevoked(s.onRevoked),
@@ -78,60 +108,20 @@ func New(ctx context.Context, cfg *config.Kafka, instanceID string, h source.Han
 	}
 	if cfg.StaticMembership {
 		opts = append(opts, kgo.InstanceID(instanceID))
+		s.instanceID = &instanceID
 	}
-	tlsOpt, err := tlsConfig(cfg.TLS)
+	admin, err := kgo.NewClient(conn...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("kafka admin client: %w", err)
 	}
-	if tlsOpt != nil {
-		opts = append(opts, kgo.DialTLSConfig(tlsOpt))
-	}
-	mech, err := saslMechanism(ctx, cfg.SASL)
+	cl, err := kgo.NewClient(append(append(conn, opts...), extra...)...)
 	if err != nil {
-		return nil, err
-	}
-	if mech != nil {
-		opts = append(opts, kgo.SASL(mech))
-	}
-	cl, err := kgo.NewClient(append(opts, extra...)...)
-	if err != nil {
+		admin.Close()
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
-	s.cl = cl
-	s.topics = cfg.Topics
-	go s.refreshEnds(cfg.RequestTimeout.D())
+	s.cl, s.admin = cl, admin
+	go s.refresh()
 	return s, nil
-}
-
-// endsInterval is how often the end offsets are listed, so that lag stays
-// right while a partition is idle or paused (fetches alone only report the
-// high watermark when they return records).
-const endsInterval = 2 * time.Second
-
-func (s *Source) refreshEnds(timeout time.Duration) {
-	adm := kadm.NewClient(s.cl)
-	t := time.NewTicker(endsInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.closed:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		listed, err := adm.ListEndOffsets(ctx, s.topics...)
-		cancel()
-		if err != nil {
-			continue // the next round retries; fetches keep lag roughly right meanwhile
-		}
-		s.mu.Lock()
-		listed.Each(func(o kadm.ListedOffset) {
-			if o.Err == nil {
-				s.hwm[pid(o.Topic, o.Partition)] = o.Offset
-			}
-		})
-		s.mu.Unlock()
-	}
 }
 
 // Pause stops fetching; Resume starts again. Positions, checkpoints and
@@ -343,7 +333,57 @@ func (s *Source) Close() {
 	default:
 		close(s.closed)
 	}
+	<-s.refreshed
 	s.cl.Close()
+	s.leaveStatic()
+	s.admin.Close()
+}
+
+// leaveTimeout bounds the LeaveGroup sent on Close.
+const leaveTimeout = 5 * time.Second
+
+// leaveStatic sends the LeaveGroup that franz-go's Close does not send for a
+// static member (it expects the member back and lets the session keep its
+// partitions). sinkd closes its source only when it stops for good, after a
+// drain or on a fatal error, so the partitions should move now rather than
+// after session_timeout. A restart with the same instance_id still joins at
+// once; it just gets a rebalance instead of its old assignment verbatim.
+func (s *Source) leaveStatic() {
+	if s.instanceID == nil {
+		return // a dynamic member left in cl.Close
+	}
+	memberID, _ := s.cl.GroupMetadata()
+	// Short: this runs inside the drain's deadline, and if the broker cannot
+	// be reached the session timeout frees the partitions anyway.
+	ctx, cancel := context.WithTimeout(context.Background(), min(s.reqTimeout, leaveTimeout))
+	defer cancel()
+	req := kmsg.NewPtrLeaveGroupRequest()
+	req.Group = s.group
+	m := kmsg.NewLeaveGroupRequestMember()
+	// With our member id the broker fences the request instead of evicting
+	// a newer process that has already taken over the same instance id.
+	m.MemberID = memberID
+	m.InstanceID = s.instanceID
+	m.Reason = kmsg.StringPtr("sinkd stopping")
+	req.Members = append(req.Members, m)
+	resp, err := req.RequestWith(ctx, s.admin)
+	if err == nil {
+		err = kerr.ErrorForCode(resp.ErrorCode)
+		for _, rm := range resp.Members {
+			if err == nil {
+				err = kerr.ErrorForCode(rm.ErrorCode)
+			}
+		}
+	}
+	switch {
+	case err == nil:
+		s.log.Info("left the consumer group", "group", s.group, "instance_id", *s.instanceID)
+	case errors.Is(err, kerr.UnknownMemberID):
+		// Never joined, already left (franz-go leaves a static member
+		// itself after a cooperative revoke), or expired.
+	default:
+		s.log.Warn("leaving the consumer group failed; its partitions move after session_timeout", "group", s.group, "instance_id", *s.instanceID, "err", err)
+	}
 }
 
 func tlsConfig(c config.TLS) (*tls.Config, error) {
@@ -397,6 +437,3 @@ func saslMechanism(ctx context.Context, c config.SASL) (sasl.Mechanism, error) {
 	}
 	return nil, fmt.Errorf("kafka sasl mechanism %q is not supported", c.Mechanism)
 }
-
-// Backlogs is not implemented yet: it reports nothing.
-func (s *Source) Backlogs() []source.Backlog { return nil }
