@@ -2,7 +2,9 @@ package parquetsink
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
+	"slices"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/deprecated"
@@ -152,7 +154,7 @@ type stagingPool struct {
 const stagingPoolSize = 8
 
 func (p *stagingPool) put(s *staging) {
-	if len(p.kept) < stagingPoolSize {
+	if len(p.kept) < stagingPoolSize && s.mem <= 2*maxStageLimit {
 		kept := staging{
 			values: s.values[:0], ends: s.ends[:0], arena: s.arena[:0],
 			mem: int64(cap(s.values))*16 + int64(cap(s.ends))*4 + int64(cap(s.arena)),
@@ -219,4 +221,66 @@ func (b *rowBatch) take() []parquet.Row {
 	b.n = 0
 	b.arena = b.arena[:0]
 	return b.view
+}
+
+// marshal appends the staged rows to b in the spool's form: a header (values,
+// rows, arena bytes, raw size), then each value in 16 bytes, each row end in
+// 4, and the arena.
+func (s *staging) marshal(b []byte) []byte {
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(s.values)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(s.ends)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(s.arena)))
+	b = binary.LittleEndian.AppendUint64(b, uint64(s.raw))
+	for _, v := range s.values {
+		b = binary.LittleEndian.AppendUint64(b, v.bits)
+		b = binary.LittleEndian.AppendUint32(b, v.n)
+		b = binary.LittleEndian.AppendUint16(b, v.col)
+		b = append(b, byte(v.kind), v.levels)
+	}
+	for _, e := range s.ends {
+		b = binary.LittleEndian.AppendUint32(b, uint32(e))
+	}
+	return append(b, s.arena...)
+}
+
+// unmarshalAppend appends every chunk marshal wrote in b to s, moving arena
+// offsets and row ends to where they land.
+func (s *staging) unmarshalAppend(b []byte) error {
+	const header = 20
+	for len(b) > 0 {
+		if len(b) < header {
+			return errors.New("spooled rows: truncated header")
+		}
+		nv, nr, na := int(binary.LittleEndian.Uint32(b)), int(binary.LittleEndian.Uint32(b[4:])), int(binary.LittleEndian.Uint32(b[8:]))
+		raw := int64(binary.LittleEndian.Uint64(b[12:]))
+		b = b[header:]
+		if len(b) < nv*16+nr*4+na {
+			return errors.New("spooled rows: truncated chunk")
+		}
+		before := int64(cap(s.values))*16 + int64(cap(s.ends))*4 + int64(cap(s.arena))
+		base, first := uint64(len(s.arena)), int32(len(s.values))
+		s.values = slices.Grow(s.values, nv)
+		for range nv {
+			v := stagedValue{
+				bits: binary.LittleEndian.Uint64(b), n: binary.LittleEndian.Uint32(b[8:]),
+				col: binary.LittleEndian.Uint16(b[12:]), kind: int8(b[14]), levels: b[15],
+			}
+			switch parquet.Kind(v.kind) {
+			case parquet.ByteArray, parquet.FixedLenByteArray, parquet.Int96:
+				v.bits += base
+			}
+			s.values = append(s.values, v)
+			b = b[16:]
+		}
+		s.ends = slices.Grow(s.ends, nr)
+		for range nr {
+			s.ends = append(s.ends, int32(binary.LittleEndian.Uint32(b))+first)
+			b = b[4:]
+		}
+		s.arena = append(s.arena, b[:na]...)
+		b = b[na:]
+		s.raw += raw
+		s.mem += int64(cap(s.values))*16 + int64(cap(s.ends))*4 + int64(cap(s.arena)) - before
+	}
+	return nil
 }

@@ -85,8 +85,9 @@ type Writer struct {
 	// committed: bucket → partition → highest position already in a committed file.
 	committed map[string]map[record.PartitionID]record.Position
 
-	bySize []*file // reused by relieve
-	held   int64   // what this writer's open files hold (the sum of their held)
+	bySize   []*file // reused by relieve
+	spillBuf []byte  // reused to write staged rows to the spool
+	held     int64   // what this writer's open files hold (the sum of their held)
 	// quiet counts writes that skip relief after one that could not free
 	// anything of this writer's: what is over the budget is held elsewhere.
 	quiet int
@@ -121,6 +122,7 @@ type file struct {
 	key       string
 	out       *partBuffer // encoded bytes in memory, not yet handed to an upload
 	spill     spill       // encoded bytes before out, in the spool
+	rowSpill  spill       // staged rows older than staged, in the spool
 	sent      int64       // bytes handed to part uploads
 	rows      int64
 	held      int64 // bytes this file charges to the budget
@@ -159,6 +161,9 @@ const (
 	// borrows one, or else makes a row group of what it staged.
 	minStageLimit = 128 << 10
 	maxStageLimit = 1 << 20
+	// maxSpooledStage is maxStageLimit when staged rows may wait in the
+	// spool.
+	maxSpooledStage = 4 << 20
 	// smallPart is the size below which a part uploads under
 	// SmallConcurrency.
 	smallPart = 1 << 20
@@ -355,7 +360,7 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 		return err
 	}
 	if w.o.Budget.Over() {
-		if w.quiet > 0 {
+		if w.quiet > 0 && w.o.Budget.Used() < w.o.Budget.Limit()+w.o.Budget.Limit()/16 {
 			w.quiet--
 			return nil
 		}
@@ -372,7 +377,7 @@ func (w *Writer) stage(f *file, row parquet.Row) error {
 		f.staged = w.recycled.get()
 	}
 	f.staged.add(row)
-	if f.staged.used() < w.stageLimit() {
+	if f.staged.used()+f.rowSpill.n < w.stageLimit() {
 		return nil
 	}
 	leased, err := w.lease(f)
@@ -409,8 +414,14 @@ func (w *Writer) account(f *file) error {
 	return nil
 }
 
-// feed hands f's staged and batched rows to enc, which copies them.
+// feed hands f's staged (and spooled) and batched rows to enc, which copies
+// them.
 func (w *Writer) feed(f *file, enc *encoder) error {
+	if f.rowSpill.n > 0 {
+		if err := w.loadRows(f); err != nil {
+			return err
+		}
+	}
 	n := f.staged.rows()
 	if n > 0 {
 		w.feedValues = w.feedValues[:0]
@@ -451,7 +462,7 @@ func (w *Writer) feed(f *file, enc *encoder) error {
 func (w *Writer) finishRowGroup(f *file) error {
 	enc := f.enc
 	if enc == nil {
-		if f.staged.rows() == 0 {
+		if f.staged.rows() == 0 && f.rowSpill.n == 0 {
 			return nil
 		}
 		enc = w.takeOneShot(f.out)
@@ -737,7 +748,7 @@ func (w *Writer) relieve(ctx context.Context) error {
 	// route's to relieve, and rolling here would only make small files).
 	share := w.o.Budget.Limit() / int64(2*max(1, w.o.Routes))
 	if w.o.Budget.AboveLow() && w.held > share {
-		w.sortBySize(0, func(f *file) int64 { return f.held + f.spill.n })
+		w.sortBySize(0, func(f *file) int64 { return f.held + f.spill.n + f.rowSpill.n })
 		for _, f := range w.bySize {
 			if !w.o.Budget.AboveLow() || w.held <= share {
 				break
@@ -769,7 +780,7 @@ func (w *Writer) sortBySize(least int64, key func(*file) int64) {
 	clear(w.bySize)
 	w.bySize = w.bySize[:0]
 	for _, f := range w.files {
-		if f.held > fileOverhead+least || f.spill.n > 0 {
+		if f.held > fileOverhead+least || f.spill.n+f.rowSpill.n > 0 {
 			w.bySize = append(w.bySize, f)
 		}
 	}
@@ -779,8 +790,16 @@ func (w *Writer) sortBySize(least int64, key func(*file) int64) {
 // shrink lowers what one file holds in memory without closing it.
 func (w *Writer) shrink(f *file) error {
 	if f.staged.mem+f.pendingEncoded() > f.held/2 {
-		if err := w.finishRowGroup(f); err != nil {
-			return err
+		// Rows short of a row group wait in the spool, if it has room:
+		// encoding them now would make a row group of a few rows.
+		spilled := false
+		if f.enc == nil && f.staged.used()+f.rowSpill.n < w.stageLimit() && w.o.Spool.room(f.staged.used()) {
+			spilled = w.spillRows(f) == nil
+		}
+		if !spilled {
+			if err := w.finishRowGroup(f); err != nil {
+				return err
+			}
 		}
 	}
 	n := int64(len(f.out.b))
@@ -806,8 +825,53 @@ func (w *Writer) shrink(f *file) error {
 // stageLimit is how much a file without an encoder stages before it borrows
 // one: a fair share of the budget among the open files, within
 // [minStageLimit, maxStageLimit].
+//
+// With a spool, staged rows may wait there: the share then counts half the
+// spool too, up to maxSpooledStage, so that files with thousands of
+// neighbours still make row groups of thousands of rows.
 func (w *Writer) stageLimit() int64 {
-	return min(maxStageLimit, max(minStageLimit, w.o.Budget.Limit()/int64(4*max(1, len(w.files)))))
+	files := int64(4 * max(1, len(w.files)))
+	if w.o.Spool.limit > 0 {
+		return min(maxSpooledStage, max(minStageLimit, (w.o.Budget.Limit()+2*w.o.Spool.limit)/files))
+	}
+	return min(maxStageLimit, max(minStageLimit, w.o.Budget.Limit()/files))
+}
+
+// spillRows moves a file's staged rows to the spool.
+func (w *Writer) spillRows(f *file) error {
+	w.spillBuf = f.staged.marshal(w.spillBuf[:0])
+	if err := w.o.Spool.write(&f.rowSpill, w.spillBuf); err != nil {
+		return err
+	}
+	if !f.staged.reset() {
+		w.recycled.put(&f.staged)
+	}
+	w.charge(f, f.heldBytes())
+	return nil
+}
+
+// loadRows brings a file's spooled rows back in front of its staged ones.
+func (w *Writer) loadRows(f *file) error {
+	b, err := w.o.Spool.take(&f.rowSpill, 0)
+	if err != nil {
+		return fmt.Errorf("parquet rows of %s: %w", f.key, err)
+	}
+	var st staging
+	if err := st.unmarshalAppend(b); err != nil {
+		return fmt.Errorf("parquet rows of %s: %w", f.key, err)
+	}
+	if f.staged.rows() > 0 {
+		w.spillBuf = f.staged.marshal(w.spillBuf[:0])
+		if err := st.unmarshalAppend(w.spillBuf); err != nil {
+			return err
+		}
+	}
+	if !f.staged.reset() {
+		w.recycled.put(&f.staged)
+	}
+	f.staged = st
+	w.charge(f, f.heldBytes())
+	return nil
 }
 
 func (f *file) pendingEncoded() int64 {
@@ -957,6 +1021,7 @@ func (w *Writer) Discard() {
 		// upload, not its bytes.
 		f.out.b, f.staged, f.groups, f.groupsMem = nil, staging{}, nil, 0
 		w.o.Spool.release(&f.spill)
+		w.o.Spool.release(&f.rowSpill)
 		w.charge(f, 0)
 		drop = append(drop, f)
 		w.o.Metrics.openFiles.WithLabelValues(w.o.Route).Dec()
