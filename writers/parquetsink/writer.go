@@ -178,8 +178,8 @@ const (
 )
 
 const (
-	// minShrink is the least a file must hold for relief to act on it
-	// without closing it: acting on less makes row groups of a few rows.
+	// minShrink is the least a file must stage for relief to turn its rows
+	// into a row group: fewer make row groups of a few rows.
 	minShrink = 8 << 10
 	// quietWrites is how many writes skip relief after one that found
 	// nothing of this writer's to free.
@@ -734,7 +734,7 @@ func (w *Writer) relieve(ctx context.Context) error {
 	}
 	// Sorted once: choosing the largest again for every file acted on would
 	// cost files² with thousands of buckets open.
-	w.sortBySize(minShrink, func(f *file) int64 { return f.held })
+	w.sortBySize(0, func(f *file) int64 { return f.held })
 	for _, f := range w.bySize {
 		if !w.o.Budget.AboveLow() {
 			return nil
@@ -792,11 +792,14 @@ func (w *Writer) shrink(f *file) error {
 	if f.staged.mem+f.pendingEncoded() > f.held/2 {
 		// Rows short of a row group wait in the spool, if it has room:
 		// encoding them now would make a row group of a few rows.
+		// Thousands of files each holding a little add up: spilling rows
+		// costs one append whatever their number, while encoding fewer
+		// than minShrink bytes of them is not worth a row group.
 		spilled := false
 		if f.enc == nil && f.staged.used()+f.rowSpill.n < w.stageLimit() && w.o.Spool.room(f.staged.used()) {
 			spilled = w.spillRows(f) == nil
 		}
-		if !spilled {
+		if !spilled && (f.enc != nil || f.staged.used()+f.rowSpill.n >= minShrink) {
 			if err := w.finishRowGroup(f); err != nil {
 				return err
 			}
@@ -843,9 +846,9 @@ func (w *Writer) spillRows(f *file) error {
 	if err := w.o.Spool.write(&f.rowSpill, w.spillBuf); err != nil {
 		return err
 	}
-	if !f.staged.reset() {
-		w.recycled.put(&f.staged)
-	}
+	// The buffers go too, however small: thousands of files each keeping
+	// a few KiB of empty staging add up to the budget.
+	w.recycled.put(&f.staged)
 	w.charge(f, f.heldBytes())
 	return nil
 }
