@@ -62,7 +62,7 @@ func applyDefaults(c *Config) {
 			defaultParquet(p, r.Name)
 		}
 		if o := r.OpenSearch; o != nil {
-			defaultOpenSearch(o, c.isSet(routePath(i)+".opensearch.max_retries"))
+			DefaultOpenSearch(o, c.isSet(routePath(i)+".opensearch.max_retries"))
 		}
 	}
 
@@ -106,16 +106,43 @@ func defaultParquet(p *Parquet, route string) {
 	}
 }
 
-func defaultOpenSearch(o *OpenSearch, maxRetriesSet bool) {
+// OpenSearch defaults. The writer takes its defaults from DefaultOpenSearch
+// too, so that these are the only ones; config/README.md and
+// writers/opensearch/README.md list them, and a test keeps them in step.
+//
+// Why these values: documents cost sinkd about the same CPU whatever the
+// batch size once a request carries a few hundred of them (the per-request
+// work is a few tens of microseconds), so the batch size is chosen for the
+// cluster: OpenSearch's guidance is bulk requests of a few MiB, and 5MiB
+// (about 12,000 taxi trips) is the size limit where flush_docs does not
+// bite first. flush_docs 5000 lets small documents reach a useful size while
+// still bounding the answer (about 100 bytes per item unfiltered). Two
+// requests in flight keep one being built while the other is indexed;
+// more only queue up on a cluster that is already busy, and each one holds
+// a batch in memory.
+const (
+	defaultOSFlushBytes    = 5 * mib
+	defaultOSFlushDocs     = 5000
+	defaultOSFlushInterval = Duration(time.Second)
+	defaultOSConcurrency   = 2
+	defaultOSMaxRetries    = 8
+	defaultOSTimeout       = Duration(30 * time.Second)
+)
+
+// DefaultOpenSearch fills every OpenSearch setting left at zero with its
+// default. max_retries is filled only when maxRetriesSet is false: an
+// explicit 0 means no retries of a request inside the HTTP client (the
+// writer's own backoff still retries what the cluster refused).
+func DefaultOpenSearch(o *OpenSearch, maxRetriesSet bool) {
 	o.Action = cmp.Or(o.Action, "index")
-	o.FlushBytes = cmp.Or(o.FlushBytes, 5*mib)
-	o.FlushDocs = cmp.Or(o.FlushDocs, 1000)
-	o.FlushInterval = cmp.Or(o.FlushInterval, seconds(1))
-	o.Concurrency = cmp.Or(o.Concurrency, 2)
+	o.FlushBytes = cmp.Or(o.FlushBytes, defaultOSFlushBytes)
+	o.FlushDocs = cmp.Or(o.FlushDocs, defaultOSFlushDocs)
+	o.FlushInterval = cmp.Or(o.FlushInterval, defaultOSFlushInterval)
+	o.Concurrency = cmp.Or(o.Concurrency, defaultOSConcurrency)
 	if !maxRetriesSet {
-		o.MaxRetries = 8
+		o.MaxRetries = defaultOSMaxRetries
 	}
-	o.Timeout = cmp.Or(o.Timeout, seconds(30))
+	o.Timeout = cmp.Or(o.Timeout, defaultOSTimeout)
 	if o.SigV4 != nil {
 		o.SigV4.Service = cmp.Or(o.SigV4.Service, "es")
 		o.SigV4.Region = cmp.Or(o.SigV4.Region, awsRegion())
