@@ -323,6 +323,7 @@ type measurement struct {
 	maxOpenFiles float64
 	dlq          float64 // dead letters sinkd counted
 	otherCores   float64 // CPUs busy with everything but sinkd, start → durable
+	fakeCPU      float64 // CPU seconds of the OpenSearch fake (a separate process) for the run, 0 without it
 	loadBefore   string  // /proc/loadavg's 1-minute figure at start
 	exit         string  // how sinkd stopped after SIGTERM: "0" or the error
 	err          string
