@@ -1,6 +1,7 @@
 package opensearch
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 )
@@ -26,7 +27,7 @@ func parseBulkResponse(b []byte, dst []itemStatus) ([]itemStatus, error) {
 	if !p.consume('{') {
 		return dst, p.fail("expected an object")
 	}
-	sawItems := false
+	base, sawItems := len(dst), false
 	for first := true; ; first = false {
 		p.space()
 		if p.consume('}') {
@@ -46,7 +47,7 @@ func parseBulkResponse(b []byte, dst []itemStatus) ([]itemStatus, error) {
 			continue
 		}
 		sawItems = true
-		if dst, err = p.items(dst); err != nil {
+		if dst, err = p.items(dst[:base]); err != nil { // a repeated key counts once, the last
 			return dst, err
 		}
 	}
@@ -91,8 +92,9 @@ func (p *scanner) consume(c byte) bool {
 	return false
 }
 
-// key reads an object key and its colon. The keys that matter have no
-// escapes; one that has them is returned raw, which matches none of them.
+// key reads an object key and its colon. Keys are compared as they are
+// written: no server escapes them, and one that does is refused rather than
+// misread.
 func (p *scanner) key() (string, error) {
 	p.space()
 	start := p.i
@@ -100,6 +102,9 @@ func (p *scanner) key() (string, error) {
 		return "", err
 	}
 	k := p.b[start+1 : p.i-1]
+	if bytes.IndexByte(k, '\\') >= 0 {
+		return "", p.fail("escaped key")
+	}
 	p.space()
 	if !p.consume(':') {
 		return "", p.fail("expected :")
@@ -245,6 +250,7 @@ func (p *scanner) result() (itemStatus, error) {
 			}
 			it.status, sawStatus = n, true
 		case "error":
+			it.err = nil
 			start := p.i
 			if err := p.skip(0); err != nil {
 				return it, err
@@ -271,7 +277,7 @@ func (p *scanner) integer() (int, error) {
 		n = n*10 + int(p.b[p.i]-'0')
 		p.i++
 	}
-	if p.i == start || p.i < len(p.b) && (p.b[p.i] == '.' || p.b[p.i] == 'e' || p.b[p.i] == 'E' || '0' <= p.b[p.i] && p.b[p.i] <= '9') {
+	if p.i == start || p.b[start] == '0' && p.i-start > 1 || p.i < len(p.b) && (p.b[p.i] == '.' || p.b[p.i] == 'e' || p.b[p.i] == 'E' || '0' <= p.b[p.i] && p.b[p.i] <= '9') {
 		return 0, p.fail("status is not a small integer")
 	}
 	return n, nil
