@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,8 +47,9 @@ routes:
       url: %s
       index: trips-{type}-{pickup_datetime:yyyy.MM}
       id: "{trip_id}"
+%s
 checkpoint: {store: "file:///tmp/unused"}
-`, taxi.FieldsYAML, srv.URL)))
+`, taxi.FieldsYAML, srv.URL, os.Getenv("OSX"))))
 	if err != nil {
 		b.Fatal(err)
 	}

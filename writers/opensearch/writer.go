@@ -91,7 +91,7 @@ type Writer struct {
 	// slot, so that a full pipeline blocks every writer: that is the backpressure.
 	mu       sync.Mutex
 	buf      *batch
-	spare    []*buffers // of batches sent, for the next ones
+	spare    chan *buffers // of batches sent, for the next ones
 	inflight map[*batch]struct{}
 	err      error // the first permanent failure; the writer is unusable after it
 	started  bool
@@ -165,6 +165,7 @@ func New(cfg config.OpenSearch, dl DeadLetter, opts ...Option) (*Writer, error) 
 		log:           o.logger.With("component", "opensearch"),
 		backoff:       backoff{min: o.backoffMin, max: o.backoffMax},
 		sem:           make(chan struct{}, cfg.Concurrency),
+		spare:         make(chan *buffers, cfg.Concurrency+1),
 		inflight:      map[*batch]struct{}{},
 		loopEnd:       make(chan struct{}),
 	}
@@ -290,26 +291,32 @@ func (w *Writer) full(b *batch) bool {
 	return len(b.body) >= w.flushBytes || len(b.items) >= w.flushDocs
 }
 
-// takeBuffers returns spare buffers or new ones. Callers hold w.mu.
+// takeBuffers returns spare buffers or new ones. They start small and grow
+// to what a batch needs; once they are reused, a batch allocates nothing.
 func (w *Writer) takeBuffers() *buffers {
-	if n := len(w.spare); n > 0 {
-		b := w.spare[n-1]
-		w.spare = w.spare[:n-1]
+	select {
+	case b := <-w.spare:
 		return b
+	default:
+		return &buffers{body: make([]byte, 0, min(w.flushBytes+w.flushBytes/8, 256<<10))}
 	}
-	return &buffers{body: make([]byte, 0, min(w.flushBytes+w.flushBytes/8, 64<<20))}
 }
 
 // giveBuffers keeps b for a later batch, unless it grew far beyond a batch's
 // size (one huge document travels alone) or enough are kept already: at most
-// one per request in flight plus the open one ever exist.
+// one per request in flight plus the open one ever exist. It does not take
+// w.mu: a sender gives its buffers back before it frees its slot, so that
+// the Write waiting for that slot (holding w.mu) finds them.
 func (w *Writer) giveBuffers(b *buffers) {
-	if cap(b.body) > 2*w.flushBytes+(1<<20) || cap(b.answer) > 64<<20 || len(w.spare) > cap(w.sem) {
+	if cap(b.body) > 2*w.flushBytes+(1<<20) || cap(b.answer) > 64<<20 {
 		return
 	}
 	clear(b.items) // drop the records they point to
 	b.body, b.items, b.results, b.answer = b.body[:0], b.items[:0], b.results[:0], b.answer[:0]
-	w.spare = append(w.spare, b)
+	select {
+	case w.spare <- b:
+	default:
+	}
 }
 
 // Flush sends the buffer and returns when every document written before the
@@ -402,6 +409,8 @@ func (w *Writer) run(b *batch) {
 	// hold while it waits for this slot.
 	w.metrics.buffered.Set(float64(w.buffered.Add(-int64(size))))
 	w.metrics.inFlight.Dec()
+	w.giveBuffers(b.buffers)
+	b.buffers = nil
 	<-w.sem
 	w.mu.Lock()
 	delete(w.inflight, b)
@@ -409,8 +418,6 @@ func (w *Writer) run(b *batch) {
 		w.err = err
 		w.log.Error("opensearch writer failed", "err", err)
 	}
-	w.giveBuffers(b.buffers)
-	b.buffers = nil
 	w.mu.Unlock()
 	b.err = err
 	close(b.done)
