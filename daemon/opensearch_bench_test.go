@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -47,9 +46,8 @@ routes:
       url: %s
       index: trips-{type}-{pickup_datetime:yyyy.MM}
       id: "{trip_id}"
-%s
 checkpoint: {store: "file:///tmp/unused"}
-`, taxi.FieldsYAML, srv.URL, os.Getenv("OSX"))))
+`, taxi.FieldsYAML, srv.URL)))
 	if err != nil {
 		b.Fatal(err)
 	}
