@@ -30,6 +30,8 @@ checkpoint: {store: "file:///tmp/x"}
 	docs := map[string]map[string]string{
 		"config/README.md":             configReadmeDefaults(t, "README.md"),
 		"writers/opensearch/README.md": writerReadmeDefaults(t, "../writers/opensearch/README.md"),
+		"examples/taxi-kafka.yaml":     exampleDefaults(t, "examples/taxi-kafka.yaml"),
+		"examples/taxi-kinesis.yaml":   exampleDefaults(t, "examples/taxi-kinesis.yaml"),
 	}
 	for doc, defaults := range docs {
 		if len(defaults) < 6 {
@@ -94,6 +96,35 @@ func writerReadmeDefaults(t *testing.T, path string) map[string]string {
 			continue
 		}
 		out[key] = strings.Trim(cells[1], "`")
+	}
+	return out
+}
+
+// exampleDefaults reads the commented defaults of an example's opensearch
+// block: "      # flush_docs: 5000        # default".
+func exampleDefaults(t *testing.T, path string) map[string]string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.TrimSpace(line) == "opensearch:":
+			in = true
+			continue
+		case in && !strings.HasPrefix(line, "      "):
+			in = false
+		}
+		setting, _, ok := strings.Cut(strings.TrimSpace(line), "# default")
+		if !in || !ok || !strings.HasPrefix(setting, "# ") {
+			continue
+		}
+		key, value, ok := strings.Cut(strings.TrimPrefix(setting, "# "), ":")
+		if ok {
+			out[strings.TrimSpace(key)] = strings.TrimSpace(value)
+		}
 	}
 	return out
 }
