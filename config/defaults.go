@@ -107,19 +107,15 @@ func defaultParquet(p *Parquet, route string) {
 }
 
 // OpenSearch defaults. The writer takes its defaults from DefaultOpenSearch
-// too, so that these are the only ones; config/README.md and
-// writers/opensearch/README.md list them, and a test keeps them in step.
-//
-// Why these values: documents cost sinkd about the same CPU whatever the
-// batch size once a request carries a few hundred of them (the per-request
-// work is a few tens of microseconds), so the batch size is chosen for the
-// cluster: OpenSearch's guidance is bulk requests of a few MiB, and 5MiB
-// (about 12,000 taxi trips) is the size limit where flush_docs does not
-// bite first. flush_docs 5000 lets small documents reach a useful size while
-// still bounding the answer (about 100 bytes per item unfiltered). Two
-// requests in flight keep one being built while the other is indexed;
-// more only queue up on a cluster that is already busy, and each one holds
-// a batch in memory.
+// too, so that these are the only ones; config/README.md,
+// writers/opensearch/README.md and the examples list them, and a test keeps
+// them in step. Why these values (writers/opensearch/README.md has the
+// measurements): sinkd's CPU per document falls with the batch size up to a
+// few thousand documents and is flat beyond, so flush_docs is 5000 (about
+// 2.4 MB of taxi trips, within OpenSearch's advice of bulk requests of a few
+// MiB) and flush_bytes 5MiB bounds larger documents; two requests in flight
+// keep the cluster busy while the next batch fills, and more only queue on a
+// busy cluster while holding a batch each.
 const (
 	defaultOSFlushBytes    = 5 * mib
 	defaultOSFlushDocs     = 5000
