@@ -70,7 +70,7 @@ func applyDefaults(c *Config) {
 			defaultParquet(p, r.Name)
 		}
 		if o := r.OpenSearch; o != nil {
-			defaultOpenSearch(o, c.isSet(routePath(i)+".opensearch.max_retries"))
+			DefaultOpenSearch(o, c.isSet(routePath(i)+".opensearch.max_retries"))
 		}
 	}
 
@@ -121,16 +121,39 @@ func defaultParquet(p *Parquet, route string) {
 	}
 }
 
-func defaultOpenSearch(o *OpenSearch, maxRetriesSet bool) {
+// OpenSearch defaults. The writer takes its defaults from DefaultOpenSearch
+// too, so that these are the only ones; config/README.md,
+// writers/opensearch/README.md and the examples list them, and a test keeps
+// them in step. Why these values (writers/opensearch/README.md has the
+// measurements): sinkd's CPU per document falls with the batch size up to a
+// few thousand documents and is flat beyond, so flush_docs is 5000 (about
+// 2.4 MB of taxi trips, within OpenSearch's advice of bulk requests of a few
+// MiB) and flush_bytes 5MiB bounds larger documents; two requests in flight
+// keep the cluster busy while the next batch fills, and more only queue on a
+// busy cluster while holding a batch each.
+const (
+	defaultOSFlushBytes    = 5 * mib
+	defaultOSFlushDocs     = 5000
+	defaultOSFlushInterval = Duration(time.Second)
+	defaultOSConcurrency   = 2
+	defaultOSMaxRetries    = 8
+	defaultOSTimeout       = Duration(30 * time.Second)
+)
+
+// DefaultOpenSearch fills every OpenSearch setting left at zero with its
+// default. max_retries is filled only when maxRetriesSet is false: an
+// explicit 0 means no retries of a request inside the HTTP client (the
+// writer's own backoff still retries what the cluster refused).
+func DefaultOpenSearch(o *OpenSearch, maxRetriesSet bool) {
 	o.Action = cmp.Or(o.Action, "index")
-	o.FlushBytes = cmp.Or(o.FlushBytes, 5*mib)
-	o.FlushDocs = cmp.Or(o.FlushDocs, 1000)
-	o.FlushInterval = cmp.Or(o.FlushInterval, seconds(1))
-	o.Concurrency = cmp.Or(o.Concurrency, 2)
+	o.FlushBytes = cmp.Or(o.FlushBytes, defaultOSFlushBytes)
+	o.FlushDocs = cmp.Or(o.FlushDocs, defaultOSFlushDocs)
+	o.FlushInterval = cmp.Or(o.FlushInterval, defaultOSFlushInterval)
+	o.Concurrency = cmp.Or(o.Concurrency, defaultOSConcurrency)
 	if !maxRetriesSet {
-		o.MaxRetries = 8
+		o.MaxRetries = defaultOSMaxRetries
 	}
-	o.Timeout = cmp.Or(o.Timeout, seconds(30))
+	o.Timeout = cmp.Or(o.Timeout, defaultOSTimeout)
 	if o.SigV4 != nil {
 		o.SigV4.Service = cmp.Or(o.SigV4.Service, "es")
 		o.SigV4.Region = cmp.Or(o.SigV4.Region, awsRegion())

@@ -108,7 +108,7 @@ dlq:
 		{"parquet.event_time.source", p.EventTime.Source, "broker"},
 		{"opensearch.action", o.Action, "index"},
 		{"opensearch.flush_bytes", o.FlushBytes, Size(5 << 20)},
-		{"opensearch.flush_docs", o.FlushDocs, 1000},
+		{"opensearch.flush_docs", o.FlushDocs, 5000},
 		{"opensearch.flush_interval", o.FlushInterval, Duration(time.Second)},
 		{"opensearch.concurrency", o.Concurrency, 2},
 		{"opensearch.max_retries", o.MaxRetries, 8},

@@ -36,6 +36,7 @@ type route struct {
 	storeURL string
 	// OpenSearch destination (nil when off).
 	os      *opensearch.Writer
+	osBuf   []byte // index and id of the document being written
 	indexes []*buckets.Template
 	id      *buckets.Template
 	version int // column of the external version field, -1 when none
@@ -382,10 +383,14 @@ func (p *Pipeline) handle(ctx context.Context, rec *record.Record) error {
 }
 
 func (p *Pipeline) writeDoc(ctx context.Context, r *route, row parquet.Row, rec *record.Record) error {
-	id, err := r.id.Append(nil, row, rec, p.now)
+	// Id and index are rendered into one buffer the route keeps (id first,
+	// then each index after it): the writer copies them, so nothing is
+	// allocated per document.
+	buf, err := r.id.Append(r.osBuf[:0], row, rec, p.now)
 	if err != nil {
 		return p.templateFailure(ctx, rec, err, r.name, "id")
 	}
+	idLen := len(buf)
 	var version int64
 	if r.version >= 0 {
 		if v := row[r.version]; !v.IsNull() {
@@ -393,17 +398,18 @@ func (p *Pipeline) writeDoc(ctx context.Context, r *route, row parquet.Row, rec 
 		}
 	}
 	for _, t := range r.indexes {
-		index, err := t.Append(nil, row, rec, p.now)
+		buf, err = t.Append(buf[:idLen], row, rec, p.now)
 		if err != nil {
 			if err := p.templateFailure(ctx, rec, err, r.name, "index"); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := r.os.Write(ctx, opensearch.Doc{Index: string(index), ID: string(id), Version: version, Body: rec.Value, Rec: rec}); err != nil {
+		if err := r.os.WriteBytes(ctx, buf[idLen:], buf[:idLen], version, rec.Value, rec); err != nil {
 			return err
 		}
 	}
+	r.osBuf = buf[:0]
 	return nil
 }
 

@@ -376,6 +376,7 @@ type measurement struct {
 	partialTime time.Duration
 	partialCPU  float64
 	dlq         float64 // dead letters sinkd counted
+	fakeCPU     float64 // CPU seconds of the OpenSearch fake (a separate process) for the run, 0 without it
 	otherCores  float64 // CPUs busy with everything but sinkd, start → durable
 	loadBefore  string  // /proc/loadavg's 1-minute figure at start
 	exit        string  // how sinkd stopped after SIGTERM: "0" or the error

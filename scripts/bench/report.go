@@ -345,7 +345,13 @@ func printResult(w io.Writer, r result) {
 		r.cpuMicrosPerEvent(), r.m.peakRSSMiB, r.rssBoundMiB(), spoolText(r), r.m.durable.Seconds(),
 		r.committed.files, r.committed.buckets, r.filesPerBucket(), bytesText(r.averageFileBytes()),
 		r.m.exit, r.m.otherCores, r.m.loadBefore)
+	if r.m.fakeCPU > 0 {
+		fmt.Fprintf(w, "         OpenSearch fake (its own process, not in sinkd's figure): %.2f CPU µs/event\n", r.fakeMicrosPerEvent())
+	}
 }
+
+// fakeMicrosPerEvent is the OpenSearch fake's CPU per event.
+func (r result) fakeMicrosPerEvent() float64 { return r.m.fakeCPU / float64(r.input.events) * 1e6 }
 
 // spoolText is the peak spool against its budget, or why there is no figure.
 func spoolText(r result) string {
@@ -466,6 +472,12 @@ func (rep report) markdown() string {
 			bytesText(r.averageFileBytes()), r.m.maxOpenFiles, mdCell(r.m.exit), r.m.otherCores, r.m.loadBefore)
 	}
 	p("\n")
+	for _, r := range rows {
+		if r.ok() && r.m.fakeCPU > 0 {
+			p("(%s): the OpenSearch fake runs as its own process (started by the benchmark, not by sinkd) and used %.2f CPU s per M events, ", r.spec.name, r.fakeMicrosPerEvent())
+			p("counted in other CPUs busy, not in sinkd's CPU.\n\n")
+		}
+	}
 
 	p("## Targets\n\n")
 	p("Each verdict is computed from this run's figures.\n\n")

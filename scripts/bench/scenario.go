@@ -200,8 +200,10 @@ func (b *bench) runOnce(ctx context.Context, s spec) result {
 	}
 
 	var osURL string
+	var fake *osFake
 	if s.opensearch {
-		fake, err := startOSFake(ctx, b.bins.osfake, filepath.Join(dir, "osfake.log"))
+		var err error
+		fake, err = startOSFake(ctx, b.bins.osfake, filepath.Join(dir, "osfake.log"))
 		if err != nil {
 			r.err = err.Error()
 			return r
@@ -220,6 +222,9 @@ func (b *bench) runOnce(ctx context.Context, s spec) result {
 	}
 	b.log.Info("running sinkd", "scenario", s.name, "events", s.events, "partitions", s.partitions, "template", s.path)
 	m := measure(ctx, b.bins.sinkd, cfgPath, addr, filepath.Join(dir, "sinkd.log"), b.tck, s.events, durable)
+	if fake != nil {
+		m.fakeCPU = fake.cpuSeconds(b.tck)
+	}
 	r.m = m
 	if m.err != "" {
 		r.err = m.err

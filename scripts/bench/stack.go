@@ -373,6 +373,20 @@ func up(ctx context.Context, url string) bool {
 	return true
 }
 
+// cpuSeconds is the fake's user plus system CPU time so far: it is a child
+// of this program, not of sinkd, so sinkd's figure never includes it.
+func (f *osFake) cpuSeconds(tck float64) float64 {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", f.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	ticks, err := cpuTicks(stat)
+	if err != nil {
+		return 0
+	}
+	return ticks / tck
+}
+
 func (f *osFake) stop() {
 	_ = f.cmd.Process.Signal(os.Interrupt)
 	select {

@@ -7,11 +7,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -124,7 +122,7 @@ func newAPI(cfg config.OpenSearch, o options, m *metrics) (*api, error) {
 		}
 	} else {
 		t := cleanhttp.DefaultPooledTransport()
-		t.MaxIdleConnsPerHost = orDefault(cfg.Concurrency, DefaultConcurrency) + 2
+		t.MaxIdleConnsPerHost = cfg.Concurrency + 2
 		if cfg.CAFile != "" {
 			pem, err := os.ReadFile(cfg.CAFile)
 			if err != nil {
@@ -139,7 +137,7 @@ func newAPI(cfg config.OpenSearch, o options, m *metrics) (*api, error) {
 		next = t
 	}
 	if hc.Timeout == 0 {
-		hc.Timeout = orDefault(cfg.Timeout.D(), DefaultTimeout)
+		hc.Timeout = cfg.Timeout.D()
 	}
 	if cfg.SigV4 != nil {
 		s, err := newSigner(*cfg.SigV4)
@@ -153,10 +151,7 @@ func newAPI(cfg config.OpenSearch, o options, m *metrics) (*api, error) {
 	c := retryablehttp.NewClient()
 	c.HTTPClient = hc
 	c.Logger = o.logger
-	c.RetryMax = cfg.MaxRetries
-	if c.RetryMax <= 0 {
-		c.RetryMax = DefaultMaxRetries
-	}
+	c.RetryMax = cfg.MaxRetries // 0: the writer's own backoff is the only retry
 	c.RetryWaitMin, c.RetryWaitMax = o.backoffMin, o.backoffMax
 	c.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
 		retry, perr := retryablehttp.DefaultRetryPolicy(ctx, resp, err)
@@ -243,7 +238,8 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // do sends one request with retries of the whole request and returns the
 // final status and body.
-func (a *api) do(ctx context.Context, method, path string, body retryablehttp.ReaderFunc, size int64, payloadHash, contentType string) (int, []byte, error) {
+// The answer is read into dst's storage when it fits.
+func (a *api) do(ctx context.Context, method, path string, body retryablehttp.ReaderFunc, size int64, payloadHash, contentType string, dst []byte) (int, []byte, error) {
 	var raw any
 	if body != nil {
 		raw = body
@@ -273,7 +269,7 @@ func (a *api) do(ctx context.Context, method, path string, body retryablehttp.Re
 		}
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	b, err := readAll(dst[:0], io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
 		return 0, nil, &transientError{err: fmt.Errorf("%s %s: reading the answer: %w", method, path, err)}
 	}
@@ -313,7 +309,7 @@ func (a *api) close() { a.client.HTTPClient.CloseIdleConnections() }
 // ping checks that the cluster answers and accepts the credentials.
 func (a *api) ping(ctx context.Context) error {
 	_, hash := bytesBody(nil)
-	status, b, err := a.do(ctx, http.MethodGet, "/", nil, 0, hash, "")
+	status, b, err := a.do(ctx, http.MethodGet, "/", nil, 0, hash, "", nil)
 	if err != nil {
 		return fmt.Errorf("opensearch: cannot reach %s: %w", a.base, err)
 	}
@@ -325,7 +321,7 @@ func (a *api) ping(ctx context.Context) error {
 
 func (a *api) putTemplate(ctx context.Context, name string, tpl []byte) error {
 	body, hash := bytesBody(tpl)
-	status, b, err := a.do(ctx, http.MethodPut, "/_index_template/"+name, body, int64(len(tpl)), hash, "application/json")
+	status, b, err := a.do(ctx, http.MethodPut, "/_index_template/"+name, body, int64(len(tpl)), hash, "application/json", nil)
 	if err != nil {
 		return fmt.Errorf("opensearch: installing index template %s: %w", name, err)
 	}
@@ -335,74 +331,63 @@ func (a *api) putTemplate(ctx context.Context, name string, tpl []byte) error {
 	return nil
 }
 
-// bulk sends items in one _bulk request. The body is streamed from the
-// documents' own bytes, so a batch in flight costs no second copy.
-func (a *api) bulk(ctx context.Context, items []item) (*bulkResponse, error) {
-	var size int64
-	for _, it := range items {
-		size += int64(it.size())
-	}
-	newline := []byte{'\n'}
-	body := func() (io.Reader, error) {
-		bufs := make(net.Buffers, 0, 3*len(items))
-		for _, it := range items {
-			bufs = append(bufs, it.meta, it.doc.Body, newline)
-		}
-		return &bufs, nil
-	}
+// bulkPath asks the cluster to leave out of its answer what settling does
+// not read (each item's _index, _id, _version, result, _shards, _seq_no…):
+// that is most of an answer, and reading it was most of the writer's CPU.
+// Request-level errors keep their error and status.
+const bulkPath = "/_bulk?filter_path=errors,error,status,items.*.status,items.*.error"
+
+// bulk sends the n documents of body (NDJSON, ready to send) in one _bulk
+// request and leaves their results in bufs.results.
+func (a *api) bulk(ctx context.Context, bufs *buffers, body []byte, n int) error {
+	reader := func() (io.Reader, error) { return bytes.NewReader(body), nil }
 	var hash string
 	if a.sigv4 != nil {
-		h := sha256.New()
-		r, _ := body()
-		if _, err := io.Copy(h, r); err != nil {
-			return nil, err
-		}
-		hash = hex.EncodeToString(h.Sum(nil))
+		sum := sha256.Sum256(body)
+		hash = hex.EncodeToString(sum[:])
 	}
-	status, b, err := a.do(ctx, http.MethodPost, "/_bulk", body, size, hash, "application/x-ndjson")
+	size := int64(len(body))
+	status, b, err := a.do(ctx, http.MethodPost, bulkPath, reader, size, hash, "application/x-ndjson", bufs.answer)
+	if cap(b) <= 64<<20 {
+		bufs.answer = b[:0] // reused by the next request
+	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	switch {
 	case status == http.StatusRequestEntityTooLarge:
-		return nil, &tooLargeError{bytes: size, body: truncate(string(b), 256)}
+		return &tooLargeError{bytes: size, body: truncate(string(b), 256)}
 	case status != http.StatusOK:
-		return nil, a.failure("bulk", status, b)
+		return a.failure("bulk", status, b)
 	}
-	var resp bulkResponse
-	if err := json.Unmarshal(b, &resp); err != nil {
-		return nil, fmt.Errorf("opensearch: decoding bulk response: %w", err)
+	bufs.results, err = parseBulkResponse(b, bufs.results[:0])
+	if err != nil {
+		return fmt.Errorf("opensearch: decoding bulk response: %w", err)
 	}
-	return &resp, nil
-}
-
-type bulkResponse struct {
-	Errors bool       `json:"errors"`
-	Items  []bulkItem `json:"items"`
-}
-
-// bulkItem holds one item's result under its action's name.
-type bulkItem struct {
-	Index  *itemResult `json:"index"`
-	Create *itemResult `json:"create"`
-	Update *itemResult `json:"update"`
-	Delete *itemResult `json:"delete"`
-}
-
-func (b bulkItem) result() *itemResult {
-	for _, r := range []*itemResult{b.Index, b.Create, b.Update, b.Delete} {
-		if r != nil {
-			return r
-		}
+	if len(bufs.results) != n {
+		return fmt.Errorf("opensearch: bulk response has %d items for %d documents", len(bufs.results), n)
 	}
 	return nil
 }
 
-type itemResult struct {
-	Index  string     `json:"_index"`
-	ID     string     `json:"_id"`
-	Status int        `json:"status"`
-	Error  *itemError `json:"error"`
+// readAll is io.ReadAll into dst's storage.
+func readAll(dst []byte, r io.Reader) ([]byte, error) {
+	if cap(dst) == 0 {
+		dst = make([]byte, 0, 4096)
+	}
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
 }
 
 type itemError struct {

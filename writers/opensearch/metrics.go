@@ -12,6 +12,9 @@ type metrics struct {
 	retries  *prometheus.CounterVec // reason: transport | http_429 | http_5xx | item_429 | item_5xx | split_413
 	buffered prometheus.Gauge
 	inFlight prometheus.Gauge
+
+	// The docs series, resolved once: settling counts every item.
+	indexed, conflictOK, deadLettered, retried prometheus.Counter
 }
 
 // newMetrics registers the writer's metrics; writers of several routes share
@@ -46,6 +49,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.retries = register(reg, m.retries, &err)
 	m.buffered = register(reg, m.buffered, &err)
 	m.inFlight = register(reg, m.inFlight, &err)
+	if err == nil {
+		m.indexed = m.docs.WithLabelValues("indexed")
+		m.conflictOK = m.docs.WithLabelValues("conflict_ok")
+		m.deadLettered = m.docs.WithLabelValues("dead_lettered")
+		m.retried = m.docs.WithLabelValues("retried")
+	}
 	return m, err
 }
 

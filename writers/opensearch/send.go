@@ -2,6 +2,7 @@ package opensearch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -9,11 +10,12 @@ import (
 	"time"
 )
 
-// send delivers items until each one is indexed, accepted as a conflict or
-// dead-lettered. Rejected items and failed requests are retried while ctx
-// lives; only permanent failures (credentials, malformed requests, a failing
-// dead-letter path) end it early.
-func (w *Writer) send(ctx context.Context, items []item) error {
+// send delivers items, whose bytes are in body, until each one is indexed,
+// accepted as a conflict or dead-lettered. Rejected items and failed
+// requests are retried while ctx lives; only permanent failures
+// (credentials, malformed requests, a failing dead-letter path) end it early.
+// bufs holds the answers; body is sent as it is the first time.
+func (w *Writer) send(ctx context.Context, bufs *buffers, body []byte, items []item) error {
 	pending := items
 	stalled := 0 // consecutive rounds without progress: they lengthen the wait
 	for round := 0; len(pending) > 0; round++ {
@@ -22,11 +24,11 @@ func (w *Writer) send(ctx context.Context, items []item) error {
 				return err
 			}
 		}
-		resp, err := w.api.bulk(ctx, pending)
+		err := w.api.bulk(ctx, bufs, body, len(pending))
 		var tooLarge *tooLargeError
 		switch {
 		case err == nil:
-			retry, err := w.settle(ctx, pending, resp)
+			retry, err := w.settle(ctx, body, pending, bufs.results)
 			if err != nil {
 				return err
 			}
@@ -35,9 +37,13 @@ func (w *Writer) send(ctx context.Context, items []item) error {
 			} else {
 				stalled++
 			}
-			pending = retry
+			if len(retry) > 0 {
+				body, pending = subset(body, retry)
+			} else {
+				pending = nil
+			}
 		case errors.As(err, &tooLarge):
-			return w.split(ctx, pending, tooLarge)
+			return w.split(ctx, bufs, body, pending, tooLarge)
 		case isPermanent(err) || ctx.Err() != nil:
 			return err
 		default:
@@ -48,48 +54,72 @@ func (w *Writer) send(ctx context.Context, items []item) error {
 	return nil
 }
 
+// subset copies the bytes of items out of body into a new body (retries and
+// splits are rare: they may allocate).
+func subset(body []byte, items []item) ([]byte, []item) {
+	size := 0
+	for _, it := range items {
+		size += it.end - it.start
+	}
+	out := make([]byte, 0, size)
+	moved := make([]item, len(items))
+	for i, it := range items {
+		start := len(out)
+		out = append(out, body[it.start:it.end]...)
+		moved[i] = item{start: start, meta: start + it.meta - it.start, end: len(out), version: it.version, rec: it.rec}
+	}
+	return out, moved
+}
+
 // split answers a 413: halves are sent one after the other until they fit; a
 // single document too large for the cluster is dead-lettered.
-func (w *Writer) split(ctx context.Context, items []item, cause *tooLargeError) error {
+func (w *Writer) split(ctx context.Context, bufs *buffers, body []byte, items []item, cause *tooLargeError) error {
 	if len(items) == 1 {
-		return w.deadLetter(ctx, items[0].doc, http.StatusRequestEntityTooLarge, "request_entity_too_large", cause.Error())
+		return w.deadLetter(ctx, items[0].doc(body), http.StatusRequestEntityTooLarge, "request_entity_too_large", cause.Error())
 	}
 	w.metrics.retries.WithLabelValues("split_413").Inc()
 	half := len(items) / 2
-	if err := w.send(ctx, items[:half]); err != nil {
+	b, its := subset(body, items[:half])
+	if err := w.send(ctx, bufs, b, its); err != nil {
 		return err
 	}
-	return w.send(ctx, items[half:])
+	b, its = subset(body, items[half:])
+	return w.send(ctx, bufs, b, its)
 }
 
-// settle classifies each item of a bulk response and returns those to retry.
-func (w *Writer) settle(ctx context.Context, items []item, resp *bulkResponse) ([]item, error) {
-	if len(resp.Items) != len(items) {
-		return nil, fmt.Errorf("opensearch: bulk response has %d items for %d documents", len(resp.Items), len(items))
+// settle classifies each item of a bulk answer and returns those to retry.
+func (w *Writer) settle(ctx context.Context, body []byte, items []item, results []itemStatus) ([]item, error) {
+	if len(results) != len(items) {
+		return nil, fmt.Errorf("opensearch: bulk response has %d items for %d documents", len(results), len(items))
 	}
 	var retry []item
+	var indexed, conflicts int
 	for i, it := range items {
-		r := resp.Items[i].result()
-		if r == nil {
-			return nil, fmt.Errorf("opensearch: bulk response item %d has no known action", i)
-		}
-		switch outcome := classify(r.Status, it.doc.Version > 0 || w.action == "create"); outcome {
-		case outcomeIndexed, outcomeConflictOK:
-			w.metrics.docs.WithLabelValues(outcome.String()).Inc()
+		r := results[i]
+		switch outcome := classify(r.status, it.version > 0 || w.action == "create"); outcome {
+		case outcomeIndexed:
+			indexed++
+		case outcomeConflictOK:
+			conflicts++
 		case outcomeRetry:
-			w.metrics.docs.WithLabelValues("retried").Inc()
-			w.metrics.retries.WithLabelValues(retryReason(r.Status)).Inc()
+			w.metrics.retried.Inc()
+			w.metrics.retries.WithLabelValues(retryReason(r.status)).Inc()
 			retry = append(retry, it)
 		case outcomeDeadLetter:
-			errType, reason := "unknown", fmt.Sprintf("status %d without an error body", r.Status)
-			if r.Error != nil {
-				errType, reason = r.Error.Type, r.Error.describe()
+			errType, reason := "unknown", fmt.Sprintf("status %d without an error body", r.status)
+			if r.err != nil {
+				var e itemError
+				if json.Unmarshal(r.err, &e) == nil {
+					errType, reason = e.Type, e.describe()
+				}
 			}
-			if err := w.deadLetter(ctx, it.doc, r.Status, errType, reason); err != nil {
+			if err := w.deadLetter(ctx, it.doc(body), r.status, errType, reason); err != nil {
 				return nil, err
 			}
 		}
 	}
+	w.metrics.indexed.Add(float64(indexed))
+	w.metrics.conflictOK.Add(float64(conflicts))
 	return retry, nil
 }
 

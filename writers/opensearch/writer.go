@@ -28,8 +28,8 @@ import (
 	"github.com/sinkd/sinkd/record"
 )
 
-// Doc is one document to index. The writer keeps Body until the document is
-// settled: callers must not modify it after Write.
+// Doc is one document to index. Write copies Index, ID and Body into the
+// request it builds; only Rec is kept until the document is settled.
 type Doc struct {
 	Index, ID string
 	Version   int64          // >0 selects external versioning with this version
@@ -42,16 +42,6 @@ type Doc struct {
 // retried for as long as the writer's context lives. An error it returns is
 // permanent for the writer, since the document would otherwise be lost.
 type DeadLetter func(ctx context.Context, d Doc, status int, errType, reason string) error
-
-// Defaults for zero configuration values.
-const (
-	DefaultFlushBytes    = 5 << 20
-	DefaultFlushDocs     = 5000
-	DefaultFlushInterval = time.Second
-	DefaultConcurrency   = 2
-	DefaultMaxRetries    = 3
-	DefaultTimeout       = 30 * time.Second
-)
 
 // Option adjusts a Writer.
 type Option func(*options)
@@ -101,6 +91,7 @@ type Writer struct {
 	// slot, so that a full pipeline blocks every writer: that is the backpressure.
 	mu       sync.Mutex
 	buf      *batch
+	spare    chan *buffers // of batches sent, for the next ones
 	inflight map[*batch]struct{}
 	err      error // the first permanent failure; the writer is unusable after it
 	started  bool
@@ -118,29 +109,45 @@ type indexTemplate struct {
 	body []byte
 }
 
-// item is one document with its encoded action line.
+// item is one document in a batch's body: body[start:meta] is its action
+// line, body[meta:end-1] the document, body[end-1] the newline.
 type item struct {
-	doc  Doc
-	meta []byte // action and metadata, newline included
+	start, meta, end int
+	version          int64
+	rec              *record.Record
 }
 
-func (it item) size() int { return len(it.meta) + len(it.doc.Body) + 1 }
-
-type batch struct {
+// buffers hold a batch's request body and its items. They are reused from
+// one batch to the next, so that a steady stream of documents allocates
+// nothing per document.
+type buffers struct {
+	body    []byte
 	items   []item
-	bytes   int
+	results []itemStatus // the parsed answer, one per item
+	answer  []byte       // the raw answer
+}
+
+// batch is one bulk request's worth of documents.
+type batch struct {
+	*buffers
 	created time.Time
 	done    chan struct{}
 	err     error // set before done closes
 }
 
 // New checks the configuration and prepares a writer; Start connects it.
+// Settings left at zero take config's defaults (config.DefaultOpenSearch),
+// except max_retries, where 0 means no retries inside the HTTP client.
 func New(cfg config.OpenSearch, dl DeadLetter, opts ...Option) (*Writer, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("opensearch: url is required")
 	}
 	if dl == nil {
 		return nil, errors.New("opensearch: a dead-letter function is required")
+	}
+	config.DefaultOpenSearch(&cfg, true)
+	if cfg.FlushBytes < 0 || cfg.FlushDocs < 0 || cfg.FlushInterval < 0 || cfg.Concurrency < 0 || cfg.MaxRetries < 0 || cfg.Timeout < 0 {
+		return nil, errors.New("opensearch: flush_bytes, flush_docs, flush_interval, concurrency, max_retries and timeout must not be negative")
 	}
 	o := options{logger: slog.Default(), backoffMin: 100 * time.Millisecond, backoffMax: 10 * time.Second}
 	for _, opt := range opts {
@@ -150,20 +157,19 @@ func New(cfg config.OpenSearch, dl DeadLetter, opts ...Option) (*Writer, error) 
 		o.registerer = prometheus.NewRegistry() // metrics still work, nobody scrapes them
 	}
 	w := &Writer{
-		flushBytes:    int(orDefault(cfg.FlushBytes.Bytes(), DefaultFlushBytes)),
-		flushDocs:     orDefault(cfg.FlushDocs, DefaultFlushDocs),
-		flushInterval: orDefault(cfg.FlushInterval.D(), DefaultFlushInterval),
+		flushBytes:    int(cfg.FlushBytes.Bytes()),
+		flushDocs:     cfg.FlushDocs,
+		flushInterval: cfg.FlushInterval.D(),
 		action:        cfg.Action,
 		deadLtr:       dl,
 		log:           o.logger.With("component", "opensearch"),
 		backoff:       backoff{min: o.backoffMin, max: o.backoffMax},
-		sem:           make(chan struct{}, orDefault(cfg.Concurrency, DefaultConcurrency)),
+		sem:           make(chan struct{}, cfg.Concurrency),
+		spare:         make(chan *buffers, cfg.Concurrency+1),
 		inflight:      map[*batch]struct{}{},
 		loopEnd:       make(chan struct{}),
 	}
 	switch w.action {
-	case "":
-		w.action = "index"
 	case "index", "create":
 	default:
 		return nil, fmt.Errorf("opensearch: action %q is not index or create", cfg.Action)
@@ -194,13 +200,6 @@ func New(cfg config.OpenSearch, dl DeadLetter, opts ...Option) (*Writer, error) 
 	return w, nil
 }
 
-func orDefault[T int | int64 | time.Duration](v, def T) T {
-	if v <= 0 {
-		return def
-	}
-	return v
-}
-
 // Start checks that the cluster answers and accepts the credentials, installs
 // the index template if one is configured, and starts the interval flush.
 func (w *Writer) Start(ctx context.Context) error {
@@ -226,19 +225,36 @@ func (w *Writer) Start(ctx context.Context) error {
 // Write buffers d. It blocks while the buffer is full and `concurrency` bulk
 // requests are in flight. An error means d was not accepted.
 func (w *Writer) Write(ctx context.Context, d Doc) error {
-	if d.Index == "" {
-		return fmt.Errorf("opensearch: document %q has no index", d.ID)
+	return write(w, ctx, d.Index, d.ID, d.Version, d.Body, d.Rec)
+}
+
+// WriteBytes is Write for a caller that renders index and id into buffers it
+// reuses: index, id and body are copied before it returns, rec is kept until
+// the document is settled (it is what a dead letter carries).
+func (w *Writer) WriteBytes(ctx context.Context, index, id []byte, version int64, body []byte, rec *record.Record) error {
+	return write(w, ctx, index, id, version, body, rec)
+}
+
+// write appends one document to the open batch: the action line is encoded
+// and the document copied straight into the batch's request body, so that a
+// document costs no allocation of its own.
+func write[S string | []byte](w *Writer, ctx context.Context, index, id S, version int64, body []byte, rec *record.Record) error {
+	if len(index) == 0 {
+		return fmt.Errorf("opensearch: document %q has no index", id)
 	}
-	if bytes.ContainsAny(d.Body, "\r\n") {
-		// NDJSON frames documents by lines: a pretty-printed one must be compacted.
+	// NDJSON frames documents by lines: a pretty-printed one must be
+	// compacted. (Two IndexByte calls are much faster than IndexAny.)
+	if bytes.IndexByte(body, '\n') >= 0 || bytes.IndexByte(body, '\r') >= 0 {
 		var compact bytes.Buffer
-		if err := json.Compact(&compact, d.Body); err != nil {
+		if err := json.Compact(&compact, body); err != nil {
+			d := Doc{Index: string(index), ID: string(id), Version: version, Body: body, Rec: rec}
 			return w.deadLetter(ctx, d, http.StatusBadRequest, "invalid_json", err.Error())
 		}
-		d.Body = compact.Bytes()
+		body = compact.Bytes()
 	}
-	it := item{doc: d, meta: w.actionLine(d)}
-	size := it.size()
+	// The action line's size is estimated: it only decides whether the
+	// document still fits in the open batch.
+	size := len(index) + len(id) + len(body) + 64
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -250,25 +266,57 @@ func (w *Writer) Write(ctx context.Context, d Doc) error {
 	case !w.started:
 		return errors.New("opensearch: Write before Start")
 	}
-	if w.buf != nil && (w.buf.bytes+size > w.flushBytes || len(w.buf.items) >= w.flushDocs) {
+	if w.buf != nil && (len(w.buf.body)+size > w.flushBytes || len(w.buf.items) >= w.flushDocs) {
 		if err := w.dispatch(ctx); err != nil {
 			return err
 		}
 	}
 	if w.buf == nil {
-		w.buf = &batch{created: time.Now(), done: make(chan struct{})}
+		w.buf = &batch{buffers: w.takeBuffers(), created: time.Now(), done: make(chan struct{})}
 	}
-	w.buf.items = append(w.buf.items, it)
-	w.buf.bytes += size
-	w.metrics.buffered.Set(float64(w.buffered.Add(int64(size))))
-	if w.full(w.buf) {
+	b := w.buf
+	start := len(b.body)
+	b.body = appendActionLine(b.body, w.action, index, id, version)
+	meta := len(b.body)
+	b.body = append(append(b.body, body...), '\n')
+	b.items = append(b.items, item{start: start, meta: meta, end: len(b.body), version: version, rec: rec})
+	w.metrics.buffered.Set(float64(w.buffered.Add(int64(len(b.body) - start))))
+	if w.full(b) {
 		w.tryDispatch() // else the next Write or the interval loop sends it
 	}
 	return nil
 }
 
 func (w *Writer) full(b *batch) bool {
-	return b.bytes >= w.flushBytes || len(b.items) >= w.flushDocs
+	return len(b.body) >= w.flushBytes || len(b.items) >= w.flushDocs
+}
+
+// takeBuffers returns spare buffers or new ones. They start small and grow
+// to what a batch needs; once they are reused, a batch allocates nothing.
+func (w *Writer) takeBuffers() *buffers {
+	select {
+	case b := <-w.spare:
+		return b
+	default:
+		return &buffers{body: make([]byte, 0, min(w.flushBytes+w.flushBytes/8, 256<<10))}
+	}
+}
+
+// giveBuffers keeps b for a later batch, unless it grew far beyond a batch's
+// size (one huge document travels alone) or enough are kept already: at most
+// one per request in flight plus the open one ever exist. It does not take
+// w.mu: a sender gives its buffers back before it frees its slot, so that
+// the Write waiting for that slot (holding w.mu) finds them.
+func (w *Writer) giveBuffers(b *buffers) {
+	if cap(b.body) > 2*w.flushBytes+(1<<20) || cap(b.answer) > 64<<20 {
+		return
+	}
+	clear(b.items) // drop the records they point to
+	b.body, b.items, b.results, b.answer = b.body[:0], b.items[:0], b.results[:0], b.answer[:0]
+	select {
+	case w.spare <- b:
+	default:
+	}
 }
 
 // Flush sends the buffer and returns when every document written before the
@@ -354,12 +402,15 @@ func (w *Writer) launch() {
 }
 
 func (w *Writer) run(b *batch) {
-	err := w.send(w.runCtx, b.items)
+	size := len(b.body)
+	err := w.send(w.runCtx, b.buffers, b.body, b.items)
 	// The bytes are released before the slot, so that the next batch never
 	// counts on top of this one; the slot before w.mu, which a dispatcher may
 	// hold while it waits for this slot.
-	w.metrics.buffered.Set(float64(w.buffered.Add(-int64(b.bytes))))
+	w.metrics.buffered.Set(float64(w.buffered.Add(-int64(size))))
 	w.metrics.inFlight.Dec()
+	w.giveBuffers(b.buffers)
+	b.buffers = nil
 	<-w.sem
 	w.mu.Lock()
 	delete(w.inflight, b)
@@ -393,36 +444,65 @@ func (w *Writer) flushLoop() {
 
 // actionLine encodes the bulk action and metadata line for d.
 func (w *Writer) actionLine(d Doc) []byte {
-	action := w.action
-	if d.Version > 0 {
+	return appendActionLine(nil, w.action, d.Index, d.ID, d.Version)
+}
+
+// appendActionLine appends the bulk action and metadata line, newline
+// included.
+func appendActionLine[S string | []byte](b []byte, action string, index, id S, version int64) []byte {
+	if version > 0 {
 		action = "index" // create accepts only internal versions
 	}
-	b := make([]byte, 0, 64+len(d.Index)+len(d.ID))
 	b = append(b, `{"`...)
 	b = append(b, action...)
 	b = append(b, `":{"_index":`...)
-	b = appendJSONString(b, d.Index)
-	if d.ID != "" {
+	b = appendJSONString(b, index)
+	if len(id) > 0 {
 		b = append(b, `,"_id":`...)
-		b = appendJSONString(b, d.ID)
+		b = appendJSONString(b, id)
 	}
-	if d.Version > 0 {
+	if version > 0 {
 		b = append(b, `,"version":`...)
-		b = strconv.AppendInt(b, d.Version, 10)
+		b = strconv.AppendInt(b, version, 10)
 		b = append(b, `,"version_type":"external"`...)
 	}
 	return append(b, "}}\n"...)
 }
 
-func appendJSONString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string always marshals
-	return append(b, q...)
+// appendJSONString appends s as a JSON string. Index names and ids are
+// nearly always plain printable ASCII, which needs no escaping; anything else
+// goes through encoding/json.
+func appendJSONString[S string | []byte](b []byte, s S) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			q, _ := json.Marshal(string(s)) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 func (w *Writer) deadLetter(ctx context.Context, d Doc, status int, errType, reason string) error {
 	if err := w.deadLtr(ctx, d, status, errType, reason); err != nil {
 		return fmt.Errorf("opensearch: dead-lettering %s/%s: %w", d.Index, d.ID, err)
 	}
-	w.metrics.docs.WithLabelValues("dead_lettered").Inc()
+	w.metrics.deadLettered.Inc()
 	return nil
+}
+
+// doc rebuilds the document of an item for a dead letter: index and id from
+// its action line, a copy of its body (the buffers are reused).
+func (it item) doc(body []byte) Doc {
+	var meta map[string]struct {
+		Index string `json:"_index"`
+		ID    string `json:"_id"`
+	}
+	_ = json.Unmarshal(body[it.start:it.meta], &meta) // we wrote it: it parses
+	d := Doc{Version: it.version, Body: bytes.Clone(body[it.meta : it.end-1]), Rec: it.rec}
+	for _, m := range meta {
+		d.Index, d.ID = m.Index, m.ID
+	}
+	return d
 }

@@ -515,3 +515,18 @@ func TestBackoffStaysWithinBounds(t *testing.T) {
 		}
 	}
 }
+
+// max_retries: 0 means that go-retryablehttp sends each request once (the
+// writer's own backoff still retries it); a zero used to become 3.
+func TestMaxRetriesZeroMeansNoRetries(t *testing.T) {
+	dl := func(context.Context, Doc, int, string, string) error { return nil }
+	for _, tt := range []struct{ set, want int }{{0, 0}, {1, 1}, {8, 8}} {
+		w, err := New(config.OpenSearch{URL: "http://127.0.0.1:1", MaxRetries: tt.set}, dl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := w.api.client.RetryMax; got != tt.want {
+			t.Errorf("max_retries %d: the HTTP client retries %d times, want %d", tt.set, got, tt.want)
+		}
+	}
+}

@@ -141,6 +141,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.authorize(w, r, body) {
 		return
 	}
+	if fp := r.URL.Query().Get("filter_path"); fp != "" {
+		paths, bad := parseFilterPath(fp)
+		if bad != "" {
+			writeError(w, http.StatusBadRequest, "illegal_argument_exception", bad)
+			return
+		}
+		w = &filterWriter{ResponseWriter: w, paths: paths}
+	}
 	// The fake's own control endpoint: faults can be changed while benchmarks run.
 	if r.URL.Path == "/_fake/faults" {
 		s.serveFaults(w, r, body)
@@ -539,6 +547,9 @@ func withRootCause(cause map[string]any) map[string]any {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	if fw, ok := w.(*filterWriter); ok {
+		v = filterJSON(v, fw.paths)
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)

@@ -269,3 +269,39 @@ func TestSigV4Verification(t *testing.T) {
 		})
 	}
 }
+
+func TestFilterPath(t *testing.T) {
+	body := `{"index":{"_index":"f","_id":"1"}}` + "\n" + `{"n":1}` + "\n" +
+		`{"create":{"_index":"f","_id":"1"}}` + "\n" + `{"n":2}` + "\n"
+	tests := []struct {
+		name, filter string
+		status       int
+		want         string
+	}{
+		{"items statuses and errors", "errors,error,status,items.*.status,items.*.error", 200,
+			`{"errors":true,"items":[{"index":{"status":201}},{"create":{"error":{"index":"f","index_uuid":"osfake-f","reason":"[1]: version conflict, document already exists (current version [1])","shard":"0","type":"version_conflict_engine_exception"},"status":409}}]}`},
+		{"double wildcard", "**.result", 200, `{"items":[{"index":{"result":"created"}}]}`},
+		{"segment glob", "items.cr*._id", 200, `{"items":[{"create":{"_id":"1"}}]}`},
+		{"nothing matches", "nothing", 200, `{}`},
+		{"exclusion unsupported", "-took", 400, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			New().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/_bulk?filter_path="+tt.filter, strings.NewReader(body)))
+			if rec.Code != tt.status {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tt.status, rec.Body)
+			}
+			if tt.want != "" && strings.TrimSpace(rec.Body.String()) != tt.want {
+				t.Errorf("answer\n%s\nwant\n%s", rec.Body, tt.want)
+			}
+		})
+	}
+	// A request-level error keeps its error and status under the writer's filter.
+	rec := httptest.NewRecorder()
+	New().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/_bulk?filter_path=errors,error,status,items.*.status,items.*.error", strings.NewReader("{}")))
+	var out map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != 400 || out["status"] != 400.0 || errorType(out) == "" {
+		t.Errorf("request error filtered to %d %s", rec.Code, rec.Body)
+	}
+}

@@ -1,0 +1,148 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/record"
+	"github.com/sinkd/sinkd/schema"
+	"github.com/sinkd/sinkd/taxi"
+	"github.com/sinkd/sinkd/writers/opensearch"
+)
+
+// BenchmarkOpenSearchDoc is sinkd's own cost per document on the OpenSearch
+// path: the pipeline renders index and id (writeDoc), the writer appends the
+// document and builds the _bulk body, sends it and settles every item of the
+// answer. Decoding is left out (the Parquet path pays it too). The cluster is
+// a stub that drains each body and answers every item "created", in the
+// shape OpenSearch gives (filtered when the request asks for filter_path), so
+// that its own work stays small; cpu-ns/doc is the process's user+system CPU,
+// goroutines and the stub included, per document. Settings are the shipped
+// defaults.
+func BenchmarkOpenSearchDoc(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(bulkStub))
+	defer srv.Close()
+	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`pipeline: bench
+http: {addr: ""}
+source: {kafka: {brokers: "127.0.0.1:9092", topics: [in], group: g}}
+schema:
+  fields:%s
+routes:
+  - name: trips
+    opensearch:
+      url: %s
+      index: trips-{type}-{pickup_datetime:yyyy.MM}
+      id: "{trip_id}"
+checkpoint: {store: "file:///tmp/unused"}
+`, taxi.FieldsYAML, srv.URL)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := schema.New(cfg.Schema.Fields)
+	if err != nil {
+		b.Fatal(err)
+	}
+	routes, err := compileRoutes(cfg, s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := routes[0]
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r.os, err = opensearch.New(*cfg.Routes[0].OpenSearch, func(context.Context, opensearch.Doc, int, string, string) error {
+		return fmt.Errorf("unexpected dead letter")
+	}, opensearch.WithMetrics(prometheus.NewRegistry()), opensearch.WithLogger(log))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := r.os.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer r.os.Close(ctx)
+
+	const n = 50_000
+	g := taxi.NewGenerator(1, taxi.DefaultStart())
+	dec := s.NewDecoder()
+	recs := make([]record.Record, n)
+	rows := make([]parquet.Row, n)
+	for i := range recs {
+		v, _ := g.Event(0)
+		recs[i] = record.Record{Value: v, Timestamp: time.Now()}
+		if rows[i], err = dec.Decode(v, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p := &Pipeline{now: time.Now()}
+	cpu := cpuTime()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := p.writeDoc(ctx, r, rows[i%n], &recs[i%n]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := r.os.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/doc")
+}
+
+// cpuTime is the process's user plus system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// bulkStub answers GET / and _bulk: every item created, in OpenSearch's
+// shape, or in the shape filter_path asks for.
+func bulkStub(w http.ResponseWriter, r *http.Request) {
+	// Lines are counted as the body streams in, so that the stub's own
+	// work (it runs in the benchmark's process) stays small.
+	lines, chunk := 0, make([]byte, 64<<10)
+	for {
+		n, err := r.Body.Read(chunk)
+		lines += bytes.Count(chunk[:n], []byte{'\n'})
+		if err != nil {
+			break
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if r.URL.Path == "/" {
+		io.WriteString(w, `{"version":{"number":"2.11.0","distribution":"opensearch"}}`)
+		return
+	}
+	items := lines / 2
+	full := `{"index":{"_index":"trips-yellow-2018.01","_id":"1234567","_version":1,"result":"created","_shards":{"total":2,"successful":1,"failed":0},"_seq_no":42,"_primary_term":1,"status":201}}`
+	head := `{"took":3,"errors":false,"items":[`
+	if fp := r.URL.Query().Get("filter_path"); fp != "" {
+		full, head = `{"index":{"status":201}}`, `{"errors":false,"items":[`
+	}
+	var out strings.Builder
+	out.Grow(len(head) + items*(len(full)+1) + 2)
+	out.WriteString(head)
+	for i := 0; i < items; i++ {
+		if i > 0 {
+			out.WriteByte(',')
+		}
+		out.WriteString(full)
+	}
+	out.WriteString("]}")
+	io.WriteString(w, out.String())
+}
