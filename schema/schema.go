@@ -6,6 +6,8 @@
 // value straight from its text into a parquet.Value, with no reflection, no
 // parse tree and no allocation.
 //
+// Columns keep the order the fields are declared in (docs/schema.md).
+//
 // Choices made where the input is ambiguous:
 //   - Unknown JSON keys are ignored; a JSON key that maps to a schema field may
 //     appear once only (a duplicate is ambiguous data: duplicate_key).
@@ -121,7 +123,7 @@ type Field struct {
 	Name     string // column name
 	From     string // JSON key
 	Kind     Kind
-	Column   int // index of the column in Parquet rows (columns are sorted by name)
+	Column   int // index of the column in Parquet rows: fields keep their declared order
 	Required bool
 	// Unit is the storage unit of a timestamp; Input is the unit a JSON number
 	// for this timestamp counts in.
@@ -151,7 +153,8 @@ func New(fields []config.Field) (*Schema, error) {
 		return nil, errors.New("schema: no fields")
 	}
 	var errs []error
-	group := make(parquet.Group, len(fields))
+	group := make([]parquet.Field, 0, len(fields))
+	names := make(map[string]bool, len(fields))
 	parsed := make([]Field, 0, len(fields))
 	keys := make(map[string]string, len(fields))
 	for i, cf := range fields {
@@ -160,7 +163,7 @@ func New(fields []config.Field) (*Schema, error) {
 			errs = append(errs, fmt.Errorf("schema field %d (%q): %w", i+1, cf.Name, err))
 			continue
 		}
-		if _, dup := group[f.Name]; dup {
+		if names[f.Name] {
 			errs = append(errs, fmt.Errorf("schema field %d: duplicate name %q", i+1, f.Name))
 			continue
 		}
@@ -169,14 +172,15 @@ func New(fields []config.Field) (*Schema, error) {
 			continue
 		}
 		keys[f.From] = f.Name
-		group[f.Name] = node
+		names[f.Name] = true
+		group = append(group, namedNode{Node: node, name: f.Name})
 		parsed = append(parsed, f)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 
-	ps := parquet.NewSchema("sinkd", group)
+	ps := parquet.NewSchema("sinkd", newOrdered(group))
 	s := &Schema{
 		parquet: ps,
 		fields:  make([]Field, len(parsed)),
