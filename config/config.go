@@ -111,7 +111,7 @@ type Schema struct {
 type Field struct {
 	Name     string `yaml:"name"` // column name
 	From     string `yaml:"from"` // JSON key, when it differs from the column name
-	Type     string `yaml:"type"` // int32 | int64 | float | double | string | bool | timestamp | date | decimal
+	Type     string `yaml:"type"` // int32 | int64 | float | double | string | bool | timestamp | date | decimal | struct | list | map
 	Required bool   `yaml:"required"`
 	// Unit is the Parquet timestamp unit: millis | micros | nanos.
 	Unit string `yaml:"unit"`
@@ -120,6 +120,12 @@ type Field struct {
 	Input     string `yaml:"input"`
 	Precision int    `yaml:"precision"` // decimal
 	Scale     int    `yaml:"scale"`     // decimal
+	// Fields are the fields of a struct, in column order.
+	Fields []Field `yaml:"fields"`
+	// Items is the element of a list; its name is not used.
+	Items *Field `yaml:"items"`
+	// Values is the value of a map, whose keys are strings; its name is not used.
+	Values *Field `yaml:"values"`
 }
 
 // Route selects records and names their destinations.

@@ -47,14 +47,7 @@ func applyDefaults(c *Config) {
 	}
 
 	c.Schema.Format = cmp.Or(c.Schema.Format, "json")
-	for i := range c.Schema.Fields {
-		f := &c.Schema.Fields[i]
-		f.From = cmp.Or(f.From, f.Name)
-		if f.Type == "timestamp" {
-			f.Unit = cmp.Or(f.Unit, "millis")
-			f.Input = cmp.Or(f.Input, "millis")
-		}
-	}
+	fieldDefaults(c.Schema.Fields)
 
 	for i := range c.Routes {
 		r := &c.Routes[i]
@@ -175,3 +168,24 @@ func hostname() string {
 }
 
 func seconds(n int) Duration { return Duration(time.Duration(n) * time.Second) }
+
+// fieldDefaults fills in fields, and the fields nested in them, in place.
+func fieldDefaults(fields []Field) {
+	for i := range fields {
+		fieldDefault(&fields[i])
+	}
+}
+
+func fieldDefault(f *Field) {
+	f.From = cmp.Or(f.From, f.Name)
+	if f.Type == "timestamp" {
+		f.Unit = cmp.Or(f.Unit, "millis")
+		f.Input = cmp.Or(f.Input, "millis")
+	}
+	fieldDefaults(f.Fields)
+	for _, e := range []*Field{f.Items, f.Values} {
+		if e != nil {
+			fieldDefault(e)
+		}
+	}
+}

@@ -384,7 +384,7 @@ func (p *Pipeline) writeDoc(ctx context.Context, r *route, row parquet.Row, rec 
 	}
 	var version int64
 	if r.version >= 0 {
-		if v := row[r.version]; !v.IsNull() {
+		if v, ok := schema.Value(row, r.version); ok && !v.IsNull() {
 			version = v.Int64()
 		}
 	}

@@ -24,9 +24,15 @@ const MaxDepth = 64
 // straight from their text, and skips the values of other keys.
 type Decoder struct {
 	schema *Schema
-	vals   []parquet.Value // per column: the value found in the current record
-	seen   []bool          // per column: whether the current record had its key
-	err    *Error          // first field problem met in the current record
+	vals   []parquet.Value // per top-level scalar field: the value found in the current record
+	seen   []bool          // per top-level field: whether the current record had its key
+	// cols holds, per leaf column under a struct, list or map, the values
+	// the current record gives it, in order; fseen the key flags of the
+	// struct being read at each level (Field.seenAt).
+	cols  [][]parquet.Value
+	fseen []bool
+	stack []frame // the nested fields being read, for error paths
+	err   *Error  // first field problem met in the current record
 	// keyCol predicts the column of the i-th key from the previous record:
 	// producers emit keys in a stable order, and a byte comparison is cheaper
 	// than hashing. -1 means no prediction.
@@ -38,11 +44,16 @@ type Decoder struct {
 
 // NewDecoder returns a decoder for s.
 func (s *Schema) NewDecoder() *Decoder {
-	return &Decoder{
+	d := &Decoder{
 		schema: s,
 		vals:   make([]parquet.Value, len(s.fields)),
 		seen:   make([]bool, len(s.fields)),
 	}
+	if !s.flat {
+		d.cols = make([][]parquet.Value, s.columns)
+		d.fseen = make([]bool, s.seenSize)
+	}
+	return d
 }
 
 // Decode decodes one JSON object into row[:0], appending one value per column in
@@ -60,16 +71,34 @@ func (d *Decoder) Decode(value []byte, row parquet.Row) (parquet.Row, error) {
 	if err := d.decodeObject(value); err != nil {
 		return row, err
 	}
-	for col := range d.vals {
-		if !d.seen[col] {
-			f := &d.schema.fields[col]
+	s := d.schema
+	for i := range d.vals {
+		if !d.seen[i] {
+			f := &s.fields[i]
 			if f.Required {
 				return row, &Error{Class: ClassMissingRequired, Field: f.Name, Expected: expected(f), Got: "no key " + strconv.Quote(f.From)}
 			}
-			d.vals[col] = parquet.NullValue().Level(0, 0, col)
+			if f.Kind.nested() {
+				d.null(f, 0)
+			} else {
+				d.vals[i] = parquet.NullValue().Level(0, 0, f.Column)
+			}
 		}
 	}
-	return append(row, d.vals...), nil
+	if s.flat {
+		return append(row, d.vals...), nil
+	}
+	for i := range s.fields {
+		f := &s.fields[i]
+		if !f.Kind.nested() {
+			row = append(row, d.vals[i])
+			continue
+		}
+		for c := f.Column; c < f.end; c++ {
+			row = append(row, d.cols[c]...)
+		}
+	}
+	return row, nil
 }
 
 // decodeObject scans value, filling d.vals and d.seen. A problem with the value
@@ -89,6 +118,12 @@ func (d *Decoder) decodeObject(value []byte) *Error {
 	d.err = nil
 	d.keyPos = 0
 	d.strs = d.strs[:0]
+	if !d.schema.flat {
+		for c := range d.cols {
+			d.cols[c] = d.cols[c][:0]
+		}
+		d.stack = d.stack[:0]
+	}
 
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
@@ -157,9 +192,18 @@ func notObject(value []byte, start int) *Error {
 	return &Error{Class: ClassNotObject, Expected: "a JSON object", Got: describe(trimJSONSpace(value))}
 }
 
-// field reads the value at i for column col and records it, or the first
-// field problem of the record in d.err. It returns where the value ends.
-func (d *Decoder) field(b []byte, i, col int) (int, string) {
+// field reads the value at i for top-level field idx and records it, or the
+// first field problem of the record in d.err. It returns where the value ends.
+func (d *Decoder) field(b []byte, i, idx int) (int, string) {
+	f := &d.schema.fields[idx]
+	if f.Kind.nested() {
+		if d.seen[idx] {
+			d.err = &Error{Class: ClassDuplicateKey, Field: f.Name, Expected: "key " + strconv.Quote(f.From) + " once", Got: "it twice"}
+			return skipValue(b, i, 1)
+		}
+		d.seen[idx] = true
+		return d.value(f, b, i, 1, 0)
+	}
 	start := i
 	var end int
 	var escaped bool
@@ -174,7 +218,7 @@ func (d *Decoder) field(b []byte, i, col int) (int, string) {
 		return end, want
 	}
 	raw := b[start:end]
-	f := &d.schema.fields[col]
+	col := idx
 	if d.seen[col] {
 		d.err = &Error{Class: ClassDuplicateKey, Field: f.Name, Expected: "key " + strconv.Quote(f.From) + " once", Got: "it twice"}
 		return end, ""
@@ -185,7 +229,7 @@ func (d *Decoder) field(b []byte, i, col int) (int, string) {
 			d.err = &Error{Class: ClassNullRequired, Field: f.Name, Expected: expected(f), Got: "null"}
 			return end, ""
 		}
-		d.vals[col] = parquet.NullValue().Level(0, 0, col)
+		d.vals[col] = parquet.NullValue().Level(0, 0, f.Column)
 		return end, ""
 	}
 	val := &d.vals[col]
@@ -195,7 +239,7 @@ func (d *Decoder) field(b []byte, i, col int) (int, string) {
 	if !f.Required {
 		val.SetDefinitionLevel(1)
 	}
-	val.SetColumnIndex(col)
+	val.SetColumnIndex(f.Column)
 	return end, ""
 }
 

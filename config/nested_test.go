@@ -1,0 +1,79 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+const nestedYAML = `pipeline: test
+source:
+  kafka:
+    brokers: [127.0.0.1:9092]
+    topics: [trips]
+    group: g
+schema:
+  fields:
+    - {name: id, type: int64, required: true}
+    - name: payment
+      type: struct
+      fields:
+        - {name: type, type: string}
+        - name: card
+          type: struct
+          fields: [{name: last4, type: string}, {name: at, type: timestamp}]
+    - name: stops
+      type: list
+      items:
+        type: struct
+        fields: [{name: zone, type: int32}]
+    - {name: attrs, type: map, values: {type: string}}
+routes:
+  - name: all
+    when: {field: payment.type, in: [card]}
+    parquet:
+      destination: s3://bucket/prefix
+      path: t={payment.type}
+      event_time: {field: payment.card.at}
+`
+
+func TestNestedSchema(t *testing.T) {
+	isolateEnv(t)
+	c := mustParse(t, nestedYAML)
+	card := c.Schema.Fields[1].Fields[1]
+	if card.Fields[1].Unit != "millis" || card.Fields[1].From != "at" {
+		t.Errorf("nested timestamp defaults not applied: %+v", card.Fields[1])
+	}
+	if c.Schema.Fields[2].Items.Fields[0].From != "zone" {
+		t.Errorf("list item defaults not applied: %+v", c.Schema.Fields[2].Items)
+	}
+
+	tests := []struct{ from, to, path, msg string }{
+		{"{field: payment.type, in", "{field: stops.zone, in", "routes[0].when.field", "not a schema field"},
+		{"event_time: {field: payment.card.at}", "event_time: {field: payment.card.last4}", "routes[0].parquet.event_time.field", "timestamp or date"},
+		{"      type: list\n      items:\n", "      type: list\n      values:\n", "schema.fields[2].items", "a list needs items"},
+		{"{name: attrs, type: map, values: {type: string}}", "{name: attrs, type: string, values: {type: string}}", "schema.fields[3].values", "map fields only"},
+		{"fields: [{name: zone, type: int32}]", "fields: [{name: zone, type: int33}]", "schema.fields[2].items.fields[0].type", "not one of"},
+		{"fields: [{name: last4, type: string}, {name: at, type: timestamp}]", "fields: []", "schema.fields[1].fields[1].fields", "at least one field"},
+		{"{name: last4, type: string}", "{name: at, type: string}", "schema.fields[1].fields[1].fields[1].name", "twice"},
+	}
+	for _, tt := range tests {
+		src := strings.Replace(nestedYAML, tt.from, tt.to, 1)
+		if src == nestedYAML {
+			t.Fatalf("%q not in the YAML", tt.from)
+		}
+		_, err := Parse("test.yaml", []byte(src))
+		if err == nil {
+			t.Errorf("%s: accepted", tt.to)
+			continue
+		}
+		found := false
+		for _, p := range problemsOf(t, err) {
+			if p.Path == tt.path && strings.Contains(p.Msg, tt.msg) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: want %s: %s; got\n%v", tt.to, tt.path, tt.msg, err)
+		}
+	}
+}
