@@ -178,9 +178,13 @@ func fieldDefaults(fields []Field) {
 
 func fieldDefault(f *Field) {
 	f.From = cmp.Or(f.From, f.Name)
-	if f.Type == "timestamp" {
+	switch f.Type {
+	case "timestamp":
 		f.Unit = cmp.Or(f.Unit, "millis")
 		f.Input = cmp.Or(f.Input, "millis")
+	case "time":
+		// Microseconds: what DuckDB, Spark and Athena's TIME holds.
+		f.Unit = cmp.Or(f.Unit, "micros")
 	}
 	fieldDefaults(f.Fields)
 	for _, e := range []*Field{f.Items, f.Values} {

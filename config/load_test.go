@@ -411,7 +411,7 @@ func TestValidation(t *testing.T) {
 		{"timestamp unit", map[string]any{"schema.fields[2].unit": "seconds"}, "schema.fields[2].unit", "not one of"},
 		{"timestamp input", map[string]any{"schema.fields[2].input": "nanos"}, "schema.fields[2].input", "not one of"},
 		{"unit on string", map[string]any{"schema.fields[1].unit": "millis"}, "schema.fields[1]", "timestamp fields only"},
-		{"precision", map[string]any{"schema.fields[4].precision": 19}, "schema.fields[4].precision", "between 1 and 18"},
+		{"precision", map[string]any{"schema.fields[4].precision": 39}, "schema.fields[4].precision", "between 1 and 38"},
 		{"scale", map[string]any{"schema.fields[4].scale": 10}, "schema.fields[4].scale", "between 0 and precision"},
 		{"precision on int", map[string]any{"schema.fields[0].precision": 3}, "schema.fields[0]", "decimal fields only"},
 		{"no routes", map[string]any{"routes": []any{}}, "routes", "at least one"},

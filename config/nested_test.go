@@ -43,6 +43,11 @@ func TestNestedSchema(t *testing.T) {
 	if card.Fields[1].Unit != "millis" || card.Fields[1].From != "at" {
 		t.Errorf("nested timestamp defaults not applied: %+v", card.Fields[1])
 	}
+	wide := mustParse(t, strings.Replace(nestedYAML, "{name: attrs, type: map, values: {type: string}}",
+		"{name: attrs, type: map, values: {type: decimal, precision: 38, scale: 4}}\n    - {name: t, type: time}\n    - {name: u, type: uuid}\n    - {name: j, type: json}", 1))
+	if wide.Schema.Fields[4].Unit != "micros" {
+		t.Errorf("time unit default %q, want micros", wide.Schema.Fields[4].Unit)
+	}
 	if c.Schema.Fields[2].Items.Fields[0].From != "zone" {
 		t.Errorf("list item defaults not applied: %+v", c.Schema.Fields[2].Items)
 	}
@@ -55,6 +60,9 @@ func TestNestedSchema(t *testing.T) {
 		{"fields: [{name: zone, type: int32}]", "fields: [{name: zone, type: int33}]", "schema.fields[2].items.fields[0].type", "not one of"},
 		{"fields: [{name: last4, type: string}, {name: at, type: timestamp}]", "fields: []", "schema.fields[1].fields[1].fields", "at least one field"},
 		{"{name: last4, type: string}", "{name: at, type: string}", "schema.fields[1].fields[1].fields[1].name", "twice"},
+		{"{name: attrs, type: map, values: {type: string}}", "{name: attrs, type: time, input: millis}", "schema.fields[3].input", "timestamp fields only"},
+		{"{name: attrs, type: map, values: {type: string}}", "{name: attrs, type: time, unit: seconds}", "schema.fields[3].unit", "not one of"},
+		{"{name: attrs, type: map, values: {type: string}}", "{name: attrs, type: decimal, precision: 39}", "schema.fields[3].precision", "between 1 and 38"},
 	}
 	for _, tt := range tests {
 		src := strings.Replace(nestedYAML, tt.from, tt.to, 1)

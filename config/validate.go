@@ -250,7 +250,7 @@ func (k *Kinesis) validate(v *validator, path string) {
 	}
 }
 
-var fieldTypes = []string{"int32", "int64", "float", "double", "string", "bool", "timestamp", "date", "decimal", "struct", "list", "map"}
+var fieldTypes = []string{"int32", "int64", "float", "double", "string", "bool", "timestamp", "date", "time", "decimal", "uuid", "json", "struct", "list", "map"}
 
 // validate checks the schema and returns its fields by name for the checks
 // that refer to them. Fields inside structs are there by their dotted path
@@ -295,15 +295,21 @@ func validateFields(v *validator, path, prefix string, fields []Field, byName ma
 // validateField checks one field's type and the settings that go with it.
 func validateField(v *validator, p, prefix string, f *Field, byName map[string]*Field) {
 	v.oneOf(p+".type", f.Type, fieldTypes...)
-	if f.Type == "timestamp" {
+	switch {
+	case f.Type == "timestamp":
 		v.oneOf(p+".unit", f.Unit, "millis", "micros", "nanos")
 		v.oneOf(p+".input", f.Input, "seconds", "millis", "micros")
-	} else if f.Unit != "" || f.Input != "" {
-		v.errorf(p, "unit and input apply to timestamp fields only")
+	case f.Type == "time":
+		v.oneOf(p+".unit", f.Unit, "millis", "micros", "nanos")
+		if f.Input != "" {
+			v.errorf(p+".input", "applies to timestamp fields only (a time is an \"HH:MM:SS\" string)")
+		}
+	case f.Unit != "" || f.Input != "":
+		v.errorf(p, "unit and input apply to timestamp fields only (and unit to time fields)")
 	}
 	if f.Type == "decimal" {
-		if f.Precision < 1 || f.Precision > 18 {
-			v.errorf(p+".precision", "must be between 1 and 18, got %d", f.Precision)
+		if f.Precision < 1 || f.Precision > 38 {
+			v.errorf(p+".precision", "must be between 1 and 38, got %d", f.Precision)
 		}
 		if f.Scale < 0 || f.Scale > f.Precision {
 			v.errorf(p+".scale", "must be between 0 and precision (%d), got %d", f.Precision, f.Scale)

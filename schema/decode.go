@@ -344,12 +344,48 @@ func (d *Decoder) convert(f *Field, raw []byte, escaped bool, dst *parquet.Value
 			return float(f, raw, dst)
 		}
 	case Decimal:
+		text := raw
 		switch typ {
-		case jsonNumber:
-			return decimal(f, raw, raw, dst)
 		case jsonString:
-			return decimal(f, raw, d.body(raw, escaped), dst)
+			text = d.body(raw, escaped)
+		case jsonNumber:
+		default:
+			return fail(ClassTypeMismatch, f, raw)
 		}
+		if f.size > 0 {
+			return d.wideDecimal(f, raw, text, dst)
+		}
+		return decimal(f, raw, text, dst)
+	case Time:
+		if typ == jsonString {
+			t, st := parseTimeOfDay(d.body(raw, escaped), f.Unit)
+			switch {
+			case st == timeRange:
+				return fail(ClassOutOfRange, f, raw)
+			case st != timeOK:
+			case f.Unit == Millis:
+				*dst = parquet.Int32Value(int32(t))
+				return nil
+			default:
+				*dst = parquet.Int64Value(t)
+				return nil
+			}
+		}
+	case UUID:
+		if typ == jsonString {
+			start := len(d.strs)
+			var ok bool
+			if d.strs, ok = appendUUID(d.strs, d.body(raw, escaped)); ok {
+				*dst = parquet.FixedLenByteArrayValue(d.strs[start:])
+				return nil
+			}
+		}
+	case JSON:
+		// The value's text as given: the scanner has checked it is JSON.
+		start := len(d.strs)
+		d.strs = append(d.strs, raw...)
+		*dst = parquet.ByteArrayValue(d.strs[start:])
+		return nil
 	case Timestamp:
 		switch typ {
 		case jsonString:
@@ -440,6 +476,25 @@ func decimal(f *Field, raw, text []byte, dst *parquet.Value) *Error {
 	return nil
 }
 
+// wideDecimal converts text, the number raw or the body of the string raw, for
+// a decimal stored in f.size bytes.
+func (d *Decoder) wideDecimal(f *Field, raw, text []byte, dst *parquet.Value) *Error {
+	hi, lo, neg, st := parseScaled128(text, f.Scale)
+	switch st {
+	case numSyntax:
+		return fail(ClassTypeMismatch, f, raw)
+	case numFraction, numOverflow:
+		return fail(ClassOutOfRange, f, raw)
+	}
+	if limit := pow10x128[f.Precision]; !less128(hi, lo, limit[0], limit[1]) {
+		return fail(ClassOutOfRange, f, raw)
+	}
+	start := len(d.strs)
+	d.strs = appendDecimal128(d.strs, hi, lo, neg, f.size)
+	*dst = parquet.FixedLenByteArrayValue(d.strs[start:])
+	return nil
+}
+
 func timeStatusOf(st numStatus) timeStatus {
 	switch st {
 	case numOK:
@@ -482,6 +537,12 @@ func expected(f *Field) string {
 		return "timestamp (an RFC 3339 string or a number of " + f.Input.String() + ", in years 0001..9999)"
 	case Date:
 		return `date (a "YYYY-MM-DD" string in years 0001..9999)`
+	case Time:
+		return `time (an "HH:MM:SS[.fraction]" string)`
+	case UUID:
+		return `uuid (a "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" string)`
+	case JSON:
+		return "json (any JSON value)"
 	case Decimal:
 		return "decimal(" + strconv.Itoa(f.Precision) + "," + strconv.Itoa(f.Scale) + ") (at most " +
 			strconv.Itoa(f.Precision-f.Scale) + " integer and " + strconv.Itoa(f.Scale) + " fractional digits)"

@@ -163,3 +163,43 @@ func sameJSON(t *testing.T, a, b string) bool {
 	}
 	return reflect.DeepEqual(x, y)
 }
+
+// TestDuckDBReadsWideTypes checks the bytes of wide decimals, times, UUIDs and
+// JSON text against DuckDB's reading of them.
+func TestDuckDBReadsWideTypes(t *testing.T) {
+	if err := duckdb.Available(); err != nil {
+		t.Skip(err)
+	}
+	s, err := New([]config.Field{
+		{Name: "id", Type: "int32"},
+		{Name: "d38", Type: "decimal", Precision: 38, Scale: 10},
+		{Name: "d22", Type: "decimal", Precision: 22, Scale: 2},
+		{Name: "t", Type: "time"},
+		{Name: "u", Type: "uuid"},
+		{Name: "j", Type: "json"},
+		{Name: "l", Type: "list", Items: &config.Field{Type: "decimal", Precision: 30, Scale: 3}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := writeParquet(t, s, t.TempDir(),
+		`{"id":1,"d38":"1234567890123456789012345678.0123456789","d22":"-12345678901234567890.12","t":"13:45:07.123456","u":"123e4567-e89b-12d3-a456-426614174000","j":{"a":[1,"x"]},"l":["1.5","-999999999999999999999999999.999"]}`,
+		`{"id":2,"d38":"-9999999999999999999999999999.9999999999","d22":0,"t":"00:00:00","u":"FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF","j":"text","l":[]}`,
+		`{"id":3}`)
+	rows := duckdb.Query(t, fmt.Sprintf(`SELECT id, d38::VARCHAR AS d38, d22::VARCHAR AS d22, t::VARCHAR AS t, u::VARCHAR AS u, j::VARCHAR AS j,
+		l::VARCHAR AS l, typeof(d38) AS d38_type, typeof(t) AS t_type, typeof(u) AS u_type, typeof(j) AS j_type
+		FROM read_parquet('%s') ORDER BY id`, path))
+	want := []map[string]any{
+		{"id": int64(1), "d38": "1234567890123456789012345678.0123456789", "d22": "-12345678901234567890.12", "t": "13:45:07.123456",
+			"u": "123e4567-e89b-12d3-a456-426614174000", "j": `{"a":[1,"x"]}`, "l": "[1.500, -999999999999999999999999999.999]",
+			"d38_type": "DECIMAL(38,10)", "t_type": "TIME", "u_type": "UUID", "j_type": "JSON"},
+		{"id": int64(2), "d38": "-9999999999999999999999999999.9999999999", "d22": "0.00", "t": "00:00:00",
+			"u": "ffffffff-ffff-ffff-ffff-ffffffffffff", "j": `"text"`, "l": "[]",
+			"d38_type": "DECIMAL(38,10)", "t_type": "TIME", "u_type": "UUID", "j_type": "JSON"},
+		{"id": int64(3), "d38": nil, "d22": nil, "t": nil, "u": nil, "j": nil, "l": nil,
+			"d38_type": "DECIMAL(38,10)", "t_type": "TIME", "u_type": "UUID", "j_type": "JSON"},
+	}
+	if !reflect.DeepEqual(rows, want) {
+		t.Errorf("DuckDB reads\n%v\nwant\n%v", rows, want)
+	}
+}

@@ -27,6 +27,9 @@
 //     value with more fractional digits than the scale is rejected, not rounded.
 //   - Strings accept JSON strings only: a number where a string is expected is a
 //     type mismatch, because silently stringifying hides producer bugs.
+//   - Decimals of precision 19 to 38 are fixed-length byte arrays; times take
+//     "HH:MM:SS[.fraction]" strings, UUIDs their canonical text, and json
+//     fields any JSON value, kept as its text (docs/schema.md).
 //   - Timestamps accept RFC 3339 strings (fraction optional; offset or Z; digits
 //     finer than the storage unit are truncated) or JSON numbers counted in the
 //     field's Input unit. Dates accept "YYYY-MM-DD" strings only. Timestamps and
@@ -63,6 +66,11 @@ const (
 	Timestamp
 	Date
 	Decimal
+	// Time is a time of day; UUID a UUID in its 16 bytes; JSON any JSON value
+	// kept as its text.
+	Time
+	UUID
+	JSON
 	// Struct, List and Map nest other fields: a Parquet group, a LIST (the
 	// standard three-level layout) and a MAP with string keys.
 	Struct
@@ -73,6 +81,7 @@ const (
 var kindNames = [...]string{
 	Int32: "int32", Int64: "int64", Float: "float", Double: "double", String: "string",
 	Bool: "bool", Timestamp: "timestamp", Date: "date", Decimal: "decimal",
+	Time: "time", UUID: "uuid", JSON: "json",
 	Struct: "struct", List: "list", Map: "map",
 }
 
@@ -155,13 +164,15 @@ type Field struct {
 	// for this timestamp counts in.
 	Unit, Input TimeUnit
 	// Precision and Scale of a decimal. Precision <= 9 is stored as INT32,
-	// larger as INT64, as the Parquet specification recommends.
+	// up to 18 as INT64, as the Parquet specification recommends, and up to
+	// 38 as a FIXED_LEN_BYTE_ARRAY of the fewest bytes that hold it.
 	Precision, Scale int
 	// Fields are a struct's fields; Elem is a list's element or a map's value
 	// (a map's key is the string column at Column, the value's columns follow).
 	Fields []Field
 	Elem   *Field
 
+	size   int            // bytes of a wide decimal
 	end    int            // one past the last leaf column
 	def    int            // definition level of the field's values when present
 	rep    int            // repeated nodes among the field and its ancestors
@@ -186,8 +197,12 @@ type Schema struct {
 	maxTime  []int64
 }
 
-// MaxDecimalPrecision is the largest precision an INT64 decimal can hold.
-const MaxDecimalPrecision = 18
+// MaxDecimalPrecision is the largest precision a decimal can have: 38 digits,
+// what Spark, Athena, DuckDB and Avro's usual 16-byte decimals hold.
+const MaxDecimalPrecision = 38
+
+// maxInt64Precision is the largest precision an INT64 decimal holds.
+const maxInt64Precision = 18
 
 // New validates fields and builds their Parquet schema. It reports every problem
 // it finds, not only the first.
@@ -356,7 +371,7 @@ func newElem(cf *config.Field, colPath []string, path string) (*Field, parquet.N
 func (f *Field) build(cf config.Field) (parquet.Node, error) {
 	kind, ok := parseKind(cf.Type)
 	if !ok {
-		return nil, fmt.Errorf("unknown type %q (want int32, int64, float, double, string, bool, timestamp, date, decimal, struct, list or map)", cf.Type)
+		return nil, fmt.Errorf("unknown type %q (want int32, int64, float, double, string, bool, timestamp, date, time, decimal, uuid, json, struct, list or map)", cf.Type)
 	}
 	f.Kind = kind
 
@@ -405,10 +420,35 @@ func (f *Field) build(cf config.Field) (parquet.Node, error) {
 			return nil, fmt.Errorf("decimal scale %d out of range 0..%d (the precision)", f.Scale, f.Precision)
 		}
 		physical := parquet.Int64Type
-		if f.Precision <= 9 {
+		switch {
+		case f.Precision <= 9:
 			physical = parquet.Int32Type
+		case f.Precision > maxInt64Precision:
+			f.size = decimalBytes(f.Precision)
+			physical = parquet.FixedLenByteArrayType(f.size)
 		}
 		node = parquet.Decimal(f.Scale, f.Precision, physical)
+	case Time:
+		f.Unit = DefaultUnit
+		if cf.Unit != "" {
+			if f.Unit, ok = parseUnit(cf.Unit, Millis, Micros, Nanos); !ok {
+				return nil, fmt.Errorf("unknown time unit %q (want millis, micros or nanos)", cf.Unit)
+			}
+		}
+		unit := parquet.Microsecond
+		switch f.Unit {
+		case Millis:
+			unit = parquet.Millisecond
+		case Nanos:
+			unit = parquet.Nanosecond
+		}
+		// A time of day in an event is wall-clock time: not adjusted to UTC,
+		// which readers show as a plain TIME.
+		node = parquet.TimeAdjusted(unit, false)
+	case UUID:
+		node = parquet.UUID()
+	case JSON:
+		node = parquet.JSON()
 	case Struct:
 		if len(cf.Fields) == 0 {
 			return nil, errors.New("a struct needs at least one field")

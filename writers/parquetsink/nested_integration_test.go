@@ -26,13 +26,18 @@ type nestedTrip struct {
 	fare  any // to_json of the fare struct
 	stops any
 	attrs any
+	big   string // a decimal(38,4) and a UUID: fixed-length byte arrays
+	uid   string
 }
 
 func makeNestedTrips(n int) []nestedTrip {
 	trips := make([]nestedTrip, n)
 	for i := range trips {
-		v := map[string]any{"trip_id": i}
-		t := nestedTrip{}
+		t := nestedTrip{
+			big: fmt.Sprintf("%d%028d.%04d", i+1, i*7919, i%10000),
+			uid: fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i*31),
+		}
+		v := map[string]any{"trip_id": i, "big": t.big, "uid": t.uid}
 		if i%5 != 0 {
 			extras := []any{}
 			for j := range i % 3 {
@@ -88,6 +93,8 @@ func TestDuckDBReadsNestedAssembledFiles(t *testing.T) {
 			{Name: "tags", Type: "list", Items: &config.Field{Type: "string"}},
 		}}},
 		{Name: "attrs", Type: "map", Values: &config.Field{Type: "int64"}},
+		{Name: "big", Type: "decimal", Precision: 38, Scale: 4},
+		{Name: "uid", Type: "uuid"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +131,8 @@ func TestDuckDBReadsNestedAssembledFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rows := duckdb.Query(t, fmt.Sprintf(`SELECT trip_id, to_json(fare)::VARCHAR AS fare, to_json(stops)::VARCHAR AS stops, to_json(attrs)::VARCHAR AS attrs
+	rows := duckdb.Query(t, fmt.Sprintf(`SELECT trip_id, to_json(fare)::VARCHAR AS fare, to_json(stops)::VARCHAR AS stops, to_json(attrs)::VARCHAR AS attrs,
+		big::VARCHAR AS big, uid::VARCHAR AS uid
 		FROM read_parquet('%s/**/*.parquet') ORDER BY trip_id`, dir))
 	groups := duckdb.Query(t, fmt.Sprintf(`SELECT count(DISTINCT (file_name, row_group_id)) AS n FROM parquet_metadata('%s/**/*.parquet')`, dir))
 	if n, _ := groups[0]["n"].(int64); n < 4 {
@@ -137,6 +145,10 @@ func TestDuckDBReadsNestedAssembledFiles(t *testing.T) {
 	for i, r := range rows {
 		if r["trip_id"] != int64(i) {
 			t.Fatalf("row %d has trip_id %v", i, r["trip_id"])
+		}
+		if (r["big"] != trips[i].big || r["uid"] != trips[i].uid) && bad < 10 {
+			bad++
+			t.Errorf("trip %d: DuckDB reads big %v uid %v, want %s %s", i, r["big"], r["uid"], trips[i].big, trips[i].uid)
 		}
 		for col, want := range map[string]any{"fare": trips[i].fare, "stops": trips[i].stops, "attrs": trips[i].attrs} {
 			var got any
