@@ -30,6 +30,7 @@ type Decoder struct {
 	// the current record gives it, in order; fseen the key flags of the
 	// struct being read at each level (Field.seenAt).
 	cols  [][]parquet.Value
+	one   []parquet.Value // the value of each nested column outside lists and maps
 	fseen []bool
 	stack []frame // the nested fields being read, for error paths
 	err   *Error  // first field problem met in the current record
@@ -51,6 +52,7 @@ func (s *Schema) NewDecoder() *Decoder {
 	}
 	if !s.flat {
 		d.cols = make([][]parquet.Value, s.columns)
+		d.one = make([]parquet.Value, s.columns)
 		d.fseen = make([]bool, s.seenSize)
 	}
 	return d
@@ -95,7 +97,11 @@ func (d *Decoder) Decode(value []byte, row parquet.Row) (parquet.Row, error) {
 			continue
 		}
 		for c := f.Column; c < f.end; c++ {
-			row = append(row, d.cols[c]...)
+			if s.isRepeated[c] {
+				row = append(row, d.cols[c]...)
+			} else {
+				row = append(row, d.one[c])
+			}
 		}
 	}
 	return row, nil
@@ -119,7 +125,7 @@ func (d *Decoder) decodeObject(value []byte) *Error {
 	d.keyPos = 0
 	d.strs = d.strs[:0]
 	if !d.schema.flat {
-		for c := range d.cols {
+		for _, c := range d.schema.repeated {
 			d.cols[c] = d.cols[c][:0]
 		}
 		d.stack = d.stack[:0]

@@ -9,8 +9,10 @@ import (
 
 // Nested values are decoded in the same single pass as the top level: each
 // leaf column collects its values, with their repetition and definition
-// levels (Dremel encoding, as Parquet stores them), in Decoder.cols, and
-// Decode concatenates the columns in order into the row. A missing or null
+// levels (Dremel encoding, as Parquet stores them), and Decode concatenates
+// the columns in order into the row. A column under a list or map collects
+// any number of values in Decoder.cols; any other takes exactly one, in
+// Decoder.one, without the cost of appending. A missing or null
 // struct, list or map gives every leaf column under it one null value at the
 // level it stopped at; an empty list or map gives one null value at the
 // level of the list or map itself.
@@ -81,7 +83,11 @@ func (d *Decoder) null(f *Field, rep int) {
 
 func (d *Decoder) nulls(from, to, rep, def int) {
 	for c := from; c < to; c++ {
-		d.cols[c] = append(d.cols[c], parquet.NullValue().Level(rep, def, c))
+		if d.schema.isRepeated[c] {
+			d.cols[c] = append(d.cols[c], parquet.NullValue().Level(rep, def, c))
+		} else {
+			d.one[c] = parquet.NullValue().Level(rep, def, c)
+		}
 	}
 }
 
@@ -105,7 +111,11 @@ func (d *Decoder) scalar(f *Field, b []byte, i, depth, rep int) (int, string) {
 		d.err = err
 		return end, ""
 	}
-	d.cols[f.Column] = append(d.cols[f.Column], v.Level(rep, f.def, f.Column))
+	if f.inList {
+		d.cols[f.Column] = append(d.cols[f.Column], v.Level(rep, f.def, f.Column))
+	} else {
+		d.one[f.Column] = v.Level(rep, f.def, f.Column)
+	}
 	return end, ""
 }
 
@@ -159,7 +169,11 @@ func (d *Decoder) object(f *Field, b []byte, i, depth, rep int) (int, string) {
 				i, want = skipValue(b, i, depth)
 			default:
 				seen[idx] = true
-				i, want = d.value(&f.Fields[idx], b, i, depth, rep)
+				if c := &f.Fields[idx]; !c.Kind.nested() && i < len(b) && b[i] != 'n' {
+					i, want = d.scalar(c, b, i, depth, rep) // the common case, one call less
+				} else {
+					i, want = d.value(c, b, i, depth, rep)
+				}
 			}
 			if want != "" {
 				return i, want

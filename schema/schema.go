@@ -191,6 +191,10 @@ type Schema struct {
 	flat     bool    // no nested fields: field i is column i
 	columns  int
 	seenSize int // key flags the structs need, Field.seenAt
+	// repeated lists the leaf columns under a list or map, which take any
+	// number of values per row; the others take exactly one.
+	repeated   []int
+	isRepeated []bool
 	byName   map[string]int
 	byKey    map[string]int // JSON key -> index in fields
 	minTime  []int64        // per column: smallest accepted timestamp, in the field's unit
@@ -236,6 +240,17 @@ func New(fields []config.Field) (*Schema, error) {
 		return nil, fmt.Errorf("schema: %d leaf columns laid out, the Parquet schema has %d", col, n)
 	}
 	s.minTime, s.maxTime = make([]int64, col), make([]int64, col)
+	s.isRepeated = make([]bool, col)
+	walk(s.fields, func(f *Field) {
+		if f.Kind == Map || (f.inList && !f.Kind.nested()) {
+			s.isRepeated[f.Column] = true // a map's key column, or a leaf in a list
+		}
+	})
+	for c, r := range s.isRepeated {
+		if r {
+			s.repeated = append(s.repeated, c)
+		}
+	}
 	walk(s.fields, func(f *Field) {
 		if f.Kind == Struct {
 			f.seenAt = s.seenSize
