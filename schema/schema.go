@@ -195,10 +195,10 @@ type Schema struct {
 	// number of values per row; the others take exactly one.
 	repeated   []int
 	isRepeated []bool
-	byName   map[string]int
-	byKey    map[string]int // JSON key -> index in fields
-	minTime  []int64        // per column: smallest accepted timestamp, in the field's unit
-	maxTime  []int64
+	byName     map[string]int
+	byKey      map[string]int // JSON key -> index in fields
+	minTime    []int64        // per column: smallest accepted timestamp, in the field's unit
+	maxTime    []int64
 }
 
 // MaxDecimalPrecision is the largest precision a decimal can have: 38 digits,
