@@ -85,3 +85,13 @@ func TestNestedSchema(t *testing.T) {
 		}
 	}
 }
+
+func TestNestedSummary(t *testing.T) {
+	isolateEnv(t)
+	c := mustParse(t, nestedYAML)
+	got := fieldText(c.Schema.Fields[1]) + "; " + fieldText(c.Schema.Fields[2]) + "; " + fieldText(c.Schema.Fields[3])
+	want := "payment struct<type string, card struct<last4 string, at timestamp(millis)>>; stops list<struct<zone int32>>; attrs map<string, string>"
+	if got != want {
+		t.Errorf("summary\n got %s\nwant %s", got, want)
+	}
+}
