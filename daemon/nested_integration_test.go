@@ -96,11 +96,11 @@ dlq: {file: %[1]s/dlq.jsonl}
 		}
 	}
 	bad := map[string]string{
-		`{"trip_id":1001,"pickup":{"at":"2018-01-01T00:00:00Z"},"payment":{"type":"card","card":{"last4":1234}}}`: `schema/type_mismatch field "payment.card.last4": expected string, got number 1234`,
-		`{"trip_id":1002,"pickup":{"at":"2018-01-01T00:00:00Z"},"stops":[{"zone":1},{"wait_s":3}]}`:              `schema/missing_required field "stops[1].zone"`,
-		`{"trip_id":1003,"payment":{"type":"card"}}`:                                                             `schema/missing_required field "pickup"`,
-		`{"trip_id":1004,"pickup":{"at":"2018-01-01T00:00:00Z"},"fare":{"extras":[1.005]}}`:                     `schema/out_of_range field "fare.extras[0]"`,
-		`{"trip_id":1005,"pickup":{"at":"2018-01-01T00:00:00Z"},"payment":{"type":"cash"}}`:                     `bucket/missing_field pickup.zone`,
+		`{"trip_id":1001,"pickup":{"at":"2018-01-01T00:00:00Z"},"payment":{"type":"card","card":{"last4":1234}}}`:                           `schema/type_mismatch field "payment.card.last4": expected string, got number 1234`,
+		`{"trip_id":1002,"pickup":{"at":"2018-01-01T00:00:00Z"},"stops":[{"zone":1},{"wait_s":3}]}`:                                         `schema/missing_required field "stops[1].zone"`,
+		`{"trip_id":1003,"payment":{"type":"card"}}`:                                                                                        `schema/missing_required field "pickup"`,
+		`{"trip_id":1004,"pickup":{"at":"2018-01-01T00:00:00Z"},"fare":{"extras":[1.005]}}`:                                                 `schema/out_of_range field "fare.extras[0]"`,
+		`{"trip_id":1005,"pickup":{"at":"2018-01-01T00:00:00Z"},"payment":{"type":"cash"}}`:                                                 `bucket/missing_field pickup.zone`,
 		`{"trip_id":1006,"pickup":{"at":"2018-01-01T00:00:00Z","zone":1},"meta":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}`: `decode/too_deep`,
 	}
 	for v := range bad {
