@@ -303,6 +303,17 @@ func (d *Decoder) mapObject(f *Field, b []byte, i, depth, rep int) (int, string)
 	return i + 1, ""
 }
 
+// whereStack renders the path of the innermost field on the stack.
+func (d *Decoder) whereStack() string {
+	if len(d.stack) == 0 {
+		return ""
+	}
+	top := d.stack[len(d.stack)-1].f
+	d.stack = d.stack[:len(d.stack)-1]
+	s := d.where(top)
+	return s
+}
+
 // where renders the path of f, read inside the fields on the stack, with list
 // indexes and map keys: payment.card.last4, stops[2].zone, tags["a"].
 func (d *Decoder) where(f *Field) string {
