@@ -104,8 +104,23 @@ type Kinesis struct {
 
 // Schema describes how a record's value decodes into a typed row.
 type Schema struct {
-	Format string  `yaml:"format"` // json
-	Fields []Field `yaml:"fields"`
+	Format string  `yaml:"format"` // json | avro
+	Fields []Field `yaml:"fields"` // json only: with avro they are derived from the registry
+	// Registry is the Confluent-compatible schema registry that avro records
+	// are serialised through.
+	Registry *Registry `yaml:"registry"`
+}
+
+// Registry is a Confluent-compatible schema registry.
+type Registry struct {
+	URL string `yaml:"url"`
+	// Subject's latest schema is what the Parquet schema is derived from
+	// (usually <topic>-value).
+	Subject  string   `yaml:"subject"`
+	Username string   `yaml:"username"`
+	Password string   `yaml:"password"`
+	TLS      TLS      `yaml:"tls"`
+	Timeout  Duration `yaml:"timeout"` // per request
 }
 
 type Field struct {

@@ -48,6 +48,9 @@ func applyDefaults(c *Config) {
 
 	c.Schema.Format = cmp.Or(c.Schema.Format, "json")
 	fieldDefaults(c.Schema.Fields)
+	if r := c.Schema.Registry; r != nil {
+		r.Timeout = cmp.Or(r.Timeout, seconds(10))
+	}
 
 	for i := range c.Routes {
 		r := &c.Routes[i]

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 const nestedYAML = `pipeline: test
@@ -93,5 +94,47 @@ func TestNestedSummary(t *testing.T) {
 	want := "payment struct<type string, card struct<last4 string, at timestamp(millis)>>; stops list<struct<zone int32>>; attrs map<string, string>"
 	if got != want {
 		t.Errorf("summary\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestAvroSchemaConfig(t *testing.T) {
+	isolateEnv(t)
+	avro := strings.Replace(baseYAML, `schema:
+  fields:
+    - {name: id, type: int64, required: true}
+    - {name: kind, type: string}
+    - {name: at, type: timestamp}
+    - {name: day, type: date}
+    - {name: amount, type: decimal, precision: 9, scale: 2}
+`, `schema:
+  format: avro
+  registry: {url: "http://127.0.0.1:8081", subject: trips-value}
+`, 1)
+	c := mustParse(t, avro)
+	if c.Schema.Registry.Timeout.D() != 10*time.Second {
+		t.Errorf("registry timeout default %v", c.Schema.Registry.Timeout)
+	}
+	for _, tt := range []struct{ from, to, path, msg string }{
+		{`subject: trips-value`, `subject: ""`, "schema.registry.subject", "required"},
+		{`url: "http://127.0.0.1:8081"`, `url: "ftp://x"`, "schema.registry.url", "URL"},
+		{"  format: avro\n", "  format: json\n", "schema.registry", "format avro only"},
+		{"  registry: {url: \"http://127.0.0.1:8081\", subject: trips-value}\n", "  fields: [{name: a, type: int32}]\n", "schema.fields", "derived from the registry"},
+	} {
+		src := strings.Replace(avro, tt.from, tt.to, 1)
+		if src == avro {
+			t.Fatalf("%q not in the YAML", tt.from)
+		}
+		_, err := Parse("test.yaml", []byte(src))
+		found := false
+		if err != nil {
+			for _, p := range problemsOf(t, err) {
+				if p.Path == tt.path && strings.Contains(p.Msg, tt.msg) {
+					found = true
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: want %s: %s; got %v", tt.to, tt.path, tt.msg, err)
+		}
 	}
 }

@@ -257,7 +257,27 @@ var fieldTypes = []string{"int32", "int64", "float", "double", "string", "bool",
 // (payment.type); fields inside lists and maps are not, because a record has
 // any number of them.
 func (s *Schema) validate(v *validator) map[string]*Field {
-	v.oneOf("schema.format", s.Format, "json")
+	v.oneOf("schema.format", s.Format, "json", "avro")
+	if s.Format == "avro" {
+		// The fields come from the registry when the pipeline starts: the
+		// checks that refer to them happen then.
+		if len(s.Fields) > 0 {
+			v.errorf("schema.fields", "with format avro the fields are derived from the registry's schema; leave them out")
+		}
+		if s.Registry == nil {
+			v.errorf("schema.registry", "format avro needs a registry (url and subject)")
+			return nil
+		}
+		if v.required("schema.registry.url", s.Registry.URL) {
+			v.httpURL("schema.registry.url", s.Registry.URL)
+		}
+		v.required("schema.registry.subject", s.Registry.Subject)
+		positive(v, "schema.registry.timeout", s.Registry.Timeout)
+		return nil
+	}
+	if s.Registry != nil {
+		v.errorf("schema.registry", "applies to format avro only")
+	}
 	if len(s.Fields) == 0 {
 		v.errorf("schema.fields", "at least one field is required")
 	}
@@ -359,7 +379,7 @@ func (c *Config) validateRoutes(v *validator, fields map[string]*Field) {
 			names[r.Name] = true
 		}
 		if r.When != nil {
-			if v.required(path+".when.field", r.When.Field) && fields[r.When.Field] == nil {
+			if v.required(path+".when.field", r.When.Field) && fields != nil && fields[r.When.Field] == nil {
 				v.errorf(path+".when.field", "%q is not a schema field", r.When.Field)
 			}
 			if len(r.When.In) == 0 {
@@ -413,6 +433,7 @@ func (p *Parquet) validate(v *validator, path string, fields map[string]*Field, 
 	switch {
 	case et.Source == "field" && et.Field == "":
 		v.errorf(path+".event_time.field", "is required with source: field")
+	case et.Source == "field" && fields == nil: // derived at start
 	case et.Source == "field":
 		f := fields[et.Field]
 		if f == nil {
@@ -430,7 +451,7 @@ func (o *OpenSearch) validate(v *validator, path string, fields map[string]*Fiel
 	v.required(path+".index", o.Index)
 	v.required(path+".id", o.ID)
 	v.oneOf(path+".action", o.Action, "index", "create")
-	if o.VersionField != "" && fields[o.VersionField] == nil {
+	if o.VersionField != "" && fields != nil && fields[o.VersionField] == nil {
 		v.errorf(path+".version_field", "%q is not a schema field", o.VersionField)
 	}
 	if o.Username != "" && o.Password == "" {

@@ -8,10 +8,12 @@ package registry
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"reflect"
 	"strconv"
 	"sync"
@@ -232,4 +234,70 @@ func (in *AvroInput) Decode(ctx context.Context, value []byte, row parquet.Row) 
 		in.decoders[id] = dec
 	}
 	return dec.Decode(payload, row)
+}
+
+// Open connects to the registry of cfg and derives the Parquet schema from its
+// subject.
+func Open(ctx context.Context, cfg config.Registry) (*AvroInput, error) {
+	tc, err := tlsConfig(cfg.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("schema.registry.tls: %w", err)
+	}
+	cl, err := NewClient(Options{URL: cfg.URL, Username: cfg.Username, Password: cfg.Password, TLS: tc, Timeout: cfg.Timeout.D()})
+	if err != nil {
+		return nil, err
+	}
+	return NewAvroInput(ctx, cl, cfg.Subject)
+}
+
+func tlsConfig(c config.TLS) (*tls.Config, error) {
+	if !c.Enabled && c.CAFile == "" && c.CertFile == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.InsecureSkipVerify}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificate in %s", c.CAFile)
+		}
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// maxOutageWait caps the wait between attempts while the registry is down.
+const maxOutageWait = 30 * time.Second
+
+// DecodeWait is Decode that waits out registry outages: it tries again, with
+// a growing pause, until the registry answers or ctx ends, calling onOutage
+// before each pause. The pipeline stops reading meanwhile (nothing past the
+// record is committed) instead of dead-lettering good records or exiting.
+func (in *AvroInput) DecodeWait(ctx context.Context, value []byte, row parquet.Row, onOutage func(error)) (parquet.Row, error) {
+	wait := time.Second
+	for {
+		out, err := in.Decode(ctx, value, row)
+		var oe *OutageError
+		if !errors.As(err, &oe) {
+			return out, err
+		}
+		if onOutage != nil {
+			onOutage(err)
+		}
+		select {
+		case <-ctx.Done():
+			return row[:0], ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, maxOutageWait)
+	}
 }

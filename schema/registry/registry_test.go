@@ -163,3 +163,46 @@ func TestRegistryOutage(t *testing.T) {
 		t.Errorf("after the outage: %v", err)
 	}
 }
+
+// TestDecodeWaitOutlastsOutage: DecodeWait holds a record while the registry
+// is down (reporting the outage) and decodes it once the registry is back.
+func TestDecodeWaitOutlastsOutage(t *testing.T) {
+	fake, srv, cl, id := setup(t)
+	ctx := context.Background()
+	in, err := registry.NewAvroInput(ctx, cl, "trips-value")
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := hamba.Marshal(hamba.MustParse(tripV1), trip{TripID: 1, Stops: []int32{}})
+	url := srv.URL
+	srv.Close()
+	outages := make(chan error, 100)
+	done := make(chan error, 1)
+	go func() {
+		_, err := in.DecodeWait(ctx, wire(id, payload), nil, func(err error) { outages <- err })
+		done <- err
+	}()
+	select {
+	case <-outages:
+	case err := <-done:
+		t.Fatalf("DecodeWait returned during the outage: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no outage reported")
+	}
+	l, err := newListener(url)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", url, err)
+	}
+	back := httptest.NewUnstartedServer(fake)
+	back.Listener = l
+	back.Start()
+	defer back.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("after the outage: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("DecodeWait did not return once the registry was back")
+	}
+}
