@@ -229,7 +229,9 @@ func (in *AvroInput) Decode(ctx context.Context, value []byte, row parquet.Row) 
 			return row[:0], &schema.Error{Class: ClassSchemaMismatch, Expected: "the subject's schema the Parquet schema was derived from", Got: fmt.Sprintf("schema id %d, which differs", id)}
 		}
 		if dec, err = in.schema.NewAvroDecoder(s.Schema); err != nil {
-			return row[:0], err
+			// A record the pipeline cannot read is dead-lettered, never a
+			// reason to stop.
+			return row[:0], &schema.Error{Class: ClassSchemaMismatch, Expected: "a schema sinkd can bind", Got: fmt.Sprintf("schema id %d: %v", id, err)}
 		}
 		in.decoders[id] = dec
 	}
