@@ -67,10 +67,10 @@ func (c *Condition) Match(row parquet.Row) bool {
 	if c == nil {
 		return true
 	}
-	if c.column >= len(row) || row[c.column].IsNull() {
+	v, ok := schema.Value(row, c.column)
+	if !ok || v.IsNull() {
 		return false
 	}
-	v := row[c.column]
 	switch c.kind {
 	case schema.String:
 		b := v.ByteArray()

@@ -184,7 +184,7 @@ func compilePlaceholder(body string, s *schema.Schema, et config.EventTime) (seg
 	if !ok {
 		return segment{}, fmt.Errorf("unknown field %q", name)
 	}
-	seg := segment{field: f.Name, column: f.Column}
+	seg := segment{field: f.Path, column: f.Column}
 	switch {
 	case hasSpec && strings.HasPrefix(spec, "%"):
 		if f.Kind != schema.Int32 && f.Kind != schema.Int64 {
@@ -252,7 +252,7 @@ func compileEventTime(spec string, s *schema.Schema, et config.EventTime) (segme
 		if !ok {
 			return segment{}, fmt.Errorf("event time field %q is not in the schema", et.Field)
 		}
-		seg.field, seg.column = f.Name, f.Column
+		seg.field, seg.column = f.Path, f.Column
 		switch f.Kind {
 		case schema.Timestamp:
 			seg.kind, seg.perSec = segTimestamp, f.Unit.PerSecond()
@@ -381,10 +381,10 @@ func (t *Template) Append(dst []byte, row parquet.Row, rec *record.Record, now t
 			}
 		case segNow:
 		default:
-			if seg.column >= len(row) || row[seg.column].IsNull() {
+			var ok bool
+			if v, ok = schema.Value(row, seg.column); !ok || v.IsNull() {
 				return dst, &Error{Class: ClassMissingField, Field: seg.field, Msg: "null or missing"}
 			}
-			v = row[seg.column]
 		}
 		var err error
 		switch seg.kind {

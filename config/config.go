@@ -106,14 +106,29 @@ type Kinesis struct {
 
 // Schema describes how a record's value decodes into a typed row.
 type Schema struct {
-	Format string  `yaml:"format"` // json
-	Fields []Field `yaml:"fields"`
+	Format string  `yaml:"format"` // json | avro
+	Fields []Field `yaml:"fields"` // json only: with avro they are derived from the registry
+	// Registry is the Confluent-compatible schema registry that avro records
+	// are serialised through.
+	Registry *Registry `yaml:"registry"`
+}
+
+// Registry is a Confluent-compatible schema registry.
+type Registry struct {
+	URL string `yaml:"url"`
+	// Subject's latest schema is what the Parquet schema is derived from
+	// (usually <topic>-value).
+	Subject  string   `yaml:"subject"`
+	Username string   `yaml:"username"`
+	Password string   `yaml:"password"`
+	TLS      TLS      `yaml:"tls"`
+	Timeout  Duration `yaml:"timeout"` // per request
 }
 
 type Field struct {
 	Name     string `yaml:"name"` // column name
 	From     string `yaml:"from"` // JSON key, when it differs from the column name
-	Type     string `yaml:"type"` // int32 | int64 | float | double | string | bool | timestamp | date | decimal
+	Type     string `yaml:"type"` // int32 | int64 | float | double | string | bool | timestamp | date | decimal | struct | list | map
 	Required bool   `yaml:"required"`
 	// Unit is the Parquet timestamp unit: millis | micros | nanos.
 	Unit string `yaml:"unit"`
@@ -122,6 +137,12 @@ type Field struct {
 	Input     string `yaml:"input"`
 	Precision int    `yaml:"precision"` // decimal
 	Scale     int    `yaml:"scale"`     // decimal
+	// Fields are the fields of a struct, in column order.
+	Fields []Field `yaml:"fields"`
+	// Items is the element of a list; its name is not used.
+	Items *Field `yaml:"items"`
+	// Values is the value of a map, whose keys are strings; its name is not used.
+	Values *Field `yaml:"values"`
 }
 
 // Route selects records and names their destinations.

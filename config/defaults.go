@@ -55,13 +55,9 @@ func applyDefaults(c *Config) {
 	}
 
 	c.Schema.Format = cmp.Or(c.Schema.Format, "json")
-	for i := range c.Schema.Fields {
-		f := &c.Schema.Fields[i]
-		f.From = cmp.Or(f.From, f.Name)
-		if f.Type == "timestamp" {
-			f.Unit = cmp.Or(f.Unit, "millis")
-			f.Input = cmp.Or(f.Input, "millis")
-		}
+	fieldDefaults(c.Schema.Fields)
+	if r := c.Schema.Registry; r != nil {
+		r.Timeout = cmp.Or(r.Timeout, seconds(10))
 	}
 
 	for i := range c.Routes {
@@ -213,3 +209,28 @@ func hostname() string {
 }
 
 func seconds(n int) Duration { return Duration(time.Duration(n) * time.Second) }
+
+// fieldDefaults fills in fields, and the fields nested in them, in place.
+func fieldDefaults(fields []Field) {
+	for i := range fields {
+		fieldDefault(&fields[i])
+	}
+}
+
+func fieldDefault(f *Field) {
+	f.From = cmp.Or(f.From, f.Name)
+	switch f.Type {
+	case "timestamp":
+		f.Unit = cmp.Or(f.Unit, "millis")
+		f.Input = cmp.Or(f.Input, "millis")
+	case "time":
+		// Microseconds: what DuckDB, Spark and Athena's TIME holds.
+		f.Unit = cmp.Or(f.Unit, "micros")
+	}
+	fieldDefaults(f.Fields)
+	for _, e := range []*Field{f.Items, f.Values} {
+		if e != nil {
+			fieldDefault(e)
+		}
+	}
+}

@@ -109,14 +109,7 @@ func (s *summary) wrapped(items []string) {
 }
 
 func fieldText(f Field) string {
-	t := f.Type
-	switch f.Type {
-	case "decimal":
-		t = fmt.Sprintf("decimal(%d,%d)", f.Precision, f.Scale)
-	case "timestamp":
-		t = "timestamp(" + f.Unit + ")"
-	}
-	text := f.Name + " " + t
+	text := f.Name + " " + typeText(f)
 	if f.From != "" && f.From != f.Name {
 		text += " from " + f.From
 	}
@@ -124,6 +117,40 @@ func fieldText(f Field) string {
 		text += "*"
 	}
 	return text
+}
+
+// typeText renders a field's type, nested ones in full:
+// struct<type string, card struct<last4 string>>, list<int32*>.
+func typeText(f Field) string {
+	switch f.Type {
+	case "decimal":
+		return fmt.Sprintf("decimal(%d,%d)", f.Precision, f.Scale)
+	case "timestamp", "time":
+		return f.Type + "(" + f.Unit + ")"
+	case "struct":
+		parts := make([]string, len(f.Fields))
+		for i, c := range f.Fields {
+			parts[i] = fieldText(c)
+		}
+		return "struct<" + strings.Join(parts, ", ") + ">"
+	case "list", "map":
+		e := f.Items
+		if f.Type == "map" {
+			e = f.Values
+		}
+		if e == nil {
+			return f.Type
+		}
+		t := typeText(*e)
+		if e.Required {
+			t += "*"
+		}
+		if f.Type == "map" {
+			return "map<string, " + t + ">"
+		}
+		return "list<" + t + ">"
+	}
+	return f.Type
 }
 
 func startText(start, at string) string {

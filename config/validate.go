@@ -253,45 +253,117 @@ func (k *Kinesis) validate(v *validator, path string) {
 	}
 }
 
-var fieldTypes = []string{"int32", "int64", "float", "double", "string", "bool", "timestamp", "date", "decimal"}
+var fieldTypes = []string{"int32", "int64", "float", "double", "string", "bool", "timestamp", "date", "time", "decimal", "uuid", "json", "struct", "list", "map"}
 
 // validate checks the schema and returns its fields by name for the checks
-// that refer to them.
+// that refer to them. Fields inside structs are there by their dotted path
+// (payment.type); fields inside lists and maps are not, because a record has
+// any number of them.
 func (s *Schema) validate(v *validator) map[string]*Field {
-	v.oneOf("schema.format", s.Format, "json")
+	v.oneOf("schema.format", s.Format, "json", "avro")
+	if s.Format == "avro" {
+		// The fields come from the registry when the pipeline starts: the
+		// checks that refer to them happen then.
+		if len(s.Fields) > 0 {
+			v.errorf("schema.fields", "with format avro the fields are derived from the registry's schema; leave them out")
+		}
+		if s.Registry == nil {
+			v.errorf("schema.registry", "format avro needs a registry (url and subject)")
+			return nil
+		}
+		if v.required("schema.registry.url", s.Registry.URL) {
+			v.httpURL("schema.registry.url", s.Registry.URL)
+		}
+		v.required("schema.registry.subject", s.Registry.Subject)
+		positive(v, "schema.registry.timeout", s.Registry.Timeout)
+		return nil
+	}
+	if s.Registry != nil {
+		v.errorf("schema.registry", "applies to format avro only")
+	}
 	if len(s.Fields) == 0 {
 		v.errorf("schema.fields", "at least one field is required")
 	}
 	byName := make(map[string]*Field, len(s.Fields))
-	for i := range s.Fields {
-		f := &s.Fields[i]
-		path := fmt.Sprintf("schema.fields[%d]", i)
-		if v.required(path+".name", f.Name) {
-			v.match(path+".name", f.Name, fieldName, "use letters, digits and _, not starting with a digit")
-			if _, dup := byName[f.Name]; dup {
-				v.errorf(path+".name", "field %q is defined twice", f.Name)
+	validateFields(v, "schema.fields", "", s.Fields, byName)
+	return byName
+}
+
+// validateFields checks the fields of the schema or of a struct; prefix is the
+// dotted path of the struct, byName collects the fields reachable by path (nil
+// inside lists and maps).
+func validateFields(v *validator, path, prefix string, fields []Field, byName map[string]*Field) {
+	names := make(map[string]bool, len(fields))
+	for i := range fields {
+		f := &fields[i]
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if v.required(p+".name", f.Name) {
+			v.match(p+".name", f.Name, fieldName, "use letters, digits and _, not starting with a digit")
+			if names[f.Name] {
+				v.errorf(p+".name", "field %q is defined twice", f.Name)
 			}
-			byName[f.Name] = f
+			names[f.Name] = true
+			if byName != nil {
+				byName[prefix+f.Name] = f
+			}
 		}
-		v.oneOf(path+".type", f.Type, fieldTypes...)
-		if f.Type == "timestamp" {
-			v.oneOf(path+".unit", f.Unit, "millis", "micros", "nanos")
-			v.oneOf(path+".input", f.Input, "seconds", "millis", "micros")
-		} else if f.Unit != "" || f.Input != "" {
-			v.errorf(path, "unit and input apply to timestamp fields only")
+		var sub map[string]*Field
+		if byName != nil && f.Type == "struct" {
+			sub = byName
 		}
-		if f.Type == "decimal" {
-			if f.Precision < 1 || f.Precision > 18 {
-				v.errorf(path+".precision", "must be between 1 and 18, got %d", f.Precision)
+		validateField(v, p, prefix+f.Name+".", f, sub)
+	}
+}
+
+// validateField checks one field's type and the settings that go with it.
+func validateField(v *validator, p, prefix string, f *Field, byName map[string]*Field) {
+	v.oneOf(p+".type", f.Type, fieldTypes...)
+	switch {
+	case f.Type == "timestamp":
+		v.oneOf(p+".unit", f.Unit, "millis", "micros", "nanos")
+		v.oneOf(p+".input", f.Input, "seconds", "millis", "micros")
+	case f.Type == "time":
+		v.oneOf(p+".unit", f.Unit, "millis", "micros", "nanos")
+		if f.Input != "" {
+			v.errorf(p+".input", "applies to timestamp fields only (a time is an \"HH:MM:SS\" string)")
+		}
+	case f.Unit != "" || f.Input != "":
+		v.errorf(p, "unit and input apply to timestamp fields only (and unit to time fields)")
+	}
+	if f.Type == "decimal" {
+		if f.Precision < 1 || f.Precision > 38 {
+			v.errorf(p+".precision", "must be between 1 and 38, got %d", f.Precision)
+		}
+		if f.Scale < 0 || f.Scale > f.Precision {
+			v.errorf(p+".scale", "must be between 0 and precision (%d), got %d", f.Precision, f.Scale)
+		}
+	} else if f.Precision != 0 || f.Scale != 0 {
+		v.errorf(p, "precision and scale apply to decimal fields only")
+	}
+	switch {
+	case f.Type == "struct" && len(f.Fields) == 0:
+		v.errorf(p+".fields", "a struct needs at least one field")
+	case f.Type == "struct":
+		validateFields(v, p+".fields", prefix, f.Fields, byName)
+	case len(f.Fields) > 0:
+		v.errorf(p+".fields", "fields apply to struct fields only")
+	}
+	for _, e := range []struct {
+		key, typ string
+		f        *Field
+	}{{"items", "list", f.Items}, {"values", "map", f.Values}} {
+		switch {
+		case f.Type == e.typ && e.f == nil:
+			v.errorf(p+"."+e.key, "a %s needs %s (a field whose name is not used)", e.typ, e.key)
+		case f.Type == e.typ:
+			if e.f.Name != "" {
+				v.match(p+"."+e.key+".name", e.f.Name, fieldName, "use letters, digits and _, not starting with a digit")
 			}
-			if f.Scale < 0 || f.Scale > f.Precision {
-				v.errorf(path+".scale", "must be between 0 and precision (%d), got %d", f.Precision, f.Scale)
-			}
-		} else if f.Precision != 0 || f.Scale != 0 {
-			v.errorf(path, "precision and scale apply to decimal fields only")
+			validateField(v, p+"."+e.key, "", e.f, nil)
+		case e.f != nil:
+			v.errorf(p+"."+e.key, "%s applies to %s fields only", e.key, e.typ)
 		}
 	}
-	return byName
 }
 
 func (c *Config) validateRoutes(v *validator, fields map[string]*Field) {
@@ -310,7 +382,7 @@ func (c *Config) validateRoutes(v *validator, fields map[string]*Field) {
 			names[r.Name] = true
 		}
 		if r.When != nil {
-			if v.required(path+".when.field", r.When.Field) && fields[r.When.Field] == nil {
+			if v.required(path+".when.field", r.When.Field) && fields != nil && fields[r.When.Field] == nil {
 				v.errorf(path+".when.field", "%q is not a schema field", r.When.Field)
 			}
 			if len(r.When.In) == 0 {
@@ -364,6 +436,7 @@ func (p *Parquet) validate(v *validator, path string, fields map[string]*Field, 
 	switch {
 	case et.Source == "field" && et.Field == "":
 		v.errorf(path+".event_time.field", "is required with source: field")
+	case et.Source == "field" && fields == nil: // derived at start
 	case et.Source == "field":
 		f := fields[et.Field]
 		if f == nil {
@@ -381,7 +454,7 @@ func (o *OpenSearch) validate(v *validator, path string, fields map[string]*Fiel
 	v.required(path+".index", o.Index)
 	v.required(path+".id", o.ID)
 	v.oneOf(path+".action", o.Action, "index", "create")
-	if o.VersionField != "" && fields[o.VersionField] == nil {
+	if o.VersionField != "" && fields != nil && fields[o.VersionField] == nil {
 		v.errorf(path+".version_field", "%q is not a schema field", o.VersionField)
 	}
 	if o.Username != "" && o.Password == "" {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parquet-go/parquet-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/sinkd/sinkd/dlq"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
+	"github.com/sinkd/sinkd/schema/registry"
 	"github.com/sinkd/sinkd/writers/opensearch"
 	"github.com/sinkd/sinkd/writers/parquetsink"
 	"github.com/sinkd/sinkd/writers/store"
@@ -91,6 +93,9 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 // Check compiles everything that can be checked without a network: the
 // schema and every template. `sinkd validate` runs it.
 func Check(cfg *config.Config) error {
+	if cfg.Schema.Format == "avro" {
+		return nil // the schema, and so the templates, come from the registry at start
+	}
 	s, err := schema.New(cfg.Schema.Fields)
 	if err != nil {
 		return fmt.Errorf("%s: schema: %w", cfg.Pos("schema"), err)
@@ -111,7 +116,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 	if cfg.Source.Kafka == nil && cfg.Source.Kinesis == nil {
 		return nil, errors.New("no source configured")
 	}
-	s, err := schema.New(cfg.Schema.Fields)
+	s, dec, err := openSchema(ctx, cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("schema: %w", err)
 	}
@@ -125,7 +130,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		log:      log,
 		reg:      reg,
 		m:        newMetrics(reg, Version),
-		dec:      s.NewDecoder(),
+		dec:      dec,
 		routes:   routes,
 		budget:   newBudget(cfg),
 		stores:   map[string]store.Store{},
@@ -321,4 +326,40 @@ func newBudget(cfg *config.Config) *parquetsink.Budget {
 	b := parquetsink.NewBudget(cfg.Memory.Budget.Bytes())
 	b.Reserve(cfg.Source.MemoryBytes())
 	return b
+}
+
+// openSchema builds the schema and the decoder of record values: from the
+// configured fields for JSON, from the registry's subject for Avro.
+func openSchema(ctx context.Context, cfg *config.Config, log *slog.Logger) (*schema.Schema, decoder, error) {
+	if cfg.Schema.Format == "avro" {
+		in, err := registry.Open(ctx, *cfg.Schema.Registry)
+		if err != nil {
+			return nil, nil, err
+		}
+		return in.Schema(), &avroDecoder{in: in, log: log}, nil
+	}
+	s, err := schema.New(cfg.Schema.Fields)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, jsonDecoder{s.NewDecoder()}, nil
+}
+
+type jsonDecoder struct{ d *schema.Decoder }
+
+func (j jsonDecoder) Decode(_ context.Context, value []byte, row parquet.Row) (parquet.Row, error) {
+	return j.d.Decode(value, row)
+}
+
+type avroDecoder struct {
+	in  *registry.AvroInput
+	log *slog.Logger
+}
+
+// Decode waits out registry outages: the pipeline stops reading rather than
+// dead-letter good records or exit.
+func (a *avroDecoder) Decode(ctx context.Context, value []byte, row parquet.Row) (parquet.Row, error) {
+	return a.in.DecodeWait(ctx, value, row, func(err error) {
+		a.log.Warn("schema registry unavailable; retrying", "error", err)
+	})
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/sinkd/sinkd/dlq"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
+	"github.com/sinkd/sinkd/schema/registry"
 	"github.com/sinkd/sinkd/writers/opensearch"
 	"github.com/sinkd/sinkd/writers/parquetsink"
 	"github.com/sinkd/sinkd/writers/store"
@@ -91,7 +92,7 @@ type Pipeline struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	m        *metrics
-	dec      *schema.Decoder
+	dec      decoder
 	routes   []*route
 	dlq      dlq.Sink
 	budget   *parquetsink.Budget
@@ -332,6 +333,12 @@ func (p *Pipeline) process(ctx context.Context, b []record.Record) error {
 	return nil
 }
 
+// decoder turns a record value into a row: JSON by the configured fields, or
+// Avro through a schema registry. A record at fault is a *schema.Error.
+type decoder interface {
+	Decode(ctx context.Context, value []byte, row parquet.Row) (parquet.Row, error)
+}
+
 // handle sends one record through decode, route and write. Bad data goes to
 // the dead-letter sink; only infrastructure errors are returned.
 func (p *Pipeline) handle(ctx context.Context, rec *record.Record) error {
@@ -342,19 +349,20 @@ func (p *Pipeline) handle(ctx context.Context, rec *record.Record) error {
 		return p.deadLetter(ctx, rec, dlq.StageOversize, "oversize",
 			fmt.Sprintf("record of %d bytes exceeds max_record_size %s", len(rec.Value), p.cfg.MaxRecordSize), nil)
 	}
-	row, err := p.dec.Decode(rec.Value, p.row[:0])
+	row, err := p.dec.Decode(ctx, rec.Value, p.row[:0])
 	p.row = row
 	if err != nil {
-		stage, class := dlq.StageSchema, "other"
 		var se *schema.Error
-		if errors.As(err, &se) {
-			class = se.Class
-			switch se.Class {
-			case schema.ClassMalformedJSON, schema.ClassNotUTF8, schema.ClassEmpty, schema.ClassNotObject, schema.ClassTooDeep:
-				stage = dlq.StageDecode
-			}
+		if !errors.As(err, &se) {
+			return err // not the record's fault (the run is ending)
 		}
-		return p.deadLetter(ctx, rec, stage, class, err.Error(), nil)
+		stage := dlq.StageSchema
+		switch se.Class {
+		case schema.ClassMalformedJSON, schema.ClassNotUTF8, schema.ClassEmpty, schema.ClassNotObject, schema.ClassTooDeep,
+			schema.ClassMalformedAvro, registry.ClassBadMagic, registry.ClassTruncatedHeader, registry.ClassUnknownSchemaID, registry.ClassSchemaMismatch:
+			stage = dlq.StageDecode
+		}
+		return p.deadLetter(ctx, rec, stage, se.Class, err.Error(), nil)
 	}
 	for _, r := range p.routes {
 		if r.cond != nil && !r.cond.Match(row) {
@@ -393,7 +401,7 @@ func (p *Pipeline) writeDoc(ctx context.Context, r *route, row parquet.Row, rec 
 	idLen := len(buf)
 	var version int64
 	if r.version >= 0 {
-		if v := row[r.version]; !v.IsNull() {
+		if v, ok := schema.Value(row, r.version); ok && !v.IsNull() {
 			version = v.Int64()
 		}
 	}

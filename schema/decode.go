@@ -24,9 +24,16 @@ const MaxDepth = 64
 // straight from their text, and skips the values of other keys.
 type Decoder struct {
 	schema *Schema
-	vals   []parquet.Value // per column: the value found in the current record
-	seen   []bool          // per column: whether the current record had its key
-	err    *Error          // first field problem met in the current record
+	vals   []parquet.Value // per top-level scalar field: the value found in the current record
+	seen   []bool          // per top-level field: whether the current record had its key
+	// cols holds, per leaf column under a struct, list or map, the values
+	// the current record gives it, in order; fseen the key flags of the
+	// struct being read at each level (Field.seenAt).
+	cols  [][]parquet.Value
+	one   []parquet.Value // the value of each nested column outside lists and maps
+	fseen []bool
+	stack []frame // the nested fields being read, for error paths
+	err   *Error  // first field problem met in the current record
 	// keyCol predicts the column of the i-th key from the previous record:
 	// producers emit keys in a stable order, and a byte comparison is cheaper
 	// than hashing. -1 means no prediction.
@@ -38,11 +45,17 @@ type Decoder struct {
 
 // NewDecoder returns a decoder for s.
 func (s *Schema) NewDecoder() *Decoder {
-	return &Decoder{
+	d := &Decoder{
 		schema: s,
 		vals:   make([]parquet.Value, len(s.fields)),
 		seen:   make([]bool, len(s.fields)),
 	}
+	if !s.flat {
+		d.cols = make([][]parquet.Value, s.columns)
+		d.one = make([]parquet.Value, s.columns)
+		d.fseen = make([]bool, s.seenSize)
+	}
+	return d
 }
 
 // Decode decodes one JSON object into row[:0], appending one value per column in
@@ -60,16 +73,38 @@ func (d *Decoder) Decode(value []byte, row parquet.Row) (parquet.Row, error) {
 	if err := d.decodeObject(value); err != nil {
 		return row, err
 	}
-	for col := range d.vals {
-		if !d.seen[col] {
-			f := &d.schema.fields[col]
+	s := d.schema
+	for i := range d.vals {
+		if !d.seen[i] {
+			f := &s.fields[i]
 			if f.Required {
 				return row, &Error{Class: ClassMissingRequired, Field: f.Name, Expected: expected(f), Got: "no key " + strconv.Quote(f.From)}
 			}
-			d.vals[col] = parquet.NullValue().Level(0, 0, col)
+			if f.Kind.nested() {
+				d.null(f, 0)
+			} else {
+				d.vals[i] = parquet.NullValue().Level(0, 0, f.Column)
+			}
 		}
 	}
-	return append(row, d.vals...), nil
+	if s.flat {
+		return append(row, d.vals...), nil
+	}
+	for i := range s.fields {
+		f := &s.fields[i]
+		if !f.Kind.nested() {
+			row = append(row, d.vals[i])
+			continue
+		}
+		for c := f.Column; c < f.end; c++ {
+			if s.isRepeated[c] {
+				row = append(row, d.cols[c]...)
+			} else {
+				row = append(row, d.one[c])
+			}
+		}
+	}
+	return row, nil
 }
 
 // decodeObject scans value, filling d.vals and d.seen. A problem with the value
@@ -89,6 +124,12 @@ func (d *Decoder) decodeObject(value []byte) *Error {
 	d.err = nil
 	d.keyPos = 0
 	d.strs = d.strs[:0]
+	if !d.schema.flat {
+		for _, c := range d.schema.repeated {
+			d.cols[c] = d.cols[c][:0]
+		}
+		d.stack = d.stack[:0]
+	}
 
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
@@ -157,9 +198,18 @@ func notObject(value []byte, start int) *Error {
 	return &Error{Class: ClassNotObject, Expected: "a JSON object", Got: describe(trimJSONSpace(value))}
 }
 
-// field reads the value at i for column col and records it, or the first
-// field problem of the record in d.err. It returns where the value ends.
-func (d *Decoder) field(b []byte, i, col int) (int, string) {
+// field reads the value at i for top-level field idx and records it, or the
+// first field problem of the record in d.err. It returns where the value ends.
+func (d *Decoder) field(b []byte, i, idx int) (int, string) {
+	f := &d.schema.fields[idx]
+	if f.Kind.nested() {
+		if d.seen[idx] {
+			d.err = &Error{Class: ClassDuplicateKey, Field: f.Name, Expected: "key " + strconv.Quote(f.From) + " once", Got: "it twice"}
+			return skipValue(b, i, 1)
+		}
+		d.seen[idx] = true
+		return d.value(f, b, i, 1, 0)
+	}
 	start := i
 	var end int
 	var escaped bool
@@ -174,7 +224,7 @@ func (d *Decoder) field(b []byte, i, col int) (int, string) {
 		return end, want
 	}
 	raw := b[start:end]
-	f := &d.schema.fields[col]
+	col := idx
 	if d.seen[col] {
 		d.err = &Error{Class: ClassDuplicateKey, Field: f.Name, Expected: "key " + strconv.Quote(f.From) + " once", Got: "it twice"}
 		return end, ""
@@ -185,7 +235,7 @@ func (d *Decoder) field(b []byte, i, col int) (int, string) {
 			d.err = &Error{Class: ClassNullRequired, Field: f.Name, Expected: expected(f), Got: "null"}
 			return end, ""
 		}
-		d.vals[col] = parquet.NullValue().Level(0, 0, col)
+		d.vals[col] = parquet.NullValue().Level(0, 0, f.Column)
 		return end, ""
 	}
 	val := &d.vals[col]
@@ -195,7 +245,7 @@ func (d *Decoder) field(b []byte, i, col int) (int, string) {
 	if !f.Required {
 		val.SetDefinitionLevel(1)
 	}
-	val.SetColumnIndex(col)
+	val.SetColumnIndex(f.Column)
 	return end, ""
 }
 
@@ -300,12 +350,48 @@ func (d *Decoder) convert(f *Field, raw []byte, escaped bool, dst *parquet.Value
 			return float(f, raw, dst)
 		}
 	case Decimal:
+		text := raw
 		switch typ {
-		case jsonNumber:
-			return decimal(f, raw, raw, dst)
 		case jsonString:
-			return decimal(f, raw, d.body(raw, escaped), dst)
+			text = d.body(raw, escaped)
+		case jsonNumber:
+		default:
+			return fail(ClassTypeMismatch, f, raw)
 		}
+		if f.size > 0 {
+			return d.wideDecimal(f, raw, text, dst)
+		}
+		return decimal(f, raw, text, dst)
+	case Time:
+		if typ == jsonString {
+			t, st := parseTimeOfDay(d.body(raw, escaped), f.Unit)
+			switch {
+			case st == timeRange:
+				return fail(ClassOutOfRange, f, raw)
+			case st != timeOK:
+			case f.Unit == Millis:
+				*dst = parquet.Int32Value(int32(t))
+				return nil
+			default:
+				*dst = parquet.Int64Value(t)
+				return nil
+			}
+		}
+	case UUID:
+		if typ == jsonString {
+			start := len(d.strs)
+			var ok bool
+			if d.strs, ok = appendUUID(d.strs, d.body(raw, escaped)); ok {
+				*dst = parquet.FixedLenByteArrayValue(d.strs[start:])
+				return nil
+			}
+		}
+	case JSON:
+		// The value's text as given: the scanner has checked it is JSON.
+		start := len(d.strs)
+		d.strs = append(d.strs, raw...)
+		*dst = parquet.ByteArrayValue(d.strs[start:])
+		return nil
 	case Timestamp:
 		switch typ {
 		case jsonString:
@@ -396,6 +482,25 @@ func decimal(f *Field, raw, text []byte, dst *parquet.Value) *Error {
 	return nil
 }
 
+// wideDecimal converts text, the number raw or the body of the string raw, for
+// a decimal stored in f.size bytes.
+func (d *Decoder) wideDecimal(f *Field, raw, text []byte, dst *parquet.Value) *Error {
+	hi, lo, neg, st := parseScaled128(text, f.Scale)
+	switch st {
+	case numSyntax:
+		return fail(ClassTypeMismatch, f, raw)
+	case numFraction, numOverflow:
+		return fail(ClassOutOfRange, f, raw)
+	}
+	if limit := pow10x128[f.Precision]; !less128(hi, lo, limit[0], limit[1]) {
+		return fail(ClassOutOfRange, f, raw)
+	}
+	start := len(d.strs)
+	d.strs = appendDecimal128(d.strs, hi, lo, neg, f.size)
+	*dst = parquet.FixedLenByteArrayValue(d.strs[start:])
+	return nil
+}
+
 func timeStatusOf(st numStatus) timeStatus {
 	switch st {
 	case numOK:
@@ -438,6 +543,12 @@ func expected(f *Field) string {
 		return "timestamp (an RFC 3339 string or a number of " + f.Input.String() + ", in years 0001..9999)"
 	case Date:
 		return `date (a "YYYY-MM-DD" string in years 0001..9999)`
+	case Time:
+		return `time (an "HH:MM:SS[.fraction]" string)`
+	case UUID:
+		return `uuid (a "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" string)`
+	case JSON:
+		return "json (any JSON value)"
 	case Decimal:
 		return "decimal(" + strconv.Itoa(f.Precision) + "," + strconv.Itoa(f.Scale) + ") (at most " +
 			strconv.Itoa(f.Precision-f.Scale) + " integer and " + strconv.Itoa(f.Scale) + " fractional digits)"

@@ -61,9 +61,10 @@ func TestNewColumnsFollowParquetOrder(t *testing.T) {
 			t.Errorf("Lookup(%q) = %+v, %v", f.Name, got, ok)
 		}
 	}
-	// parquet.Group sorts by name, so config order and column order differ.
-	if f, _ := s.Lookup("trip_id"); f.Column == 0 {
-		t.Errorf("trip_id is column 0; columns should be sorted by name")
+	// Columns keep the configured order (parquet.Group would sort them by
+	// name, putting trip_id 17th).
+	if f, _ := s.Lookup("trip_id"); f.Column != 0 {
+		t.Errorf("trip_id is column %d; it is configured first", f.Column)
 	}
 	if _, ok := s.Lookup("nope"); ok {
 		t.Error("Lookup found a field that does not exist")
@@ -123,13 +124,13 @@ func TestNewRejectsBadFields(t *testing.T) {
 		want   []string
 	}{
 		{"none", nil, []string{"no fields"}},
-		{"unknown type", []config.Field{{Name: "a", Type: "uuid"}}, []string{`unknown type "uuid"`}},
+		{"unknown type", []config.Field{{Name: "a", Type: "uuid4"}}, []string{`unknown type "uuid4"`}},
 		{"empty name", []config.Field{{Type: "int32"}}, []string{"empty name"}},
 		{"duplicate name", []config.Field{{Name: "a", Type: "int32"}, {Name: "a", Type: "int64", From: "b"}}, []string{`duplicate name "a"`}},
 		{"duplicate key", []config.Field{{Name: "a", Type: "int32"}, {Name: "b", From: "a", Type: "int64"}}, []string{`JSON key "a" is already read by field "a"`}},
 		{"unit", []config.Field{{Name: "t", Type: "timestamp", Unit: "seconds"}}, []string{`unknown timestamp unit "seconds"`}},
 		{"input", []config.Field{{Name: "t", Type: "timestamp", Input: "nanos"}}, []string{`unknown timestamp input "nanos"`}},
-		{"precision", []config.Field{{Name: "d", Type: "decimal", Precision: 19}}, []string{"precision 19 out of range"}},
+		{"precision", []config.Field{{Name: "d", Type: "decimal", Precision: 39}}, []string{"precision 39 out of range"}},
 		{"scale", []config.Field{{Name: "d", Type: "decimal", Precision: 4, Scale: 5}}, []string{"scale 5 out of range"}},
 		{"every problem", []config.Field{{Name: "a", Type: "x"}, {Name: "b", Type: "y"}}, []string{`"x"`, `"y"`}},
 	}

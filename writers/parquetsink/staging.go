@@ -201,10 +201,17 @@ func (b *rowBatch) add(row parquet.Row) {
 	}
 	dst := b.rows[b.n][:0]
 	for _, v := range row {
-		if v.Kind() == parquet.ByteArray && !v.IsNull() {
+		// Wide decimals and UUIDs are fixed-length byte arrays, which point
+		// into the decoder's buffer too.
+		if k := v.Kind(); (k == parquet.ByteArray || k == parquet.FixedLenByteArray) && !v.IsNull() {
 			off := len(b.arena)
 			b.arena = append(b.arena, v.ByteArray()...)
-			v = parquet.ByteArrayValue(b.arena[off:len(b.arena):len(b.arena)]).Level(v.RepetitionLevel(), v.DefinitionLevel(), v.Column())
+			owned := b.arena[off:len(b.arena):len(b.arena)]
+			c := parquet.ByteArrayValue(owned)
+			if k == parquet.FixedLenByteArray {
+				c = parquet.FixedLenByteArrayValue(owned)
+			}
+			v = c.Level(v.RepetitionLevel(), v.DefinitionLevel(), v.Column())
 		}
 		dst = append(dst, v)
 	}
