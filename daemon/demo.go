@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -42,9 +44,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "demo:", err)
 		return 1
 	}
-	if err := os.RemoveAll(abs); err != nil {
-		fmt.Fprintln(stderr, "demo: cleaning the output directory:", err)
-		return 1
+	if err := prepareDemoDir(abs); err != nil {
+		fmt.Fprintln(stderr, "demo:", err)
+		return 2
 	}
 	if err := demo(ctx, abs, *events, int32(*partitions), *badRatio, *seed, *verbose, stdout, stderr); err != nil {
 		fmt.Fprintln(stderr, "demo failed:", err)
@@ -123,4 +125,37 @@ func runUntilCaught(ctx context.Context, cfg *config.Config, log *slog.Logger, r
 		return p, err
 	}
 	return p, nil
+}
+
+// demoMarker is the file by which the demo recognises a directory it created.
+const demoMarker = ".sinkd-demo"
+
+// demoOutputs are the entries the demo writes into its directory (see
+// config/examples/demo.yaml): the only ones it ever removes.
+var demoOutputs = []string{"lake", "dead-letters.jsonl"}
+
+// prepareDemoDir makes dir ready for a fresh demo run without ever deleting
+// what the demo did not create: a missing or empty directory is claimed with
+// a marker file; a directory with the marker has only the demo's own outputs
+// removed; any other non-empty directory (".", "~", a project) is refused.
+func prepareDemoDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	case len(entries) > 0:
+		if _, err := os.Stat(filepath.Join(dir, demoMarker)); err != nil {
+			return fmt.Errorf("%s is not empty and was not created by sinkd demo; refusing to write into it (choose an empty or new --dir)", dir)
+		}
+		for _, name := range demoOutputs {
+			if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+				return fmt.Errorf("cleaning the previous demo output: %w", err)
+			}
+		}
+	}
+	return os.WriteFile(filepath.Join(dir, demoMarker), []byte("created by sinkd demo; it removes only lake/ and dead-letters.jsonl here\n"), 0o644)
 }

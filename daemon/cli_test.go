@@ -1,0 +1,115 @@
+package daemon
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The command-line tests run the real binary, built once per test process.
+var binary struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+func sinkdBinary(t *testing.T) string {
+	t.Helper()
+	binary.once.Do(func() {
+		dir, err := os.MkdirTemp("", "sinkd-bin-")
+		if err != nil {
+			binary.err = err
+			return
+		}
+		binary.path = filepath.Join(dir, "sinkd")
+		cmd := exec.Command("go", "build", "-o", binary.path, "-ldflags", "-X github.com/sinkd/sinkd/daemon.buildCommit=testcommit -X github.com/sinkd/sinkd/daemon.buildDate=2026-01-02T03:04:05Z", ".")
+		cmd.Dir = ".."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binary.err = errors.New("go build: " + err.Error() + "\n" + string(out))
+		}
+	})
+	if binary.err != nil {
+		t.Fatal(binary.err)
+	}
+	return binary.path
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// sinkd runs the binary in dir (the test's temporary directory when empty)
+// with env added to the environment.
+func sinkd(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(sinkdBinary(t), args...)
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	timer := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("sinkd %s: %v", strings.Join(args, " "), err)
+	}
+	return r
+}
+
+// TestDemoNeverDeletesForeignFiles: the demo refuses a non-empty directory it
+// did not create ("--dir ." in a project, "--dir ~"), and on a directory it
+// created removes only its own outputs.
+func TestDemoNeverDeletesForeignFiles(t *testing.T) {
+	work := t.TempDir()
+	precious := filepath.Join(work, "precious.txt")
+	if err := os.WriteFile(precious, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{".", work} {
+		r := sinkd(t, work, nil, "demo", "--events", "200", "--dir", dir)
+		if r.code == 0 {
+			t.Errorf("demo --dir %s in a directory with foreign files exited 0", dir)
+		}
+		if !strings.Contains(r.stderr, "not created by sinkd demo") {
+			t.Errorf("demo --dir %s: stderr does not say why: %q", dir, r.stderr)
+		}
+		if b, err := os.ReadFile(precious); err != nil || string(b) != "mine" {
+			t.Fatalf("demo --dir %s touched a file it did not create: %v", dir, err)
+		}
+	}
+
+	out := filepath.Join(work, "out")
+	for run := 1; run <= 2; run++ {
+		r := sinkd(t, work, nil, "demo", "--events", "300", "--dir", "out")
+		if r.code != 0 {
+			t.Fatalf("demo run %d into its own directory: exit %d\n%s%s", run, r.code, r.stdout, r.stderr)
+		}
+		if run == 1 {
+			// A file the user puts into the demo's directory survives the next run.
+			if err := os.WriteFile(filepath.Join(out, "notes.txt"), []byte("mine"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "notes.txt")); err != nil {
+		t.Errorf("the second demo run removed a file the demo did not create: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "lake")); err != nil {
+		t.Errorf("no lake after the second run: %v", err)
+	}
+}
