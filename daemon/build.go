@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,9 +33,16 @@ var unsafeInstance = regexp.MustCompile(`[^A-Za-z0-9_-]`)
 // compileRoutes checks every template against the schema and returns the
 // problems with their lines, before anything connects anywhere.
 func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
-	var problems []string
+	var problems []config.Problem
 	bad := func(path string, err error) {
-		problems = append(problems, fmt.Sprintf("%s: %s: %v", cfg.Pos(path), path, err))
+		problems = append(problems, cfg.Problem(path, "%v", err))
+	}
+	// badTemplate reports every problem of a template, not only the first
+	// (see templateProblems).
+	badTemplate := func(path, tmpl string, compile func(string) error, err error) {
+		for _, msg := range templateProblems(tmpl, s, compile, err) {
+			problems = append(problems, cfg.Problem(path, "%s", msg))
+		}
 	}
 	var routes []*route
 	for i, rc := range cfg.Routes {
@@ -50,13 +56,16 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 		}
 		if pc := rc.Parquet; pc != nil {
 			if r.path, err = buckets.Compile(pc.Path, s, pc.EventTime, pc.TimeZone); err != nil {
-				bad(base+".parquet.path", err)
+				badTemplate(base+".parquet.path", pc.Path, func(t string) error {
+					_, err := buckets.Compile(t, s, pc.EventTime, pc.TimeZone)
+					return err
+				}, err)
 			}
 			r.storeURL = pc.Destination
 		}
 		if oc := rc.OpenSearch; oc != nil && oc.URL != "" {
 			if r.id, err = buckets.CompileRaw(oc.ID, s, config.EventTime{Source: "broker"}, "UTC"); err != nil {
-				bad(base+".opensearch.id", err)
+				badTemplate(base+".opensearch.id", oc.ID, compileRaw(s), err)
 			}
 			for j, tmpl := range append([]string{oc.Index}, oc.Fanout...) {
 				t, err := buckets.CompileRaw(tmpl, s, config.EventTime{Source: "broker"}, "UTC")
@@ -65,7 +74,7 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 					if j > 0 {
 						path = fmt.Sprintf("%s.opensearch.also_index[%d]", base, j-1)
 					}
-					bad(path, err)
+					badTemplate(path, tmpl, compileRaw(s), err)
 					continue
 				}
 				r.indexes = append(r.indexes, t)
@@ -82,7 +91,7 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 		routes = append(routes, r)
 	}
 	if len(problems) > 0 {
-		return nil, errors.New(strings.Join(problems, "\n"))
+		return nil, config.NewProblems(problems...)
 	}
 	return routes, nil
 }
@@ -92,7 +101,7 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 func Check(cfg *config.Config) error {
 	s, err := schema.New(cfg.Schema.Fields)
 	if err != nil {
-		return fmt.Errorf("%s: schema: %w", cfg.Pos("schema"), err)
+		return config.NewProblems(cfg.Problem("schema", "%v", err))
 	}
 	_, err = compileRoutes(cfg, s)
 	return err

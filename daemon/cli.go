@@ -5,11 +5,13 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/sinkd/sinkd/config"
@@ -85,16 +87,50 @@ func loadConfig(fs *flag.FlagSet, path string, stderr io.Writer) *config.Config 
 		fmt.Fprintf(stderr, "sinkd %s: no configuration: pass --config FILE or set SINKD_CONFIG\n", fs.Name())
 		return nil
 	}
-	cfg, err := config.Load(path)
-	if err != nil {
+	cfg, err := config.LoadPartial(path)
+	var problems []config.Problem
+	if ps, ok := err.(*config.Problems); ok {
+		problems = ps.List
+	} else if err != nil {
 		fmt.Fprintln(stderr, err)
 		return nil
 	}
-	if err := Check(cfg); err != nil {
+	// Compile the schema and the templates even when the file has other
+	// problems, so that one run lists everything, sorted by line. Their
+	// problems are left out where the file's own already cover the key (the
+	// templates wait for a schema that compiles).
+	if cfg != nil {
+		fileProblems := problems
+		var cps *config.Problems
+		if err := Check(cfg); errors.As(err, &cps) {
+			for _, p := range cps.List {
+				if !covered(fileProblems, p.Path) {
+					problems = append(problems, p)
+				}
+			}
+		} else if err != nil {
+			problems = append(problems, cfg.Problem("", "%v", err))
+		}
+	}
+	if err := config.NewProblems(problems...); err != nil {
 		fmt.Fprintln(stderr, err)
 		return nil
 	}
 	return cfg
+}
+
+// covered says whether a problem already concerns path or a key around or inside it.
+func covered(problems []config.Problem, path string) bool {
+	for _, p := range problems {
+		if p.Path == "" {
+			continue
+		}
+		if p.Path == path || strings.HasPrefix(path, p.Path+".") || strings.HasPrefix(path, p.Path+"[") ||
+			strings.HasPrefix(p.Path, path+".") || strings.HasPrefix(p.Path, path+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {

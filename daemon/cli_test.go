@@ -113,3 +113,42 @@ func TestDemoNeverDeletesForeignFiles(t *testing.T) {
 		t.Errorf("no lake after the second run: %v", err)
 	}
 }
+
+// TestValidateReportsEverythingAtOnce: unset variables are named, templates
+// are checked in the same pass as the rest with every placeholder problem
+// and a suggestion, explicit zeros and YAML 1.1 booleans are refused, and the
+// list is sorted by line.
+func TestValidateReportsEverythingAtOnce(t *testing.T) {
+	cfg, err := filepath.Abs("testdata/many-problems.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sinkd(t, "", nil, "validate", "--config", cfg)
+	if r.code == 0 {
+		t.Fatalf("validate exited 0 on a broken file:\n%s", r.stdout)
+	}
+	want := []string{
+		`:6: source.kafka.brokers: environment variable SINKD_TEST_UNSET_BROKERS is not set`,
+		`:7: source.kafka.topics: environment variable SINKD_TEST_UNSET_TOPIC is not set: the topic to archive`,
+		`:12: schema.fields[1].required: expected true or false, got "yes"`,
+		`:18: routes[0].parquet.path: template "type={tpye}/dt={pickup_datetime:yyyy-QQ}/v={vendor}": at offset 5: unknown field "tpye", did you mean "type"?`,
+		`:18: routes[0].parquet.path: template "type={tpye}/dt={pickup_datetime:yyyy-QQ}/v={vendor}": at offset 15: time pattern "yyyy-QQ"`,
+		`:18: routes[0].parquet.path: template "type={tpye}/dt={pickup_datetime:yyyy-QQ}/v={vendor}": at offset 43: unknown field "vendor"`,
+		`:19: routes[0].parquet.max_file_age: 0 is not allowed here; leave the key out for the default (15m)`,
+		`:21: checkpoint.interval: 0 is not allowed here`,
+		`:23: memory.max_open_files: 0 is not allowed here`,
+	}
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	next := 0
+	for _, l := range lines {
+		if next < len(want) && strings.Contains(l, want[next]) {
+			next++
+		}
+	}
+	if next < len(want) {
+		t.Errorf("stderr lacks, in this order, %q (and what follows it in the list); got:\n%s", want[next], r.stderr)
+	}
+	if n := len(lines); n != len(want) {
+		t.Errorf("%d problems, want %d:\n%s", n, len(want), r.stderr)
+	}
+}
