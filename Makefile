@@ -14,8 +14,15 @@ BENCHTIME   ?= 1s
 
 all: build
 
+# The version, commit and build date that `sinkd version` prints.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X github.com/sinkd/sinkd/daemon.Version=$(VERSION) \
+           -X github.com/sinkd/sinkd/daemon.buildCommit=$(COMMIT) \
+           -X github.com/sinkd/sinkd/daemon.buildDate=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+
 build:
-	$(GO) build -o bin/sinkd .
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/sinkd .
 
 test: stack-up
 	@echo

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -150,5 +151,105 @@ func TestValidateReportsEverythingAtOnce(t *testing.T) {
 	}
 	if n := len(lines); n != len(want) {
 		t.Errorf("%d problems, want %d:\n%s", n, len(want), r.stderr)
+	}
+}
+
+// TestHelpConvention: every command and subcommand prints its help on stdout
+// and exits 0; `sinkd help CMD` is the same as `sinkd CMD --help`.
+func TestHelpConvention(t *testing.T) {
+	for _, args := range [][]string{
+		{"help"}, {"--help"}, {"-h"},
+		{"run", "--help"}, {"validate", "-h"}, {"demo", "--help"}, {"produce", "--help"},
+		{"dlq", "--help"}, {"dlq", "inspect", "--help"}, {"dlq", "redrive", "-help"},
+		{"version", "--help"}, {"completion", "--help"},
+		{"help", "run"}, {"help", "dlq"}, {"help", "dlq", "redrive"},
+	} {
+		r := sinkd(t, "", nil, args...)
+		if r.code != 0 || r.stderr != "" || !strings.Contains(strings.ToLower(r.stdout), "usage") {
+			t.Errorf("sinkd %s: exit %d, stdout %d bytes, stderr %q; want usage on stdout, exit 0", strings.Join(args, " "), r.code, len(r.stdout), r.stderr)
+		}
+	}
+	if a, b := sinkd(t, "", nil, "help", "dlq", "redrive"), sinkd(t, "", nil, "dlq", "redrive", "--help"); a.stdout != b.stdout {
+		t.Error("sinkd help dlq redrive differs from sinkd dlq redrive --help")
+	}
+	for _, args := range [][]string{{"validate", "--bogus"}, {"dlq", "inspect", "--bogus"}, {"nosuchcommand"}, {"dlq", "nosuch"}, {}, {"demo", "--events", "x"}} {
+		r := sinkd(t, "", nil, args...)
+		if r.code != 2 || r.stdout != "" || r.stderr == "" {
+			t.Errorf("sinkd %s: exit %d, stdout %q; want exit 2 with the problem on stderr", strings.Join(args, " "), r.code, r.stdout)
+		}
+	}
+}
+
+// TestConfigArgumentAndExitCodes: the configuration is a positional argument
+// too, configuration problems exit 78 (which the unit's
+// RestartPreventExitStatus lists) and runtime failures exit 1.
+func TestConfigArgumentAndExitCodes(t *testing.T) {
+	good, _ := filepath.Abs("../config/examples/demo.yaml")
+	bad, _ := filepath.Abs("testdata/many-problems.yaml")
+	if r := sinkd(t, "", nil, "validate", good); r.code != 0 || !strings.Contains(r.stdout, "demo") {
+		t.Errorf("validate FILE: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := sinkd(t, "", []string{"SINKD_CONFIG=" + good}, "validate", bad); r.code != 78 || !strings.Contains(r.stderr, "many-problems.yaml:6") {
+		t.Errorf("validate FILE ignored its argument (or the exit code is wrong): exit %d\n%s", r.code, r.stderr)
+	}
+	if r := sinkd(t, "", nil, "validate", filepath.Join(t.TempDir(), "missing.yaml")); r.code != 78 || !strings.Contains(r.stderr, "missing.yaml") {
+		t.Errorf("validate of a missing file: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := sinkd(t, "", nil, "validate", good, bad); r.code != 2 {
+		t.Errorf("validate with two files: exit %d, want 2", r.code)
+	}
+	if r := sinkd(t, "", nil, "run", bad); r.code != 78 {
+		t.Errorf("run with configuration problems: exit %d, want 78\n%s", r.code, r.stderr)
+	}
+	// A runtime failure: the HTTP address is taken.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	env := []string{"SINKD_HTTP_ADDR=" + ln.Addr().String(), "SINKD_DEMO_DIR=" + t.TempDir(), "SINKD_KAFKA_BROKERS=127.0.0.1:1"}
+	if r := sinkd(t, "", env, "run", good); r.code != 1 {
+		t.Errorf("run with the HTTP address taken: exit %d, want 1\n%s", r.code, r.stderr)
+	}
+}
+
+func TestVersionAndCompletion(t *testing.T) {
+	r := sinkd(t, "", nil, "version")
+	if r.code != 0 || !strings.Contains(r.stdout, "commit testcommit") || !strings.Contains(r.stdout, "built 2026-01-02T03:04:05Z") {
+		t.Errorf("version: exit %d\n%s", r.code, r.stdout)
+	}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		r := sinkd(t, "", nil, "completion", sh)
+		if r.code != 0 || !strings.Contains(r.stdout, "sinkd __complete") {
+			t.Errorf("completion %s: exit %d\n%s", sh, r.code, r.stdout)
+		}
+		if sh == "bash" {
+			check := exec.Command("bash", "-n")
+			check.Stdin = strings.NewReader(r.stdout)
+			if out, err := check.CombinedOutput(); err != nil {
+				t.Errorf("the bash completion script does not parse: %v\n%s", err, out)
+			}
+		}
+	}
+	for _, c := range []struct {
+		words []string
+		want  string
+	}{
+		{[]string{"va"}, "validate\n"},
+		{[]string{"dlq", "re"}, "redrive\n"},
+		{[]string{"dlq", "redrive", "--to-t"}, "--to-topic\n"},
+		{[]string{"validate", "--c"}, "--config\n"},
+		{[]string{"completion", "z"}, "zsh\n"},
+	} {
+		if r := sinkd(t, "", nil, append([]string{"__complete"}, c.words...)...); r.stdout != c.want {
+			t.Errorf("__complete %v = %q, want %q", c.words, r.stdout, c.want)
+		}
+	}
+	// The real bash completion, end to end.
+	script := sinkd(t, "", nil, "completion", "bash").stdout
+	cmd := exec.Command("bash", "-c", script+"\nCOMP_WORDS=(sinkd dlq in); COMP_CWORD=2; _sinkd; echo \"${COMPREPLY[@]}\"")
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(sinkdBinary(t))+":"+os.Getenv("PATH"))
+	if out, err := cmd.Output(); err != nil || strings.TrimSpace(string(out)) != "inspect" {
+		t.Errorf("bash completion of 'sinkd dlq in': %q, %v", out, err)
 	}
 }

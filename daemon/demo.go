@@ -17,6 +17,7 @@ import (
 
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/config/examples"
+	"github.com/sinkd/sinkd/internal/cli"
 	"github.com/sinkd/sinkd/taxi"
 )
 
@@ -24,20 +25,20 @@ import (
 // in-process Kafka broker, on the embedded demo configuration, into local
 // Parquet files committed through the same checkpoint protocol as S3.
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flag.NewFlagSet("sinkd demo", flag.ContinueOnError)
 	events := fs.Int("events", 50000, "taxi trips to produce")
 	partitions := fs.Int("partitions", 4, "partitions of the embedded topic")
 	badRatio := fs.Float64("bad-ratio", 0.01, "share of deliberately broken events (they become dead letters)")
 	dir := fs.String("dir", "demo-out", "output directory (Parquet lake, manifests, dead letters)")
 	seed := fs.Int64("seed", 1, "generator seed")
 	verbose := fs.Bool("v", false, "log what the pipeline does")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sinkd demo [flags]\n\nStarts an embedded Kafka broker, produces taxi trips into it, runs the pipeline\nof config/examples/demo.yaml until every event is processed, drains, and prints\nwhat it wrote. Nothing to install.")
-		fs.PrintDefaults()
+	fs.Usage = cli.Usage(fs, "Usage: sinkd demo [flags]\n\nStarts an embedded Kafka broker, produces taxi trips into it, runs the pipeline\nof config/examples/demo.yaml until every event is processed, drains, and prints\nwhat it wrote. Nothing to install. --dir must be new, empty, or made by an\nearlier demo: the demo never deletes what it did not create.")
+	if code, done := cli.Parse(fs, args, stdout, stderr); done {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sinkd demo: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		return cli.ExitUsage
 	}
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
@@ -46,7 +47,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err := prepareDemoDir(abs); err != nil {
 		fmt.Fprintln(stderr, "demo:", err)
-		return 2
+		return cli.ExitUsage
 	}
 	if err := demo(ctx, abs, *events, int32(*partitions), *badRatio, *seed, *verbose, stdout, stderr); err != nil {
 		fmt.Fprintln(stderr, "demo failed:", err)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/config/examples"
+	"github.com/sinkd/sinkd/internal/cli"
 	"github.com/sinkd/sinkd/taxi"
 	"github.com/sinkd/sinkd/writers/opensearch/osfake"
 	"github.com/sinkd/sinkd/writers/store"
@@ -93,6 +94,9 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		"CapabilityBoundingSet":   "",
 		"RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
 		"StateDirectory":          "sinkd",
+		// Restarting cannot fix a bad command line or configuration.
+		"RestartPreventExitStatus": fmt.Sprintf("%d %d", cli.ExitUsage, cli.ExitConfig),
+		"ExecReload":               "/bin/kill -HUP $MAINPID",
 	} {
 		if got, ok := directives[key]; !ok || got != want {
 			t.Errorf("%s=%q, want %q", key, got, want)

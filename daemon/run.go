@@ -21,32 +21,101 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/internal/cli"
 )
 
-func cmdRun(ctx context.Context, args []string, _, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (default $SINKD_CONFIG)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sinkd run --config FILE\n\nRuns the pipeline until SIGTERM or SIGINT, then drains: stops reading, closes\nevery open file, takes a final checkpoint and exits 0 within shutdown.drain_timeout.\nA second signal exits at once; nothing partial is ever committed.")
-		fs.PrintDefaults()
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sinkd run", flag.ContinueOnError)
+	flagPath := fs.String("config", "", "configuration file (default: the argument, else $SINKD_CONFIG)")
+	fs.Usage = cli.Usage(fs, `Usage: sinkd run [--config] FILE
+
+Runs the pipeline until SIGTERM or SIGINT, then drains: stops reading, closes
+every open file, takes a final checkpoint and exits 0 within shutdown.drain_timeout.
+A second signal exits at once; nothing partial is ever committed. SIGHUP
+re-reads the configuration (see docs/operations.md).
+
+Exit codes: 0 drained, 1 runtime failure, 2 bad command line, 78 configuration
+problems (systemd does not restart on 2 or 78).`)
+	if code, done := cli.Parse(fs, args, stdout, stderr); done {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	path, code := configArg(fs, *flagPath, stderr)
+	if path == "" {
+		return code
 	}
-	cfg := loadConfig(fs, *path, stderr)
+	cfg := loadConfig(path, stderr)
 	if cfg == nil {
-		return 1
+		return cli.ExitConfig
 	}
 	log := newLogger(cfg.Log, stderr)
 	setMemoryLimit(cfg, log)
 	ctx, stop := signalContext(ctx, log, cfg.Shutdown.DrainTimeout.D())
 	defer stop()
-	if err := run(ctx, cfg, log, options{}, nil); err != nil {
+	if err := runReloading(ctx, path, cfg, log, stderr); err != nil {
 		log.Error("sinkd stopped", "err", err)
-		return 1
+		return cli.ExitFailure
 	}
-	return 0
+	return cli.ExitOK
+}
+
+// runReloading runs the pipeline and re-reads the configuration on SIGHUP. A
+// valid new configuration drains the running pipeline (final checkpoint, as
+// on SIGTERM) and starts it again in this process with the new one; a
+// configuration with problems is not used: every problem is logged and the
+// pipeline keeps running as it was.
+func runReloading(ctx context.Context, path string, cfg *config.Config, log *slog.Logger, stderr io.Writer) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		runCtx, drain := context.WithCancel(ctx)
+		next := make(chan *config.Config, 1)
+		watching := make(chan struct{})
+		go func() {
+			defer close(watching)
+			for {
+				select {
+				case <-runCtx.Done():
+					return
+				case <-hup:
+				}
+				log.Info("SIGHUP: re-reading the configuration", "file", path)
+				var problems strings.Builder
+				newCfg := loadConfig(path, &problems)
+				if newCfg == nil {
+					for _, line := range strings.Split(strings.TrimSpace(problems.String()), "\n") {
+						log.Error("configuration not reloaded", "problem", line)
+					}
+					log.Warn("SIGHUP: the new configuration has problems; still running the previous one", "file", path)
+					continue
+				}
+				next <- newCfg
+				drain()
+				return
+			}
+		}()
+		err := run(runCtx, cfg, log, options{}, nil)
+		drain()
+		<-watching
+		select {
+		case newCfg := <-next:
+			if ctx.Err() != nil {
+				return err // SIGTERM during the reload: stop
+			}
+			if err != nil {
+				return err
+			}
+			sdNotify("RELOADING=1")
+			log.Info("configuration reloaded: restarting the pipeline", "file", path)
+			if newCfg.Log != cfg.Log {
+				log = newLogger(newCfg.Log, stderr)
+			}
+			setMemoryLimit(newCfg, log)
+			cfg = newCfg
+		default:
+			return err
+		}
+	}
 }
 
 // run builds, serves and runs one pipeline; started, when set, receives the

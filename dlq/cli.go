@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/sinkd/sinkd/internal/cli"
 )
 
 // selection is where the CLI reads letters from and which ones it keeps.
@@ -132,34 +134,26 @@ func (s *selection) each(ctx context.Context, warn io.Writer, fn visit) error {
 	return err
 }
 
-// parseArgs parses args into fs; it returns the exit code to end with, or
-// -1 to go on.
-func parseArgs(fs *flag.FlagSet, args []string, sel *selection, stderr io.Writer) int {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+// parseArgs parses args into fs following the command-line convention
+// (internal/cli); it returns the exit code to end with, or -1 to go on.
+func parseArgs(fs *flag.FlagSet, args []string, sel *selection, stdout, stderr io.Writer) int {
+	if code, done := cli.Parse(fs, args, stdout, stderr); done {
+		return code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
-		return 2
+		fmt.Fprintf(stderr, "%s: unexpected arguments: %s\n", fs.Name(), strings.Join(fs.Args(), " "))
+		return cli.ExitUsage
 	}
 	if err := sel.check(time.Now()); err != nil {
-		fmt.Fprintln(stderr, err)
-		fs.Usage()
-		return 2
+		fmt.Fprintf(stderr, "%s: %v\nRun \"sinkd help %s\" for its flags.\n", fs.Name(), err, strings.TrimPrefix(fs.Name(), "sinkd "))
+		return cli.ExitUsage
 	}
 	return -1
 }
 
-func newFlagSet(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
+func newFlagSet(name, synopsis, about string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s\n\n%s\n\nflags:\n", synopsis, about)
-		fs.PrintDefaults()
-	}
+	fs.Usage = cli.Usage(fs, "Usage: "+synopsis+"\n\n"+about)
 	return fs
 }
 
@@ -169,10 +163,10 @@ func Inspect(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var sel selection
 	fs := newFlagSet("sinkd dlq inspect",
 		"sinkd dlq inspect (--kafka-brokers B --topic T | --kinesis-stream S [--kinesis-endpoint E] | --file F) [filters] [--json]",
-		"Prints the dead letters of a stream from its beginning, optionally filtered.", stderr)
+		"Prints the dead letters of a stream from its beginning, optionally filtered.")
 	sel.register(fs)
 	asJSON := fs.Bool("json", false, "print one JSON envelope per line instead of a readable summary")
-	if code := parseArgs(fs, args, &sel, stderr); code >= 0 {
+	if code := parseArgs(fs, args, &sel, stdout, stderr); code >= 0 {
 		return code
 	}
 	n := 0

@@ -36,7 +36,7 @@ func Redrive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		`Writes the original key, value and headers of the selected dead letters back to a
 source stream. A Kafka record gets the header `+HeaderRedrive+` (its redrive count);
 letters already redriven --max-redrives times, truncated letters and repeated ids
-are skipped, and writing into the dead-letter stream itself is refused.`, stderr)
+are skipped, and writing into the dead-letter stream itself is refused.`)
 	sel.register(fs)
 	var (
 		toBrokers  = fs.String("to-kafka-brokers", "", "Kafka brokers to write to (default: --kafka-brokers)")
@@ -47,7 +47,7 @@ are skipped, and writing into the dead-letter stream itself is refused.`, stderr
 		dryRun     = fs.Bool("dry-run", false, "list what would be redriven, write nothing")
 		maxRedrive = fs.Int("max-redrives", 3, "skip letters already redriven this many times (default: the pipeline's dlq.max_redrives stamped on each letter, else 3)")
 	)
-	if code := parseArgs(fs, args, &sel, stderr); code >= 0 {
+	if code := parseArgs(fs, args, &sel, stdout, stderr); code >= 0 {
 		return code
 	}
 	if *toBrokers == "" {
