@@ -230,13 +230,29 @@ type DLQKafka struct {
 	Topic   string     `yaml:"topic"`
 	TLS     TLS        `yaml:"tls"`
 	SASL    SASL       `yaml:"sasl"`
+	// Create makes the topic when it is missing, as Kafka Connect does with
+	// its dead-letter topic; false forbids it (a missing topic is an error).
+	Create *bool `yaml:"create"`
+	// Partitions and ReplicationFactor of a created topic; -1 is the
+	// broker's default (num.partitions, default.replication.factor).
+	Partitions        int32 `yaml:"partitions"`
+	ReplicationFactor int16 `yaml:"replication_factor"`
 }
+
+// Creates says whether a missing dead-letter topic may be created.
+func (k *DLQKafka) Creates() bool { return k.Create == nil || *k.Create }
 
 type DLQKinesis struct {
 	Stream   string `yaml:"stream"`
 	Endpoint string `yaml:"endpoint"`
 	Region   string `yaml:"region"`
+	// Create makes the stream when it is missing (on-demand capacity);
+	// false forbids it.
+	Create *bool `yaml:"create"`
 }
+
+// Creates says whether a missing dead-letter stream may be created.
+func (k *DLQKinesis) Creates() bool { return k.Create == nil || *k.Create }
 
 type Shutdown struct {
 	DrainTimeout Duration `yaml:"drain_timeout"`

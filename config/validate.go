@@ -445,6 +445,12 @@ func (d *DLQ) validate(v *validator) {
 		}
 		k.TLS.validate(v, "dlq.kafka.tls")
 		k.SASL.validate(v, "dlq.kafka.sasl")
+		if k.Partitions < 1 && k.Partitions != -1 {
+			v.errorf("dlq.kafka.partitions", "must be at least 1, or -1 for the broker's default, got %d", k.Partitions)
+		}
+		if k.ReplicationFactor < 1 && k.ReplicationFactor != -1 {
+			v.errorf("dlq.kafka.replication_factor", "must be at least 1, or -1 for the broker's default, got %d", k.ReplicationFactor)
+		}
 	}
 	if k := d.Kinesis; k != nil {
 		v.required("dlq.kinesis.stream", k.Stream)

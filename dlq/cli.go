@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/internal/cli"
 )
 
@@ -22,6 +23,12 @@ type selection struct {
 	stage, class, id, since, until         string
 	limit                                  int
 	sinceT, untilT                         time.Time
+	// From --config: the pipeline's configuration and the security of its
+	// dead-letter topic, which the flags alone cannot express.
+	configPath string
+	cfg        *config.Config
+	tls        config.TLS
+	sasl       config.SASL
 }
 
 func (s *selection) register(fs *flag.FlagSet) {
@@ -37,6 +44,42 @@ func (s *selection) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.since, "since", "", "keep letters whose last failure is at or after this time (RFC 3339, or a duration ago such as 2h)")
 	fs.StringVar(&s.until, "until", "", "keep letters whose last failure is before this time (RFC 3339, or a duration ago)")
 	fs.IntVar(&s.limit, "limit", 0, "stop after this many matching letters (0: no limit)")
+	fs.StringVar(&s.configPath, "config", "", "the pipeline's configuration: its dead-letter topic, stream or file is the default source, with its TLS, SASL or IAM settings (flags override)")
+}
+
+// fromConfig loads --config and fills in what the flags left out: the
+// dead-letter destination and its security.
+func (s *selection) fromConfig() error {
+	if s.configPath == "" {
+		return nil
+	}
+	cfg, err := config.Load(s.configPath)
+	if err != nil {
+		return err
+	}
+	s.cfg = cfg
+	if s.topic != "" || s.kafkaBrokers != "" || s.kinesisStream != "" || s.file != "" {
+		// An explicit source: take only the security that goes with it.
+		if k := cfg.DLQ.Kafka; k != nil && s.topic != "" {
+			s.tls, s.sasl = k.TLS, k.SASL
+		}
+		return nil
+	}
+	switch d := cfg.DLQ; {
+	case d.Kafka != nil:
+		s.kafkaBrokers, s.topic = strings.Join(d.Kafka.Brokers, ","), d.Kafka.Topic
+		s.tls, s.sasl = d.Kafka.TLS, d.Kafka.SASL
+	case d.Kinesis != nil:
+		s.kinesisStream, s.kinesisEndpoint = d.Kinesis.Stream, d.Kinesis.Endpoint
+		if s.region == "" {
+			s.region = d.Kinesis.Region
+		}
+	case d.File != "":
+		s.file = d.File
+	default:
+		return fmt.Errorf("%s has no dead-letter destination (dlq)", s.configPath)
+	}
+	return nil
 }
 
 // check validates the flags once parsed; now anchors relative times.
@@ -126,7 +169,7 @@ func (s *selection) each(ctx context.Context, warn io.Writer, fn visit) error {
 		}
 		err = readKinesis(ctx, api, s.kinesisStream, warn, keep)
 	default:
-		err = readKafka(ctx, strings.Split(s.kafkaBrokers, ","), s.topic, warn, keep)
+		err = readKafka(ctx, strings.Split(s.kafkaBrokers, ","), s.topic, s.tls, s.sasl, warn, keep)
 	}
 	if errors.Is(err, errStop) {
 		return nil
@@ -143,6 +186,10 @@ func parseArgs(fs *flag.FlagSet, args []string, sel *selection, stdout, stderr i
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "%s: unexpected arguments: %s\n", fs.Name(), strings.Join(fs.Args(), " "))
 		return cli.ExitUsage
+	}
+	if err := sel.fromConfig(); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
+		return cli.ExitConfig
 	}
 	if err := sel.check(time.Now()); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\nRun \"sinkd help %s\" for its flags.\n", fs.Name(), err, strings.TrimPrefix(fs.Name(), "sinkd "))
