@@ -227,8 +227,8 @@ type kafkaTarget struct {
 	brokers, topic string
 	checked        bool
 	ok             atomic.Int64
-	mu     sync.Mutex
-	err    error
+	mu             sync.Mutex
+	err            error
 }
 
 func newKafkaTarget(brokers, topic string, tls config.TLS, sasl config.SASL) (*kafkaTarget, error) {
