@@ -255,10 +255,11 @@ func (s *kinesisSink) put(ctx context.Context, batch []*kinesisEntry) []*kinesis
 func checkStream(api *kinesis.Client, cfg config.DLQKinesis, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	describe := func() (*kinesis.DescribeStreamSummaryOutput, error) {
+	// DescribeStream rather than DescribeStreamSummary: kinesalite has only the former.
+	describe := func() (*kinesis.DescribeStreamOutput, error) {
 		call, cancel := context.WithTimeout(ctx, kinesisCallTimeout)
 		defer cancel()
-		return api.DescribeStreamSummary(call, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(cfg.Stream)})
+		return api.DescribeStream(call, &kinesis.DescribeStreamInput{StreamName: aws.String(cfg.Stream), Limit: aws.Int32(1)})
 	}
 	_, err := describe()
 	var missing *types.ResourceNotFoundException
@@ -280,7 +281,7 @@ func checkStream(api *kinesis.Client, cfg config.DLQKinesis, log *slog.Logger) e
 	}
 	for {
 		out, err := describe()
-		if err == nil && out.StreamDescriptionSummary.StreamStatus == types.StreamStatusActive {
+		if err == nil && out.StreamDescription.StreamStatus == types.StreamStatusActive {
 			log.Info("created the dead-letter stream", "stream", cfg.Stream)
 			return nil
 		}
