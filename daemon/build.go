@@ -128,11 +128,14 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		return nil, err
 	}
 	instance := unsafeInstance.ReplaceAllString(cfg.InstanceID, "-")
+	// Every series carries the pipeline's name, so that two pipelines on
+	// one stream (or one Prometheus job) stay apart.
+	labeled := prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": cfg.Pipeline}, reg)
 	p := &Pipeline{
 		cfg:      cfg,
 		log:      log,
 		reg:      reg,
-		m:        newMetrics(reg, Version),
+		m:        newMetrics(labeled, Version),
 		dec:      s.NewDecoder(),
 		routes:   routes,
 		budget:   newBudget(cfg),
@@ -153,14 +156,14 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		if st, ok := p.stores[url]; ok {
 			return st, p.prefixes[url], nil
 		}
-		st, prefix, err := store.Open(ctx, url, cfg.S3, store.WithMetrics(reg))
+		st, prefix, err := store.Open(ctx, url, cfg.S3, store.WithMetrics(labeled))
 		if err != nil {
 			return nil, "", fmt.Errorf("opening %s: %w", url, err)
 		}
 		p.stores[url], p.prefixes[url] = st, prefix
 		return st, prefix, nil
 	}
-	pm := parquetsink.NewMetrics(reg, p.budget)
+	pm := parquetsink.NewMetrics(labeled, p.budget)
 	// Uploads must outlive the run context: the drain after SIGTERM still
 	// needs them. Run cancels this context when it is done.
 	writerCtx, stopWriters := context.WithCancel(context.WithoutCancel(ctx))
@@ -194,7 +197,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 	}
 	p.mstore = checkpoint.Store{S: mst, Prefix: mprefix}
 
-	p.dlq, err = dlq.Open(cfg.DLQ, dlq.Options{Pipeline: cfg.Pipeline, Version: Version, Registerer: reg, Logger: log})
+	p.dlq, err = dlq.Open(cfg.DLQ, dlq.Options{Pipeline: cfg.Pipeline, Version: Version, Registerer: labeled, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("dead-letter sink: %w", err)
 	}
@@ -203,7 +206,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		if oc == nil || oc.URL == "" {
 			continue
 		}
-		r.os, err = opensearch.New(*oc, p.openSearchDeadLetter, opensearch.WithMetrics(reg), opensearch.WithLogger(log))
+		r.os, err = opensearch.New(*oc, p.openSearchDeadLetter, opensearch.WithMetrics(labeled), opensearch.WithLogger(log))
 		if err != nil {
 			return nil, fmt.Errorf("opensearch (route %s): %w", r.name, err)
 		}
@@ -213,7 +216,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 	}
 	if k := cfg.Source.Kinesis; k != nil {
 		p.backlogStreams = []string{k.Stream}
-		p.src, err = kinesis.New(ctx, k, instance, p, log, kinesis.WithRegisterer(reg))
+		p.src, err = kinesis.New(ctx, k, instance, p, log, kinesis.WithRegisterer(labeled))
 	} else {
 		p.backlogStreams = append([]string(nil), cfg.Source.Kafka.Topics...)
 		p.src, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, o.kafkaOpts...)
