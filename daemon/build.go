@@ -14,6 +14,7 @@ import (
 
 	"github.com/sinkd/sinkd/buckets"
 	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/internal/kgolog"
 	"github.com/sinkd/sinkd/daemon/checkpoint"
 	"github.com/sinkd/sinkd/daemon/kafka"
 	"github.com/sinkd/sinkd/daemon/kinesis"
@@ -219,7 +220,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		p.src, err = kinesis.New(ctx, k, instance, p, log, kinesis.WithRegisterer(labeled))
 	} else {
 		p.backlogStreams = append([]string(nil), cfg.Source.Kafka.Topics...)
-		p.src, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, o.kafkaOpts...)
+		p.src, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, append([]kgo.Opt{kgo.WithLogger(kgolog.New(log))}, o.kafkaOpts...)...)
 	}
 	if err != nil {
 		return nil, err

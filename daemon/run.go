@@ -147,8 +147,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, o options, s
 			}
 		}()
 	}
-	stopWatchdog := systemdReady(ctx, log)
+	stopWatchdog := systemdWatchdog(ctx, log)
 	defer stopWatchdog()
+	go awaitSource(ctx, p, cfg, log)
 	err = p.Run(ctx)
 	sdNotify("STOPPING=1")
 	if cerr := p.dlq.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
@@ -204,10 +205,19 @@ func signalContext(parent context.Context, log *slog.Logger, drain time.Duration
 	return ctx, func() { signal.Stop(sigs); close(stopped); cancel() }
 }
 
+// durationText logs durations as text ("30s", "1.5ms"): slog's JSON
+// handler would write nanoseconds.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationText}
 	if strings.EqualFold(c.Format, "text") {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
@@ -256,7 +266,8 @@ func serveHTTP(cfg *config.Config, reg *prometheus.Registry, p *Pipeline, log *s
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := p.src.Ping(ctx); err != nil {
-			http.Error(w, "source unreachable: "+err.Error(), http.StatusServiceUnavailable)
+			where, _ := sourceWhere(cfg)
+			http.Error(w, "waiting for the source "+where+": "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
@@ -284,4 +295,66 @@ func serveHTTP(cfg *config.Config, reg *prometheus.Registry, p *Pipeline, log *s
 		}
 	}()
 	return srv, nil
+}
+
+// awaitSource tells systemd READY=1 only once recovery is done and the source
+// answers. Until then it retries with backoff, logs each failure clearly at a
+// bounded rate (what, where, what to do), and keeps the systemd status line
+// and /readyz saying what sinkd waits for.
+func awaitSource(ctx context.Context, p *Pipeline, cfg *config.Config, log *slog.Logger) {
+	select {
+	case <-p.ready:
+	case <-p.loopDone:
+		return
+	case <-ctx.Done():
+		return
+	}
+	where, hint := sourceWhere(cfg)
+	var since, logged time.Time
+	wait := time.Second
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := p.src.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			if !since.IsZero() {
+				log.Info("the source answers", "source", where, "waited", time.Since(since).Round(time.Second))
+			}
+			sdNotify("READY=1\nSTATUS=running: reading " + where)
+			return
+		}
+		now := time.Now()
+		if since.IsZero() {
+			since = now
+		}
+		if now.Sub(logged) >= 30*time.Second {
+			log.Warn("waiting for the source: it does not answer; retrying", "source", where, "err", err,
+				"waiting", now.Sub(since).Round(time.Second), "hint", hint)
+			logged = now
+		}
+		sdNotify("STATUS=waiting for the source " + where + ": " + err.Error())
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		case <-p.loopDone:
+			return
+		}
+		wait = min(2*wait, 15*time.Second)
+	}
+}
+
+// sourceWhere names the source for operators, with what to check.
+func sourceWhere(cfg *config.Config) (where, hint string) {
+	if k := cfg.Source.Kafka; k != nil {
+		return "kafka " + strings.Join(k.Brokers, ",") + " topics " + strings.Join(k.Topics, ","),
+			"check that the brokers are reachable from this host (address, port, firewall, DNS) and that source.kafka.tls and source.kafka.sasl match the listener"
+	}
+	if k := cfg.Source.Kinesis; k != nil {
+		return "kinesis stream " + k.Stream, "check the endpoint, region and credentials (source.kinesis), and that the stream exists"
+	}
+	return "the source", ""
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/internal/kgolog"
 )
 
 // kafkaRecordLimit keeps a dead letter under the default broker limit
@@ -56,6 +57,7 @@ func NewKafka(cfg config.DLQKafka, o Options) (Sink, error) {
 		// Give failures back to the sink's loop, which counts and logs them,
 		// instead of retrying silently forever inside the client.
 		kgo.RecordDeliveryTimeout(time.Minute),
+		kgo.WithLogger(kgolog.New(o.Logger)),
 	)
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
