@@ -14,11 +14,11 @@ import (
 
 	"github.com/sinkd/sinkd/buckets"
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/internal/kgolog"
 	"github.com/sinkd/sinkd/daemon/checkpoint"
 	"github.com/sinkd/sinkd/daemon/kafka"
 	"github.com/sinkd/sinkd/daemon/kinesis"
 	"github.com/sinkd/sinkd/dlq"
+	"github.com/sinkd/sinkd/internal/kgolog"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/writers/opensearch"
