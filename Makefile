@@ -10,7 +10,7 @@ BENCHTIME   ?= 1s
 
 # Integration packages run one at a time (-p 1): they share one stack, and a
 # fault test that stops a server must not break another package's run.
-.PHONY: all build test unit integration demo bench lint fuzz stack-up stack-down stack-status
+.PHONY: all build browser test unit integration demo bench lint fuzz stack-up stack-down stack-status
 
 all: build
 
@@ -24,7 +24,7 @@ LDFLAGS := -X github.com/sinkd/sinkd/daemon.Version=$(VERSION) \
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/sinkd .
 
-test: stack-up
+test: stack-up browser
 	@echo
 	@echo "==> unit tests (race detector)"
 	$(GO) test -race -count=1 ./...
@@ -71,6 +71,13 @@ fuzz:
 
 stack-up:
 	$(STACK) up
+
+# The status page's test renders it in headless Chromium (Debian's package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "==> installing chromium (the status page test renders the page)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 stack-down:
 	$(STACK) down

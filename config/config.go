@@ -24,8 +24,16 @@ type Config struct {
 
 type HTTP struct {
 	Addr string `yaml:"addr"` // "" turns the HTTP server off
-	// Pprof serves Go's profiles under /debug/pprof/ on the same address.
+	// Pprof serves Go's profiles under /debug/pprof/ on the admin listener.
 	Pprof bool `yaml:"pprof"`
+	// Admin is the listener of the actions (pause, resume, pprof): off by
+	// default, never on the metrics address.
+	Admin HTTPAdmin `yaml:"admin"`
+}
+
+type HTTPAdmin struct {
+	Addr  string `yaml:"addr"`  // "" (the default) turns the admin listener off
+	Token string `yaml:"token"` // when set, requests need "Authorization: Bearer TOKEN"
 }
 
 type Log struct {

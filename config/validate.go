@@ -111,6 +111,13 @@ func (c *Config) validate() []Problem {
 	if c.HTTP.Addr != "" {
 		v.listenAddr("http.addr", c.HTTP.Addr)
 	}
+	if c.HTTP.Admin.Addr != "" {
+		v.listenAddr("http.admin.addr", c.HTTP.Admin.Addr)
+		if c.HTTP.Admin.Addr == c.HTTP.Addr {
+			v.errorf("http.admin.addr", "must differ from http.addr: the admin actions do not share the metrics listener")
+		}
+	}
+
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "json", "text")
 	atLeast(v, "max_record_size", c.MaxRecordSize, 1, sizeText)

@@ -340,6 +340,7 @@ func TestDeployMetricsExported(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.HTTP.Pprof = true
+	cfg.HTTP.Admin.Addr = freeAddr(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -369,8 +370,11 @@ func TestDeployMetricsExported(t *testing.T) {
 	if code := httpStatus(ctx, t, base+"/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz while running: %d", code)
 	}
-	if code := httpStatus(ctx, t, base+"/debug/pprof/cmdline"); code != http.StatusOK {
-		t.Errorf("/debug/pprof/cmdline with http.pprof on: %d", code)
+	if code := httpStatus(ctx, t, "http://"+cfg.HTTP.Admin.Addr+"/debug/pprof/cmdline"); code != http.StatusOK {
+		t.Errorf("/debug/pprof/cmdline on the admin listener with http.pprof on: %d", code)
+	}
+	if code := httpStatus(ctx, t, base+"/debug/pprof/cmdline"); code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/cmdline on the metrics listener: %d, want 404", code)
 	}
 
 	// The demo writes to local files, so no S3 client runs. Open an S3 store

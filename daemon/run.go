@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
@@ -126,18 +127,12 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, o options, s
 	if err != nil {
 		return err
 	}
-	srv, err := serveHTTP(cfg, reg, p, log)
+	stopHTTP, err := serveHTTP(cfg, reg, p, log)
 	if err != nil {
 		p.src.Close()
 		return err
 	}
-	if srv != nil {
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
-	}
+	defer stopHTTP()
 	if started != nil {
 		go func() {
 			select {
@@ -225,76 +220,121 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 }
 
 // serveHTTP exposes /metrics, /healthz (fails when checkpoints have failed for
-// longer than shutdown.unhealthy_after) and /readyz (ready once recovery is
-// done and the source answers).
-func serveHTTP(cfg *config.Config, reg *prometheus.Registry, p *Pipeline, log *slog.Logger) (*http.Server, error) {
-	if cfg.HTTP.Addr == "" {
-		return nil, nil
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	if cfg.HTTP.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		p.healthMu.Lock()
-		failing := p.firstFailure
-		p.healthMu.Unlock()
-		if !failing.IsZero() && time.Since(failing) > cfg.Shutdown.UnhealthyAfter.D() {
-			http.Error(w, fmt.Sprintf("checkpoints failing since %s", failing.Format(time.RFC3339)), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-p.ready:
-		default:
-			http.Error(w, "recovering", http.StatusServiceUnavailable)
-			return
-		}
-		select {
-		case <-p.loopDone:
-			http.Error(w, "stopping", http.StatusServiceUnavailable)
-			return
-		default:
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+// longer than shutdown.unhealthy_after), /readyz (ready once recovery is done
+// and the source answers), and the read-only status page (/ and /status).
+// The actions (pause, resume, pprof) are on a separate admin listener, off
+// unless http.admin.addr is set, behind http.admin.token when that is set.
+// The returned function shuts both down.
+func serveHTTP(cfg *config.Config, reg *prometheus.Registry, p *Pipeline, log *slog.Logger) (func(), error) {
+	var servers []*http.Server
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if err := p.src.Ping(ctx); err != nil {
-			where, _ := sourceWhere(cfg)
-			http.Error(w, "waiting for the source "+where+": "+err.Error(), http.StatusServiceUnavailable)
+		for _, srv := range servers {
+			_ = srv.Shutdown(sctx)
+		}
+	}
+	listen := func(addr, key string, h http.Handler) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			stop()
+			return fmt.Errorf("%s %s: %w", key, addr, err)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		servers = append(servers, srv)
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server stopped", "addr", addr, "err", err)
+			}
+		}()
+		return nil
+	}
+	if cfg.HTTP.Addr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+			p.healthMu.Lock()
+			failing := p.firstFailure
+			p.healthMu.Unlock()
+			if !failing.IsZero() && time.Since(failing) > cfg.Shutdown.UnhealthyAfter.D() {
+				http.Error(w, fmt.Sprintf("checkpoints failing since %s", failing.Format(time.RFC3339)), http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-p.ready:
+			default:
+				http.Error(w, "recovering", http.StatusServiceUnavailable)
+				return
+			}
+			select {
+			case <-p.loopDone:
+				http.Error(w, "stopping", http.StatusServiceUnavailable)
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := p.src.Ping(ctx); err != nil {
+				where, _ := sourceWhere(cfg)
+				http.Error(w, "waiting for the source "+where+": "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ready")
+		})
+		serveStatus(mux, p)
+		if err := listen(cfg.HTTP.Addr, "http.addr", mux); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.HTTP.Pprof && cfg.HTTP.Admin.Addr == "" {
+		log.Warn("http.pprof is on but http.admin.addr is not set: profiles are served on the admin listener only, so they are off")
+	}
+	if a := cfg.HTTP.Admin; a.Addr != "" {
+		admin := http.NewServeMux()
+		if cfg.HTTP.Pprof {
+			admin.HandleFunc("/debug/pprof/", pprof.Index)
+			admin.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			admin.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			admin.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
+		// Pausing stops reading while checkpoints, metrics and probes go on
+		// (for maintenance downstream, or to watch lag build up).
+		admin.HandleFunc("POST /admin/pause", func(w http.ResponseWriter, r *http.Request) {
+			p.src.Pause()
+			log.Info("consumption paused through /admin/pause", "from", r.RemoteAddr)
+			fmt.Fprintln(w, "paused")
+		})
+		admin.HandleFunc("POST /admin/resume", func(w http.ResponseWriter, r *http.Request) {
+			p.src.Resume()
+			log.Info("consumption resumed through /admin/resume", "from", r.RemoteAddr)
+			fmt.Fprintln(w, "resumed")
+		})
+		if err := listen(a.Addr, "http.admin.addr", requireToken(a.Token, admin)); err != nil {
+			return nil, err
+		}
+	}
+	return stop, nil
+}
+
+// requireToken passes requests that carry "Authorization: Bearer token"
+// (compared in constant time); with no token configured it passes all.
+func requireToken(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		h.ServeHTTP(w, r)
 	})
-	// Pausing stops reading while checkpoints, metrics and probes go on
-	// (for maintenance downstream, or to watch lag build up).
-	mux.HandleFunc("POST /admin/pause", func(w http.ResponseWriter, r *http.Request) {
-		p.src.Pause()
-		log.Info("consumption paused through /admin/pause")
-		fmt.Fprintln(w, "paused")
-	})
-	mux.HandleFunc("POST /admin/resume", func(w http.ResponseWriter, r *http.Request) {
-		p.src.Resume()
-		log.Info("consumption resumed through /admin/resume")
-		fmt.Fprintln(w, "resumed")
-	})
-	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("http.addr %s: %w", cfg.HTTP.Addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server stopped", "err", err)
-		}
-	}()
-	return srv, nil
 }
 
 // awaitSource tells systemd READY=1 only once recovery is done and the source
