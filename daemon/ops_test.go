@@ -227,8 +227,10 @@ func TestKubernetesSidecar(t *testing.T) {
 	if sc.RestartPolicy != "Always" {
 		t.Errorf("sinkd restartPolicy %q: a native sidecar needs Always", sc.RestartPolicy)
 	}
-	if sc.LivenessProbe.HTTPGet.Path != "/healthz" || sc.ReadinessProbe.HTTPGet.Path != "/readyz" {
-		t.Errorf("probes: liveness %q, readiness %q", sc.LivenessProbe.HTTPGet.Path, sc.ReadinessProbe.HTTPGet.Path)
+	// No readiness probe: a sidecar's readiness is the pod's, and a broker
+	// outage must not take the application out of its Service.
+	if sc.LivenessProbe.HTTPGet.Path != "/healthz" || sc.ReadinessProbe.HTTPGet.Path != "" {
+		t.Errorf("probes: liveness %q, readiness %q (want /healthz and none)", sc.LivenessProbe.HTTPGet.Path, sc.ReadinessProbe.HTTPGet.Path)
 	}
 	if grace := time.Duration(pod.Grace) * time.Second; grace <= cfg.Shutdown.DrainTimeout.D()+exitMargin {
 		t.Errorf("terminationGracePeriodSeconds %s does not outlast the %s drain", grace, cfg.Shutdown.DrainTimeout.D())
