@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/internal/progress"
 )
 
 // redriveTarget writes original records back to a source stream.
@@ -108,6 +109,8 @@ are skipped, and writing into the dead-letter stream itself is refused.`)
 	limiter := rate.NewLimiter(limit, max(1, int(*perSecond)))
 
 	var st redriveStats
+	var written atomic.Int64 // for the progress line, read from its goroutine
+	stopProgress := progress.Start(stderr, "redrive", "records", 0, written.Load)
 	seen := map[string]bool{}
 	explicitLimit := false
 	fs.Visit(func(f *flag.Flag) { explicitLimit = explicitLimit || f.Name == "max-redrives" })
@@ -140,11 +143,16 @@ are skipped, and writing into the dead-letter stream itself is refused.`)
 			return err
 		}
 		st.attempted++
+		written.Add(1)
 		if err := target.write(ctx, l); err != nil {
 			return fmt.Errorf("redrive %s: %w", id, err)
 		}
 		return nil
 	})
+	stopProgress()
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "redrive: interrupted: the summary below counts only what was written before the signal")
+	}
 	if target != nil {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		err = errors.Join(err, target.close(closeCtx))
