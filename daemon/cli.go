@@ -31,6 +31,7 @@ Usage:
   sinkd validate [--config] FILE  check a configuration; list every problem with its line
   sinkd demo     [flags]          run the taxi pipeline on an embedded Kafka into local Parquet files
   sinkd produce  [flags]          generate or replay taxi trips into Kafka or Kinesis
+  sinkd tap      [--config] FILE  dry run: where N records would go (route, path, key, index, id) or why they fail
   sinkd dlq inspect|redrive       read dead letters; write repaired records back
   sinkd version                   print the version, commit and build date
   sinkd completion bash|zsh|fish  print a shell completion script
@@ -50,6 +51,7 @@ func commands() map[string]func(ctx context.Context, args []string, stdout, stde
 		"demo":    cmdDemo,
 		"produce": taxi.Produce,
 		"dlq":     cmdDLQ,
+		"tap":     cmdTap,
 		"version": cmdVersion,
 		"completion": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return cmdCompletion(args, stdout, stderr)

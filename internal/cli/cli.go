@@ -28,7 +28,7 @@ const (
 func Parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, done bool) {
 	var msgs bytes.Buffer
 	fs.SetOutput(&msgs)
-	err := fs.Parse(args)
+	err := parseInterspersed(fs, args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		fs.SetOutput(stdout)
@@ -49,4 +49,21 @@ func Usage(fs *flag.FlagSet, text string) func() {
 		fmt.Fprintln(fs.Output(), "\nFlags:")
 		fs.PrintDefaults()
 	}
+}
+
+// parseInterspersed lets flags follow positional arguments
+// (`sinkd tap FILE --n 5`), which the flag package alone stops at.
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return fs.Parse(append([]string{"--"}, positional...))
 }
