@@ -44,15 +44,13 @@ failure, 2 bad command line, 78 configuration problems.
 // commands are sinkd's subcommands, by name.
 func commands() map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) int{
-		"run": cmdRun,
-		"validate": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
-			return cmdValidate(args, stdout, stderr)
-		},
-		"demo":    cmdDemo,
-		"produce": taxi.Produce,
-		"dlq":     cmdDLQ,
-		"tap":     cmdTap,
-		"version": cmdVersion,
+		"run":      cmdRun,
+		"validate": cmdValidate,
+		"demo":     cmdDemo,
+		"produce":  taxi.Produce,
+		"dlq":      cmdDLQ,
+		"tap":      cmdTap,
+		"version":  cmdVersion,
 		"completion": func(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return cmdCompletion(args, stdout, stderr)
 		},
@@ -233,15 +231,22 @@ func covered(problems []config.Problem, path string) bool {
 	return false
 }
 
-func cmdValidate(args []string, stdout, stderr io.Writer) int {
+func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sinkd validate", flag.ContinueOnError)
 	flagPath := fs.String("config", "", "configuration file (default: the argument, else $SINKD_CONFIG)")
+	connect := fs.Bool("connect", false, "also check that every endpoint answers and the credentials can do what the pipeline needs")
 	fs.Usage = cli.Usage(fs, `Usage: sinkd validate [--config] FILE
 
 Checks a configuration without connecting anywhere: syntax, unknown keys,
 values, required settings, environment variables, the schema and every
 template. Prints each problem as FILE:LINE: PATH: MESSAGE, sorted by line, and
-exits 78, or prints a summary and exits 0.`)
+exits 78, or prints a summary and exits 0.
+
+With --connect it then checks every endpoint: the source's topics exist, the
+dead-letter topic exists or may be created (validated with the broker), every
+object store takes writes, multipart uploads and conditional writes
+(If-None-Match, which manifests rely on), and OpenSearch answers. Any failed
+check exits 1.`)
 	if code, done := cli.Parse(fs, args, stdout, stderr); done {
 		return code
 	}
@@ -254,5 +259,11 @@ exits 78, or prints a summary and exits 0.`)
 		return cli.ExitConfig
 	}
 	cfg.Summary(stdout)
+	if *connect {
+		fmt.Fprintln(stdout, "\nconnecting:")
+		if !checkConnect(ctx, cfg, stdout) {
+			return cli.ExitFailure
+		}
+	}
 	return cli.ExitOK
 }
