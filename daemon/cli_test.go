@@ -238,7 +238,7 @@ func TestVersionAndCompletion(t *testing.T) {
 		{[]string{"va"}, "validate\n"},
 		{[]string{"dlq", "re"}, "redrive\n"},
 		{[]string{"dlq", "redrive", "--to-t"}, "--to-topic\n"},
-		{[]string{"validate", "--c"}, "--config\n"},
+		{[]string{"validate", "--con"}, "--config\n--connect\n"},
 		{[]string{"completion", "z"}, "zsh\n"},
 	} {
 		if r := sinkd(t, "", nil, append([]string{"__complete"}, c.words...)...); r.stdout != c.want {
