@@ -10,14 +10,21 @@ BENCHTIME   ?= 1s
 
 # Integration packages run one at a time (-p 1): they share one stack, and a
 # fault test that stops a server must not break another package's run.
-.PHONY: all build test unit integration demo bench lint fuzz stack-up stack-down stack-status
+.PHONY: all build browser test unit integration demo bench lint fuzz stack-up stack-down stack-status
 
 all: build
 
-build:
-	$(GO) build -o bin/sinkd .
+# The version, commit and build date that `sinkd version` prints.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X github.com/sinkd/sinkd/daemon.Version=$(VERSION) \
+           -X github.com/sinkd/sinkd/daemon.buildCommit=$(COMMIT) \
+           -X github.com/sinkd/sinkd/daemon.buildDate=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-test: stack-up
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/sinkd .
+
+test: stack-up browser
 	@echo
 	@echo "==> unit tests (race detector)"
 	$(GO) test -race -count=1 ./...
@@ -64,6 +71,13 @@ fuzz:
 
 stack-up:
 	$(STACK) up
+
+# The status page's test renders it in headless Chromium (Debian's package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "==> installing chromium (the status page test renders the page)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 stack-down:
 	$(STACK) down

@@ -24,8 +24,16 @@ type Config struct {
 
 type HTTP struct {
 	Addr string `yaml:"addr"` // "" turns the HTTP server off
-	// Pprof serves Go's profiles under /debug/pprof/ on the same address.
+	// Pprof serves Go's profiles under /debug/pprof/ on the admin listener.
 	Pprof bool `yaml:"pprof"`
+	// Admin is the listener of the actions (pause, resume, pprof): off by
+	// default, never on the metrics address.
+	Admin HTTPAdmin `yaml:"admin"`
+}
+
+type HTTPAdmin struct {
+	Addr  string `yaml:"addr"`  // "" (the default) turns the admin listener off
+	Token string `yaml:"token"` // when set, requests need "Authorization: Bearer TOKEN"
 }
 
 type Log struct {
@@ -262,13 +270,29 @@ type DLQKafka struct {
 	Topic   string     `yaml:"topic"`
 	TLS     TLS        `yaml:"tls"`
 	SASL    SASL       `yaml:"sasl"`
+	// Create makes the topic when it is missing, as Kafka Connect does with
+	// its dead-letter topic; false forbids it (a missing topic is an error).
+	Create *bool `yaml:"create"`
+	// Partitions and ReplicationFactor of a created topic; -1 is the
+	// broker's default (num.partitions, default.replication.factor).
+	Partitions        int32 `yaml:"partitions"`
+	ReplicationFactor int16 `yaml:"replication_factor"`
 }
+
+// Creates says whether a missing dead-letter topic may be created.
+func (k *DLQKafka) Creates() bool { return k.Create == nil || *k.Create }
 
 type DLQKinesis struct {
 	Stream   string `yaml:"stream"`
 	Endpoint string `yaml:"endpoint"`
 	Region   string `yaml:"region"`
+	// Create makes the stream when it is missing (on-demand capacity);
+	// false forbids it.
+	Create *bool `yaml:"create"`
 }
+
+// Creates says whether a missing dead-letter stream may be created.
+func (k *DLQKinesis) Creates() bool { return k.Create == nil || *k.Create }
 
 type Shutdown struct {
 	DrainTimeout Duration `yaml:"drain_timeout"`

@@ -176,6 +176,10 @@ func defaultDLQ(c *Config) {
 	if !c.isSet("dlq.max_redrives") {
 		c.DLQ.MaxRedrives = cmp.Or(c.DLQ.MaxRedrives, 3)
 	}
+	if d := c.DLQ.Kafka; d != nil {
+		d.Partitions = cmp.Or(d.Partitions, -1) // -1: the broker's default
+		d.ReplicationFactor = cmp.Or(d.ReplicationFactor, -1)
+	}
 	if d, src := c.DLQ.Kafka, c.Source.Kafka; d != nil && src != nil && len(d.Brokers) == 0 {
 		d.Brokers = append(StringList(nil), src.Brokers...)
 		if d.TLS == (TLS{}) {

@@ -1,15 +1,18 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
 
 // expand replaces environment references in one scalar value:
 //
-//	${NAME}          the variable's value; "" when it is unset
+//	${NAME}          the variable's value; an error naming NAME when it is unset
 //	${NAME:-default} default when NAME is unset or empty
 //	${NAME-default}  default only when NAME is unset (so NAME= can select "nothing")
+//	${NAME:?message} an error naming NAME, with message, when NAME is unset or empty
+//	${NAME?message}  the same, only when NAME is unset
 //	$$               a literal $
 //
 // A $ followed by anything else is kept as it is, so that passwords and regular
@@ -17,12 +20,16 @@ import (
 // first "}" and are not expanded again. Expansion runs on parsed YAML scalars,
 // never on the raw file, so a variable's value cannot inject YAML syntax.
 // The second result reports whether the value contained a reference at all.
+// Every unset variable of the value is named in the error, not only the first:
+// an unset ${NAME} silently becoming "" used to surface, if at all, as an
+// unrelated "is required" or as a default quietly taking its place.
 func expand(s string, lookup func(string) (string, bool)) (string, bool, error) {
 	if !strings.Contains(s, "$") {
 		return s, false, nil
 	}
 	var b strings.Builder
 	used := false
+	var missing []string
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c != '$' || i+1 == len(s) {
@@ -45,10 +52,10 @@ func expand(s string, lookup func(string) (string, bool)) (string, bool, error) 
 		}
 		ref := s[i+2 : i+end]
 		name, def, mode := ref, "", ""
-		if j := strings.IndexByte(ref, '-'); j >= 0 {
-			name, def, mode = ref[:j], ref[j+1:], "-"
+		if j := strings.IndexAny(ref, "-?"); j >= 0 {
+			name, def, mode = ref[:j], ref[j+1:], ref[j:j+1]
 			if strings.HasSuffix(name, ":") {
-				name, mode = name[:len(name)-1], ":-"
+				name, mode = name[:len(name)-1], ":"+mode
 			}
 		}
 		if !isEnvName(name) {
@@ -58,10 +65,24 @@ func expand(s string, lookup func(string) (string, bool)) (string, bool, error) 
 		switch {
 		case mode == ":-" && val == "", mode == "-" && !set:
 			val = def
+		case mode == ":?" && val == "", mode == "?" && !set:
+			msg := "environment variable " + name + " is not set"
+			if set {
+				msg = "environment variable " + name + " is empty"
+			}
+			if def != "" {
+				msg += ": " + def
+			}
+			missing = append(missing, msg)
+		case mode == "" && !set:
+			missing = append(missing, fmt.Sprintf("environment variable %s is not set (set it, or write ${%s:-default}; ${%s:-} allows empty)", name, name, name))
 		}
 		b.WriteString(val)
 		used = true
 		i += end
+	}
+	if len(missing) > 0 {
+		return "", used, errors.New(strings.Join(missing, "; "))
 	}
 	return b.String(), used, nil
 }

@@ -32,6 +32,26 @@ func Load(path string) (*Config, error) {
 // the schema (unknown keys, duplicate keys, values of the wrong type), collecting
 // all problems; decode; apply defaults (defaults.go); validate.
 func Parse(name string, data []byte) (*Config, error) {
+	cfg, err := parse(name, data)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// LoadPartial is Load that also returns what could be decoded when there are
+// problems (nil only when the file does not read or parse as YAML), so that
+// `sinkd validate` can compile the templates and report their problems in the
+// same pass as the others. A configuration with problems must not be run.
+func LoadPartial(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parse(path, data)
+}
+
+func parse(name string, data []byte) (*Config, error) {
 	l := &loader{file: name, lookup: os.LookupEnv, keys: map[string]keyPos{}}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -50,7 +70,9 @@ func Parse(name string, data []byte) (*Config, error) {
 
 	cfg := &Config{origin: &origin{file: name, keys: l.keys}}
 	l.decode(root, cfg)
+	zeros := l.explicitZeros(cfg)
 	applyDefaults(cfg)
+	l.rejectDefaultedZeros(cfg, zeros)
 	problems := l.problems
 	for _, p := range cfg.validate() {
 		if !l.reported(p.Path) {
@@ -58,7 +80,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 	}
 	if err := NewProblems(problems...); err != nil {
-		return nil, err
+		return cfg, err
 	}
 	return cfg, nil
 }
@@ -311,6 +333,13 @@ func (l *loader) check(n *yaml.Node, t reflect.Type, path string) {
 			nullify(n)
 			return
 		}
+		if t.Kind() == reflect.Bool && n.ShortTag() != "!!bool" {
+			// yaml.v3 decodes YAML 1.1 words (yes, on, "yes") into a bool
+			// target; a quoted "yes" reading as true hides a mistake.
+			l.addf(n.Line, path, "expected true or false, got %q", n.Value)
+			nullify(n)
+			return
+		}
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
 			l.addf(n.Line, path, "expected %s, got %q", kindName(t.Kind()), n.Value)
 			nullify(n)
@@ -459,4 +488,81 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// explicitZeros returns the numeric settings (counts, sizes, durations) that
+// the file set to zero, before defaults are applied.
+func (l *loader) explicitZeros(cfg *Config) []string {
+	var zeros []string
+	root := reflect.ValueOf(cfg).Elem()
+	for path, k := range l.keys {
+		if !k.set || path == "" || l.reported(path) {
+			continue
+		}
+		if v, ok := valueAt(root, path); ok && isNumber(v.Kind()) && v.IsZero() {
+			zeros = append(zeros, path)
+		}
+	}
+	return zeros
+}
+
+// rejectDefaultedZeros reports every explicit zero that a default replaced: a
+// written 0 must never silently mean "the default". Settings where zero means
+// something (max_retries: 0) keep it, and pass.
+func (l *loader) rejectDefaultedZeros(cfg *Config, zeros []string) {
+	root := reflect.ValueOf(cfg).Elem()
+	for _, path := range zeros {
+		v, ok := valueAt(root, path)
+		if !ok || v.IsZero() {
+			continue
+		}
+		def := fmt.Sprint(v.Interface())
+		if s, ok := v.Interface().(fmt.Stringer); ok {
+			def = s.String()
+		}
+		l.addf(l.keys[path].line, path, "0 is not allowed here; leave the key out for the default (%s)", def)
+		v.SetZero()
+	}
+}
+
+func isNumber(k reflect.Kind) bool {
+	switch k {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return true
+	}
+	return false
+}
+
+// valueAt finds the field at a YAML path such as routes[0].parquet.roll_size
+// in a decoded configuration.
+func valueAt(v reflect.Value, path string) (reflect.Value, bool) {
+	for _, part := range strings.Split(path, ".") {
+		key, rest, _ := strings.Cut(part, "[")
+		for v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				return reflect.Value{}, false
+			}
+			v = v.Elem()
+		}
+		if v.Kind() != reflect.Struct {
+			return reflect.Value{}, false
+		}
+		f, ok := yamlField(v.Type(), key)
+		if !ok {
+			return reflect.Value{}, false
+		}
+		v = v.FieldByIndex(f.Index)
+		for rest != "" {
+			idx, after, _ := strings.Cut(rest, "]")
+			i, err := strconv.Atoi(idx)
+			if err != nil || v.Kind() != reflect.Slice || i >= v.Len() {
+				return reflect.Value{}, false
+			}
+			v = v.Index(i)
+			rest = strings.TrimPrefix(after, "[")
+		}
+	}
+	return v, true
 }

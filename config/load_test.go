@@ -249,7 +249,7 @@ routes:
     parquet:
       destination: s3://bucket
       path: "price=$${{id}"
-      file_prefix: ${SINKD_UNSET}
+      file_prefix: ${SINKD_UNSET:-}
 `
 	c := mustParse(t, src)
 	k := c.Source.Kafka

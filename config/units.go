@@ -122,3 +122,10 @@ func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
 func typeError(n *yaml.Node, format string, args ...any) error {
 	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", n.Line, fmt.Sprintf(format, args...))}}
 }
+
+// MarshalYAML writes a duration as it would be written in the file ("10s"),
+// not in nanoseconds (the status page shows the effective configuration).
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// MarshalYAML writes a size with its unit ("128MiB").
+func (s Size) MarshalYAML() (any, error) { return s.String(), nil }

@@ -111,6 +111,13 @@ func (c *Config) validate() []Problem {
 	if c.HTTP.Addr != "" {
 		v.listenAddr("http.addr", c.HTTP.Addr)
 	}
+	if c.HTTP.Admin.Addr != "" {
+		v.listenAddr("http.admin.addr", c.HTTP.Admin.Addr)
+		if c.HTTP.Admin.Addr == c.HTTP.Addr {
+			v.errorf("http.admin.addr", "must differ from http.addr: the admin actions do not share the metrics listener")
+		}
+	}
+
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "json", "text")
 	atLeast(v, "max_record_size", c.MaxRecordSize, 1, sizeText)
@@ -522,6 +529,12 @@ func (d *DLQ) validate(v *validator) {
 		}
 		k.TLS.validate(v, "dlq.kafka.tls")
 		k.SASL.validate(v, "dlq.kafka.sasl")
+		if k.Partitions < 1 && k.Partitions != -1 {
+			v.errorf("dlq.kafka.partitions", "must be at least 1, or -1 for the broker's default, got %d", k.Partitions)
+		}
+		if k.ReplicationFactor < 1 && k.ReplicationFactor != -1 {
+			v.errorf("dlq.kafka.replication_factor", "must be at least 1, or -1 for the broker's default, got %d", k.ReplicationFactor)
+		}
 	}
 	if k := d.Kinesis; k != nil {
 		v.required("dlq.kinesis.stream", k.Stream)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/sinkd/sinkd/daemon/kafka"
 	"github.com/sinkd/sinkd/daemon/kinesis"
 	"github.com/sinkd/sinkd/dlq"
+	"github.com/sinkd/sinkd/internal/kgolog"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/schema/registry"
@@ -37,9 +37,16 @@ var unsafeInstance = regexp.MustCompile(`[^A-Za-z0-9_-]`)
 // compileRoutes checks every template against the schema and returns the
 // problems with their lines, before anything connects anywhere.
 func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
-	var problems []string
+	var problems []config.Problem
 	bad := func(path string, err error) {
-		problems = append(problems, fmt.Sprintf("%s: %s: %v", cfg.Pos(path), path, err))
+		problems = append(problems, cfg.Problem(path, "%v", err))
+	}
+	// badTemplate reports every problem of a template, not only the first
+	// (see templateProblems).
+	badTemplate := func(path, tmpl string, compile func(string) error, err error) {
+		for _, msg := range templateProblems(tmpl, s, compile, err) {
+			problems = append(problems, cfg.Problem(path, "%s", msg))
+		}
 	}
 	var routes []*route
 	for i, rc := range cfg.Routes {
@@ -53,13 +60,16 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 		}
 		if pc := rc.Parquet; pc != nil {
 			if r.path, err = buckets.Compile(pc.Path, s, pc.EventTime, pc.TimeZone); err != nil {
-				bad(base+".parquet.path", err)
+				badTemplate(base+".parquet.path", pc.Path, func(t string) error {
+					_, err := buckets.Compile(t, s, pc.EventTime, pc.TimeZone)
+					return err
+				}, err)
 			}
 			r.storeURL = pc.Destination
 		}
 		if oc := rc.OpenSearch; oc != nil && oc.URL != "" {
 			if r.id, err = buckets.CompileRaw(oc.ID, s, config.EventTime{Source: "broker"}, "UTC"); err != nil {
-				bad(base+".opensearch.id", err)
+				badTemplate(base+".opensearch.id", oc.ID, compileRaw(s), err)
 			}
 			for j, tmpl := range append([]string{oc.Index}, oc.Fanout...) {
 				t, err := buckets.CompileRaw(tmpl, s, config.EventTime{Source: "broker"}, "UTC")
@@ -68,7 +78,7 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 					if j > 0 {
 						path = fmt.Sprintf("%s.opensearch.also_index[%d]", base, j-1)
 					}
-					bad(path, err)
+					badTemplate(path, tmpl, compileRaw(s), err)
 					continue
 				}
 				r.indexes = append(r.indexes, t)
@@ -85,7 +95,7 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 		routes = append(routes, r)
 	}
 	if len(problems) > 0 {
-		return nil, errors.New(strings.Join(problems, "\n"))
+		return nil, config.NewProblems(problems...)
 	}
 	return routes, nil
 }
@@ -98,7 +108,7 @@ func Check(cfg *config.Config) error {
 	}
 	s, err := schema.New(cfg.Schema.Fields)
 	if err != nil {
-		return fmt.Errorf("%s: schema: %w", cfg.Pos("schema"), err)
+		return config.NewProblems(cfg.Problem("schema", "%v", err))
 	}
 	_, err = compileRoutes(cfg, s)
 	return err
@@ -125,11 +135,14 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		return nil, err
 	}
 	instance := unsafeInstance.ReplaceAllString(cfg.InstanceID, "-")
+	// Every series carries the pipeline's name, so that two pipelines on
+	// one stream (or one Prometheus job) stay apart.
+	labeled := prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": cfg.Pipeline}, reg)
 	p := &Pipeline{
 		cfg:      cfg,
 		log:      log,
 		reg:      reg,
-		m:        newMetrics(reg, Version),
+		m:        newMetrics(labeled, Version),
 		dec:      dec,
 		routes:   routes,
 		budget:   newBudget(cfg),
@@ -150,19 +163,19 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		if st, ok := p.stores[url]; ok {
 			return st, p.prefixes[url], nil
 		}
-		st, prefix, err := store.Open(ctx, url, cfg.S3, store.WithMetrics(reg))
+		st, prefix, err := store.Open(ctx, url, cfg.S3, store.WithMetrics(labeled))
 		if err != nil {
 			return nil, "", fmt.Errorf("opening %s: %w", url, err)
 		}
 		p.stores[url], p.prefixes[url] = st, prefix
 		return st, prefix, nil
 	}
-	pm := parquetsink.NewMetrics(reg, p.budget)
+	pm := parquetsink.NewMetrics(labeled, p.budget)
 	p.spool, err = parquetsink.OpenSpool(cfg.Memory.SpoolDir, cfg.Pipeline, instance, p.epoch, cfg.Memory.SpoolBudget.Bytes())
 	if err != nil {
 		return nil, err
 	}
-	p.spool.Register(reg)
+	p.spool.Register(labeled)
 	// Uploads must outlive the run context: the drain after SIGTERM still
 	// needs them. Run cancels this context when it is done.
 	writerCtx, stopWriters := context.WithCancel(context.WithoutCancel(ctx))
@@ -196,7 +209,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 	}
 	p.mstore = checkpoint.Store{S: mst, Prefix: mprefix}
 
-	p.dlq, err = dlq.Open(cfg.DLQ, dlq.Options{Pipeline: cfg.Pipeline, Version: Version, Registerer: reg, Logger: log})
+	p.dlq, err = dlq.Open(cfg.DLQ, dlq.Options{Pipeline: cfg.Pipeline, Version: Version, Registerer: labeled, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("dead-letter sink: %w", err)
 	}
@@ -205,7 +218,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		if oc == nil || oc.URL == "" {
 			continue
 		}
-		r.os, err = opensearch.New(*oc, p.openSearchDeadLetter, opensearch.WithMetrics(reg), opensearch.WithLogger(log))
+		r.os, err = opensearch.New(*oc, p.openSearchDeadLetter, opensearch.WithMetrics(labeled), opensearch.WithLogger(log))
 		if err != nil {
 			return nil, fmt.Errorf("opensearch (route %s): %w", r.name, err)
 		}
@@ -215,10 +228,10 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 	}
 	if k := cfg.Source.Kinesis; k != nil {
 		p.backlogStreams = []string{k.Stream}
-		p.src, err = kinesis.New(ctx, k, instance, p, log, kinesis.WithRegisterer(reg))
+		p.src, err = kinesis.New(ctx, k, instance, p, log, kinesis.WithRegisterer(labeled))
 	} else {
 		p.backlogStreams = append([]string(nil), cfg.Source.Kafka.Topics...)
-		p.src, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, o.kafkaOpts...)
+		p.src, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, append([]kgo.Opt{kgo.WithLogger(kgolog.New(log))}, o.kafkaOpts...)...)
 	}
 	if err != nil {
 		return nil, err

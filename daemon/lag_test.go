@@ -73,10 +73,10 @@ func TestLagMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
-	addr := freeAddr(t)
+	addr, admin := freeAddr(t), freeAddr(t)
 	dir := t.TempDir()
 	cfg, err := config.Parse("lag.yaml", []byte(fmt.Sprintf(`pipeline: lag
-http: {addr: "%s"}
+http: {addr: "%s", admin: {addr: "%s"}}
 source: {kafka: {brokers: %s, topics: [in], group: g}}
 schema:
   fields:
@@ -86,7 +86,7 @@ routes:
     parquet: {destination: "file://%s/lake", path: "all", event_time: {source: broker}, inactivity: 1s}
 checkpoint: {interval: 500ms}
 dlq: {file: %s/dlq.jsonl}
-`, addr, strings.Join(cluster.ListenAddrs(), ","), dir, dir)))
+`, addr, admin, strings.Join(cluster.ListenAddrs(), ","), dir, dir)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ dlq: {file: %s/dlq.jsonl}
 	}
 	waitFor("catch-up", func() bool { return pl.Caught(ctx) })
 
-	post(t, "http://"+addr+"/admin/pause")
+	post(t, "http://"+admin+"/admin/pause")
 	firstUnprocessed := time.Now()
 	const k0, k1 = 150, 100
 	produce(0, k0)
@@ -158,7 +158,7 @@ dlq: {file: %s/dlq.jsonl}
 	}
 	t.Logf("paused: lag %v, millis behind %v (true age %.0f ms)", lag, behind, trueAge)
 
-	post(t, "http://"+addr+"/admin/resume")
+	post(t, "http://"+admin+"/admin/resume")
 	waitFor("lag and millis behind back to 0", func() bool {
 		lag, behind := scrape(t, addr, "sinkd_source_lag_records"), scrape(t, addr, "sinkd_source_millis_behind_latest")
 		for _, part := range []string{"0", "1", "2"} {

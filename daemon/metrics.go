@@ -25,7 +25,7 @@ type metrics struct {
 	busy              prometheus.Counter
 }
 
-func newMetrics(reg *prometheus.Registry, version string) *metrics {
+func newMetrics(reg prometheus.Registerer, version string) *metrics {
 	m := &metrics{
 		recordsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sinkd_source_records_total", Help: "Records read from the source.",

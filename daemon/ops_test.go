@@ -26,6 +26,7 @@ import (
 
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/config/examples"
+	"github.com/sinkd/sinkd/internal/cli"
 	"github.com/sinkd/sinkd/taxi"
 	"github.com/sinkd/sinkd/writers/opensearch/osfake"
 	"github.com/sinkd/sinkd/writers/store"
@@ -93,6 +94,9 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		"CapabilityBoundingSet":   "",
 		"RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
 		"StateDirectory":          "sinkd",
+		// Restarting cannot fix a bad command line or configuration.
+		"RestartPreventExitStatus": fmt.Sprintf("%d %d", cli.ExitUsage, cli.ExitConfig),
+		"ExecReload":               "/bin/kill -HUP $MAINPID",
 	} {
 		if got, ok := directives[key]; !ok || got != want {
 			t.Errorf("%s=%q, want %q", key, got, want)
@@ -223,8 +227,10 @@ func TestKubernetesSidecar(t *testing.T) {
 	if sc.RestartPolicy != "Always" {
 		t.Errorf("sinkd restartPolicy %q: a native sidecar needs Always", sc.RestartPolicy)
 	}
-	if sc.LivenessProbe.HTTPGet.Path != "/healthz" || sc.ReadinessProbe.HTTPGet.Path != "/readyz" {
-		t.Errorf("probes: liveness %q, readiness %q", sc.LivenessProbe.HTTPGet.Path, sc.ReadinessProbe.HTTPGet.Path)
+	// No readiness probe: a sidecar's readiness is the pod's, and a broker
+	// outage must not take the application out of its Service.
+	if sc.LivenessProbe.HTTPGet.Path != "/healthz" || sc.ReadinessProbe.HTTPGet.Path != "" {
+		t.Errorf("probes: liveness %q, readiness %q (want /healthz and none)", sc.LivenessProbe.HTTPGet.Path, sc.ReadinessProbe.HTTPGet.Path)
 	}
 	if grace := time.Duration(pod.Grace) * time.Second; grace <= cfg.Shutdown.DrainTimeout.D()+exitMargin {
 		t.Errorf("terminationGracePeriodSeconds %s does not outlast the %s drain", grace, cfg.Shutdown.DrainTimeout.D())
@@ -336,6 +342,7 @@ func TestDeployMetricsExported(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.HTTP.Pprof = true
+	cfg.HTTP.Admin.Addr = freeAddr(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -365,8 +372,11 @@ func TestDeployMetricsExported(t *testing.T) {
 	if code := httpStatus(ctx, t, base+"/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz while running: %d", code)
 	}
-	if code := httpStatus(ctx, t, base+"/debug/pprof/cmdline"); code != http.StatusOK {
-		t.Errorf("/debug/pprof/cmdline with http.pprof on: %d", code)
+	if code := httpStatus(ctx, t, "http://"+cfg.HTTP.Admin.Addr+"/debug/pprof/cmdline"); code != http.StatusOK {
+		t.Errorf("/debug/pprof/cmdline on the admin listener with http.pprof on: %d", code)
+	}
+	if code := httpStatus(ctx, t, base+"/debug/pprof/cmdline"); code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/cmdline on the metrics listener: %d, want 404", code)
 	}
 
 	// The demo writes to local files, so no S3 client runs. Open an S3 store

@@ -25,10 +25,9 @@ func sdNotify(state string) {
 	_, _ = conn.Write([]byte(state))
 }
 
-// systemdReady reports READY and, under WatchdogSec, pings the watchdog at half
-// its period for as long as ctx lives.
-func systemdReady(ctx context.Context, log *slog.Logger) func() {
-	sdNotify("READY=1")
+// systemdWatchdog pings the watchdog, under WatchdogSec, at half its period
+// for as long as ctx lives. READY=1 is awaitSource's.
+func systemdWatchdog(ctx context.Context, log *slog.Logger) func() {
 	usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64)
 	if err != nil || usec <= 0 {
 		return func() {}

@@ -10,6 +10,9 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/internal/cli"
 )
 
 // selection is where the CLI reads letters from and which ones it keeps.
@@ -20,6 +23,12 @@ type selection struct {
 	stage, class, id, since, until         string
 	limit                                  int
 	sinceT, untilT                         time.Time
+	// From --config: the pipeline's configuration and the security of its
+	// dead-letter topic, which the flags alone cannot express.
+	configPath string
+	cfg        *config.Config
+	tls        config.TLS
+	sasl       config.SASL
 }
 
 func (s *selection) register(fs *flag.FlagSet) {
@@ -35,6 +44,42 @@ func (s *selection) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.since, "since", "", "keep letters whose last failure is at or after this time (RFC 3339, or a duration ago such as 2h)")
 	fs.StringVar(&s.until, "until", "", "keep letters whose last failure is before this time (RFC 3339, or a duration ago)")
 	fs.IntVar(&s.limit, "limit", 0, "stop after this many matching letters (0: no limit)")
+	fs.StringVar(&s.configPath, "config", "", "the pipeline's configuration: its dead-letter topic, stream or file is the default source, with its TLS, SASL or IAM settings (flags override)")
+}
+
+// fromConfig loads --config and fills in what the flags left out: the
+// dead-letter destination and its security.
+func (s *selection) fromConfig() error {
+	if s.configPath == "" {
+		return nil
+	}
+	cfg, err := config.Load(s.configPath)
+	if err != nil {
+		return err
+	}
+	s.cfg = cfg
+	if s.topic != "" || s.kafkaBrokers != "" || s.kinesisStream != "" || s.file != "" {
+		// An explicit source: take only the security that goes with it.
+		if k := cfg.DLQ.Kafka; k != nil && s.topic != "" {
+			s.tls, s.sasl = k.TLS, k.SASL
+		}
+		return nil
+	}
+	switch d := cfg.DLQ; {
+	case d.Kafka != nil:
+		s.kafkaBrokers, s.topic = strings.Join(d.Kafka.Brokers, ","), d.Kafka.Topic
+		s.tls, s.sasl = d.Kafka.TLS, d.Kafka.SASL
+	case d.Kinesis != nil:
+		s.kinesisStream, s.kinesisEndpoint = d.Kinesis.Stream, d.Kinesis.Endpoint
+		if s.region == "" {
+			s.region = d.Kinesis.Region
+		}
+	case d.File != "":
+		s.file = d.File
+	default:
+		return fmt.Errorf("%s has no dead-letter destination (dlq)", s.configPath)
+	}
+	return nil
 }
 
 // check validates the flags once parsed; now anchors relative times.
@@ -124,7 +169,7 @@ func (s *selection) each(ctx context.Context, warn io.Writer, fn visit) error {
 		}
 		err = readKinesis(ctx, api, s.kinesisStream, warn, keep)
 	default:
-		err = readKafka(ctx, strings.Split(s.kafkaBrokers, ","), s.topic, warn, keep)
+		err = readKafka(ctx, strings.Split(s.kafkaBrokers, ","), s.topic, s.tls, s.sasl, warn, keep)
 	}
 	if errors.Is(err, errStop) {
 		return nil
@@ -132,34 +177,30 @@ func (s *selection) each(ctx context.Context, warn io.Writer, fn visit) error {
 	return err
 }
 
-// parseArgs parses args into fs; it returns the exit code to end with, or
-// -1 to go on.
-func parseArgs(fs *flag.FlagSet, args []string, sel *selection, stderr io.Writer) int {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+// parseArgs parses args into fs following the command-line convention
+// (internal/cli); it returns the exit code to end with, or -1 to go on.
+func parseArgs(fs *flag.FlagSet, args []string, sel *selection, stdout, stderr io.Writer) int {
+	if code, done := cli.Parse(fs, args, stdout, stderr); done {
+		return code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
-		return 2
+		fmt.Fprintf(stderr, "%s: unexpected arguments: %s\n", fs.Name(), strings.Join(fs.Args(), " "))
+		return cli.ExitUsage
+	}
+	if err := sel.fromConfig(); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
+		return cli.ExitConfig
 	}
 	if err := sel.check(time.Now()); err != nil {
-		fmt.Fprintln(stderr, err)
-		fs.Usage()
-		return 2
+		fmt.Fprintf(stderr, "%s: %v\nRun \"sinkd help %s\" for its flags.\n", fs.Name(), err, strings.TrimPrefix(fs.Name(), "sinkd "))
+		return cli.ExitUsage
 	}
 	return -1
 }
 
-func newFlagSet(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
+func newFlagSet(name, synopsis, about string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s\n\n%s\n\nflags:\n", synopsis, about)
-		fs.PrintDefaults()
-	}
+	fs.Usage = cli.Usage(fs, "Usage: "+synopsis+"\n\n"+about)
 	return fs
 }
 
@@ -169,10 +210,10 @@ func Inspect(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var sel selection
 	fs := newFlagSet("sinkd dlq inspect",
 		"sinkd dlq inspect (--kafka-brokers B --topic T | --kinesis-stream S [--kinesis-endpoint E] | --file F) [filters] [--json]",
-		"Prints the dead letters of a stream from its beginning, optionally filtered.", stderr)
+		"Prints the dead letters of a stream from its beginning, optionally filtered.")
 	sel.register(fs)
 	asJSON := fs.Bool("json", false, "print one JSON envelope per line instead of a readable summary")
-	if code := parseArgs(fs, args, &sel, stderr); code >= 0 {
+	if code := parseArgs(fs, args, &sel, stdout, stderr); code >= 0 {
 		return code
 	}
 	n := 0

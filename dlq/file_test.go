@@ -220,7 +220,7 @@ func TestCLIUsage(t *testing.T) {
 		code int
 		err  string
 	}{
-		{"inspect help", inspectCmd, []string{"-h"}, 0, "usage: sinkd dlq inspect"},
+		{"inspect help", inspectCmd, []string{"-h"}, 0, "Usage: sinkd dlq inspect"},
 		{"inspect long help", inspectCmd, []string{"--help"}, 0, "--kinesis-stream"},
 		{"redrive help", redriveCmd, []string{"--help"}, 0, "--max-redrives"},
 		{"no source", inspectCmd, nil, 2, "exactly one source"},
@@ -239,8 +239,12 @@ func TestCLIUsage(t *testing.T) {
 			if code := c.cmd(context.Background(), c.args, &out, &errOut); code != c.code {
 				t.Fatalf("exit %d, want %d; stderr:\n%s", code, c.code, errOut.String())
 			}
-			if !strings.Contains(errOut.String(), c.err) {
-				t.Errorf("stderr lacks %q:\n%s", c.err, errOut.String())
+			got := errOut.String()
+			if c.code == 0 { // help goes to stdout
+				got = out.String()
+			}
+			if !strings.Contains(got, c.err) {
+				t.Errorf("output lacks %q:\n%s", c.err, got)
 			}
 		})
 	}

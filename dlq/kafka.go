@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/internal/kgolog"
 )
 
 // kafkaRecordLimit keeps a dead letter under the default broker limit
@@ -56,12 +57,13 @@ func NewKafka(cfg config.DLQKafka, o Options) (Sink, error) {
 		// Give failures back to the sink's loop, which counts and logs them,
 		// instead of retrying silently forever inside the client.
 		kgo.RecordDeliveryTimeout(time.Minute),
+		kgo.WithLogger(kgolog.New(o.Logger)),
 	)
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dlq kafka: %w", err)
 	}
-	if err := checkTopic(client, cfg.Topic); err != nil {
+	if err := checkTopic(client, cfg, o.Logger); err != nil {
 		client.Close()
 		return nil, err
 	}
@@ -127,15 +129,37 @@ func (s *kafkaSink) Close(ctx context.Context) error {
 // not exist: otherwise every letter would be retried forever and no
 // checkpoint would ever complete. Unreachable brokers are not an error here:
 // sends retry until they come back.
-func checkTopic(client *kgo.Client, topic string) error {
+func checkTopic(client *kgo.Client, cfg config.DLQKafka, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	topics, err := kadm.NewClient(client).ListTopics(ctx, topic)
+	adm := kadm.NewClient(client)
+	topics, err := adm.ListTopics(ctx, cfg.Topic)
 	if err != nil {
+		// Unreachable for now: the sink's own retries take over.
+		log.Warn("could not look up the dead-letter topic; will retry when writing", "topic", cfg.Topic, "err", err)
 		return nil
 	}
-	if t, ok := topics[topic]; !ok || errors.Is(t.Err, kerr.UnknownTopicOrPartition) {
-		return fmt.Errorf("dlq kafka: the dead-letter topic %q does not exist: create it first (sinkd does not create topics)", topic)
+	if t, ok := topics[cfg.Topic]; ok && !errors.Is(t.Err, kerr.UnknownTopicOrPartition) {
+		return t.Err
 	}
-	return nil
+	if !cfg.Creates() {
+		return fmt.Errorf("dlq kafka: the dead-letter topic %q does not exist, and dlq.kafka.create is false: create it, or allow sinkd to", cfg.Topic)
+	}
+	// Like Kafka Connect with its dead-letter topic: create it when missing.
+	resp, err := adm.CreateTopic(ctx, cfg.Partitions, cfg.ReplicationFactor, nil, cfg.Topic)
+	if err == nil {
+		err = resp.Err
+	}
+	switch {
+	case err == nil:
+		log.Info("created the dead-letter topic", "topic", cfg.Topic, "partitions", resp.NumPartitions, "replication_factor", resp.ReplicationFactor)
+		return nil
+	case errors.Is(err, kerr.TopicAlreadyExists):
+		return nil // another instance created it first
+	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
+		return fmt.Errorf("dlq kafka: the dead-letter topic %q does not exist and these credentials may not create it (%v): create it, or grant CREATE on the topic", cfg.Topic, err)
+	case errors.Is(err, kerr.InvalidReplicationFactor), errors.Is(err, kerr.InvalidPartitions):
+		return fmt.Errorf("dlq kafka: creating the dead-letter topic %q: %v (set dlq.kafka.partitions and dlq.kafka.replication_factor)", cfg.Topic, err)
+	}
+	return fmt.Errorf("dlq kafka: creating the dead-letter topic %q: %w", cfg.Topic, err)
 }

@@ -53,7 +53,7 @@ func topicLetters(t *testing.T, brokers, topic string) []*Letter {
 	defer cancel()
 	var out []*Letter
 	var warn bytes.Buffer
-	if err := readKafka(ctx, []string{brokers}, topic, &warn, func(l *Letter) error { out = append(out, l); return nil }); err != nil {
+	if err := readKafka(ctx, []string{brokers}, topic, config.TLS{}, config.SASL{}, &warn, func(l *Letter) error { out = append(out, l); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if warn.Len() > 0 {

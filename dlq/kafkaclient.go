@@ -106,3 +106,9 @@ func tlsConfig(t config.TLS) (*tls.Config, error) {
 	}
 	return tc, nil
 }
+
+// KafkaClientOpts are the connection options (brokers, timeouts, TLS, SASL
+// including MSK IAM) that sinkd's clients share; `sinkd tap` reads with them.
+func KafkaClientOpts(brokers []string, t config.TLS, s config.SASL) ([]kgo.Opt, error) {
+	return kafkaClientOpts(brokers, t, s)
+}

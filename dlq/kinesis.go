@@ -65,6 +65,9 @@ func NewKinesis(cfg config.DLQKinesis, o Options) (Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dlq kinesis: %w", err)
 	}
+	if err := checkStream(api, cfg, o.Logger); err != nil {
+		return nil, err
+	}
 	life, stop := context.WithCancel(context.Background())
 	s := &kinesisSink{
 		api: api, stream: cfg.Stream, opts: o, metrics: m,
@@ -244,4 +247,48 @@ func (s *kinesisSink) put(ctx context.Context, batch []*kinesisEntry) []*kinesis
 		e.attempt++
 	}
 	return failed
+}
+
+// checkStream creates the dead-letter stream when it is missing and allowed
+// to (one shard, provisioned: a dead-letter stream is small, and kinesalite
+// knows no on-demand mode), and waits until it is active.
+func checkStream(api *kinesis.Client, cfg config.DLQKinesis, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// DescribeStream rather than DescribeStreamSummary: kinesalite has only the former.
+	describe := func() (*kinesis.DescribeStreamOutput, error) {
+		call, cancel := context.WithTimeout(ctx, kinesisCallTimeout)
+		defer cancel()
+		return api.DescribeStream(call, &kinesis.DescribeStreamInput{StreamName: aws.String(cfg.Stream), Limit: aws.Int32(1)})
+	}
+	_, err := describe()
+	var missing *types.ResourceNotFoundException
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &missing):
+		log.Warn("could not look up the dead-letter stream; will retry when writing", "stream", cfg.Stream, "err", err)
+		return nil
+	case !cfg.Creates():
+		return fmt.Errorf("dlq kinesis: the dead-letter stream %q does not exist, and dlq.kinesis.create is false: create it, or allow sinkd to", cfg.Stream)
+	}
+	call, ccancel := context.WithTimeout(ctx, kinesisCallTimeout)
+	_, err = api.CreateStream(call, &kinesis.CreateStreamInput{StreamName: aws.String(cfg.Stream), ShardCount: aws.Int32(1)})
+	ccancel()
+	var inUse *types.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		return fmt.Errorf("dlq kinesis: the dead-letter stream %q does not exist and could not be created: %w (create it, or grant kinesis:CreateStream)", cfg.Stream, err)
+	}
+	for {
+		out, err := describe()
+		if err == nil && out.StreamDescription.StreamStatus == types.StreamStatusActive {
+			log.Info("created the dead-letter stream", "stream", cfg.Stream)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("dlq kinesis: the created dead-letter stream %q did not become active within a minute", cfg.Stream)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

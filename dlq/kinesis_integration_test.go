@@ -185,3 +185,38 @@ func TestKinesisSinkAndRedrive(t *testing.T) {
 		}
 	}
 }
+
+// TestKinesisDeadLetterStreamCreated: a missing dead-letter stream is created
+// (and letters land in it); with create: false it is a start-up error.
+func TestKinesisDeadLetterStreamCreated(t *testing.T) {
+	env := stackenv.Load(t)
+	api, err := kinesisClient(env.KinesisEndpoint, env.Region)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("dlq-created-%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		api.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(name)})
+	})
+	no := false
+	if _, err := NewKinesis(config.DLQKinesis{Stream: name, Endpoint: env.KinesisEndpoint, Region: env.Region, Create: &no}, Options{}); err == nil || !strings.Contains(err.Error(), "dlq.kinesis.create is false") {
+		t.Fatalf("create: false: err = %v", err)
+	}
+	sink, err := NewKinesis(config.DLQKinesis{Stream: name, Endpoint: env.KinesisEndpoint, Region: env.Region}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := sink.Send(ctx, kafkaLetter(1, StageDecode)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(streamRecords(t, api, name)); n != 1 {
+		t.Errorf("%d records in the created stream, want 1", n)
+	}
+}

@@ -83,6 +83,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.buffered, err = promreg.Register(reg, m.buffered); err != nil {
 		return nil, err
 	}
+	// Every (stage, reason) pair the stages can produce exists from the
+	// start at zero, so that rates and alerts see a series before the first
+	// dead letter.
+	for _, c := range classes {
+		m.records.WithLabelValues(string(c.Stage), c.Class)
+	}
 	return m, nil
 }
 

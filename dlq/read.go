@@ -27,8 +27,8 @@ type visit func(*Letter) error
 // readKafka calls fn for every letter in topic, from the start of each
 // partition to its end at the time of the call. Records that are not
 // letters are reported to warn and skipped.
-func readKafka(ctx context.Context, brokers []string, topic string, warn io.Writer, fn visit) error {
-	opts, err := kafkaClientOpts(brokers, config.TLS{}, config.SASL{})
+func readKafka(ctx context.Context, brokers []string, topic string, tls config.TLS, sasl config.SASL, warn io.Writer, fn visit) error {
+	opts, err := kafkaClientOpts(brokers, tls, sasl)
 	if err != nil {
 		return err
 	}

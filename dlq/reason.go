@@ -1,35 +1,82 @@
 package dlq
 
+import "slices"
+
 // ReasonOther is the metric reason of any class outside the known set.
 const ReasonOther = "other"
 
-// Reason maps a letter's class to the value of the `reason` metric label.
-// Classes come from fixed sets in the stages that produce them; anything
-// else (a new OpenSearch error type, a typo) is clamped to "other" so that
-// the label's cardinality stays bounded whatever the input. The full class
-// is still in the letter itself.
-func Reason(class string) string {
-	switch class {
-	// decode and schema
-	case "invalid_json", "not_object", "type_mismatch", "missing_field",
-		"out_of_range", "invalid_timestamp", "invalid_decimal", "invalid_utf8",
-		"unsupported_format":
-		return class
-	// route and bucket
-	case "no_route", "bucket_field_missing", "bucket_template", "invalid_index", "invalid_id":
-		return class
+// ClassInfo is one row of the dead-letter class table: a class, the stage
+// that produces it and what it means to an operator.
+type ClassInfo struct {
+	Class   string
+	Stage   Stage
+	Meaning string
+}
+
+// classes is the one table of dead-letter classes. The stages produce exactly
+// these classes (a test parses the decoder, the bucket templates and the KPL
+// reader and checks that every class they can emit is here), and each is a
+// value of the `reason` label of sinkd_dlq_records_total. A class outside the
+// table (a new OpenSearch error type, a typo) is counted as "other" so that the
+// label's cardinality stays bounded whatever the input; the letter itself keeps
+// the full class.
+var classes = []ClassInfo{
+	// decode (package schema): the value is not a JSON object at all
+	{"malformed_json", StageDecode, "not valid JSON (syntax error, truncated value, byte-order mark, several values)"},
+	{"not_utf8", StageDecode, "a string is not valid UTF-8"},
+	{"empty", StageDecode, "the value is empty or only whitespace"},
+	{"not_object", StageDecode, "valid JSON, but not an object (array, string, null...)"},
+	{"too_deep", StageDecode, "nested deeper than the decoder allows"},
+	// schema (package schema): an object that does not fit the schema
+	{"type_mismatch", StageSchema, "a field has the wrong JSON type or layout"},
+	{"missing_required", StageSchema, "a required field is absent"},
+	{"null_required", StageSchema, "a required field is null"},
+	{"out_of_range", StageSchema, "a number or time does not fit its column"},
+	{"duplicate_key", StageSchema, "a field appears twice in the object"},
+	// bucket (package buckets): a path, index or id template cannot be filled
+	{"missing_field", StageBucket, "a field the template needs is null or missing"},
+	{"bad_time", StageBucket, "the event time is missing or outside 0000..9999"},
+	// oversize
+	{"oversize", StageOversize, "the value is larger than max_record_size"},
+	// kpl (Kinesis aggregated records)
+	{"kpl_checksum", StageKPL, "the MD5 of a KPL aggregate does not match its trailer"},
+	{"kpl_malformed", StageKPL, "a KPL aggregate does not parse"},
 	// parquet
-	case "encode_error", "write_error":
-		return class
-	// opensearch item errors, by their error type
-	case "mapper_parsing_exception", "document_parsing_exception",
-		"strict_dynamic_mapping_exception", "illegal_argument_exception",
-		"version_conflict_engine_exception", "index_not_found_exception",
-		"invalid_index_name_exception", "action_request_validation_exception",
-		"cluster_block_exception", "document_too_large", "bad_request", "rejected":
-		return class
-	// source-level failures
-	case "record_too_large", "bad_aggregate", "checksum_mismatch":
+	{"encode_error", StageParquet, "the row could not be encoded"},
+	{"write_error", StageParquet, "the row could not be written"},
+	// opensearch: the writer's own classes, then OpenSearch item error types
+	{"invalid_json", StageOpenSearch, "the document body is not valid JSON"},
+	{"request_entity_too_large", StageOpenSearch, "one document is larger than the cluster accepts (HTTP 413)"},
+	{"mapper_parsing_exception", StageOpenSearch, "a field does not fit the index mapping"},
+	{"document_parsing_exception", StageOpenSearch, "a field does not fit the index mapping"},
+	{"strict_dynamic_mapping_exception", StageOpenSearch, "a field is not in a strict mapping"},
+	{"illegal_argument_exception", StageOpenSearch, "OpenSearch refused an argument (often a mapping limit)"},
+	{"version_conflict_engine_exception", StageOpenSearch, "an external version older than the indexed one"},
+	{"index_not_found_exception", StageOpenSearch, "the index does not exist and cannot be created"},
+	{"invalid_index_name_exception", StageOpenSearch, "the index template produced an invalid name"},
+	{"action_request_validation_exception", StageOpenSearch, "OpenSearch refused the request"},
+	{"cluster_block_exception", StageOpenSearch, "the index is read-only or blocked"},
+	{"document_too_large", StageOpenSearch, "the document is larger than the index accepts"},
+	{"bad_request", StageOpenSearch, "HTTP 400 without an error type"},
+	{"rejected", StageOpenSearch, "refused after every retry"},
+}
+
+// Classes returns the table of dead-letter classes (a copy).
+func Classes() []ClassInfo { return slices.Clone(classes) }
+
+// reasons indexes classes; built once, read-only afterwards.
+var reasons = func() map[string]struct{} {
+	m := make(map[string]struct{}, len(classes))
+	for _, c := range classes {
+		m[c.Class] = struct{}{}
+	}
+	return m
+}()
+
+// Reason maps a letter's class to the value of the `reason` metric label: the
+// class itself when it is in the table, ReasonOther otherwise.
+func Reason(class string) string {
+	if _, ok := reasons[class]; ok {
 		return class
 	}
 	return ReasonOther

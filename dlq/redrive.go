@@ -10,14 +10,17 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
 
 	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/internal/progress"
 )
 
 // redriveTarget writes original records back to a source stream.
@@ -25,6 +28,8 @@ type redriveTarget interface {
 	write(ctx context.Context, l *Letter) error
 	// close waits for every write to be acknowledged.
 	close(ctx context.Context) error
+	// acked is how many writes the destination acknowledged.
+	acked() int
 }
 
 // Redrive is `sinkd dlq redrive`: it writes the original records of the
@@ -36,7 +41,7 @@ func Redrive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		`Writes the original key, value and headers of the selected dead letters back to a
 source stream. A Kafka record gets the header `+HeaderRedrive+` (its redrive count);
 letters already redriven --max-redrives times, truncated letters and repeated ids
-are skipped, and writing into the dead-letter stream itself is refused.`, stderr)
+are skipped, and writing into the dead-letter stream itself is refused.`)
 	sel.register(fs)
 	var (
 		toBrokers  = fs.String("to-kafka-brokers", "", "Kafka brokers to write to (default: --kafka-brokers)")
@@ -47,8 +52,27 @@ are skipped, and writing into the dead-letter stream itself is refused.`, stderr
 		dryRun     = fs.Bool("dry-run", false, "list what would be redriven, write nothing")
 		maxRedrive = fs.Int("max-redrives", 3, "skip letters already redriven this many times (default: the pipeline's dlq.max_redrives stamped on each letter, else 3)")
 	)
-	if code := parseArgs(fs, args, &sel, stderr); code >= 0 {
+	if code := parseArgs(fs, args, &sel, stdout, stderr); code >= 0 {
 		return code
+	}
+	// With --config the destination defaults to the pipeline's source, with
+	// its security (TLS, SASL, MSK IAM).
+	toTLS, toSASL, toRegion := sel.tls, sel.sasl, sel.region
+	if c := sel.cfg; c != nil && *toTopic == "" && *toStream == "" {
+		switch {
+		case c.Source.Kafka != nil && len(c.Source.Kafka.Topics) == 1:
+			*toTopic = c.Source.Kafka.Topics[0]
+			if *toBrokers == "" {
+				*toBrokers = strings.Join(c.Source.Kafka.Brokers, ",")
+			}
+			toTLS, toSASL = c.Source.Kafka.TLS, c.Source.Kafka.SASL
+		case c.Source.Kinesis != nil:
+			*toStream = c.Source.Kinesis.Stream
+			if *toEndpoint == "" {
+				*toEndpoint = c.Source.Kinesis.Endpoint
+			}
+			toRegion = c.Source.Kinesis.Region
+		}
 	}
 	if *toBrokers == "" {
 		*toBrokers = sel.kafkaBrokers
@@ -69,9 +93,9 @@ are skipped, and writing into the dead-letter stream itself is refused.`, stderr
 	if !*dryRun {
 		var err error
 		if *toTopic != "" {
-			target, err = newKafkaTarget(*toBrokers, *toTopic)
+			target, err = newKafkaTarget(*toBrokers, *toTopic, toTLS, toSASL)
 		} else {
-			target, err = newKinesisTarget(*toStream, *toEndpoint, sel.region)
+			target, err = newKinesisTarget(*toStream, *toEndpoint, toRegion)
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "redrive: %v\n", err)
@@ -85,6 +109,8 @@ are skipped, and writing into the dead-letter stream itself is refused.`, stderr
 	limiter := rate.NewLimiter(limit, max(1, int(*perSecond)))
 
 	var st redriveStats
+	var written atomic.Int64 // for the progress line, read from its goroutine
+	stopProgress := progress.Start(stderr, "redrive", "records", 0, written.Load)
 	seen := map[string]bool{}
 	explicitLimit := false
 	fs.Visit(func(f *flag.Flag) { explicitLimit = explicitLimit || f.Name == "max-redrives" })
@@ -116,23 +142,40 @@ are skipped, and writing into the dead-letter stream itself is refused.`, stderr
 		if err := limiter.Wait(ctx); err != nil {
 			return err
 		}
+		st.attempted++
+		written.Add(1)
 		if err := target.write(ctx, l); err != nil {
 			return fmt.Errorf("redrive %s: %w", id, err)
 		}
-		st.redriven++
 		return nil
 	})
+	stopProgress()
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "redrive: interrupted: the summary below counts only what was written before the signal")
+	}
 	if target != nil {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		err = errors.Join(err, target.close(closeCtx))
 		cancel()
+		// Only what the destination acknowledged counts as redriven.
+		st.redriven = target.acked()
 	}
 	verb := "redriven"
 	if *dryRun {
 		verb = "would redrive"
 	}
-	fmt.Fprintf(stdout, "%s %d to %s; skipped %d at --max-redrives, %d duplicate ids, %d truncated\n",
-		verb, st.redriven, dest, st.exhausted, st.duplicates, st.truncated)
+	failed := ""
+	if n := st.attempted - st.redriven; !*dryRun && n > 0 {
+		failed = fmt.Sprintf(", %d NOT written", n)
+	}
+	if !*dryRun {
+		dest += " (acknowledged)"
+	}
+	fmt.Fprintf(stdout, "%s %d to %s%s; skipped %d at --max-redrives, %d duplicate ids, %d truncated\n",
+		verb, st.redriven, dest, failed, st.exhausted, st.duplicates, st.truncated)
+	if err == nil && !*dryRun && st.redriven != st.attempted {
+		err = fmt.Errorf("%d of %d records were not acknowledged", st.attempted-st.redriven, st.attempted)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "redrive: %v\n", err)
 		return 1
@@ -141,7 +184,7 @@ are skipped, and writing into the dead-letter stream itself is refused.`, stderr
 }
 
 type redriveStats struct {
-	redriven, exhausted, duplicates, truncated int
+	attempted, redriven, exhausted, duplicates, truncated int
 }
 
 // checkTarget validates the destination flags and refuses a destination
@@ -185,15 +228,19 @@ func sameBrokers(a, b string) bool {
 	return false
 }
 
-// kafkaTarget produces asynchronously and reports the first failure.
+// kafkaTarget produces asynchronously, counts acknowledged records and
+// reports the first failure.
 type kafkaTarget struct {
-	client *kgo.Client
-	mu     sync.Mutex
-	err    error
+	client         *kgo.Client
+	brokers, topic string
+	checked        bool
+	ok             atomic.Int64
+	mu             sync.Mutex
+	err            error
 }
 
-func newKafkaTarget(brokers, topic string) (*kafkaTarget, error) {
-	opts, err := kafkaClientOpts(strings.Split(brokers, ","), config.TLS{}, config.SASL{})
+func newKafkaTarget(brokers, topic string, tls config.TLS, sasl config.SASL) (*kafkaTarget, error) {
+	opts, err := kafkaClientOpts(strings.Split(brokers, ","), tls, sasl)
 	if err != nil {
 		return nil, err
 	}
@@ -206,10 +253,31 @@ func newKafkaTarget(brokers, topic string) (*kafkaTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &kafkaTarget{client: client}, nil
+	return &kafkaTarget{client: client, brokers: brokers, topic: topic}, nil
+}
+
+// check fails the first write when the broker does not answer or the topic
+// does not exist, instead of a delivery timeout per record.
+func (t *kafkaTarget) check(ctx context.Context) error {
+	lookup, cancel := context.WithTimeout(ctx, kafkaRetryTimeout)
+	defer cancel()
+	topics, err := kadm.NewClient(t.client).ListTopics(lookup, t.topic)
+	if err != nil {
+		return fmt.Errorf("looking up topic %s on %s: %w", t.topic, t.brokers, err)
+	}
+	if tp, ok := topics[t.topic]; !ok || tp.Err != nil {
+		return fmt.Errorf("topic %s does not exist on %s (or cannot be described): %v", t.topic, t.brokers, tp.Err)
+	}
+	return nil
 }
 
 func (t *kafkaTarget) write(ctx context.Context, l *Letter) error {
+	if !t.checked {
+		if err := t.check(ctx); err != nil {
+			return err
+		}
+		t.checked = true
+	}
 	t.mu.Lock()
 	err := t.err
 	t.mu.Unlock()
@@ -224,7 +292,9 @@ func (t *kafkaTarget) write(ctx context.Context, l *Letter) error {
 	}
 	r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderRedrive, Value: []byte(strconv.Itoa(l.RedriveCount + 1))})
 	t.client.Produce(ctx, r, func(_ *kgo.Record, err error) {
-		if err != nil {
+		if err == nil {
+			t.ok.Add(1)
+		} else {
 			t.mu.Lock()
 			t.err = errors.Join(t.err, err)
 			t.mu.Unlock()
@@ -232,6 +302,8 @@ func (t *kafkaTarget) write(ctx context.Context, l *Letter) error {
 	})
 	return nil
 }
+
+func (t *kafkaTarget) acked() int { return int(t.ok.Load()) }
 
 func (t *kafkaTarget) close(ctx context.Context) error {
 	defer t.client.Close()
@@ -247,7 +319,10 @@ func (t *kafkaTarget) close(ctx context.Context) error {
 type kinesisTarget struct {
 	api    *kinesis.Client
 	stream string
+	ok     int
 }
+
+func (t *kinesisTarget) acked() int { return t.ok }
 
 // kinesisWriteAttempts bounds the retries of one redriven record.
 const kinesisWriteAttempts = 5
@@ -275,6 +350,7 @@ func (t *kinesisTarget) write(ctx context.Context, l *Letter) error {
 		})
 		cancel()
 		if err == nil {
+			t.ok++
 			return nil
 		}
 		if serr := sleep(ctx, backoff(attempt)); serr != nil {

@@ -42,6 +42,11 @@ func newS3Metrics(reg prometheus.Registerer) (*s3Metrics, error) {
 	if m.errors, err = promreg.Register(reg, m.errors); err != nil {
 		return nil, err
 	}
+	// Alerts and the dashboard name these: zero from the start.
+	for _, op := range s3Operations {
+		m.retries.WithLabelValues(op)
+		m.errors.WithLabelValues(op)
+	}
 	return m, nil
 }
 
@@ -63,3 +68,7 @@ func (m *s3Metrics) observe(op string, d time.Duration, attempts int, err error)
 func isAnswer(err error) bool {
 	return isNotFound(err) || isConditionFailed(err)
 }
+
+// s3Operations are the operation label values of the S3 store's calls.
+var s3Operations = []string{"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "HeadObject",
+	"AbortMultipartUpload", "ListMultipartUploads", "PutObject", "GetObject", "ListObjectsV2", "DeleteObject"}

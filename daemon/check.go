@@ -1,0 +1,92 @@
+package daemon
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/sinkd/sinkd/buckets"
+	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/schema"
+)
+
+// compileRaw compiles OpenSearch index and id templates the way the pipeline does.
+func compileRaw(s *schema.Schema) func(string) error {
+	return func(t string) error {
+		_, err := buckets.CompileRaw(t, s, config.EventTime{Source: "broker"}, "UTC")
+		return err
+	}
+}
+
+// templateProblems turns the failure of a template into every problem it
+// has. The template compiler stops at its first problem; here each
+// placeholder is compiled on its own, so that one run of `sinkd validate`
+// lists them all, and an unknown field name gets the closest schema field as
+// a suggestion. When no placeholder fails alone (an unbalanced brace, say),
+// the compiler's own error is the one problem.
+func templateProblems(tmpl string, s *schema.Schema, compile func(string) error, whole error) []string {
+	var out []string
+	for i := 0; i < len(tmpl); i++ {
+		if tmpl[i] != '{' {
+			continue
+		}
+		end := strings.IndexAny(tmpl[i+1:], "{}")
+		if end < 0 || tmpl[i+1+end] != '}' {
+			break // the structure is broken: the compiler's error says where
+		}
+		body := tmpl[i+1 : i+1+end]
+		name, _, _ := strings.Cut(body, ":")
+		switch _, known := s.Lookup(name); {
+		case name != "" && !strings.HasPrefix(name, "@") && !known:
+			msg := fmt.Sprintf("template %q: at offset %d: unknown field %q", tmpl, i, name)
+			if near := closestField(name, s); near != "" {
+				msg += fmt.Sprintf(", did you mean %q?", near)
+			}
+			out = append(out, msg)
+		default:
+			if err := compile("{" + body + "}"); err != nil {
+				_, why, ok := strings.Cut(err.Error(), ": at offset 0: ")
+				if !ok {
+					why = err.Error()
+				}
+				out = append(out, fmt.Sprintf("template %q: at offset %d: %s", tmpl, i, why))
+			}
+		}
+		i += end + 1
+	}
+	if len(out) == 0 {
+		return []string{whole.Error()}
+	}
+	return out
+}
+
+// closestField is the schema field within a third of the name's length in
+// edits (at least 2): most unknown names are typos.
+func closestField(name string, s *schema.Schema) string {
+	best, bestDist := "", max(2, len(name)/3)+1
+	for _, f := range s.Fields() {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(f.Name)); d < bestDist {
+			best, bestDist = f.Name, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
