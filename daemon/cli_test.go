@@ -14,7 +14,7 @@ import (
 )
 
 // The command-line tests run the real binary, built once per test process.
-var binary struct {
+var builtBinary struct {
 	once sync.Once
 	path string
 	err  error
@@ -22,23 +22,23 @@ var binary struct {
 
 func sinkdBinary(t *testing.T) string {
 	t.Helper()
-	binary.once.Do(func() {
+	builtBinary.once.Do(func() {
 		dir, err := os.MkdirTemp("", "sinkd-bin-")
 		if err != nil {
-			binary.err = err
+			builtBinary.err = err
 			return
 		}
-		binary.path = filepath.Join(dir, "sinkd")
-		cmd := exec.Command("go", "build", "-o", binary.path, "-ldflags", "-X github.com/sinkd/sinkd/daemon.buildCommit=testcommit -X github.com/sinkd/sinkd/daemon.buildDate=2026-01-02T03:04:05Z", ".")
+		builtBinary.path = filepath.Join(dir, "sinkd")
+		cmd := exec.Command("go", "build", "-o", builtBinary.path, "-ldflags", "-X github.com/sinkd/sinkd/daemon.buildCommit=testcommit -X github.com/sinkd/sinkd/daemon.buildDate=2026-01-02T03:04:05Z", ".")
 		cmd.Dir = ".."
 		if out, err := cmd.CombinedOutput(); err != nil {
-			binary.err = errors.New("go build: " + err.Error() + "\n" + string(out))
+			builtBinary.err = errors.New("go build: " + err.Error() + "\n" + string(out))
 		}
 	})
-	if binary.err != nil {
-		t.Fatal(binary.err)
+	if builtBinary.err != nil {
+		t.Fatal(builtBinary.err)
 	}
-	return binary.path
+	return builtBinary.path
 }
 
 type result struct {
