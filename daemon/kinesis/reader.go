@@ -57,9 +57,13 @@ type reader struct {
 	generation uint64 // of the Source when the reader started
 	shard      string
 	start      *source.Start // nil: the configured start position
+	child      bool          // has parents: never started at LATEST
 	cancel     context.CancelFunc
 	done       chan struct{}
 	behind     atomic.Int64 // MillisBehindLatest of the last read; -1 before it
+	// drained: every record, up to SHARD_END, was handed to the pipeline;
+	// marked: the leases know it. Both set under Source.mu.
+	drained, marked bool
 	// finished: committed past the end; set under Source.mu.
 	finished bool
 
@@ -69,9 +73,9 @@ type reader struct {
 	ended   bool // SHARD_END read: the shard is closed and read to its end
 }
 
-func (s *Source) startReader(shard string, start *source.Start) *reader {
+func (s *Source) startReader(shard string, start *source.Start, child bool) *reader {
 	ctx, cancel := context.WithCancel(s.life)
-	r := &reader{s: s, generation: s.generation.Load(), shard: shard, start: start, cancel: cancel, done: make(chan struct{})}
+	r := &reader{s: s, generation: s.generation.Load(), shard: shard, start: start, child: child, cancel: cancel, done: make(chan struct{})}
 	r.behind.Store(-1)
 	go r.run(ctx)
 	return r
@@ -183,7 +187,12 @@ func (r *reader) run(ctx context.Context) {
 			r.mu.Unlock()
 			r.behind.Store(0)
 			log.Info("kinesis: shard read to its end (SHARD_END)")
-			r.s.wake()
+			// Behind every record of the shard: when Poll takes it, the
+			// pipeline has them all, and the children may start.
+			select {
+			case r.s.out <- batch{generation: r.generation, end: r.shard}:
+			case <-ctx.Done():
+			}
 			return
 		}
 		iter = resp.NextShardIterator
@@ -200,7 +209,7 @@ func (r *reader) iterator(ctx context.Context) (*string, error) {
 	if r.hasLast {
 		last = &r.last
 	}
-	in, err := iteratorInput(r.s.cfg, r.shard, last, r.start)
+	in, err := iteratorInput(r.s.cfg, r.shard, last, r.start, r.child)
 	r.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -220,10 +229,12 @@ func (r *reader) iterator(ctx context.Context) (*string, error) {
 // iteratorInput starts after the last record queued, else at the start
 // position: a committed one (the pipeline drops what it already processed, so
 // starting at the position itself is safe and keeps the rest of a KPL
-// aggregate), or the configured one for a shard never committed. (A shard
-// started at LATEST whose iterator expires before its first record starts
-// at LATEST again: there is no position to resume from.)
-func iteratorInput(cfg *config.Kinesis, shard string, last *record.Position, start *source.Start) (*kinesis.GetShardIteratorInput, error) {
+// aggregate), or the configured one for a shard never committed. A child
+// shard is never started at LATEST: its parents were read to their end, and
+// its records follow theirs. (A shard started at LATEST whose iterator
+// expires before its first record starts at LATEST again: there is no
+// position to resume from.)
+func iteratorInput(cfg *config.Kinesis, shard string, last *record.Position, start *source.Start, child bool) (*kinesis.GetShardIteratorInput, error) {
 	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(cfg.Stream), ShardId: aws.String(shard)}
 	switch {
 	case last != nil:
@@ -231,7 +242,7 @@ func iteratorInput(cfg *config.Kinesis, shard string, last *record.Position, sta
 		in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAfterSequenceNumber, aws.String(last.Seq)
 	case start != nil:
 		in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAtSequenceNumber, aws.String(start.Position.Seq)
-	case cfg.Start == "latest":
+	case cfg.Start == "latest" && !child:
 		in.ShardIteratorType = types.ShardIteratorTypeLatest
 	case cfg.Start == "at_timestamp":
 		t, err := time.Parse(time.RFC3339, cfg.StartTime)

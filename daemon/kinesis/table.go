@@ -34,6 +34,9 @@ const (
 	attrAfter   = "checkpointAfter"
 	attrRef     = "manifestRef"
 	attrParents = "parentShardIds"
+	// attrDrained: every record of the shard was handed to the pipeline, so
+	// its children may start; SHARD_END follows with the commit.
+	attrDrained = "drained"
 
 	// shardEnd is the checkpoint of a shard read to its end and committed.
 	shardEnd = "SHARD_END"
@@ -65,11 +68,14 @@ type tableLeases struct {
 	mu   sync.Mutex
 	held map[string]*heldLease
 	seen map[string]observed
+	last []*item // the last scan, for view
+	lastAt time.Time
 }
 
 type heldLease struct {
 	counter int64
 	renewed time.Time
+	drained bool // marked drained by this instance: read to its end
 }
 
 // observed is a lease's owner and counter as last seen, and since when.
@@ -88,6 +94,7 @@ type item struct {
 	start   *source.Start
 	ref     string
 	parents []string
+	drained bool
 }
 
 func newTableLeases(ctx context.Context, awsCfg aws.Config, cfg *config.Kinesis, instance string, log *slog.Logger) (*tableLeases, error) {
@@ -147,6 +154,7 @@ func (t *tableLeases) sync(ctx context.Context, shards []shard) ([]grant, []stri
 	if err != nil {
 		return nil, nil, err
 	}
+	t.last, t.lastAt = items, now
 	byKey := map[string]*item{}
 	for _, it := range items {
 		byKey[it.key] = it
@@ -164,6 +172,7 @@ func (t *tableLeases) sync(ctx context.Context, shards []shard) ([]grant, []stri
 			if it != nil {
 				byKey[s.id] = it
 				t.seen[s.id] = observed{since: now}
+				t.last = append(t.last, it)
 			}
 		}
 	}
@@ -176,8 +185,9 @@ func (t *tableLeases) sync(ctx context.Context, shards []shard) ([]grant, []stri
 	for _, s := range shards {
 		listed[s.id] = true
 	}
-	// Balance what can be read now: finished shards and children waiting
-	// for their parents do not count.
+	// Balance what can be read now: finished and drained shards (waiting
+	// only for their files to commit) and children waiting for their parents
+	// do not count.
 	instances := map[string]bool{t.instance: true}
 	active := 0
 	for key, it := range byKey {
@@ -187,16 +197,17 @@ func (t *tableLeases) sync(ctx context.Context, shards []shard) ([]grant, []stri
 			}
 			continue
 		}
-		if !it.end && t.parentsDone(it, byKey, listed) {
+		if !it.end && !it.drained && t.parentsDone(it, byKey, listed) {
 			active++
 		}
 	}
 	target := (active + len(instances) - 1) / len(instances)
 
+	reading := t.reading()
 	var giveUp []string
-	if extra := len(t.held) - target; extra > 0 {
+	if extra := len(reading) - target; extra > 0 {
 		// One at a time: the others take it, then the counts are redone.
-		giveUp = append(giveUp, t.sortedHeld()[0])
+		giveUp = append(giveUp, reading[0])
 	}
 	var taken []grant
 	keys := make([]string, 0, len(byKey))
@@ -205,7 +216,7 @@ func (t *tableLeases) sync(ctx context.Context, shards []shard) ([]grant, []stri
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		if len(t.held)+len(taken) >= target {
+		if len(reading)+len(taken) >= target {
 			break
 		}
 		it := byKey[key]
@@ -223,19 +234,80 @@ func (t *tableLeases) sync(ctx context.Context, shards []shard) ([]grant, []stri
 	return taken, giveUp, nil
 }
 
-// parentsDone: a child is taken once each parent's lease says SHARD_END; a
-// parent neither leased nor listed has aged out of the stream.
+// parentsDone: a child is taken once each parent's lease says drained or
+// SHARD_END; a parent neither leased nor listed has aged out of the stream.
 func (t *tableLeases) parentsDone(it *item, byKey map[string]*item, listed map[string]bool) bool {
 	for _, p := range it.parents {
 		pl := byKey[p]
 		if pl == nil && !listed[p] {
 			continue
 		}
-		if pl == nil || !pl.end {
+		if pl == nil || !(pl.end || pl.drained) {
 			return false
 		}
 	}
 	return true
+}
+
+// reading are the held shards still being read (not drained), sorted.
+func (t *tableLeases) reading() []string {
+	out := make([]string, 0, len(t.held))
+	for _, k := range t.sortedHeld() {
+		if !t.held[k].drained {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func (t *tableLeases) drained(ctx context.Context, shards []string) ([]string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var lost []string
+	var errs []error
+	for _, key := range shards {
+		h := t.held[key]
+		if h == nil {
+			lost = append(lost, key)
+			continue
+		}
+		c, err := t.update(ctx, key, h.counter, "SET "+attrCounter+" = :next, "+attrDrained+" = :true",
+			map[string]types.AttributeValue{":true": &types.AttributeValueMemberBOOL{Value: true}})
+		switch {
+		case err == nil:
+			h.counter, h.renewed, h.drained = c, time.Now(), true
+		case isConditionFailed(err):
+			delete(t.held, key)
+			lost = append(lost, key)
+		default:
+			errs = append(errs, fmt.Errorf("kinesis: marking %s drained: %w", key, err))
+		}
+	}
+	return lost, errors.Join(errs...)
+}
+
+// view: a lease is live when this instance holds it, or when its counter
+// moved within three renewal intervals: an owner that missed two renewals in
+// a row has stopped reading, well before its lease may be taken.
+func (t *tableLeases) view() map[string]leaseView {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	stale := 3 * t.every
+	out := make(map[string]leaseView, len(t.last))
+	for _, it := range t.last {
+		if strings.HasPrefix(it.key, heartbeatPrefix) {
+			continue
+		}
+		v := leaseView{end: it.end, drained: it.drained, start: it.start}
+		switch {
+		case t.held[it.key] != nil:
+			v.live = true
+		case it.owner != "" && it.owner != t.instance:
+			v.live = t.lastAt.Sub(t.seen[it.key].since) < stale
+		}
+		out[it.key] = v
+	}
+	return out
 }
 
 func (t *tableLeases) sortedHeld() []string {
@@ -409,7 +481,7 @@ func (t *tableLeases) take(ctx context.Context, it *item, now time.Time) (*grant
 	if it.owner != "" {
 		t.log.Info("kinesis: took an expired lease", "shard", it.key, "from", it.owner)
 	}
-	return &grant{shard: it.key, progress: progress{Start: it.start, Ref: it.ref}}, nil
+	return &grant{shard: it.key, child: len(it.parents) > 0, progress: progress{Start: it.start, Ref: it.ref}}, nil
 }
 
 func (t *tableLeases) checkpoint(ctx context.Context, ps map[string]progress) ([]string, error) {
@@ -494,6 +566,9 @@ func decode(av map[string]types.AttributeValue) *item {
 	it.key, it.owner, it.counter, it.ref = getS(attrKey), getS(attrOwner), getN(attrCounter), getS(attrRef)
 	if v, ok := av[attrParents].(*types.AttributeValueMemberSS); ok {
 		it.parents = v.Value
+	}
+	if v, ok := av[attrDrained].(*types.AttributeValueMemberBOOL); ok {
+		it.drained = v.Value
 	}
 	switch seq := getS(attrSeq); seq {
 	case "":
