@@ -550,4 +550,3 @@ func (s *Source) take(ctx context.Context, gs []grant) {
 		s.readers[g.shard] = s.startReader(g.shard, start, g.child)
 	}
 }
-

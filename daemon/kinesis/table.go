@@ -65,10 +65,10 @@ type tableLeases struct {
 
 	// mu serialises every write, so that a checkpoint always conditions on
 	// the counter the last renewal set.
-	mu   sync.Mutex
-	held map[string]*heldLease
-	seen map[string]observed
-	last []*item // the last scan, for view
+	mu     sync.Mutex
+	held   map[string]*heldLease
+	seen   map[string]observed
+	last   []*item // the last scan, for view
 	lastAt time.Time
 }
 
