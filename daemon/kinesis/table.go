@@ -20,8 +20,9 @@ import (
 	"github.com/sinkd/sinkd/record"
 )
 
-// Lease items, after KCL's lease model: one item per shard, keyed by shard
-// id, with its owner, a counter every owner bumps to show it is alive (and
+// Lease items, after KCL's lease model: one item per shard, keyed by stream
+// and shard id ("<stream>/<shard id>", so that streams may share a table),
+// with its owner, a counter every owner bumps to show it is alive (and
 // every take bumps to fence the previous owner), the checkpoint and the
 // manifest reference. Instances also keep one heartbeat item each, so that
 // an instance that holds nothing yet still counts when leases are balanced.
@@ -56,6 +57,7 @@ const (
 type tableLeases struct {
 	db       *dynamodb.Client
 	table    string
+	stream   string
 	instance string
 	timeout  time.Duration
 	expiry   time.Duration
@@ -105,7 +107,7 @@ func newTableLeases(ctx context.Context, awsCfg aws.Config, cfg *config.Kinesis,
 	})
 	f := cfg.FailoverTime.D()
 	t := &tableLeases{
-		db: db, table: cfg.LeaseTable, instance: instance, timeout: cfg.RequestTimeout.D(),
+		db: db, table: cfg.LeaseTable, stream: cfg.Stream, instance: instance, timeout: cfg.RequestTimeout.D(),
 		expiry: f / 2, fence: f * 2 / 5, every: max(f/10, 100*time.Millisecond), log: log,
 		held: map[string]*heldLease{}, seen: map[string]observed{},
 	}
@@ -381,7 +383,7 @@ func (t *tableLeases) update(ctx context.Context, key string, counter int64, exp
 	defer cancel()
 	_, err := t.db.UpdateItem(cctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(t.table),
-		Key:                       map[string]types.AttributeValue{attrKey: str(key)},
+		Key:                       map[string]types.AttributeValue{attrKey: str(t.dbKey(key))},
 		UpdateExpression:          aws.String(expr),
 		ConditionExpression:       aws.String(attrOwner + " = :me AND " + attrCounter + " = :c"),
 		ExpressionAttributeValues: vals,
@@ -398,7 +400,7 @@ func (t *tableLeases) heartbeat(ctx context.Context) error {
 	defer cancel()
 	_, err := t.db.UpdateItem(cctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(t.table),
-		Key:                       map[string]types.AttributeValue{attrKey: str(heartbeatPrefix + t.instance)},
+		Key:                       map[string]types.AttributeValue{attrKey: str(t.dbKey(heartbeatPrefix + t.instance))},
 		UpdateExpression:          aws.String("SET " + attrOwner + " = :me ADD " + attrCounter + " :one"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":me": str(t.instance), ":one": num(1)},
 	})
@@ -420,7 +422,11 @@ func (t *tableLeases) scan(ctx context.Context) ([]*item, error) {
 			return nil, fmt.Errorf("kinesis: scanning lease table %s: %w", t.table, err)
 		}
 		for _, av := range resp.Items {
-			out = append(out, decode(av))
+			it := decode(av)
+			if key, ok := t.ownKey(it.key); ok {
+				it.key = key
+				out = append(out, it)
+			}
 		}
 		if len(resp.LastEvaluatedKey) == 0 {
 			return out, nil
@@ -431,13 +437,31 @@ func (t *tableLeases) scan(ctx context.Context) ([]*item, error) {
 
 // create adds a free lease for a new shard; nil when another instance just did.
 func (t *tableLeases) create(ctx context.Context, s shard) (*item, error) {
-	av := map[string]types.AttributeValue{attrKey: str(s.id), attrCounter: num(0)}
+	av := map[string]types.AttributeValue{attrKey: str(t.dbKey(s.id)), attrCounter: num(0)}
 	if len(s.parents) > 0 {
 		av[attrParents] = &types.AttributeValueMemberSS{Value: s.parents}
 	}
 	cctx, cancel := t.call(ctx)
 	defer cancel()
-	_, err := t.db.PutItem(cctx, &dynamodb.PutItemInput{
+	// A table written before leases were keyed by stream holds the shard's
+	// progress under its bare id: carry it over, once.
+	old, err := t.db.GetItem(cctx, &dynamodb.GetItemInput{
+		TableName: aws.String(t.table), Key: map[string]types.AttributeValue{attrKey: str(s.id)}, ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kinesis: reading an older lease of %s: %w", s.id, err)
+	}
+	migrated := &item{key: s.id, parents: s.parents}
+	if len(old.Item) > 0 {
+		for _, a := range []string{attrSeq, attrSub, attrAfter, attrRef, attrDrained} {
+			if v, ok := old.Item[a]; ok {
+				av[a] = v
+			}
+		}
+		o := decode(old.Item)
+		migrated.start, migrated.end, migrated.ref, migrated.drained = o.start, o.end, o.ref, o.drained
+	}
+	_, err = t.db.PutItem(cctx, &dynamodb.PutItemInput{
 		TableName: aws.String(t.table), Item: av,
 		ConditionExpression: aws.String("attribute_not_exists(" + attrKey + ")"),
 	})
@@ -447,7 +471,7 @@ func (t *tableLeases) create(ctx context.Context, s shard) (*item, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kinesis: creating lease of %s: %w", s.id, err)
 	}
-	return &item{key: s.id, parents: s.parents}, nil
+	return migrated, nil
 }
 
 // take claims a free or expired lease: the condition on the counter and
@@ -466,7 +490,7 @@ func (t *tableLeases) take(ctx context.Context, it *item, now time.Time) (*grant
 	defer cancel()
 	_, err := t.db.UpdateItem(cctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(t.table),
-		Key:                       map[string]types.AttributeValue{attrKey: str(it.key)},
+		Key:                       map[string]types.AttributeValue{attrKey: str(t.dbKey(it.key))},
 		UpdateExpression:          aws.String("SET " + attrOwner + " = :me, " + attrCounter + " = :next"),
 		ConditionExpression:       aws.String(cond),
 		ExpressionAttributeValues: vals,
@@ -542,10 +566,29 @@ func (t *tableLeases) leave(ctx context.Context) {
 	cctx, cancel := t.call(ctx)
 	defer cancel()
 	if _, err := t.db.DeleteItem(cctx, &dynamodb.DeleteItemInput{
-		TableName: aws.String(t.table), Key: map[string]types.AttributeValue{attrKey: str(heartbeatPrefix + t.instance)},
+		TableName: aws.String(t.table), Key: map[string]types.AttributeValue{attrKey: str(t.dbKey(heartbeatPrefix + t.instance))},
 	}); err != nil {
 		t.log.Warn("kinesis: removing this instance's heartbeat failed; it expires after failover_time", "err", err)
 	}
+}
+
+// dbKey is the table key of a shard's lease or of an instance's heartbeat:
+// scoped by stream, so that one table can serve several streams (shard ids
+// repeat from one stream to the next).
+func (t *tableLeases) dbKey(key string) string {
+	if name, ok := strings.CutPrefix(key, heartbeatPrefix); ok {
+		return heartbeatPrefix + t.stream + "/" + name
+	}
+	return t.stream + "/" + key
+}
+
+// ownKey maps a table key back; false for another stream's items (and for
+// items older than stream scoping).
+func (t *tableLeases) ownKey(db string) (string, bool) {
+	if name, ok := strings.CutPrefix(db, heartbeatPrefix+t.stream+"/"); ok {
+		return heartbeatPrefix + name, true
+	}
+	return strings.CutPrefix(db, t.stream+"/")
 }
 
 func decode(av map[string]types.AttributeValue) *item {
