@@ -158,9 +158,7 @@ func (r *reader) run(ctx context.Context) {
 		}
 		failures = 0
 		r.s.m.reads.Inc()
-		if resp.MillisBehindLatest != nil {
-			r.behind.Store(*resp.MillisBehindLatest)
-		}
+		r.behind.Store(behindLatest(resp, limit, time.Now()))
 		bytes := 0
 		if len(resp.Records) > 0 {
 			recs := r.convert(resp.Records)
@@ -200,6 +198,20 @@ func (r *reader) run(ctx context.Context) {
 		wait := max(r.s.cfg.PollInterval.D(), minReadInterval, time.Duration(bytes)*time.Second/shardBytesPerS)
 		sleep(ctx, wait)
 	}
+}
+
+// behindLatest is how far behind the tip a read left the shard: Kinesis's
+// MillisBehindLatest, except that a full result (as many records as asked
+// for) is never caught up, whatever a server says (emulators report 0): then
+// the age of its last record, at least 1 ms, so that lag never reads 0 while
+// records are unread.
+func behindLatest(resp *kinesis.GetRecordsOutput, limit int, now time.Time) int64 {
+	ms := aws.ToInt64(resp.MillisBehindLatest)
+	if n := len(resp.Records); n > 0 && n >= limit && resp.NextShardIterator != nil {
+		age := now.Sub(aws.ToTime(resp.Records[n-1].ApproximateArrivalTimestamp)).Milliseconds()
+		ms = max(ms, age, 1)
+	}
+	return ms
 }
 
 // iterator gets a shard iterator where iteratorInput says.
