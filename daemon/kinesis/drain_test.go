@@ -95,3 +95,30 @@ func TestPollMarksShardDrainedAfterItsRecords(t *testing.T) {
 		t.Fatal("the coordinator was not woken to start the children")
 	}
 }
+
+// TestLagsCountRecordsNotYetProcessed: a shard whose last read reached the
+// tip is still behind while the pipeline has not processed its records.
+func TestLagsCountRecordsNotYetProcessed(t *testing.T) {
+	s := testSource()
+	r := &reader{s: s, shard: "a", last: record.Position{Seq: "5", Sub: 1}, hasLast: true}
+	r.behind.Store(0)
+	r.lastArrival.Store(time.Now().Add(-time.Minute).UnixMilli())
+	s.readers = map[string]*reader{"a": r}
+	for _, tt := range []struct {
+		name   string
+		done   record.Position
+		behind bool
+	}{
+		{"nothing processed yet", record.Position{}, true},
+		{"an earlier record processed", record.Position{Seq: "5"}, true},
+		{"the last record read processed", record.Position{Seq: "5", Sub: 1}, false},
+	} {
+		got := s.Lags(map[record.PartitionID]record.Position{s.pid("a"): tt.done})[s.pid("a")].MillisBehind
+		if (got > 0) != tt.behind {
+			t.Errorf("%s: MillisBehind %d, want behind %v", tt.name, got, tt.behind)
+		}
+		if tt.behind && got < 59_000 {
+			t.Errorf("%s: MillisBehind %d, want at least the age of the last record read (1 min)", tt.name, got)
+		}
+	}
+}

@@ -28,8 +28,9 @@ type grant struct {
 
 // leaseView is one shard's lease as last seen.
 type leaseView struct {
-	// live: held by this instance, or by another that keeps renewing it.
-	live bool
+	// live: held by this instance, or by another that keeps renewing it;
+	// held: by this instance.
+	live, held bool
 	// end: read to its end and committed; drained: read to its end.
 	end, drained bool
 	start        *source.Start // the lease's checkpoint; nil when never committed
@@ -128,7 +129,7 @@ func (l *localLeases) view() map[string]leaseView {
 	defer l.mu.Unlock()
 	out := make(map[string]leaseView, len(l.listed))
 	for _, s := range l.listed {
-		out[s.id] = leaseView{live: l.held[s.id], end: l.finished[s.id], drained: l.drain[s.id]}
+		out[s.id] = leaseView{live: l.held[s.id], held: l.held[s.id], end: l.finished[s.id], drained: l.drain[s.id]}
 	}
 	return out
 }

@@ -61,6 +61,7 @@ type reader struct {
 	cancel     context.CancelFunc
 	done       chan struct{}
 	behind     atomic.Int64 // MillisBehindLatest of the last read; -1 before it
+	lastArrival atomic.Int64 // of the last record queued, Unix ms
 	// drained: every record, up to SHARD_END, was handed to the pipeline;
 	// marked: the leases know it. Both set under Source.mu.
 	drained, marked bool
@@ -85,6 +86,14 @@ func (s *Source) startReader(shard string, start *source.Start, child bool) *rea
 func (r *reader) stop() {
 	r.cancel()
 	<-r.done
+}
+
+// unprocessed tells whether records queued from the shard are past done, the
+// last one the pipeline processed (none when done.Seq is empty).
+func (r *reader) unprocessed(done record.Position) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.hasLast && (done.Seq == "" || done.Compare(r.last) < 0)
 }
 
 // complete tells whether the shard is read to its end and st, a committed
@@ -169,15 +178,22 @@ func (r *reader) run(ctx context.Context) {
 			if r.s.queue.acquire(ctx, queuedSize(recs)) != nil {
 				return
 			}
+			// Last set before the batch is queued: Lags never sees records
+			// the pipeline may have that last does not cover.
+			r.mu.Lock()
+			prevLast, prevHas := r.last, r.hasLast
+			r.last, r.hasLast = recs[len(recs)-1].Position, true
+			r.mu.Unlock()
+			r.lastArrival.Store(recs[len(recs)-1].Timestamp.UnixMilli())
 			select {
 			case r.s.out <- batch{generation: r.generation, recs: recs}:
 			case <-ctx.Done():
 				r.s.queue.release(queuedSize(recs))
+				r.mu.Lock()
+				r.last, r.hasLast = prevLast, prevHas
+				r.mu.Unlock()
 				return
 			}
-			r.mu.Lock()
-			r.last, r.hasLast = recs[len(recs)-1].Position, true
-			r.mu.Unlock()
 		}
 		if resp.NextShardIterator == nil {
 			r.mu.Lock()

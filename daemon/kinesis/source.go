@@ -221,14 +221,21 @@ func (s *Source) drainedShard(b batch) {
 }
 
 // Lags reports MillisBehindLatest of each held shard from its last read;
-// idle shards are polled too, so it stays fresh.
+// idle shards are polled too, so it stays fresh. next is the last record the
+// pipeline processed (none when its Seq is empty): while records read from a
+// shard wait for the pipeline, in the source's queue or in the pipeline's,
+// the shard is behind by at least the age of the newest of them, however
+// close to the tip the read was.
 func (s *Source) Lags(next map[record.PartitionID]record.Position) map[record.PartitionID]source.Lag {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[record.PartitionID]source.Lag, len(next))
-	for id := range next {
+	for id, done := range next {
 		if r := s.readers[id.Shard]; r != nil && id.Stream == s.cfg.Stream {
 			if ms := r.behind.Load(); ms >= 0 {
+				if r.unprocessed(done) {
+					ms = max(ms, time.Since(time.UnixMilli(r.lastArrival.Load())).Milliseconds(), 1)
+				}
 				out[id] = source.Lag{Records: -1, MillisBehind: ms}
 			}
 		}

@@ -303,7 +303,7 @@ func (t *tableLeases) view() map[string]leaseView {
 		v := leaseView{end: it.end, drained: it.drained, start: it.start}
 		switch {
 		case t.held[it.key] != nil:
-			v.live = true
+			v.live, v.held = true, true
 		case it.owner != "" && it.owner != t.instance:
 			v.live = t.lastAt.Sub(t.seen[it.key].since) < stale
 		}
