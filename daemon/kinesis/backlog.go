@@ -160,6 +160,9 @@ func (s *Source) probe(ctx context.Context, shard string, start *source.Start, c
 		return
 	}
 	p.unread, p.millis, p.at = unread, millis, time.Now()
+	if unread {
+		s.wake() // report it now, not at the next sync
+	}
 }
 
 // firstUnread tells whether shard has a record at or after start, and how old

@@ -53,14 +53,14 @@ const (
 
 // reader polls one owned shard and queues what it reads for Poll.
 type reader struct {
-	s          *Source
-	generation uint64 // of the Source when the reader started
-	shard      string
-	start      *source.Start // nil: the configured start position
-	child      bool          // has parents: never started at LATEST
-	cancel     context.CancelFunc
-	done       chan struct{}
-	behind     atomic.Int64 // MillisBehindLatest of the last read; -1 before it
+	s           *Source
+	generation  uint64 // of the Source when the reader started
+	shard       string
+	start       *source.Start // nil: the configured start position
+	child       bool          // has parents: never started at LATEST
+	cancel      context.CancelFunc
+	done        chan struct{}
+	behind      atomic.Int64 // MillisBehindLatest of the last read; -1 before it
 	lastArrival atomic.Int64 // of the last record queued, Unix ms
 	// drained: every record, up to SHARD_END, was handed to the pipeline;
 	// marked: the leases know it. Both set under Source.mu.
