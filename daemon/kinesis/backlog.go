@@ -44,10 +44,12 @@ type backlogState struct {
 	list   []source.Backlog
 	probes map[string]*probe
 	sem    chan struct{}
+	// refresh asks the coordinator to recompute the view.
+	refresh chan struct{}
 }
 
 func newBacklogState() *backlogState {
-	return &backlogState{probes: map[string]*probe{}, sem: make(chan struct{}, probesInFlight)}
+	return &backlogState{probes: map[string]*probe{}, sem: make(chan struct{}, probesInFlight), refresh: make(chan struct{}, 1)}
 }
 
 // Backlogs reports every listed shard of the stream, from the view the
@@ -161,7 +163,11 @@ func (s *Source) probe(ctx context.Context, shard string, start *source.Start, c
 	}
 	p.unread, p.millis, p.at = unread, millis, time.Now()
 	if unread {
-		s.wake() // report it now, not at the next sync
+		// Report it now, not at the next sync (without re-listing).
+		select {
+		case s.backlog.refresh <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -467,6 +467,7 @@ func (s *Source) run() {
 			return
 		case <-s.wakeup:
 			relist = true
+		case <-s.backlog.refresh:
 		case <-tick.C:
 		}
 	}
