@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -500,4 +501,95 @@ func TestKinesisShippedKillAndRestart(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	a.stop(t, 2*time.Minute)
 	s.verifyShipped()
+}
+
+// TestKinesisShippedCrashAfterChildStarts: the shipped example reads a
+// stream whose shard splits; once the children are read while the parent's
+// last records are still only in open files (its lease drained, not
+// SHARD_END), sinkd is SIGKILLed. Restarted with its id, it reads the parent
+// again from its last commit and the children from theirs: every trip lands
+// exactly once, and the parent's SHARD_END is committed at the end.
+func TestKinesisShippedCrashAfterChildStarts(t *testing.T) {
+	s := newShippedKinesis(t, "kshipcrash")
+	s.createStream(2)
+	a := s.start("kshipcrash-a")
+	a.waitRunning(t)
+	const trips = 20_000
+	produced := s.produceFrom(1, trips, 1000)
+	time.Sleep(6 * time.Second)
+	s.reshard(true)
+	parentOf := func() (parent string, children []string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := s.client(ctx).ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(s.topic)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sh := range resp.Shards {
+			if sh.ParentShardId != nil {
+				parent = *sh.ParentShardId
+				children = append(children, *sh.ShardId)
+			}
+		}
+		return parent, children
+	}
+	parent, children := parentOf()
+	if len(children) != 2 {
+		t.Fatalf("children %v after a split", children)
+	}
+	// Both children read, and a checkpoint has stored their positions.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		started := 0
+		for _, e := range logEvents(t, a) {
+			if e.Msg == "partition assigned" && slices.Contains(children, e.Partition[strings.LastIndexByte(e.Partition, '/')+1:]) {
+				started++
+			}
+		}
+		cps := s.leaseCheckpoints()
+		if started == 2 && cps[children[0]] != "" && cps[children[1]] != "" {
+			if cps[parent] == "SHARD_END" {
+				t.Fatalf("the parent's lease says SHARD_END while its files are open (they roll after 5 min)")
+			}
+			t.Logf("children read and checkpointed; parent %s checkpoint %s", parent, cps[parent])
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("children not read and checkpointed within a minute (%d started, checkpoints %v)", started, cps)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	a.kill(t)
+	a = s.start("kshipcrash-a")
+	a.waitRunning(t)
+	produced()
+	// Read to the end: lag 0 for 3 s on end, with every shard owned again.
+	settledSince := time.Time{}
+	deadline = time.Now().Add(2 * time.Minute)
+	for {
+		if a.exited() {
+			t.Fatalf("sinkd exited by itself: %v", a.err)
+		}
+		v := s.scrape(a.instance)
+		owned := metric(t, s.addrs[a.instance], "sinkd_source_partitions_owned")
+		if v.zero() && owned >= 3 {
+			if settledSince.IsZero() {
+				settledSince = time.Now()
+			}
+			if time.Since(settledSince) > 3*time.Second {
+				break
+			}
+		} else {
+			settledSince = time.Time{}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not read to the end within 2 minutes of the restart: %+v, %.0f shards owned", v, owned)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	a.stop(t, 2*time.Minute)
+	s.verifyShipped()
+	if cp := s.leaseCheckpoints()[parent]; cp != "SHARD_END" {
+		t.Errorf("parent %s: lease checkpoint %q after the drain, want SHARD_END", parent, cp)
+	}
 }
