@@ -443,25 +443,7 @@ func (t *tableLeases) create(ctx context.Context, s shard) (*item, error) {
 	}
 	cctx, cancel := t.call(ctx)
 	defer cancel()
-	// A table written before leases were keyed by stream holds the shard's
-	// progress under its bare id: carry it over, once.
-	old, err := t.db.GetItem(cctx, &dynamodb.GetItemInput{
-		TableName: aws.String(t.table), Key: map[string]types.AttributeValue{attrKey: str(s.id)}, ConsistentRead: aws.Bool(true),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("kinesis: reading an older lease of %s: %w", s.id, err)
-	}
-	migrated := &item{key: s.id, parents: s.parents}
-	if len(old.Item) > 0 {
-		for _, a := range []string{attrSeq, attrSub, attrAfter, attrRef, attrDrained} {
-			if v, ok := old.Item[a]; ok {
-				av[a] = v
-			}
-		}
-		o := decode(old.Item)
-		migrated.start, migrated.end, migrated.ref, migrated.drained = o.start, o.end, o.ref, o.drained
-	}
-	_, err = t.db.PutItem(cctx, &dynamodb.PutItemInput{
+	_, err := t.db.PutItem(cctx, &dynamodb.PutItemInput{
 		TableName: aws.String(t.table), Item: av,
 		ConditionExpression: aws.String("attribute_not_exists(" + attrKey + ")"),
 	})
@@ -471,7 +453,7 @@ func (t *tableLeases) create(ctx context.Context, s shard) (*item, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kinesis: creating lease of %s: %w", s.id, err)
 	}
-	return migrated, nil
+	return &item{key: s.id, parents: s.parents}, nil
 }
 
 // take claims a free or expired lease: the condition on the counter and
