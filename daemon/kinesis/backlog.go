@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
+	"github.com/sinkd/sinkd/daemon/kinesis/kpl"
 	"github.com/sinkd/sinkd/daemon/source"
 )
 
@@ -171,8 +172,8 @@ func (s *Source) probe(ctx context.Context, shard string, start *source.Start, c
 	}
 }
 
-// firstUnread tells whether shard has a record at or after start, and how old
-// the first one is. An empty answer that is behind the tip (AWS may return
+// firstUnread tells whether shard has a record at start (after it, when
+// start.After), and how old the first one is. An empty answer that is behind the tip (AWS may return
 // empty results in a sparse shard) counts as unread, aged by
 // MillisBehindLatest.
 func (s *Source) firstUnread(ctx context.Context, shard string, start *source.Start, child bool) (bool, int64, error) {
@@ -189,7 +190,10 @@ func (s *Source) firstUnread(ctx context.Context, shard string, start *source.St
 		}
 		return false, 0, err
 	}
-	resp, err := s.api.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator, Limit: aws.Int32(1)},
+	// The iterator starts at the checkpoint's record, which a checkpoint
+	// "after" it has read unless user records of its aggregate remain: two
+	// records tell.
+	resp, err := s.api.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator, Limit: aws.Int32(2)},
 		func(o *kinesis.Options) { o.RetryMaxAttempts = 1 })
 	if err != nil {
 		if isThrottle(err) {
@@ -197,9 +201,14 @@ func (s *Source) firstUnread(ctx context.Context, shard string, start *source.St
 		}
 		return false, 0, err
 	}
-	if len(resp.Records) > 0 {
-		age := time.Since(aws.ToTime(resp.Records[0].ApproximateArrivalTimestamp)).Milliseconds()
-		return true, max(0, age), nil
+	for _, rec := range resp.Records {
+		if start != nil && start.After && aws.ToString(rec.SequenceNumber) == start.Position.Seq {
+			users, err := kpl.Deaggregate(rec.Data, aws.ToString(rec.PartitionKey))
+			if err != nil || int64(len(users)) <= start.Position.Sub+1 {
+				continue // read whole
+			}
+		}
+		return true, max(0, time.Since(aws.ToTime(rec.ApproximateArrivalTimestamp)).Milliseconds()), nil
 	}
 	if ms := aws.ToInt64(resp.MillisBehindLatest); ms > 0 && resp.NextShardIterator != nil {
 		return true, ms, nil
