@@ -16,7 +16,7 @@ import (
 
 // Backlogs of shards without a live reader: a child waiting for its parents,
 // a shard no instance leases yet, a lease whose owner stopped renewing. Their
-// unread records are found by probing: one GetRecords of one record from the
+// unread records are found by probing: one GetRecords of two records from the
 // lease's checkpoint, at most once per shard_sync_interval per shard (and at
 // once when a shard starts waiting), which costs two of the shard's five
 // reads per second once in a while. Between probes the age of the first
