@@ -526,6 +526,7 @@ func (s *Source) markDrained(ctx context.Context) {
 		}
 	}
 	s.mu.Unlock()
+	s.log.Info("kinesis: shards processed to their end; their children may start", "shards", shards)
 }
 
 // take starts reading newly leased shards where the pipeline says.
