@@ -63,9 +63,10 @@ func (st *partState) accepts(pos record.Position) bool {
 	return c > 0 || (c == 0 && !st.floorAfter)
 }
 
-// next is the Kafka offset to process next (for lag).
+// next is the Kafka offset to process next (for lag); for Kinesis, whose
+// sequence numbers cannot be counted on, the last processed record itself.
 func (st *partState) next() record.Position {
-	if st.floorAfter {
+	if st.floorAfter && st.floor.Seq == "" {
 		return record.Position{Offset: st.floor.Offset + 1}
 	}
 	return st.floor

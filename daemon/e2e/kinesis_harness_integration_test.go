@@ -425,7 +425,8 @@ func (k *kinesisRun) leaseOwners() map[string]int {
 	for _, it := range resp.Items {
 		key, _ := it["leaseKey"].(*ddbtypes.AttributeValueMemberS)
 		owner, _ := it["leaseOwner"].(*ddbtypes.AttributeValueMemberS)
-		if key != nil && owner != nil && strings.HasPrefix(key.Value, "shardId-") {
+		// Leases are keyed "<stream>/<shard id>".
+		if key != nil && owner != nil && strings.HasPrefix(key.Value, k.topic+"/shardId-") {
 			out[owner.Value]++
 		}
 	}

@@ -203,7 +203,7 @@ func TestIteratorInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in, err := iteratorInput(&config.Kinesis{Stream: "s", Start: tt.start, StartTime: ts}, "sh", tt.last, tt.from)
+			in, err := iteratorInput(&config.Kinesis{Stream: "s", Start: tt.start, StartTime: ts}, "sh", tt.last, tt.from, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -215,7 +215,7 @@ func TestIteratorInput(t *testing.T) {
 			}
 		})
 	}
-	if _, err := iteratorInput(&config.Kinesis{Start: "at_timestamp", StartTime: "yesterday"}, "sh", nil, nil); err == nil {
+	if _, err := iteratorInput(&config.Kinesis{Start: "at_timestamp", StartTime: "yesterday"}, "sh", nil, nil, false); err == nil {
 		t.Error("a bad start_timestamp must fail")
 	}
 }

@@ -53,13 +53,18 @@ const (
 
 // reader polls one owned shard and queues what it reads for Poll.
 type reader struct {
-	s          *Source
-	generation uint64 // of the Source when the reader started
-	shard      string
-	start      *source.Start // nil: the configured start position
-	cancel     context.CancelFunc
-	done       chan struct{}
-	behind     atomic.Int64 // MillisBehindLatest of the last read; -1 before it
+	s           *Source
+	generation  uint64 // of the Source when the reader started
+	shard       string
+	start       *source.Start // nil: the configured start position
+	child       bool          // has parents: never started at LATEST
+	cancel      context.CancelFunc
+	done        chan struct{}
+	behind      atomic.Int64 // MillisBehindLatest of the last read; -1 before it
+	lastArrival atomic.Int64 // of the last record queued, Unix ms
+	// drained: every record, up to SHARD_END, was handed to the pipeline;
+	// marked: the leases know it. Both set under Source.mu.
+	drained, marked bool
 	// finished: committed past the end; set under Source.mu.
 	finished bool
 
@@ -69,9 +74,9 @@ type reader struct {
 	ended   bool // SHARD_END read: the shard is closed and read to its end
 }
 
-func (s *Source) startReader(shard string, start *source.Start) *reader {
+func (s *Source) startReader(shard string, start *source.Start, child bool) *reader {
 	ctx, cancel := context.WithCancel(s.life)
-	r := &reader{s: s, generation: s.generation.Load(), shard: shard, start: start, cancel: cancel, done: make(chan struct{})}
+	r := &reader{s: s, generation: s.generation.Load(), shard: shard, start: start, child: child, cancel: cancel, done: make(chan struct{})}
 	r.behind.Store(-1)
 	go r.run(ctx)
 	return r
@@ -81,6 +86,14 @@ func (s *Source) startReader(shard string, start *source.Start) *reader {
 func (r *reader) stop() {
 	r.cancel()
 	<-r.done
+}
+
+// unprocessed tells whether records queued from the shard are past done, the
+// last one the pipeline processed (none when done.Seq is empty).
+func (r *reader) unprocessed(done record.Position) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.hasLast && (done.Seq == "" || done.Compare(r.last) < 0)
 }
 
 // complete tells whether the shard is read to its end and st, a committed
@@ -154,9 +167,7 @@ func (r *reader) run(ctx context.Context) {
 		}
 		failures = 0
 		r.s.m.reads.Inc()
-		if resp.MillisBehindLatest != nil {
-			r.behind.Store(*resp.MillisBehindLatest)
-		}
+		r.behind.Store(behindLatest(resp, limit, time.Now()))
 		bytes := 0
 		if len(resp.Records) > 0 {
 			recs := r.convert(resp.Records)
@@ -167,15 +178,22 @@ func (r *reader) run(ctx context.Context) {
 			if r.s.queue.acquire(ctx, queuedSize(recs)) != nil {
 				return
 			}
+			// Last set before the batch is queued: Lags never sees records
+			// the pipeline may have that last does not cover.
+			r.mu.Lock()
+			prevLast, prevHas := r.last, r.hasLast
+			r.last, r.hasLast = recs[len(recs)-1].Position, true
+			r.mu.Unlock()
+			r.lastArrival.Store(recs[len(recs)-1].Timestamp.UnixMilli())
 			select {
 			case r.s.out <- batch{generation: r.generation, recs: recs}:
 			case <-ctx.Done():
 				r.s.queue.release(queuedSize(recs))
+				r.mu.Lock()
+				r.last, r.hasLast = prevLast, prevHas
+				r.mu.Unlock()
 				return
 			}
-			r.mu.Lock()
-			r.last, r.hasLast = recs[len(recs)-1].Position, true
-			r.mu.Unlock()
 		}
 		if resp.NextShardIterator == nil {
 			r.mu.Lock()
@@ -183,7 +201,12 @@ func (r *reader) run(ctx context.Context) {
 			r.mu.Unlock()
 			r.behind.Store(0)
 			log.Info("kinesis: shard read to its end (SHARD_END)")
-			r.s.wake()
+			// Behind every record of the shard: when Poll takes it, the
+			// pipeline has them all, and the children may start.
+			select {
+			case r.s.out <- batch{generation: r.generation, end: r.shard}:
+			case <-ctx.Done():
+			}
 			return
 		}
 		iter = resp.NextShardIterator
@@ -193,6 +216,20 @@ func (r *reader) run(ctx context.Context) {
 	}
 }
 
+// behindLatest is how far behind the tip a read left the shard: Kinesis's
+// MillisBehindLatest, except that a full result (as many records as asked
+// for) is never caught up, whatever a server says (emulators report 0): then
+// the age of its last record, at least 1 ms, so that lag never reads 0 while
+// records are unread.
+func behindLatest(resp *kinesis.GetRecordsOutput, limit int, now time.Time) int64 {
+	ms := aws.ToInt64(resp.MillisBehindLatest)
+	if n := len(resp.Records); n > 0 && n >= limit && resp.NextShardIterator != nil {
+		age := now.Sub(aws.ToTime(resp.Records[n-1].ApproximateArrivalTimestamp)).Milliseconds()
+		ms = max(ms, age, 1)
+	}
+	return ms
+}
+
 // iterator gets a shard iterator where iteratorInput says.
 func (r *reader) iterator(ctx context.Context) (*string, error) {
 	r.mu.Lock()
@@ -200,7 +237,7 @@ func (r *reader) iterator(ctx context.Context) (*string, error) {
 	if r.hasLast {
 		last = &r.last
 	}
-	in, err := iteratorInput(r.s.cfg, r.shard, last, r.start)
+	in, err := iteratorInput(r.s.cfg, r.shard, last, r.start, r.child)
 	r.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -220,10 +257,12 @@ func (r *reader) iterator(ctx context.Context) (*string, error) {
 // iteratorInput starts after the last record queued, else at the start
 // position: a committed one (the pipeline drops what it already processed, so
 // starting at the position itself is safe and keeps the rest of a KPL
-// aggregate), or the configured one for a shard never committed. (A shard
-// started at LATEST whose iterator expires before its first record starts
-// at LATEST again: there is no position to resume from.)
-func iteratorInput(cfg *config.Kinesis, shard string, last *record.Position, start *source.Start) (*kinesis.GetShardIteratorInput, error) {
+// aggregate), or the configured one for a shard never committed. A child
+// shard is never started at LATEST: its parents were read to their end, and
+// its records follow theirs. (A shard started at LATEST whose iterator
+// expires before its first record starts at LATEST again: there is no
+// position to resume from.)
+func iteratorInput(cfg *config.Kinesis, shard string, last *record.Position, start *source.Start, child bool) (*kinesis.GetShardIteratorInput, error) {
 	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(cfg.Stream), ShardId: aws.String(shard)}
 	switch {
 	case last != nil:
@@ -231,7 +270,7 @@ func iteratorInput(cfg *config.Kinesis, shard string, last *record.Position, sta
 		in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAfterSequenceNumber, aws.String(last.Seq)
 	case start != nil:
 		in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAtSequenceNumber, aws.String(start.Position.Seq)
-	case cfg.Start == "latest":
+	case cfg.Start == "latest" && !child:
 		in.ShardIteratorType = types.ShardIteratorTypeLatest
 	case cfg.Start == "at_timestamp":
 		t, err := time.Parse(time.RFC3339, cfg.StartTime)

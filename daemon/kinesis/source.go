@@ -41,10 +41,12 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 	return func(o *options) { o.reg = reg }
 }
 
-// batch is one GetRecords result, of the reader generation that read it.
+// batch is one GetRecords result, of the reader generation that read it; or,
+// with end set, the mark that a shard's reader queued its last record.
 type batch struct {
 	generation uint64
 	recs       []record.Record
+	end        string
 }
 
 // queuedBatches bounds the GetRecords results waiting for Poll: readers block
@@ -86,6 +88,8 @@ type Source struct {
 
 	mu      sync.Mutex
 	readers map[string]*reader // held shards being read, by shard id
+
+	backlog *backlogState
 }
 
 // New builds the source; it lists shards and takes leases once Poll is first
@@ -111,7 +115,7 @@ func New(ctx context.Context, cfg *config.Kinesis, instance string, h source.Han
 		m:   newMetrics(o.reg, cfg.Stream),
 		out: make(chan batch, queuedBatches), queue: newByteGate(queuedBytes), life: life, stop: stop, coord: coord, stopCoord: stopCoord,
 		runDone: make(chan struct{}), aliveDone: make(chan struct{}), wakeup: make(chan struct{}, 1), done: make(chan struct{}),
-		readers: map[string]*reader{},
+		readers: map[string]*reader{}, backlog: newBacklogState(),
 	}
 	if cfg.LeaseTable == "" {
 		s.leases = newLocalLeases(instance)
@@ -183,6 +187,10 @@ func (s *Source) Poll(ctx context.Context, max int) ([]record.Record, error) {
 		s.pending.recs = nil
 		select {
 		case b := <-s.out:
+			if b.end != "" {
+				s.drainedShard(b)
+				continue
+			}
 			s.pending = b
 		case <-s.done:
 			return nil, source.ErrClosed
@@ -198,15 +206,36 @@ func (s *Source) Poll(ctx context.Context, max int) ([]record.Record, error) {
 	return b, nil
 }
 
+// drainedShard: every record of the shard has been handed to the pipeline
+// (batches leave out in order, and Poll returns one only when the one before
+// is fully returned), so its children may start now; the pipeline processes
+// their records after the parent's. Its SHARD_END is committed later, with
+// the checkpoint that makes its last records durable.
+func (s *Source) drainedShard(b batch) {
+	s.mu.Lock()
+	if r := s.readers[b.end]; r != nil && r.generation == b.generation {
+		r.drained = true
+	}
+	s.mu.Unlock()
+	s.wake()
+}
+
 // Lags reports MillisBehindLatest of each held shard from its last read;
-// idle shards are polled too, so it stays fresh.
+// idle shards are polled too, so it stays fresh. next is the last record the
+// pipeline processed (none when its Seq is empty): while records read from a
+// shard wait for the pipeline, in the source's queue or in the pipeline's,
+// the shard is behind by at least the age of the newest of them, however
+// close to the tip the read was.
 func (s *Source) Lags(next map[record.PartitionID]record.Position) map[record.PartitionID]source.Lag {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[record.PartitionID]source.Lag, len(next))
-	for id := range next {
+	for id, done := range next {
 		if r := s.readers[id.Shard]; r != nil && id.Stream == s.cfg.Stream {
 			if ms := r.behind.Load(); ms >= 0 {
+				if r.unprocessed(done) {
+					ms = max(ms, time.Since(time.UnixMilli(r.lastArrival.Load())).Milliseconds(), 1)
+				}
 				out[id] = source.Lag{Records: -1, MillisBehind: ms}
 			}
 		}
@@ -431,18 +460,21 @@ func (s *Source) run() {
 		}
 		if shards != nil {
 			s.step(s.coord, shards)
+			s.refreshBacklog(s.coord, shards)
 		}
 		select {
 		case <-s.coord.Done():
 			return
 		case <-s.wakeup:
 			relist = true
+		case <-s.backlog.refresh:
 		case <-tick.C:
 		}
 	}
 }
 
 func (s *Source) step(ctx context.Context, shards []shard) {
+	s.markDrained(ctx)
 	taken, giveUp, err := s.leases.sync(ctx, shards)
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("kinesis: lease table sync failed", "err", err)
@@ -460,6 +492,41 @@ func (s *Source) step(ctx context.Context, shards []shard) {
 	if len(taken) > 0 {
 		s.take(ctx, taken)
 	}
+}
+
+// markDrained tells the leases which held shards are drained, so that their
+// children may be taken (by this instance or another).
+func (s *Source) markDrained(ctx context.Context) {
+	var shards []string
+	s.mu.Lock()
+	for shard, r := range s.readers {
+		if r.drained && !r.marked {
+			shards = append(shards, shard)
+		}
+	}
+	s.mu.Unlock()
+	if len(shards) == 0 {
+		return
+	}
+	lost, err := s.leases.drained(ctx, shards)
+	if len(lost) > 0 {
+		s.lose(lost)
+		return
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("kinesis: recording drained shards failed; retrying", "shards", shards, "err", err)
+		}
+		return
+	}
+	s.mu.Lock()
+	for _, shard := range shards {
+		if r := s.readers[shard]; r != nil {
+			r.marked = true
+		}
+	}
+	s.mu.Unlock()
+	s.log.Info("kinesis: shards processed to their end; their children may start", "shards", shards)
 }
 
 // take starts reading newly leased shards where the pipeline says.
@@ -489,9 +556,6 @@ func (s *Source) take(ctx context.Context, gs []grant) {
 		if st, ok := starts[s.pid(g.shard)]; ok {
 			start = &st
 		}
-		s.readers[g.shard] = s.startReader(g.shard, start)
+		s.readers[g.shard] = s.startReader(g.shard, start, g.child)
 	}
 }
-
-// Backlogs is not implemented yet: it reports nothing.
-func (s *Source) Backlogs() []source.Backlog { return nil }

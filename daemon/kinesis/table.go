@@ -20,8 +20,9 @@ import (
 	"github.com/sinkd/sinkd/record"
 )
 
-// Lease items, after KCL's lease model: one item per shard, keyed by shard
-// id, with its owner, a counter every owner bumps to show it is alive (and
+// Lease items, after KCL's lease model: one item per shard, keyed by stream
+// and shard id ("<stream>/<shard id>", so that streams may share a table),
+// with its owner, a counter every owner bumps to show it is alive (and
 // every take bumps to fence the previous owner), the checkpoint and the
 // manifest reference. Instances also keep one heartbeat item each, so that
 // an instance that holds nothing yet still counts when leases are balanced.
@@ -34,6 +35,9 @@ const (
 	attrAfter   = "checkpointAfter"
 	attrRef     = "manifestRef"
 	attrParents = "parentShardIds"
+	// attrDrained: every record of the shard was handed to the pipeline, so
+	// its children may start; SHARD_END follows with the commit.
+	attrDrained = "drained"
 
 	// shardEnd is the checkpoint of a shard read to its end and committed.
 	shardEnd = "SHARD_END"
@@ -53,6 +57,7 @@ const (
 type tableLeases struct {
 	db       *dynamodb.Client
 	table    string
+	stream   string
 	instance string
 	timeout  time.Duration
 	expiry   time.Duration
@@ -62,14 +67,17 @@ type tableLeases struct {
 
 	// mu serialises every write, so that a checkpoint always conditions on
 	// the counter the last renewal set.
-	mu   sync.Mutex
-	held map[string]*heldLease
-	seen map[string]observed
+	mu     sync.Mutex
+	held   map[string]*heldLease
+	seen   map[string]observed
+	last   []*item // the last scan, for view
+	lastAt time.Time
 }
 
 type heldLease struct {
 	counter int64
 	renewed time.Time
+	drained bool // marked drained by this instance: read to its end
 }
 
 // observed is a lease's owner and counter as last seen, and since when.
@@ -88,6 +96,7 @@ type item struct {
 	start   *source.Start
 	ref     string
 	parents []string
+	drained bool
 }
 
 func newTableLeases(ctx context.Context, awsCfg aws.Config, cfg *config.Kinesis, instance string, log *slog.Logger) (*tableLeases, error) {
@@ -98,7 +107,7 @@ func newTableLeases(ctx context.Context, awsCfg aws.Config, cfg *config.Kinesis,
 	})
 	f := cfg.FailoverTime.D()
 	t := &tableLeases{
-		db: db, table: cfg.LeaseTable, instance: instance, timeout: cfg.RequestTimeout.D(),
+		db: db, table: cfg.LeaseTable, stream: cfg.Stream, instance: instance, timeout: cfg.RequestTimeout.D(),
 		expiry: f / 2, fence: f * 2 / 5, every: max(f/10, 100*time.Millisecond), log: log,
 		held: map[string]*heldLease{}, seen: map[string]observed{},
 	}
@@ -147,6 +156,7 @@ func (t *tableLeases) sync(ctx context.Context, shards []shard) ([]grant, []stri
 	if err != nil {
 		return nil, nil, err
 	}
+	t.last, t.lastAt = items, now
 	byKey := map[string]*item{}
 	for _, it := range items {
 		byKey[it.key] = it
@@ -164,6 +174,7 @@ func (t *tableLeases) sync(ctx context.Context, shards []shard) ([]grant, []stri
 			if it != nil {
 				byKey[s.id] = it
 				t.seen[s.id] = observed{since: now}
+				t.last = append(t.last, it)
 			}
 		}
 	}
@@ -176,8 +187,9 @@ func (t *tableLeases) sync(ctx context.Context, shards []shard) ([]grant, []stri
 	for _, s := range shards {
 		listed[s.id] = true
 	}
-	// Balance what can be read now: finished shards and children waiting
-	// for their parents do not count.
+	// Balance what can be read now: finished and drained shards (waiting
+	// only for their files to commit) and children waiting for their parents
+	// do not count.
 	instances := map[string]bool{t.instance: true}
 	active := 0
 	for key, it := range byKey {
@@ -187,16 +199,17 @@ func (t *tableLeases) sync(ctx context.Context, shards []shard) ([]grant, []stri
 			}
 			continue
 		}
-		if !it.end && t.parentsDone(it, byKey, listed) {
+		if !it.end && !it.drained && t.parentsDone(it, byKey, listed) {
 			active++
 		}
 	}
 	target := (active + len(instances) - 1) / len(instances)
 
+	reading := t.reading()
 	var giveUp []string
-	if extra := len(t.held) - target; extra > 0 {
+	if extra := len(reading) - target; extra > 0 {
 		// One at a time: the others take it, then the counts are redone.
-		giveUp = append(giveUp, t.sortedHeld()[0])
+		giveUp = append(giveUp, reading[0])
 	}
 	var taken []grant
 	keys := make([]string, 0, len(byKey))
@@ -205,7 +218,7 @@ func (t *tableLeases) sync(ctx context.Context, shards []shard) ([]grant, []stri
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		if len(t.held)+len(taken) >= target {
+		if len(reading)+len(taken) >= target {
 			break
 		}
 		it := byKey[key]
@@ -223,19 +236,80 @@ func (t *tableLeases) sync(ctx context.Context, shards []shard) ([]grant, []stri
 	return taken, giveUp, nil
 }
 
-// parentsDone: a child is taken once each parent's lease says SHARD_END; a
-// parent neither leased nor listed has aged out of the stream.
+// parentsDone: a child is taken once each parent's lease says drained or
+// SHARD_END; a parent neither leased nor listed has aged out of the stream.
 func (t *tableLeases) parentsDone(it *item, byKey map[string]*item, listed map[string]bool) bool {
 	for _, p := range it.parents {
 		pl := byKey[p]
 		if pl == nil && !listed[p] {
 			continue
 		}
-		if pl == nil || !pl.end {
+		if pl == nil || !(pl.end || pl.drained) {
 			return false
 		}
 	}
 	return true
+}
+
+// reading are the held shards still being read (not drained), sorted.
+func (t *tableLeases) reading() []string {
+	out := make([]string, 0, len(t.held))
+	for _, k := range t.sortedHeld() {
+		if !t.held[k].drained {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func (t *tableLeases) drained(ctx context.Context, shards []string) ([]string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var lost []string
+	var errs []error
+	for _, key := range shards {
+		h := t.held[key]
+		if h == nil {
+			lost = append(lost, key)
+			continue
+		}
+		c, err := t.update(ctx, key, h.counter, "SET "+attrCounter+" = :next, "+attrDrained+" = :true",
+			map[string]types.AttributeValue{":true": &types.AttributeValueMemberBOOL{Value: true}})
+		switch {
+		case err == nil:
+			h.counter, h.renewed, h.drained = c, time.Now(), true
+		case isConditionFailed(err):
+			delete(t.held, key)
+			lost = append(lost, key)
+		default:
+			errs = append(errs, fmt.Errorf("kinesis: marking %s drained: %w", key, err))
+		}
+	}
+	return lost, errors.Join(errs...)
+}
+
+// view: a lease is live when this instance holds it, or when its counter
+// moved within three renewal intervals: an owner that missed two renewals in
+// a row has stopped reading, well before its lease may be taken.
+func (t *tableLeases) view() map[string]leaseView {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	stale := 3 * t.every
+	out := make(map[string]leaseView, len(t.last))
+	for _, it := range t.last {
+		if strings.HasPrefix(it.key, heartbeatPrefix) {
+			continue
+		}
+		v := leaseView{end: it.end, drained: it.drained, start: it.start}
+		switch {
+		case t.held[it.key] != nil:
+			v.live, v.held = true, true
+		case it.owner != "" && it.owner != t.instance:
+			v.live = t.lastAt.Sub(t.seen[it.key].since) < stale
+		}
+		out[it.key] = v
+	}
+	return out
 }
 
 func (t *tableLeases) sortedHeld() []string {
@@ -309,7 +383,7 @@ func (t *tableLeases) update(ctx context.Context, key string, counter int64, exp
 	defer cancel()
 	_, err := t.db.UpdateItem(cctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(t.table),
-		Key:                       map[string]types.AttributeValue{attrKey: str(key)},
+		Key:                       map[string]types.AttributeValue{attrKey: str(t.dbKey(key))},
 		UpdateExpression:          aws.String(expr),
 		ConditionExpression:       aws.String(attrOwner + " = :me AND " + attrCounter + " = :c"),
 		ExpressionAttributeValues: vals,
@@ -326,7 +400,7 @@ func (t *tableLeases) heartbeat(ctx context.Context) error {
 	defer cancel()
 	_, err := t.db.UpdateItem(cctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(t.table),
-		Key:                       map[string]types.AttributeValue{attrKey: str(heartbeatPrefix + t.instance)},
+		Key:                       map[string]types.AttributeValue{attrKey: str(t.dbKey(heartbeatPrefix + t.instance))},
 		UpdateExpression:          aws.String("SET " + attrOwner + " = :me ADD " + attrCounter + " :one"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":me": str(t.instance), ":one": num(1)},
 	})
@@ -348,7 +422,11 @@ func (t *tableLeases) scan(ctx context.Context) ([]*item, error) {
 			return nil, fmt.Errorf("kinesis: scanning lease table %s: %w", t.table, err)
 		}
 		for _, av := range resp.Items {
-			out = append(out, decode(av))
+			it := decode(av)
+			if key, ok := t.ownKey(it.key); ok {
+				it.key = key
+				out = append(out, it)
+			}
 		}
 		if len(resp.LastEvaluatedKey) == 0 {
 			return out, nil
@@ -359,7 +437,7 @@ func (t *tableLeases) scan(ctx context.Context) ([]*item, error) {
 
 // create adds a free lease for a new shard; nil when another instance just did.
 func (t *tableLeases) create(ctx context.Context, s shard) (*item, error) {
-	av := map[string]types.AttributeValue{attrKey: str(s.id), attrCounter: num(0)}
+	av := map[string]types.AttributeValue{attrKey: str(t.dbKey(s.id)), attrCounter: num(0)}
 	if len(s.parents) > 0 {
 		av[attrParents] = &types.AttributeValueMemberSS{Value: s.parents}
 	}
@@ -394,7 +472,7 @@ func (t *tableLeases) take(ctx context.Context, it *item, now time.Time) (*grant
 	defer cancel()
 	_, err := t.db.UpdateItem(cctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(t.table),
-		Key:                       map[string]types.AttributeValue{attrKey: str(it.key)},
+		Key:                       map[string]types.AttributeValue{attrKey: str(t.dbKey(it.key))},
 		UpdateExpression:          aws.String("SET " + attrOwner + " = :me, " + attrCounter + " = :next"),
 		ConditionExpression:       aws.String(cond),
 		ExpressionAttributeValues: vals,
@@ -409,7 +487,7 @@ func (t *tableLeases) take(ctx context.Context, it *item, now time.Time) (*grant
 	if it.owner != "" {
 		t.log.Info("kinesis: took an expired lease", "shard", it.key, "from", it.owner)
 	}
-	return &grant{shard: it.key, progress: progress{Start: it.start, Ref: it.ref}}, nil
+	return &grant{shard: it.key, child: len(it.parents) > 0, progress: progress{Start: it.start, Ref: it.ref}}, nil
 }
 
 func (t *tableLeases) checkpoint(ctx context.Context, ps map[string]progress) ([]string, error) {
@@ -470,10 +548,29 @@ func (t *tableLeases) leave(ctx context.Context) {
 	cctx, cancel := t.call(ctx)
 	defer cancel()
 	if _, err := t.db.DeleteItem(cctx, &dynamodb.DeleteItemInput{
-		TableName: aws.String(t.table), Key: map[string]types.AttributeValue{attrKey: str(heartbeatPrefix + t.instance)},
+		TableName: aws.String(t.table), Key: map[string]types.AttributeValue{attrKey: str(t.dbKey(heartbeatPrefix + t.instance))},
 	}); err != nil {
 		t.log.Warn("kinesis: removing this instance's heartbeat failed; it expires after failover_time", "err", err)
 	}
+}
+
+// dbKey is the table key of a shard's lease or of an instance's heartbeat:
+// scoped by stream, so that one table can serve several streams (shard ids
+// repeat from one stream to the next).
+func (t *tableLeases) dbKey(key string) string {
+	if name, ok := strings.CutPrefix(key, heartbeatPrefix); ok {
+		return heartbeatPrefix + t.stream + "/" + name
+	}
+	return t.stream + "/" + key
+}
+
+// ownKey maps a table key back; false for another stream's items (and for
+// items older than stream scoping).
+func (t *tableLeases) ownKey(db string) (string, bool) {
+	if name, ok := strings.CutPrefix(db, heartbeatPrefix+t.stream+"/"); ok {
+		return heartbeatPrefix + name, true
+	}
+	return strings.CutPrefix(db, t.stream+"/")
 }
 
 func decode(av map[string]types.AttributeValue) *item {
@@ -494,6 +591,9 @@ func decode(av map[string]types.AttributeValue) *item {
 	it.key, it.owner, it.counter, it.ref = getS(attrKey), getS(attrOwner), getN(attrCounter), getS(attrRef)
 	if v, ok := av[attrParents].(*types.AttributeValueMemberSS); ok {
 		it.parents = v.Value
+	}
+	if v, ok := av[attrDrained].(*types.AttributeValueMemberBOOL); ok {
+		it.drained = v.Value
 	}
 	switch seq := getS(attrSeq); seq {
 	case "":
