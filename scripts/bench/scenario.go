@@ -324,8 +324,6 @@ const benchInactivity = "5s"
 // (a free port per run, so that runs never collide), parquet.inactivity
 // (benchInactivity), the dead-letter file (dead letters have no default
 // destination; this input has none) and the S3 endpoint (MinIO).
-// pprof is on so that a slow run can be profiled while it runs (-keep-logs);
-// it costs nothing until asked.
 func writeConfig(dir, name string, s spec, env stackenv.Env, src sourceConfig, prefix, osURL string) (path, addr string, err error) {
 	addr, err = freeAddr()
 	if err != nil {
@@ -341,7 +339,7 @@ func writeConfig(dir, name string, s spec, env stackenv.Env, src sourceConfig, p
 	}
 	cfg := fmt.Sprintf(`pipeline: bench-%[1]s
 instance_id: bench-%[2]s
-http: {addr: "%[3]s", pprof: true}
+http: {addr: "%[3]s"}
 source:
 %[4]sschema:
   fields:%[5]s
