@@ -104,7 +104,7 @@ func TestStatusPage(t *testing.T) {
 	}
 
 	dom := string(chromium(t, "--dump-dom", base+"/"))
-	for _, want := range []string{"sinkd · pipeline demo", `id="state">running<`, "<td>" + topic + "</td>", "malformed_json", "open files", "last success 20", "max_open_files: 512", "interval: 1s", "budget: 128MiB"} {
+	for _, want := range []string{"sinkd · pipeline demo", `id="state">running<`, "<td>" + topic + "</td>", "malformed_json", "open files", "last success 20", "spool_budget: 2GiB", "interval: 1s", "budget: 128MiB"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the rendered page lacks %q", want)
 		}

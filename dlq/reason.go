@@ -27,6 +27,12 @@ var classes = []ClassInfo{
 	{"empty", StageDecode, "the value is empty or only whitespace"},
 	{"not_object", StageDecode, "valid JSON, but not an object (array, string, null...)"},
 	{"too_deep", StageDecode, "nested deeper than the decoder allows"},
+	// decode (packages schema, schema/registry): schema-registry framed input
+	{"malformed_avro", StageDecode, "the Avro body does not parse against its writer schema"},
+	{"bad_magic_byte", StageDecode, "the value does not start with the registry's magic byte 0"},
+	{"truncated_header", StageDecode, "the value is shorter than the magic byte and schema id"},
+	{"unknown_schema_id", StageDecode, "the registry does not know the schema id"},
+	{"schema_mismatch", StageDecode, "the writer schema does not fit the pipeline's schema"},
 	// schema (package schema): an object that does not fit the schema
 	{"type_mismatch", StageSchema, "a field has the wrong JSON type or layout"},
 	{"missing_required", StageSchema, "a required field is absent"},
