@@ -339,6 +339,7 @@ func (s *shipped) waitCaughtUp(p *proc, partitions int, within time.Duration) ti
 	s.t.Helper()
 	began := time.Now()
 	ok, state := 0, "no scrape"
+	report := began.Add(30 * time.Second)
 	for time.Since(began) < within {
 		if p.exited() {
 			s.t.Fatalf("sinkd %s exited by itself: %v; log tail:\n%s", p.instance, p.err, tail(p.logFile.Name(), 20))
@@ -355,11 +356,34 @@ func (s *shipped) waitCaughtUp(p *proc, partitions int, within time.Duration) ti
 			} else {
 				ok = 0
 			}
+			if time.Now().After(report) {
+				report = report.Add(30 * time.Second)
+				s.t.Logf("catching up, %s: %s; %s", time.Since(began).Round(time.Second), state, describe(m))
+			}
 		}
 		time.Sleep(time.Second)
 	}
-	s.t.Fatalf("sinkd %s did not catch up within %s: %s; log tail:\n%s", p.instance, within, state, tail(p.logFile.Name(), 10))
+	m, _ := scrape(s.httpAddr)
+	s.t.Fatalf("sinkd %s did not catch up within %s: %s; %s; log tail:\n%s", p.instance, within, state, describe(m), tail(p.logFile.Name(), 10))
 	return 0
+}
+
+// describe summarises what the pipeline did, from its metrics: records
+// read, rows written, files open, rolled (by reason) and committed.
+func describe(m samples) string {
+	if m == nil {
+		return "no metrics"
+	}
+	rolled := map[string]float64{}
+	for labels, v := range m["sinkd_parquet_files_rolled_total"] {
+		if i := strings.Index(labels, `reason="`); i >= 0 {
+			r := labels[i+len(`reason="`):]
+			rolled[r[:strings.IndexByte(r, '"')]] += v
+		}
+	}
+	return fmt.Sprintf("this process read %.0f records, wrote %.0f rows (%.0f replayed rows skipped), has %.0f files open, rolled %v, committed %.0f files in checkpoints, was busy %.1f s",
+		m.sum("sinkd_source_records_total"), m.sum("sinkd_parquet_rows_total"), m.sum("sinkd_parquet_replay_skipped_total"),
+		m.sum("sinkd_parquet_open_files"), rolled, m.sum("sinkd_checkpoint_files_committed_total"), m.sum("sinkd_pipeline_busy_seconds_total"))
 }
 
 // drain sends SIGTERM and returns how long the process took to exit, and
