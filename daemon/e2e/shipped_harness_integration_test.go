@@ -264,7 +264,7 @@ func (s *shipped) checkRestarts(waits []time.Duration, limit time.Duration) {
 // to its value, for every metric on /metrics.
 type samples map[string]map[string]float64
 
-func scrape(addr string) (samples, error) {
+func scrapeSamples(addr string) (samples, error) {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -344,7 +344,7 @@ func (s *shipped) waitCaughtUp(p *proc, partitions int, within time.Duration) ti
 		if p.exited() {
 			s.t.Fatalf("sinkd %s exited by itself: %v; log tail:\n%s", p.instance, p.err, tail(p.logFile.Name(), 20))
 		}
-		m, err := scrape(s.httpAddr)
+		m, err := scrapeSamples(s.httpAddr)
 		if err == nil {
 			var caught bool
 			caught, state = caughtUp(m, partitions)
@@ -358,19 +358,19 @@ func (s *shipped) waitCaughtUp(p *proc, partitions int, within time.Duration) ti
 			}
 			if time.Now().After(report) {
 				report = report.Add(30 * time.Second)
-				s.t.Logf("catching up, %s: %s; %s", time.Since(began).Round(time.Second), state, describe(m))
+				s.t.Logf("catching up, %s: %s; %s", time.Since(began).Round(time.Second), state, pipelineSummary(m))
 			}
 		}
 		time.Sleep(time.Second)
 	}
-	m, _ := scrape(s.httpAddr)
-	s.t.Fatalf("sinkd %s did not catch up within %s: %s; %s; log tail:\n%s", p.instance, within, state, describe(m), tail(p.logFile.Name(), 10))
+	m, _ := scrapeSamples(s.httpAddr)
+	s.t.Fatalf("sinkd %s did not catch up within %s: %s; %s; log tail:\n%s", p.instance, within, state, pipelineSummary(m), tail(p.logFile.Name(), 10))
 	return 0
 }
 
-// describe summarises what the pipeline did, from its metrics: records
+// pipelineSummary summarises what the pipeline did, from its metrics: records
 // read, rows written, files open, rolled (by reason) and committed.
-func describe(m samples) string {
+func pipelineSummary(m samples) string {
 	if m == nil {
 		return "no metrics"
 	}

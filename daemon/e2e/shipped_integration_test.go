@@ -134,7 +134,7 @@ func TestDrainManyOpenBuckets(t *testing.T) {
 	}
 	p, _ := s.startAssigned(3 * time.Minute)
 	s.waitCaughtUp(p, partitions, 4*time.Minute)
-	m, err := scrape(s.httpAddr)
+	m, err := scrapeSamples(s.httpAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestDrainTimeoutLeavesCleanArchive(t *testing.T) {
 	s.produceKafka(30_000, partitions, newSpread(1204, quarterStart, quarterDays), 0)()
 	p, _ := s.startAssigned(3 * time.Minute)
 	s.waitCaughtUp(p, partitions, 4*time.Minute)
-	if m, err := scrape(s.httpAddr); err == nil {
+	if m, err := scrapeSamples(s.httpAddr); err == nil {
 		t.Logf("before SIGTERM: %.0f files open", m.sum("sinkd_parquet_open_files"))
 	}
 	px.delay.Store(int64(2 * time.Second))
