@@ -56,6 +56,10 @@ type shipped struct {
 	instance string // $HOSTNAME: the instance id the example defaults to
 	httpAddr string // $SINKD_HTTP_ADDR, to scrape /metrics
 	vars     map[string]string
+	// base is the rows of the trips route committed before the current
+	// process started: with the rows it writes, they must cover every input
+	// before it has caught up.
+	base int64
 }
 
 // newShipped prepares a run of config/examples/<example>.yaml with a bucket of
@@ -210,6 +214,8 @@ const assignedLine = `"msg":"partition assigned"`
 // the process to its first partition assignment.
 func (s *shipped) startAssigned(within time.Duration) (*proc, time.Duration) {
 	s.t.Helper()
+	// What earlier runs committed, for waitCaughtUp; no process runs now.
+	s.base = s.committedRows("trips")
 	began := time.Now()
 	p := s.start()
 	if !p.waitLine(assignedLine, within) {
@@ -217,6 +223,29 @@ func (s *shipped) startAssigned(within time.Duration) (*proc, time.Duration) {
 			s.instance, within, p.exited(), tail(p.logFile.Name(), 20))
 	}
 	return p, time.Since(began)
+}
+
+// committedRows sums the rows of the route's files that the manifests
+// commit.
+func (s *shipped) committedRows(route string) int64 {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var rows int64
+	k := &kinesisRun{harness: s.harness}
+	dir := s.prefix + route + "/"
+	seen := map[string]bool{}
+	if err := k.readManifests(ctx, nil, func(_ string, m *checkpoint.Manifest) {
+		for _, u := range m.Uploads {
+			if strings.HasPrefix(u.Key, dir) && !seen[u.Key] {
+				seen[u.Key] = true
+				rows += u.Rows
+			}
+		}
+	}); err != nil {
+		s.t.Fatal(err)
+	}
+	return rows
 }
 
 // killLoop runs sinkd, SIGKILLs it `kills` times at random moments 2–5 s
@@ -314,17 +343,21 @@ func (m samples) sum(name string) float64 {
 }
 
 // caughtUp reports whether the instance has processed everything its source
-// holds: it owns partitions, none is pending (unread with no reader, as
-// Kinesis children are until their parents are done), and every owned
-// partition's fetched lag and time behind are 0. Kafka also has to own
-// every one of partitions (0: any number, for Kinesis).
-func caughtUp(m samples, partitions int) (bool, string) {
+// holds: the rows it wrote into the trips route (which takes every trip),
+// with those committed before it started (base), cover every input; no
+// partition is pending (unread with no reader, as Kinesis children are until
+// their parents are done); and every owned partition's fetched lag is 0.
+// Kafka also has to own all of its partitions and report lag for each (0:
+// any number, for Kinesis, whose emulator always reports 0 ms behind, so
+// that only the rows tell).
+func caughtUp(m samples, partitions int, base int64, inputs int) (bool, string) {
 	owned := m.sum("sinkd_source_partitions_owned")
 	pending := m.sum("sinkd_source_partitions_pending")
 	lag := m.sum("sinkd_source_lag_records")
-	behind := m.sum("sinkd_source_millis_behind_latest")
-	state := fmt.Sprintf("owned %.0f, pending %.0f, fetched lag %.0f records, %.0f ms behind", owned, pending, lag, behind)
-	if owned == 0 || pending > 0 || lag > 0 || behind > 0 {
+	rows := int64(m["sinkd_parquet_rows_total"][`{route="trips"}`])
+	state := fmt.Sprintf("owned %.0f, pending %.0f, fetched lag %.0f records; trips rows: %d committed before this start + %d written by it, for %d inputs",
+		owned, pending, lag, base, rows, inputs)
+	if owned == 0 || pending > 0 || lag > 0 || base+rows < int64(inputs) {
 		return false, state
 	}
 	if partitions > 0 && (owned != float64(partitions) || len(m["sinkd_source_lag_records"]) != partitions) {
@@ -334,11 +367,14 @@ func caughtUp(m samples, partitions int) (bool, string) {
 }
 
 // waitCaughtUp waits until three scrapes a second apart find the instance
-// caught up, and returns how long that took.
+// caught up, and returns how long that took. Production must be over.
 func (s *shipped) waitCaughtUp(p *proc, partitions int, within time.Duration) time.Duration {
 	s.t.Helper()
 	began := time.Now()
 	ok, state := 0, "no scrape"
+	s.mu.Lock()
+	inputs := len(s.inputs)
+	s.mu.Unlock()
 	report := began.Add(30 * time.Second)
 	for time.Since(began) < within {
 		if p.exited() {
@@ -347,7 +383,7 @@ func (s *shipped) waitCaughtUp(p *proc, partitions int, within time.Duration) ti
 		m, err := scrapeSamples(s.httpAddr)
 		if err == nil {
 			var caught bool
-			caught, state = caughtUp(m, partitions)
+			caught, state = caughtUp(m, partitions, s.base, inputs)
 			if caught {
 				ok++
 				if ok == 3 {

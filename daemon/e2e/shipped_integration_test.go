@@ -44,7 +44,7 @@ func TestShippedKafkaExample(t *testing.T) {
 	produced := s.produceKafka(60_000, partitions, newSpread(1201, quarterStart, quarterDays), 2000)
 	p, waits := s.killLoop(4, time.Now().UnixNano(), nil)
 	produced()
-	caught := s.waitCaughtUp(p, partitions, 4*time.Minute)
+	caught := s.waitCaughtUp(p, partitions, 3*time.Minute)
 	t.Logf("the last instance caught up %s after the last record was produced", caught.Round(time.Second))
 	took, err := p.drain(time.Minute)
 	t.Logf("SIGTERM: exited in %s (%v)", took.Round(time.Millisecond), err)
@@ -99,7 +99,7 @@ func TestShippedKinesisExample(t *testing.T) {
 	})
 	produced()
 	producedAt := time.Since(began)
-	caught := s.waitCaughtUp(p, 0, 4*time.Minute)
+	caught := s.waitCaughtUp(p, 0, 3*time.Minute)
 	t.Logf("the last instance caught up %s after the last record was produced (%s into the run)", caught.Round(time.Second), (producedAt + caught).Round(time.Second))
 	// Children that waited for a shard sync or a lease expiry would show up
 	// here; the 5 min inactivity default would hide a wait of minutes.
@@ -133,7 +133,7 @@ func TestDrainManyOpenBuckets(t *testing.T) {
 		t.Fatalf("the inputs fall into %d buckets, want at least 2,000", buckets)
 	}
 	p, _ := s.startAssigned(3 * time.Minute)
-	s.waitCaughtUp(p, partitions, 4*time.Minute)
+	s.waitCaughtUp(p, partitions, 3*time.Minute)
 	m, err := scrapeSamples(s.httpAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +173,7 @@ func TestDrainTimeoutLeavesCleanArchive(t *testing.T) {
 	const partitions = 6
 	s.produceKafka(30_000, partitions, newSpread(1204, quarterStart, quarterDays), 0)()
 	p, _ := s.startAssigned(3 * time.Minute)
-	s.waitCaughtUp(p, partitions, 4*time.Minute)
+	s.waitCaughtUp(p, partitions, 3*time.Minute)
 	if m, err := scrapeSamples(s.httpAddr); err == nil {
 		t.Logf("before SIGTERM: %.0f files open", m.sum("sinkd_parquet_open_files"))
 	}
@@ -191,7 +191,7 @@ func TestDrainTimeoutLeavesCleanArchive(t *testing.T) {
 	}
 	p, d := s.startAssigned(3 * time.Minute)
 	t.Logf("restarted: first partition assigned after %s", d.Round(time.Millisecond))
-	s.waitCaughtUp(p, partitions, 4*time.Minute)
+	s.waitCaughtUp(p, partitions, 3*time.Minute)
 	took, err = p.drain(2 * time.Minute)
 	t.Logf("second SIGTERM, store healthy: exited in %s (%v)", took.Round(time.Millisecond), err)
 	if err != nil {
