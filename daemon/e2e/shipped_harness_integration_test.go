@@ -248,7 +248,7 @@ func (s *shipped) committedRows(route string) int64 {
 	return rows
 }
 
-// killLoop runs sinkd, SIGKILLs it `kills` times at random moments 2–5 s
+// killLoop runs sinkd, SIGKILLs it `kills` times at random moments 3–13 s
 // after it was assigned its first partition, and restarts it with the same
 // instance id each time; during(run) is called once per run, right after the
 // assignment. It returns the last (running) process and every run's time to
@@ -270,7 +270,7 @@ func (s *shipped) killLoop(kills int, seed int64, during func(run int)) (*proc, 
 		if run == kills {
 			return p, waits
 		}
-		time.Sleep(time.Duration(2000+rng.IntN(3000)) * time.Millisecond)
+		time.Sleep(time.Duration(3000+rng.IntN(10_000)) * time.Millisecond)
 		if p.exited() {
 			s.t.Fatalf("sinkd exited by itself before kill %d: %v; log tail:\n%s", run+1, p.err, tail(p.logFile.Name(), 20))
 		}
@@ -370,6 +370,17 @@ func caughtUp(m samples, partitions int, base int64, inputs int) (bool, string) 
 // caught up, and returns how long that took. Production must be over.
 func (s *shipped) waitCaughtUp(p *proc, partitions int, within time.Duration) time.Duration {
 	s.t.Helper()
+	took, state := s.awaitCaughtUp(p, partitions, within)
+	if state != "" {
+		s.t.Fatal(state)
+	}
+	return took
+}
+
+// awaitCaughtUp is waitCaughtUp that does not fail the test: when the
+// instance has not caught up within the time, it returns why ("" if it did).
+func (s *shipped) awaitCaughtUp(p *proc, partitions int, within time.Duration) (time.Duration, string) {
+	s.t.Helper()
 	began := time.Now()
 	ok, state := 0, "no scrape"
 	s.mu.Lock()
@@ -387,7 +398,7 @@ func (s *shipped) waitCaughtUp(p *proc, partitions int, within time.Duration) ti
 			if caught {
 				ok++
 				if ok == 3 {
-					return time.Since(began)
+					return time.Since(began), ""
 				}
 			} else {
 				ok = 0
@@ -400,8 +411,7 @@ func (s *shipped) waitCaughtUp(p *proc, partitions int, within time.Duration) ti
 		time.Sleep(time.Second)
 	}
 	m, _ := scrapeSamples(s.httpAddr)
-	s.t.Fatalf("sinkd %s did not catch up within %s: %s; %s; log tail:\n%s", p.instance, within, state, pipelineSummary(m), tail(p.logFile.Name(), 10))
-	return 0
+	return within, fmt.Sprintf("sinkd %s did not catch up within %s: %s; %s; log tail:\n%s", p.instance, within, state, pipelineSummary(m), tail(p.logFile.Name(), 10))
 }
 
 // pipelineSummary summarises what the pipeline did, from its metrics: records
@@ -586,11 +596,21 @@ func (s *shipped) verifyArchive() map[string]archiveStats {
 				r.name, as.files, as.buckets, perBucket, perFile)
 		}
 	}
-	uploads, err := st.ListUploads(ctx, s.prefix)
+	s.t.Logf("%d manifests commit %d files", manifests, len(committed))
+	s.checkNoUploads()
+	return out
+}
+
+// checkNoUploads fails the test when a multipart upload is in progress under
+// the example's prefix.
+func (s *shipped) checkNoUploads() {
+	s.t.Helper()
+	st, _ := s.store()
+	uploads, err := st.ListUploads(context.Background(), s.prefix)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.t.Logf("%d manifests commit %d files; %d multipart uploads in progress under s3://%s/%s", manifests, len(committed), len(uploads), s.env.S3Bucket, s.prefix)
+	s.t.Logf("%d multipart uploads in progress under s3://%s/%s", len(uploads), s.env.S3Bucket, s.prefix)
 	if len(uploads) > 0 {
 		var first []string
 		for _, u := range uploads[:min(3, len(uploads))] {
@@ -598,7 +618,42 @@ func (s *shipped) verifyArchive() map[string]archiveStats {
 		}
 		s.t.Errorf("%d multipart uploads left in progress under s3://%s/%s, want 0 (first: %s)", len(uploads), s.env.S3Bucket, s.prefix, strings.Join(first, ", "))
 	}
-	return out
+}
+
+// checkCommittedComplete fails the test when a file a manifest commits is not
+// a complete object: what the archive must hold after a drain even when not
+// every record was read.
+func (s *shipped) checkCommittedComplete() {
+	s.t.Helper()
+	ctx := context.Background()
+	st, _ := s.store()
+	visible := map[string]bool{}
+	keys, err := st.List(ctx, s.prefix)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, k := range keys {
+		visible[k] = true
+	}
+	committed, absent := 0, 0
+	k := &kinesisRun{harness: s.harness}
+	if err := k.readManifests(ctx, nil, func(_ string, m *checkpoint.Manifest) {
+		for _, u := range m.Uploads {
+			committed++
+			if !visible[u.Key] {
+				absent++
+				if absent <= 3 {
+					s.t.Errorf("%s is committed by a manifest but is no complete object", u.Key)
+				}
+			}
+		}
+	}); err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Logf("manifests commit %d files, %d of them not complete", committed, absent)
+	if absent > 0 {
+		s.t.Errorf("%d committed files are not complete objects", absent)
+	}
 }
 
 type checkResult struct {
