@@ -107,7 +107,15 @@ func (s *shipped) start() *proc {
 	env := s.env
 	env.Vars = maps.Clone(s.env.Vars)
 	maps.Copy(env.Vars, s.vars)
-	return startSinkd(s.t, env, s.dir, s.instance, s.config)
+	p := startSinkd(s.t, env, s.dir, s.instance, s.config)
+	// A test that stops early leaves no sinkd behind.
+	s.t.Cleanup(func() {
+		if !p.exited() {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
 }
 
 func createBucket(t *testing.T, endpoint, region, bucket string) {
@@ -811,8 +819,8 @@ func startDynalite(t *testing.T, stackDir string) string {
 
 // slowProxy stands between sinkd and the object store and delays every
 // request by its current delay (0: passes straight through). A request whose
-// client gave up while it waited is not forwarded. The Host header is kept,
-// so SigV4 signatures still verify.
+// client gave up while it waited is not forwarded; one forwarded is finished.
+// The Host header is kept, so SigV4 signatures still verify.
 type slowProxy struct {
 	url     string
 	delay   atomic.Int64 // nanoseconds
@@ -843,7 +851,12 @@ func newSlowProxy(t *testing.T, target string) *slowProxy {
 				return
 			}
 		}
-		rp.ServeHTTP(w, r)
+		// Once forwarded, a request runs to its end on the server even if
+		// sinkd exits meanwhile: S3 applies a CompleteMultipartUpload
+		// whole or not at all, whereas MinIO, told of the client's
+		// disconnect, can stop one halfway (its parts gone, no object),
+		// which says nothing about sinkd.
+		rp.ServeHTTP(w, r.WithContext(context.WithoutCancel(r.Context())))
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
