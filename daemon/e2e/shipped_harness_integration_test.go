@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -840,7 +841,7 @@ func newSlowProxy(t *testing.T, target string) *slowProxy {
 	}
 	p := &slowProxy{url: "http://" + ln.Addr().String()}
 	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ErrorLog = nil
+	rp.ErrorLog = log.New(io.Discard, "", 0) // sinkd going away mid-request is the point
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if d := time.Duration(p.delay.Load()); d > 0 {
 			p.held.Add(1)
