@@ -630,8 +630,9 @@ func (s *shipped) checkNoUploads() {
 }
 
 // checkCommittedComplete fails the test when a file a manifest commits is not
-// a complete object: what the archive must hold after a drain even when not
-// every record was read.
+// a complete object, or when a route has more than 3 committed files per
+// bucket its inputs fall into: what can be checked after a drain even when
+// not every record was read.
 func (s *shipped) checkCommittedComplete() {
 	s.t.Helper()
 	ctx := context.Background()
@@ -645,10 +646,14 @@ func (s *shipped) checkCommittedComplete() {
 		visible[k] = true
 	}
 	committed, absent := 0, 0
+	files, rows := map[string]int{}, map[string]int64{}
 	k := &kinesisRun{harness: s.harness}
 	if err := k.readManifests(ctx, nil, func(_ string, m *checkpoint.Manifest) {
 		for _, u := range m.Uploads {
 			committed++
+			route, _, _ := strings.Cut(strings.TrimPrefix(u.Key, s.prefix), "/")
+			files[route]++
+			rows[route] += u.Rows
 			if !visible[u.Key] {
 				absent++
 				if absent <= 3 {
@@ -662,6 +667,16 @@ func (s *shipped) checkCommittedComplete() {
 	s.t.Logf("manifests commit %d files, %d of them not complete", committed, absent)
 	if absent > 0 {
 		s.t.Errorf("%d committed files are not complete objects", absent)
+	}
+	for route, buckets := range s.expectedBuckets() {
+		perFile := 0.0
+		if files[route] > 0 {
+			perFile = float64(rows[route]) / float64(files[route])
+		}
+		s.t.Logf("route %s: %d committed files, %d rows (%.1f rows per file), for %d buckets", route, files[route], rows[route], perFile, buckets)
+		if files[route] > 3*buckets {
+			s.t.Errorf("route %s: %d committed files for %d buckets (%.1f rows per file): more than 3 per bucket, the files are tiny", route, files[route], buckets, perFile)
+		}
 	}
 }
 
