@@ -630,10 +630,11 @@ func (s *shipped) checkNoUploads() {
 }
 
 // checkCommittedComplete fails the test when a file a manifest commits is not
-// a complete object, or when a route has more than 3 committed files per
-// bucket its inputs fall into: what can be checked after a drain even when
-// not every record was read.
-func (s *shipped) checkCommittedComplete() {
+// a complete object after a clean drain (exit 0; after a drain that timed out
+// the next start completes them, so they are only counted), or when a route
+// has more than 3 committed files per bucket its inputs fall into: what can
+// be checked after a drain even when not every record was read.
+func (s *shipped) checkCommittedComplete(clean bool) {
 	s.t.Helper()
 	ctx := context.Background()
 	st, _ := s.store()
@@ -656,17 +657,17 @@ func (s *shipped) checkCommittedComplete() {
 			rows[route] += u.Rows
 			if !visible[u.Key] {
 				absent++
-				if absent <= 3 {
-					s.t.Errorf("%s is committed by a manifest but is no complete object", u.Key)
+				if clean && absent <= 3 {
+					s.t.Errorf("%s is committed by a manifest but is no complete object after a clean drain", u.Key)
 				}
 			}
 		}
 	}); err != nil {
 		s.t.Fatal(err)
 	}
-	s.t.Logf("manifests commit %d files, %d of them not complete", committed, absent)
-	if absent > 0 {
-		s.t.Errorf("%d committed files are not complete objects", absent)
+	s.t.Logf("manifests commit %d files, %d of them not complete objects (clean drain: %t)", committed, absent, clean)
+	if clean && absent > 0 {
+		s.t.Errorf("%d committed files are not complete objects after a clean drain", absent)
 	}
 	for route, buckets := range s.expectedBuckets() {
 		perFile := 0.0
