@@ -183,7 +183,7 @@ func (b *bench) runOnce(ctx context.Context, s spec) result {
 			return r
 		}
 		r.input = in
-		durable = quietDurable
+		durable = nil // the drain's exit 0 says its final checkpoint committed
 	} else {
 		in, err := b.kafka.topic(ctx, int32(s.partitions), s.events)
 		if err != nil {
@@ -307,22 +307,12 @@ func kinesisSource(env stackenv.Env, stream, leases string) sourceConfig {
 `, stream, env.KinesisEndpoint, leases, env.DynamoDBEndpoint))
 }
 
-// benchInactivity is the one tuning the runs share, and why: a quiet bucket
-// rolls after parquet.inactivity (5 minutes by default), and a benchmark's
-// input ends, so with the default every run would wait five minutes for its
-// last files. While the input lasts the roll rarely fires: (a)'s first day
-// never gets another record once the second starts, and at the rates the
-// targets ask for, a bucket of (d) or (e) gets a record every second or so
-// (the rarest of (e)'s, 11 records in two million events, every few seconds).
-// At much lower rates some of (e)'s files roll early; files per bucket shows it.
-const benchInactivity = "5s"
 
 // writeConfig writes sinkd's configuration for one run and returns its path
 // and the HTTP address it serves /metrics on. Everything not set here takes
 // sinkd's defaults, memory.* included: no run moves a default to pass. Set
 // away from a default, each for a reason given beside it: the HTTP address
-// (a free port per run, so that runs never collide), parquet.inactivity
-// (benchInactivity), the dead-letter file (dead letters have no default
+// (a free port per run, so that runs never collide), the dead-letter file (dead letters have no default
 // destination; this input has none) and the S3 endpoint (MinIO).
 func writeConfig(dir, name string, s spec, env stackenv.Env, src sourceConfig, prefix, osURL string) (path, addr string, err error) {
 	addr, err = freeAddr()
@@ -349,14 +339,13 @@ routes:
       destination: s3://%[6]s/%[7]slake
       path: %[8]s
       event_time: {field: pickup_datetime}
-      inactivity: %[9]s
-%[10]ss3:
-  endpoint: %[11]s
+%[9]ss3:
+  endpoint: %[10]s
   path_style: true
 dlq:
-  file: %[12]s
+  file: %[11]s
 `, s.name, strings.ReplaceAll(filepath.Base(dir), ".", "-"), addr, src, taxi.FieldsYAML, env.S3Bucket, prefix, s.path,
-		benchInactivity, openSearch, env.S3Endpoint, filepath.Join(dir, name+"-dlq.jsonl"))
+		openSearch, env.S3Endpoint, filepath.Join(dir, name+"-dlq.jsonl"))
 	path = filepath.Join(dir, name+".yaml")
 	return path, addr, os.WriteFile(path, []byte(cfg), 0o644)
 }
