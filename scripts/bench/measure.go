@@ -348,7 +348,6 @@ func (w *watch) scraped(metrics map[string]float64, now time.Time) {
 	w.spoolBudget.observe(metrics, metricSpoolBudget)
 }
 
-
 // measurement is what one run of sinkd measured.
 type measurement struct {
 	firstRecord  time.Duration // start → first record read

@@ -307,7 +307,6 @@ func kinesisSource(env stackenv.Env, stream, leases string) sourceConfig {
 `, stream, env.KinesisEndpoint, leases, env.DynamoDBEndpoint))
 }
 
-
 // writeConfig writes sinkd's configuration for one run and returns its path
 // and the HTTP address it serves /metrics on. Everything not set here takes
 // sinkd's defaults, memory.* included: no run moves a default to pass. Set
