@@ -351,6 +351,18 @@ func (m samples) sum(name string) float64 {
 	return s
 }
 
+// sumWith sums the series of name whose labels include label (such as
+// route="trips"), whatever other labels (pipeline) they carry.
+func (m samples) sumWith(name, label string) float64 {
+	var s float64
+	for labels, v := range m[name] {
+		if strings.Contains(labels, label) {
+			s += v
+		}
+	}
+	return s
+}
+
 // caughtUp reports whether the instance has processed everything its source
 // holds: the rows it wrote into the trips route (which takes every trip),
 // with those committed before it started (base), cover every input; no
@@ -363,7 +375,7 @@ func caughtUp(m samples, partitions int, base int64, inputs int) (bool, string) 
 	owned := m.sum("sinkd_source_partitions_owned")
 	pending := m.sum("sinkd_source_partitions_pending")
 	lag := m.sum("sinkd_source_lag_records")
-	rows := int64(m["sinkd_parquet_rows_total"][`{route="trips"}`])
+	rows := int64(m.sumWith("sinkd_parquet_rows_total", `route="trips"`))
 	state := fmt.Sprintf("owned %.0f, pending %.0f, fetched lag %.0f records; trips rows: %d committed before this start + %d written by it, for %d inputs",
 		owned, pending, lag, base, rows, inputs)
 	if owned == 0 || pending > 0 || lag > 0 || base+rows < int64(inputs) {
