@@ -463,14 +463,16 @@ func kindName(k reflect.Kind) string {
 func closest(key string, allowed []string) string {
 	best, bestDist := "", 3
 	for _, a := range allowed {
-		if d := editDistance(key, a); d < bestDist {
+		if d := EditDistance(key, a); d < bestDist {
 			best, bestDist = a, d
 		}
 	}
 	return best
 }
 
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b, for "did you
+// mean" suggestions.
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {

@@ -64,29 +64,9 @@ func templateProblems(tmpl string, s *schema.Schema, compile func(string) error,
 func closestField(name string, s *schema.Schema) string {
 	best, bestDist := "", max(2, len(name)/3)+1
 	for _, f := range s.Fields() {
-		if d := editDistance(strings.ToLower(name), strings.ToLower(f.Name)); d < bestDist {
+		if d := config.EditDistance(strings.ToLower(name), strings.ToLower(f.Name)); d < bestDist {
 			best, bestDist = f.Name, d
 		}
 	}
 	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
