@@ -594,7 +594,14 @@ func (p *Pipeline) Assigned(ctx context.Context, as []source.Assignment) (map[re
 func (p *Pipeline) findState(ctx context.Context, a source.Assignment) (*checkpoint.PartitionState, error) {
 	inst, seq, ok := checkpoint.ParseRef(a.Ref)
 	if !ok {
-		return nil, nil
+		if a.Committed != nil {
+			return nil, nil // a position sinkd did not commit: it is the truth
+		}
+		// Never committed: a run of this instance may have written a
+		// manifest naming the partition and died before its first commit.
+		// Without that manifest's filter, replay from the start would
+		// write again what its files hold.
+		inst, seq = p.instance, 0
 	}
 	m, err := p.mstore.Find(ctx, inst, seq, a.ID.String())
 	if err != nil || m == nil {

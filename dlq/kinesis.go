@@ -263,6 +263,12 @@ func checkStream(api *kinesis.Client, cfg config.DLQKinesis, log *slog.Logger) e
 	}
 	_, err := describe()
 	var missing *types.ResourceNotFoundException
+	// A lookup that fails for another reason (a slow endpoint, a timeout)
+	// is tried again before the check is given up.
+	for attempt := 1; err != nil && !errors.As(err, &missing) && attempt < 3 && ctx.Err() == nil; attempt++ {
+		time.Sleep(time.Duration(attempt) * time.Second)
+		_, err = describe()
+	}
 	switch {
 	case err == nil:
 		return nil

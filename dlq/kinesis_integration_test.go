@@ -190,6 +190,7 @@ func TestKinesisSinkAndRedrive(t *testing.T) {
 // (and letters land in it); with create: false it is a start-up error.
 func TestKinesisDeadLetterStreamCreated(t *testing.T) {
 	env := stackenv.Load(t)
+	env.Setenv(t) // the sink finds its credentials the way sinkd does: in the environment
 	api, err := kinesisClient(env.KinesisEndpoint, env.Region)
 	if err != nil {
 		t.Fatal(err)
