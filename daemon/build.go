@@ -288,6 +288,20 @@ func (p *Pipeline) recover(ctx context.Context) error {
 		p.seq = latest.Seq + 1
 		p.log.Info("recovered from manifest", "seq", latest.Seq, "uploads", len(latest.Uploads))
 	}
+	// Fence earlier runs before aborting their uploads: a dead run's
+	// manifest write still in flight (a slow store, a drain cut short) must
+	// not land after this recovery aborted what it lists. Taking the next
+	// seq first makes such a late write fail; if it landed first, the
+	// conditional write fails here and recovery starts over with it.
+	fence := &checkpoint.Manifest{
+		Pipeline: p.cfg.Pipeline, Instance: p.instance, Epoch: p.epoch, Seq: p.seq, Created: time.Now().UTC(),
+		Partitions: map[string]*checkpoint.PartitionState{},
+	}
+	if err := p.mstore.Write(ctx, fence); err != nil {
+		return fmt.Errorf("fencing earlier runs with manifest %d: %w", fence.Seq, err)
+	}
+	p.seq++
+	p.recoveredSeq = p.seq
 	aborted := 0
 	for url, st := range p.stores {
 		uploads, err := st.ListUploads(ctx, p.prefixes[url])

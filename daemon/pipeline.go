@@ -110,8 +110,11 @@ type Pipeline struct {
 
 	stopWriters context.CancelFunc
 
-	seq     uint64
-	lastRef string
+	seq uint64
+	// recoveredSeq is the first manifest seq this process writes: every
+	// manifest of this instance below it existed when recovery ran.
+	recoveredSeq uint64
+	lastRef      string
 	// uncompleted: uploads a written manifest commits but that could not be
 	// completed yet. Every later manifest lists them again, so that recovery
 	// from any newer manifest still completes them.
@@ -601,7 +604,7 @@ func (p *Pipeline) findState(ctx context.Context, a source.Assignment) (*checkpo
 		// manifest naming the partition and died before its first commit.
 		// Without that manifest's filter, replay from the start would
 		// write again what its files hold.
-		inst, seq = p.instance, 0
+		return p.ownState(ctx, a.ID)
 	}
 	m, err := p.mstore.Find(ctx, inst, seq, a.ID.String())
 	if err != nil || m == nil {
@@ -611,6 +614,36 @@ func (p *Pipeline) findState(ctx context.Context, a source.Assignment) (*checkpo
 		return nil, err
 	}
 	return m.Partitions[a.ID.String()], nil
+}
+
+// ownState is the partition's state in the newest manifest of this
+// instance that recovery saw. A manifest written later by a dead run (its
+// write still in flight when this process started) is not trusted: recovery
+// has already aborted the uploads it lists.
+func (p *Pipeline) ownState(ctx context.Context, id record.PartitionID) (*checkpoint.PartitionState, error) {
+	seqs, err := p.mstore.Seqs(ctx, p.instance)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(seqs) - 1; i >= 0; i-- {
+		if seqs[i] >= p.recoveredSeq {
+			continue
+		}
+		m, err := p.mstore.Read(ctx, p.instance, seqs[i])
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if st, ok := m.Partitions[id.String()]; ok {
+			if err := p.apply(ctx, m); err != nil {
+				return nil, err
+			}
+			return st, nil
+		}
+	}
+	return nil, nil
 }
 
 // Revoked checkpoints with every file that holds records of the revoked
