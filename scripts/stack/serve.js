@@ -32,6 +32,18 @@ if (!servers[name] || !Number.isInteger(port) || port <= 0) {
   process.exit(2)
 }
 
+// dynalite throws from a request's 'error' handler when a client goes away
+// mid-request (a test SIGKILLs sinkd), which would end the server for every
+// later test. A request aborted by its client is nothing to stop for.
+process.on('uncaughtException', (err) => {
+  if (err && (err.code === 'ECONNRESET' || err.message === 'aborted')) {
+    console.error(`${name}: a client went away mid-request (${err.message}); still serving`)
+    return
+  }
+  console.error(err)
+  process.exit(1)
+})
+
 const server = servers[name]()
 server.on('error', (err) => {
   console.error(`${name}: ${err.message}`)
