@@ -15,18 +15,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sinkd/sinkd/buckets"
+	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/daemon/checkpoint"
-	"github.com/sinkd/sinkd/daemon/kafka"
-	"github.com/sinkd/sinkd/daemon/kinesis"
 	"github.com/sinkd/sinkd/dlq"
 	"github.com/sinkd/sinkd/internal/kgolog"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/schema/registry"
+	"github.com/sinkd/sinkd/source/kafka"
+	"github.com/sinkd/sinkd/source/kinesis"
+	"github.com/sinkd/sinkd/store"
 	"github.com/sinkd/sinkd/writers/opensearch"
 	"github.com/sinkd/sinkd/writers/parquetsink"
-	"github.com/sinkd/sinkd/writers/store"
 )
 
 // Version is set at build time (-ldflags "-X github.com/sinkd/sinkd/daemon.Version=…").

@@ -16,7 +16,7 @@ import (
 
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/dlq"
-	"github.com/sinkd/sinkd/writers/store"
+	"github.com/sinkd/sinkd/store"
 )
 
 // connectTimeout bounds each check of `validate --connect`.

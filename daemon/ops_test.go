@@ -27,9 +27,9 @@ import (
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/config/examples"
 	"github.com/sinkd/sinkd/internal/cli"
+	"github.com/sinkd/sinkd/store"
 	"github.com/sinkd/sinkd/taxi"
 	"github.com/sinkd/sinkd/writers/opensearch/osfake"
-	"github.com/sinkd/sinkd/writers/store"
 )
 
 // The deployment files live at the repository root; tests run in daemon/.

@@ -15,16 +15,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sinkd/sinkd/buckets"
+	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/daemon/checkpoint"
-	"github.com/sinkd/sinkd/daemon/source"
 	"github.com/sinkd/sinkd/dlq"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/schema/registry"
+	"github.com/sinkd/sinkd/source"
+	"github.com/sinkd/sinkd/store"
 	"github.com/sinkd/sinkd/writers/opensearch"
 	"github.com/sinkd/sinkd/writers/parquetsink"
-	"github.com/sinkd/sinkd/writers/store"
 )
 
 // route is one configured route, compiled.

@@ -27,7 +27,7 @@ import (
 // a deadLetter call (pipeline, OpenSearch writer).
 func TestEveryEmittedClassIsAReason(t *testing.T) {
 	found := map[string]string{} // class -> where
-	for _, dir := range []string{"../schema", "../buckets", "../daemon/kinesis/kpl"} {
+	for _, dir := range []string{"../schema", "../buckets", "../source/kinesis/kpl"} {
 		for class, where := range classConstants(t, dir) {
 			found[class] = where
 		}

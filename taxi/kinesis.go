@@ -11,7 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
-	"github.com/sinkd/sinkd/daemon/kinesis/kpl"
+	"github.com/sinkd/sinkd/source/kinesis/kpl"
 )
 
 // Kinesis service limits.

@@ -15,8 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
-	"github.com/sinkd/sinkd/daemon/kinesis/kpl"
 	"github.com/sinkd/sinkd/scripts/stack/stackenv"
+	"github.com/sinkd/sinkd/source/kinesis/kpl"
 )
 
 func kinesisClient(t *testing.T, env stackenv.Env) *kinesis.Client {

@@ -28,8 +28,8 @@ import (
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/scripts/stack/stackenv"
+	"github.com/sinkd/sinkd/store"
 	"github.com/sinkd/sinkd/taxi"
-	"github.com/sinkd/sinkd/writers/store"
 )
 
 var sinkdBin string

@@ -276,7 +276,7 @@ func TestKafkaLagSeenThroughDeadMember(t *testing.T) {
 	// (session_timeout after its last checkpoint) about when the broker
 	// expires its session and the survivor takes the partitions over, so
 	// the window can be empty. TestBacklogsThroughDeadMember in
-	// daemon/kafka covers the rule itself.
+	// source/kafka covers the rule itself.
 	b.stop(t, time.Minute)
 	// The killed instance's open uploads are its own to abort when it
 	// comes back.

@@ -31,9 +31,9 @@ import (
 	kintypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sinkd/sinkd/daemon/checkpoint"
-	"github.com/sinkd/sinkd/daemon/kinesis/kpl"
+	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/dlq"
+	"github.com/sinkd/sinkd/source/kinesis/kpl"
 	"github.com/sinkd/sinkd/taxi"
 )
 

@@ -34,8 +34,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/daemon/checkpoint"
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/taxi"
 )

@@ -602,7 +602,7 @@ func (rep report) markdown() string {
 
 	if rep.micro != "" {
 		p("## Micro-benchmarks\n\n")
-		p("`go test -run '^$' -bench . -benchmem ./schema/ ./buckets/ ./writers/... ./daemon/...`\n\n")
+		p("`go test -run '^$' -bench . -benchmem ./schema/ ./buckets/ ./writers/... ./store/ ./checkpoint/ ./source/... ./daemon/...`\n\n")
 		if missing := withoutBenchmarks(rep.micro); len(missing) > 0 {
 			p("Packages without a benchmark yet: %s.\n\n", strings.Join(missing, ", "))
 		}

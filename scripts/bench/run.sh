@@ -19,7 +19,7 @@ scripts/stack/stack.sh up
 out=.cache/bench
 mkdir -p "$out"
 micro="$out/micro.txt"
-packages=(./schema/ ./buckets/ ./writers/... ./daemon/...)
+packages=(./schema/ ./buckets/ ./writers/... ./store/ ./checkpoint/ ./source/... ./daemon/...)
 
 echo "==> micro-benchmarks: go test -run '^\$' -bench . -benchmem ${packages[*]}"
 # Packages without benchmarks print "no test files" or just "PASS"; keep the

@@ -24,8 +24,8 @@ import (
 
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/scripts/stack/stackenv"
+	"github.com/sinkd/sinkd/store"
 	"github.com/sinkd/sinkd/taxi"
-	"github.com/sinkd/sinkd/writers/store"
 )
 
 // seed makes every benchmark read the same trips.

@@ -18,7 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sinkd/sinkd/daemon/checkpoint"
+	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/scripts/readers/duckdb"
 )
 

@@ -24,10 +24,10 @@ import (
 	"github.com/parquet-go/parquet-go/compress"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/daemon/checkpoint"
 	"github.com/sinkd/sinkd/record"
-	"github.com/sinkd/sinkd/writers/store"
+	"github.com/sinkd/sinkd/store"
 )
 
 // Options configure one writer (one route's Parquet destination).

@@ -13,7 +13,7 @@ import (
 
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/record"
-	"github.com/sinkd/sinkd/writers/store"
+	"github.com/sinkd/sinkd/store"
 )
 
 var testSchema = parquet.NewSchema("t", parquet.Group{

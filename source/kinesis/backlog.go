@@ -10,8 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
-	"github.com/sinkd/sinkd/daemon/kinesis/kpl"
-	"github.com/sinkd/sinkd/daemon/source"
+	"github.com/sinkd/sinkd/source"
+	"github.com/sinkd/sinkd/source/kinesis/kpl"
 )
 
 // Backlogs of shards without a live reader: a child waiting for its parents,

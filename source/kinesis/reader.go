@@ -15,9 +15,9 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/daemon/kinesis/kpl"
-	"github.com/sinkd/sinkd/daemon/source"
 	"github.com/sinkd/sinkd/record"
+	"github.com/sinkd/sinkd/source"
+	"github.com/sinkd/sinkd/source/kinesis/kpl"
 )
 
 // Per-shard read limits of Kinesis, shared by every consumer of the stream:

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/daemon/source"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/scripts/stack/stackenv"
+	"github.com/sinkd/sinkd/source"
 )
 
 func newTestLeases(t *testing.T, table, instance string, failover time.Duration) *tableLeases {

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/sinkd/sinkd/record"
-	"github.com/sinkd/sinkd/writers/store"
+	"github.com/sinkd/sinkd/store"
 )
 
 // Upload is one multipart upload a manifest commits.

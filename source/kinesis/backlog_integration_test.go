@@ -13,9 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/daemon/source"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/scripts/stack/stackenv"
+	"github.com/sinkd/sinkd/source"
 )
 
 // viewLeases is a lease holder whose view the test sets: what other

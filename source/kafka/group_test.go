@@ -14,8 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/daemon/source"
 	"github.com/sinkd/sinkd/record"
+	"github.com/sinkd/sinkd/source"
 )
 
 // handler records what the group gives it and starts every partition at its

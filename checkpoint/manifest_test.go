@@ -7,7 +7,7 @@ import (
 
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/record"
-	"github.com/sinkd/sinkd/writers/store"
+	"github.com/sinkd/sinkd/store"
 )
 
 func newStore(t *testing.T) Store {

@@ -13,11 +13,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/daemon/checkpoint"
-	"github.com/sinkd/sinkd/daemon/kinesis/kpl"
-	"github.com/sinkd/sinkd/daemon/source"
 	"github.com/sinkd/sinkd/record"
+	"github.com/sinkd/sinkd/source"
+	"github.com/sinkd/sinkd/source/kinesis/kpl"
 )
 
 func testSource() *Source {

@@ -5,8 +5,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sinkd/sinkd/daemon/checkpoint"
-	"github.com/sinkd/sinkd/daemon/source"
+	"github.com/sinkd/sinkd/checkpoint"
+	"github.com/sinkd/sinkd/source"
 )
 
 // progress is what a lease stores of its shard.

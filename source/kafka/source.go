@@ -25,8 +25,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/daemon/source"
 	"github.com/sinkd/sinkd/record"
+	"github.com/sinkd/sinkd/source"
 )
 
 var _ source.Source = (*Source)(nil)

@@ -22,9 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/daemon/source"
 	"github.com/sinkd/sinkd/internal/awsconf"
 	"github.com/sinkd/sinkd/record"
+	"github.com/sinkd/sinkd/source"
 )
 
 var _ source.Source = (*Source)(nil)

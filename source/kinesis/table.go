@@ -16,8 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/daemon/source"
 	"github.com/sinkd/sinkd/record"
+	"github.com/sinkd/sinkd/source"
 )
 
 // Lease items, after KCL's lease model: one item per shard, keyed by stream
