@@ -29,12 +29,12 @@ func parseBulkResponse(b []byte, dst []itemStatus) ([]itemStatus, error) {
 	}
 	base, sawItems := len(dst), false
 	for first := true; ; first = false {
-		p.space()
-		if p.consume('}') {
-			break
+		more, err := p.next('}', first)
+		if err != nil {
+			return dst, err
 		}
-		if !first && !p.consume(',') {
-			return dst, p.fail("expected , or }")
+		if !more {
+			break
 		}
 		key, err := p.key()
 		if err != nil {
@@ -82,6 +82,22 @@ func (p *scanner) space() {
 			return
 		}
 	}
+}
+
+// next starts an element of an object or array closed by end: false at the
+// end, an error where neither the end nor a comma (after the first) comes.
+func (p *scanner) next(end byte, first bool) (bool, error) {
+	p.space()
+	if p.consume(end) {
+		return false, nil
+	}
+	if !first && !p.consume(',') {
+		if end == '}' {
+			return false, p.fail("expected , or }")
+		}
+		return false, p.fail("expected , or ]")
+	}
+	return true, nil
 }
 
 func (p *scanner) consume(c byte) bool {
@@ -172,12 +188,12 @@ func (p *scanner) items(dst []itemStatus) ([]itemStatus, error) {
 		return dst, p.fail("items is not an array")
 	}
 	for first := true; ; first = false {
-		p.space()
-		if p.consume(']') {
-			return dst, nil
+		more, err := p.next(']', first)
+		if err != nil {
+			return dst, err
 		}
-		if !first && !p.consume(',') {
-			return dst, p.fail("expected , or ]")
+		if !more {
+			return dst, nil
 		}
 		it, err := p.item()
 		if err != nil {
@@ -196,12 +212,12 @@ func (p *scanner) item() (itemStatus, error) {
 	}
 	actions := 0
 	for first := true; ; first = false {
-		p.space()
-		if p.consume('}') {
-			break
+		more, err := p.next('}', first)
+		if err != nil {
+			return it, err
 		}
-		if !first && !p.consume(',') {
-			return it, p.fail("expected , or }")
+		if !more {
+			break
 		}
 		if _, err := p.key(); err != nil {
 			return it, err
@@ -210,7 +226,6 @@ func (p *scanner) item() (itemStatus, error) {
 		if actions > 1 {
 			return it, p.fail("an item has more than one action")
 		}
-		var err error
 		if it, err = p.result(); err != nil {
 			return it, err
 		}
@@ -230,12 +245,12 @@ func (p *scanner) result() (itemStatus, error) {
 	}
 	sawStatus := false
 	for first := true; ; first = false {
-		p.space()
-		if p.consume('}') {
-			break
+		more, err := p.next('}', first)
+		if err != nil {
+			return it, err
 		}
-		if !first && !p.consume(',') {
-			return it, p.fail("expected , or }")
+		if !more {
+			break
 		}
 		key, err := p.key()
 		if err != nil {
@@ -298,12 +313,9 @@ func (p *scanner) skip(depth int) error {
 	case c == '{':
 		p.i++
 		for first := true; ; first = false {
-			p.space()
-			if p.consume('}') {
-				return nil
-			}
-			if !first && !p.consume(',') {
-				return p.fail("expected , or }")
+			more, err := p.next('}', first)
+			if err != nil || !more {
+				return err
 			}
 			p.space()
 			if err := p.str(); err != nil {
@@ -320,12 +332,9 @@ func (p *scanner) skip(depth int) error {
 	case c == '[':
 		p.i++
 		for first := true; ; first = false {
-			p.space()
-			if p.consume(']') {
-				return nil
-			}
-			if !first && !p.consume(',') {
-				return p.fail("expected , or ]")
+			more, err := p.next(']', first)
+			if err != nil || !more {
+				return err
 			}
 			if err := p.skip(depth + 1); err != nil {
 				return err
