@@ -51,19 +51,9 @@ func TestShippedKafkaExample(t *testing.T) {
 	} else {
 		t.Logf("the last instance caught up %s after the last record was produced", caught.Round(time.Second))
 	}
-	took, err := p.drain(time.Minute)
-	t.Logf("SIGTERM: exited in %s (%v)", took.Round(time.Millisecond), err)
-	if err != nil {
-		t.Errorf("the final drain did not exit 0: %v; log tail:\n%s", err, tail(p.logFile.Name(), 15))
-	}
-	t.Logf("buckets the inputs fall into: %v", s.expectedBuckets())
-	if behind != "" {
-		// Not everything was read: only what the drain left can be checked.
-		s.checkCommittedComplete(err == nil)
-		s.checkNoUploads()
+	if !s.drainAndVerify(p, behind) {
 		return
 	}
-	s.verifyArchive()
 
 	c := &cluster{url: search.URL, client: &http.Client{Timeout: 30 * time.Second}}
 	if status, body := c.call(t, http.MethodPost, "/trips-*/_refresh", nil); status != http.StatusOK {
@@ -121,18 +111,7 @@ func TestShippedKinesisExample(t *testing.T) {
 	if caught > time.Minute {
 		t.Errorf("everything was not read until %s after the last record was produced, want well inside the 5 min inactivity default (< 1 min)", caught.Round(time.Second))
 	}
-	took, err := p.drain(time.Minute)
-	t.Logf("SIGTERM: exited in %s (%v)", took.Round(time.Millisecond), err)
-	if err != nil {
-		t.Errorf("the final drain did not exit 0: %v; log tail:\n%s", err, tail(p.logFile.Name(), 15))
-	}
-	t.Logf("buckets the inputs fall into: %v", s.expectedBuckets())
-	if behind != "" {
-		s.checkCommittedComplete(err == nil)
-		s.checkNoUploads()
-		return
-	}
-	s.verifyArchive()
+	s.drainAndVerify(p, behind)
 }
 
 // TestDrainManyOpenBuckets: taxi-kafka.yaml unchanged, 30,000 trips over half
@@ -287,4 +266,25 @@ func (s *shipped) produceKinesis(n int, sp *spread, rate int) (wait func()) {
 			s.t.Fatal(err)
 		}
 	}
+}
+
+// drainAndVerify stops p with SIGTERM, which must exit 0, and checks the
+// archive: all of it when everything was read (behind is empty), otherwise
+// only what the drain left (every committed file complete, no upload in
+// progress). It reports whether the whole archive was checked.
+func (s *shipped) drainAndVerify(p *proc, behind string) bool {
+	t := s.t
+	took, err := p.drain(time.Minute)
+	t.Logf("SIGTERM: exited in %s (%v)", took.Round(time.Millisecond), err)
+	if err != nil {
+		t.Errorf("the final drain did not exit 0: %v; log tail:\n%s", err, tail(p.logFile.Name(), 15))
+	}
+	t.Logf("buckets the inputs fall into: %v", s.expectedBuckets())
+	if behind != "" {
+		s.checkCommittedComplete(err == nil)
+		s.checkNoUploads()
+		return false
+	}
+	s.verifyArchive()
+	return true
 }
