@@ -25,7 +25,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sinkd/sinkd/checkpoint"
-	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/store"
 )
@@ -33,7 +32,7 @@ import (
 // Options configure one writer (one route's Parquet destination).
 type Options struct {
 	Route       string
-	Config      config.Parquet
+	Config      Config
 	PartSize    int64
 	Concurrency int
 	// SmallConcurrency bounds uploads of parts below smallPart in flight:
