@@ -39,6 +39,10 @@ func (c *Config) validate() []Problem {
 	if c.HTTP.Addr != "" {
 		v.ListenAddr("http.addr", c.HTTP.Addr)
 	}
+	if c.HTTP.Pprof && c.HTTP.Admin.Addr == "" {
+		// Profiles are never served on the metrics listener.
+		v.Errorf("http.pprof", "needs http.admin.addr: profiles are served on the admin listener only")
+	}
 	if c.HTTP.Admin.Addr != "" {
 		v.ListenAddr("http.admin.addr", c.HTTP.Admin.Addr)
 		if c.HTTP.Admin.Addr == c.HTTP.Addr {
@@ -121,6 +125,7 @@ func (s *Schema) validate(v *validator) map[string]*Field {
 			v.HTTPURL("schema.registry.url", s.Registry.URL)
 		}
 		v.Required("schema.registry.subject", s.Registry.Subject)
+		v.Add("schema.registry.tls", s.Registry.TLS.Validate())
 		v.Positive("schema.registry.timeout", s.Registry.Timeout)
 		return nil
 	}

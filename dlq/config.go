@@ -96,8 +96,7 @@ func (c *Config) Validate() conf.Issues {
 		for i, b := range k.Brokers {
 			v.HostPort("kafka.brokers"+conf.Index(i), b)
 		}
-		v.Add("kafka.tls", k.TLS.Validate())
-		v.Add("kafka.sasl", k.SASL.Validate())
+		v.Add("kafka", conf.KafkaSecurity(k.TLS, k.SASL))
 		if k.Partitions < 1 && k.Partitions != -1 {
 			v.Errorf("kafka.partitions", "must be at least 1, or -1 for the broker's default, got %d", k.Partitions)
 		}

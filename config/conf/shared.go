@@ -84,3 +84,18 @@ type Field struct {
 	// Values is the value of a map, whose keys are strings; its name is not used.
 	Values *Field `yaml:"values"`
 }
+
+// KafkaSecurity returns the problems of a Kafka client's tls and sasl
+// blocks, each alone and together, with paths relative to the client's
+// block (tls.ca_file, sasl.mechanism).
+func KafkaSecurity(t TLS, s SASL) Issues {
+	var c Check
+	c.Add("tls", t.Validate())
+	c.Add("sasl", s.Validate())
+	if s.Mechanism == "aws-msk-iam" && !t.Enabled {
+		// Amazon MSK serves IAM authentication on its TLS listener only
+		// (port 9098): without TLS the client never gets an answer.
+		c.Errorf("sasl.mechanism", "aws-msk-iam needs tls.enabled: true (MSK serves IAM authentication on its TLS listener, port 9098)")
+	}
+	return c.Issues()
+}

@@ -85,8 +85,7 @@ func (c *Config) Validate() conf.Issues {
 			v.Errorf("start_timestamp", "is only used with start: timestamp")
 		}
 	}
-	v.Add("tls", c.TLS.Validate())
-	v.Add("sasl", c.SASL.Validate())
+	v.Add("", conf.KafkaSecurity(c.TLS, c.SASL))
 	v.AtLeastSize("fetch_max_bytes", c.FetchMaxBytes, 1)
 	v.AtLeastSize("fetch_max_partition_bytes", c.PartitionBytes, 1)
 	if c.PartitionBytes > c.FetchMaxBytes {
