@@ -280,8 +280,8 @@ var (
 
 // exampleDefaults reads "# default" comments such as
 //
-//	    # fetch_max_bytes: 8MiB   # default; 4 × this is set aside
-//	    start: earliest           # default earliest: an archive must not skip data
+//	# fetch_max_bytes: 8MiB   # default; 4 × this is set aside
+//	start: earliest           # default earliest: an archive must not skip data
 //
 // A word after "default" is the default; else the line's own value is.
 // Nesting comes from the indentation, commented lines included.

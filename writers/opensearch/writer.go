@@ -135,7 +135,7 @@ type batch struct {
 }
 
 // New checks the configuration and prepares a writer; Start connects it.
-// Settings left at zero take config's defaults (config.DefaultOpenSearch),
+// Settings left at zero take their defaults (Config.SetDefaults),
 // except max_retries, where 0 means no retries inside the HTTP client.
 func New(cfg Config, dl DeadLetter, opts ...Option) (*Writer, error) {
 	if cfg.URL == "" {
