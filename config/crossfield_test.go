@@ -52,6 +52,9 @@ func TestCrossFieldRules(t *testing.T) {
 		{"pprof with the admin listener", "http:\n  pprof: true\n  admin: {addr: 127.0.0.1:0}\n", 0, "", ""},
 		{"msk iam without tls", "dlq:\n  kafka:\n    topic: dead\n    sasl: {mechanism: aws-msk-iam}\n", 24, "dlq.kafka.sasl.mechanism", "aws-msk-iam needs tls.enabled: true"},
 		{"msk iam with tls", "dlq:\n  kafka:\n    topic: dead\n    tls: {enabled: true}\n    sasl: {mechanism: aws-msk-iam}\n", 0, "", ""},
+		{"dead letters into the source topic", "dlq:\n  kafka: {topic: trips}\n", 22, "dlq.kafka.topic", `"trips" is a topic the source reads`},
+		{"dead letters into the source topic on another cluster", "dlq:\n  kafka: {topic: trips, brokers: [127.0.0.2:9092]}\n", 0, "", ""},
+		{"dead letters into the source stream", strings.Replace(crossYAML, "  kafka:\n    brokers: [127.0.0.1:9092]\n    topics: [trips]\n    group: g\n", "  kinesis: {stream: trips}\n", 1) + "dlq:\n  kinesis: {stream: trips}\n", 19, "dlq.kinesis.stream", `"trips" is the stream the source reads`},
 		{"registry tls key without cert", strings.Replace(crossYAML, "  fields:\n", "  format: avro\n  registry:\n    url: http://127.0.0.1:8081\n    subject: trips-value\n    tls: {enabled: true, key_file: /k.pem}\n  fields:\n", 1), 13, "schema.registry.tls", "cert_file and key_file go together"},
 	}
 	for _, tt := range tests {

@@ -94,6 +94,7 @@ func (c *Config) validate() []Problem {
 	}
 
 	v.Add("dlq", c.DLQ.Validate())
+	c.validateDLQLoop(v)
 	v.Positive("shutdown.drain_timeout", c.Shutdown.DrainTimeout)
 	v.Positive("shutdown.unhealthy_after", c.Shutdown.UnhealthyAfter)
 	problems := make([]Problem, 0, len(v.Issues()))
@@ -292,6 +293,27 @@ func validateVersionField(v *validator, path, name string, fields map[string]*Fi
 	case !slices.Contains(VersionTypes, f.Type):
 		v.Errorf(path, "%q is a %s field; an external version is a whole number: use an int32, int64 or timestamp field", name, f.Type)
 	}
+}
+
+// validateDLQLoop refuses a dead-letter topic or stream that is one the
+// source reads: every letter would come back as input, fail again and be
+// written again, for ever.
+func (c *Config) validateDLQLoop(v *validator) {
+	if d, src := c.DLQ.Kafka, c.Source.Kafka; d != nil && src != nil &&
+		slices.Contains(src.Topics, d.Topic) && sameSet(d.Brokers, src.Brokers) {
+		v.Errorf("dlq.kafka.topic", "%q is a topic the source reads: dead letters would be read back as input; use a topic of their own", d.Topic)
+	}
+	if d, src := c.DLQ.Kinesis, c.Source.Kinesis; d != nil && src != nil &&
+		d.Stream == src.Stream && d.Endpoint == src.Endpoint && d.Region == src.Region {
+		v.Errorf("dlq.kinesis.stream", "%q is the stream the source reads: dead letters would be read back as input; use a stream of their own", d.Stream)
+	}
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
 
 func redactURL(s string) string { return conf.RedactURL(s) }
