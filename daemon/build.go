@@ -49,6 +49,11 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 			problems = append(problems, cfg.Problem(path, "%s", msg))
 		}
 	}
+	if slices.ContainsFunc(cfg.Routes, func(r config.Route) bool { return r.Parquet != nil }) {
+		if err := parquetsink.CheckSchema(s.Parquet()); err != nil {
+			bad("schema", err)
+		}
+	}
 	var routes []*route
 	for i, rc := range cfg.Routes {
 		base := fmt.Sprintf("routes[%d]", i)

@@ -53,3 +53,24 @@ routes:
 		}
 	}
 }
+
+// TestTooDeepSchemaRefusedByValidate: a schema nested deeper than the
+// Parquet writer can stage is refused by sinkd validate (Check), on the
+// schema's line, not only when the writer starts.
+func TestTooDeepSchemaRefusedByValidate(t *testing.T) {
+	// Each optional struct adds a definition level; 16 leave the leaf at 17.
+	inner := "{name: x, type: int64}"
+	for range 16 {
+		inner = "{name: s, type: struct, fields: [" + inner + "]}"
+	}
+	src := "pipeline: p\nsource: {kafka: {brokers: \"127.0.0.1:9092\", topics: [in], group: g}}\nschema:\n  fields: [" + inner + "]\n" +
+		"routes: [{name: r, parquet: {destination: \"file:///tmp/sinkd-deep\", path: x}}]\n"
+	cfg, err := config.Parse("p.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Check(cfg)
+	if err == nil || !strings.Contains(err.Error(), "p.yaml:3: schema: column s.s.s") || !strings.Contains(err.Error(), "nested deeper than 15 levels") {
+		t.Fatalf("Check: %v, want the nesting refused on line 3", err)
+	}
+}

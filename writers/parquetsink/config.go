@@ -2,12 +2,14 @@ package parquetsink
 
 import (
 	"cmp"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 	_ "time/tzdata" // timezone must validate in minimal containers without zoneinfo
 
+	"github.com/parquet-go/parquet-go"
 	"github.com/sinkd/sinkd/config/conf"
 )
 
@@ -166,4 +168,18 @@ func (c *MemoryConfig) Validate() conf.Issues {
 		v.Errorf("spool_budget", "%s is too small to hold anything useful: use at least 1MiB, or 0 to spill nothing", c.SpoolBudget)
 	}
 	return v.Issues()
+}
+
+// CheckSchema reports a schema the writer cannot stage: a column nested
+// deeper than maxLevel repetition or definition levels. sinkd validate calls
+// it (through the daemon's route compilation) so that such a schema is
+// refused before start, with the schema's line.
+func CheckSchema(s *parquet.Schema) error {
+	for _, path := range s.Columns() {
+		leaf, _ := s.Lookup(path...)
+		if leaf.MaxRepetitionLevel > maxLevel || leaf.MaxDefinitionLevel > maxLevel {
+			return fmt.Errorf("column %s is nested deeper than %d levels", strings.Join(path, "."), maxLevel)
+		}
+	}
+	return nil
 }

@@ -225,11 +225,8 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 	if !ok {
 		return nil, fmt.Errorf("parquet: unknown compression %q", o.Config.Compression)
 	}
-	for _, path := range o.Schema.Columns() {
-		leaf, _ := o.Schema.Lookup(path...)
-		if leaf.MaxRepetitionLevel > maxLevel || leaf.MaxDefinitionLevel > maxLevel {
-			return nil, fmt.Errorf("parquet: column %s is nested deeper than %d levels", strings.Join(path, "."), maxLevel)
-		}
+	if err := CheckSchema(o.Schema); err != nil {
+		return nil, fmt.Errorf("parquet: %w", err)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
