@@ -100,6 +100,8 @@ type Registry struct {
 	Timeout  Duration `yaml:"timeout"` // per request
 }
 
+// Field is one field of a JSON schema; it lives in conf because the schema
+// package, which the writers' tests import, reads it.
 type Field = conf.Field
 
 // Route selects records and names their destinations.
@@ -116,13 +118,16 @@ type Condition struct {
 	In    StringList `yaml:"in"`
 }
 
+// A route's destinations, each defined beside its writer.
 type (
 	Parquet    = parquetsink.Config
 	EventTime  = parquetsink.EventTime
 	OpenSearch = opensearch.Config
 	SigV4      = opensearch.SigV4
-	S3         = store.S3Config
 )
+
+// S3 is how every s3:// location is reached, defined beside the store.
+type S3 = store.S3Config
 
 type Checkpoint struct {
 	Interval Duration `yaml:"interval"`
@@ -132,8 +137,11 @@ type Checkpoint struct {
 	Timeout Duration `yaml:"timeout"`
 }
 
+// Memory is the budget the Parquet writers share with the source, defined
+// beside the writer that enforces it.
 type Memory = parquetsink.MemoryConfig
 
+// The dead-letter block, defined beside the dead-letter sinks.
 type (
 	DLQ        = dlq.Config
 	DLQKafka   = dlq.KafkaConfig
