@@ -40,7 +40,7 @@ func TestDocumentedDefaults(t *testing.T) {
 	for _, doc := range defaultsDocs {
 		n := 0
 		for _, d := range readmeDefaults(t, doc.path, doc.block) {
-			if checkDefault(t, doc.path, refs, d) {
+			if !d.noValue && checkDefault(t, doc.path, refs, d) {
 				n++
 			}
 		}
@@ -87,6 +87,9 @@ type documented struct {
 	kind  string // for schema.fields[]: the field type the row is about
 	// commented: an example's "# key: value  # default", not in effect.
 	commented bool
+	// noValue: the row documents the key but no literal default (the
+	// route's name, none: ...).
+	noValue bool
 }
 
 // referenceConfigs are minimal configurations that between them have every
@@ -175,7 +178,7 @@ func resolve(c *Config, d documented) (reflect.Value, bool) {
 }
 
 var (
-	headingBlock = regexp.MustCompile("^#+ .*`([a-z_.\\[\\]]+)`")
+	headingBlock = regexp.MustCompile("^#+ .*`([a-z0-9_.\\[\\]]+)`")
 	fieldKind    = map[string]string{"(timestamps)": "timestamp", "(times)": "time"}
 )
 
@@ -216,8 +219,9 @@ func readmeDefaults(t *testing.T, path, block string) []documented {
 		}
 		keys := splitTicks(cells[0])
 		values := cellValues(cells[1], len(keys))
-		if values == nil {
-			continue
+		noValue := values == nil
+		if noValue {
+			values = make([]string, len(keys))
 		}
 		if len(values) != len(keys) {
 			t.Errorf("%s:%d: row has %d settings and %d values", path, i+1, len(keys), len(values))
@@ -241,7 +245,7 @@ func readmeDefaults(t *testing.T, path, block string) []documented {
 			} else if cur != "" || !strings.Contains(k, ".") {
 				k = parent + k // a sibling of the first
 			}
-			out = append(out, documented{line: i + 1, path: k, value: values[j], kind: kind})
+			out = append(out, documented{line: i + 1, path: k, value: values[j], kind: kind, noValue: noValue})
 		}
 	}
 	return out
@@ -396,4 +400,75 @@ func sameValue(field reflect.Value, documented string) error {
 		return fmt.Errorf("the code's default is %v", got)
 	}
 	return nil
+}
+
+// TestEveryDefaultDocumented fails when a plugin's SetDefaults fills a
+// setting that its README's settings table does not list: a default nobody
+// can find is as bad as a wrong one.
+func TestEveryDefaultDocumented(t *testing.T) {
+	isolateEnv(t)
+	kafkaCfg, kinesisCfg, s3 := &Kafka{}, &Kinesis{}, &S3{}
+	kafkaCfg.SetDefaults(nil)
+	kinesisCfg.SetDefaults()
+	s3.SetDefaults()
+	search := &OpenSearch{SigV4: &SigV4{}}
+	search.SetDefaults(false)
+	pq, mem := &Parquet{}, &Memory{}
+	pq.SetDefaults("r")
+	mem.SetDefaults(false)
+	dl := &DLQ{Kafka: &DLQKafka{}, Kinesis: &DLQKinesis{}}
+	dl.SetDefaults(false)
+	for _, b := range []struct {
+		doc, block string
+		cfg        any
+	}{
+		{"../source/kafka/README.md", "source.kafka", kafkaCfg},
+		{"../source/kinesis/README.md", "source.kinesis", kinesisCfg},
+		{"../store/README.md", "s3", s3},
+		{"../writers/opensearch/README.md", "routes[].opensearch", search},
+		{"../writers/parquetsink/README.md", "routes[].parquet", pq},
+		{"../writers/parquetsink/README.md", "memory", mem},
+		{"../dlq/README.md", "dlq", dl},
+	} {
+		block := ""
+		for _, d := range defaultsDocs {
+			if d.path == b.doc {
+				block = d.block
+			}
+		}
+		listed := map[string]bool{}
+		for _, d := range readmeDefaults(t, b.doc, block) {
+			listed[d.path] = true
+		}
+		for _, key := range defaultedKeys(reflect.ValueOf(b.cfg), b.block) {
+			if !listed[key] {
+				t.Errorf("%s: %s has a default but no row in a settings table", b.doc, key)
+			}
+		}
+	}
+}
+
+// defaultedKeys lists the YAML paths of the non-zero settings under v.
+func defaultedKeys(v reflect.Value, path string) []string {
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		if v.IsZero() {
+			return nil
+		}
+		return []string{path}
+	}
+	var out []string
+	for i := 0; i < v.NumField(); i++ {
+		tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		out = append(out, defaultedKeys(v.Field(i), path+"."+tag)...)
+	}
+	return out
 }
