@@ -456,6 +456,13 @@ func defaultedKeys(v reflect.Value, path string) []string {
 		}
 		v = v.Elem()
 	}
+	if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Struct {
+		var out []string
+		for i := 0; i < v.Len(); i++ {
+			out = append(out, defaultedKeys(v.Index(i), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+		return out
+	}
 	if v.Kind() != reflect.Struct {
 		if v.IsZero() {
 			return nil
@@ -471,4 +478,27 @@ func defaultedKeys(v reflect.Value, path string) []string {
 		out = append(out, defaultedKeys(v.Field(i), path+"."+tag)...)
 	}
 	return out
+}
+
+// TestEveryDefaultInConfigReadme is TestEveryDefaultDocumented for
+// config/README.md's table of full paths, over every block: a setting that
+// the reference files leave out but Parse fills in must have a row.
+func TestEveryDefaultInConfigReadme(t *testing.T) {
+	isolateEnv(t)
+	listed := map[string]bool{}
+	for _, d := range readmeDefaults(t, "README.md", "") {
+		listed[d.path] = true
+	}
+	index := regexp.MustCompile(`\[\d+\]`)
+	for _, c := range referenceConfigs(t) {
+		for _, key := range defaultedKeys(reflect.ValueOf(c).Elem(), "") {
+			key = strings.TrimPrefix(key, ".")
+			if c.isSet(key) {
+				continue // given by the reference file, not a default
+			}
+			if doc := index.ReplaceAllString(key, "[]"); !listed[doc] {
+				t.Errorf("README.md: %s has a default but no row in the defaults table", doc)
+			}
+		}
+	}
 }
