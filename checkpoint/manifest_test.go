@@ -5,14 +5,13 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/store"
 )
 
 func newStore(t *testing.T) Store {
 	t.Helper()
-	s, prefix, err := store.Open(context.Background(), "file://"+t.TempDir()+"/cp", config.S3{})
+	s, prefix, err := store.Open(context.Background(), "file://"+t.TempDir()+"/cp", store.S3Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,15 +2,11 @@ package config
 
 import (
 	"fmt"
-	"net"
-	"net/url"
-	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
-	"strings"
-	"time"
-	_ "time/tzdata" // parquet.timezone must validate in minimal containers without zoneinfo
+
+	"github.com/sinkd/sinkd/config/conf"
+	"github.com/sinkd/sinkd/writers/parquetsink"
 )
 
 // Validate checks a loaded configuration (defaults applied) and returns every
@@ -18,80 +14,12 @@ import (
 // after changing a loaded Config in code.
 func (c *Config) Validate() error { return NewProblems(c.validate()...) }
 
-// validator collects problems, each located through the Config's key positions.
+// validator collects problems by YAML path: the pipeline's own rules and the
+// rules that join several blocks are here, each plugin's own rules in its
+// Validate. validate locates every path at the end.
 type validator struct {
-	c        *Config
-	problems []Problem
-}
-
-func (v *validator) errorf(path, format string, args ...any) {
-	v.problems = append(v.problems, v.c.Problem(path, format, args...))
-}
-
-// required reports a missing value and says whether it was there.
-func (v *validator) required(path, val string) bool {
-	if val == "" {
-		v.errorf(path, "is required")
-		return false
-	}
-	return true
-}
-
-func (v *validator) oneOf(path, val string, allowed ...string) bool {
-	if !slices.Contains(allowed, val) {
-		v.errorf(path, "%q is not one of %s", val, strings.Join(allowed, ", "))
-		return false
-	}
-	return true
-}
-
-func (v *validator) match(path, val string, re *regexp.Regexp, what string) {
-	if val != "" && !re.MatchString(val) {
-		v.errorf(path, "%q: %s", val, what)
-	}
-}
-
-func (v *validator) hostPort(path, val string) {
-	host, port, err := net.SplitHostPort(val)
-	if n, perr := strconv.Atoi(port); err != nil || perr != nil || host == "" || n < 1 || n > 65535 {
-		v.errorf(path, "%q is not host:port", val)
-	}
-}
-
-// listenAddr accepts what net.Listen does: an empty host (all interfaces)
-// and port 0 (any free port).
-func (v *validator) listenAddr(path, val string) {
-	_, port, err := net.SplitHostPort(val)
-	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
-		v.errorf(path, "%q is not [host]:port", val)
-	}
-}
-
-func (v *validator) httpURL(path, val string) {
-	u, err := url.Parse(val)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		v.errorf(path, "%q is not an http:// or https:// URL", redactURL(val))
-	}
-}
-
-func (v *validator) rfc3339(path, val string) {
-	if _, err := time.Parse(time.RFC3339, val); err != nil {
-		v.errorf(path, "%q is not an RFC 3339 time such as 2018-01-01T00:00:00Z", val)
-	}
-}
-
-func atLeast[T ~int | ~int64](v *validator, path string, val, low T, unit func(T) string) {
-	if val < low {
-		v.errorf(path, "must be at least %s, got %s", unit(low), unit(val))
-	}
-}
-
-func count(n int) string     { return strconv.Itoa(n) }
-func sizeText(s Size) string { return s.String() }
-func positive(v *validator, path string, d Duration) {
-	if d <= 0 {
-		v.errorf(path, "must be a positive duration, got %s", d)
-	}
+	c *Config
+	conf.Check
 }
 
 var (
@@ -102,162 +30,78 @@ var (
 
 func (c *Config) validate() []Problem {
 	v := &validator{c: c}
-	if v.required("pipeline", c.Pipeline) {
-		v.match("pipeline", c.Pipeline, pipelineName, "use lowercase letters, digits, _ and - (it is part of object keys and metric labels)")
+	if v.Required("pipeline", c.Pipeline) {
+		v.Match("pipeline", c.Pipeline, pipelineName, "use lowercase letters, digits, _ and - (it is part of object keys and metric labels)")
 	}
-	if v.required("instance_id", c.InstanceID) {
-		v.match("instance_id", c.InstanceID, instanceName, "use letters, digits, ., _ and - (it is part of object keys)")
+	if v.Required("instance_id", c.InstanceID) {
+		v.Match("instance_id", c.InstanceID, instanceName, "use letters, digits, ., _ and - (it is part of object keys)")
 	}
 	if c.HTTP.Addr != "" {
-		v.listenAddr("http.addr", c.HTTP.Addr)
+		v.ListenAddr("http.addr", c.HTTP.Addr)
+	}
+	if c.HTTP.Pprof && c.HTTP.Admin.Addr == "" {
+		// Profiles are never served on the metrics listener.
+		v.Errorf("http.pprof", "needs http.admin.addr: profiles are served on the admin listener only")
 	}
 	if c.HTTP.Admin.Addr != "" {
-		v.listenAddr("http.admin.addr", c.HTTP.Admin.Addr)
+		v.ListenAddr("http.admin.addr", c.HTTP.Admin.Addr)
 		if c.HTTP.Admin.Addr == c.HTTP.Addr {
-			v.errorf("http.admin.addr", "must differ from http.addr: the admin actions do not share the metrics listener")
+			v.Errorf("http.admin.addr", "must differ from http.addr: the admin actions do not share the metrics listener")
 		}
 	}
 
-	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
-	v.oneOf("log.format", c.Log.Format, "json", "text")
-	atLeast(v, "max_record_size", c.MaxRecordSize, 1, sizeText)
+	v.OneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.OneOf("log.format", c.Log.Format, "json", "text")
+	v.AtLeastSize("max_record_size", c.MaxRecordSize, 1)
 
 	switch {
 	case c.Source.Kafka != nil && c.Source.Kinesis != nil:
-		v.errorf("source", "give exactly one of kafka or kinesis, not both")
+		v.Errorf("source", "give exactly one of kafka or kinesis, not both")
 	case c.Source.Kafka != nil:
-		c.Source.Kafka.validate(v, "source.kafka")
+		v.Add("source.kafka", c.Source.Kafka.Validate())
 	case c.Source.Kinesis != nil:
-		c.Source.Kinesis.validate(v, "source.kinesis")
+		v.Add("source.kinesis", c.Source.Kinesis.Validate())
 	default:
-		v.errorf("source", "give exactly one of kafka or kinesis")
+		v.Errorf("source", "give exactly one of kafka or kinesis")
 	}
 
 	fields := c.Schema.validate(v)
 	c.validateRoutes(v, fields)
-	c.S3.validate(v)
+	v.Add("s3", c.S3.Validate())
 
-	positive(v, "checkpoint.interval", c.Checkpoint.Interval)
-	positive(v, "checkpoint.timeout", c.Checkpoint.Timeout)
+	v.Positive("checkpoint.interval", c.Checkpoint.Interval)
+	v.Positive("checkpoint.timeout", c.Checkpoint.Timeout)
 	if c.Checkpoint.Store == "" {
 		// With a Parquet route the store was derived from a destination
 		// that is itself reported; without any route, routes is reported.
 		if len(c.Routes) > 0 && !slices.ContainsFunc(c.Routes, func(r Route) bool { return r.Parquet != nil }) {
-			v.errorf("checkpoint.store", "is required when no route writes Parquet (it defaults to <first parquet destination>/_sinkd)")
+			v.Errorf("checkpoint.store", "is required when no route writes Parquet (it defaults to <first parquet destination>/_sinkd)")
 		}
 	} else if _, err := ParseLocation(c.Checkpoint.Store); err != nil {
-		v.errorf("checkpoint.store", "%v", err)
+		v.Errorf("checkpoint.store", "%v", err)
 	}
 
-	atLeast(v, "memory.budget", c.Memory.Budget, 16*mib, sizeText)
-	if src := Size(c.Source.MemoryBytes()); c.Memory.Budget >= 16*mib && c.Memory.Budget-src < 16*mib {
+	v.Add("memory", c.Memory.Validate())
+	if src := Size(c.Source.MemoryBytes()); c.Memory.Budget >= parquetsink.MinBudget && c.Memory.Budget-src < parquetsink.MinBudget {
 		hint := "raise memory.budget"
 		if c.Source.Kafka != nil {
 			hint += " or lower kafka.fetch_max_bytes (four times it is set aside)"
 		}
-		v.errorf("memory.budget", "%s leaves less than 16MiB for files once the source's fetch buffers (%s) are set aside: %s", c.Memory.Budget, src, hint)
-	}
-	atLeast(v, "memory.max_open_files", c.Memory.MaxOpenFiles, 1, count)
-	atLeast(v, "memory.max_encoders", c.Memory.MaxEncoders, 1, count)
-	if c.Memory.SpoolBudget > 0 && c.Memory.SpoolBudget < 1*mib {
-		v.errorf("memory.spool_budget", "%s is too small to hold anything useful: use at least 1MiB, or 0 to spill nothing", c.Memory.SpoolBudget)
+		v.Errorf("memory.budget", "%s leaves less than 16MiB for files once the source's fetch buffers (%s) are set aside: %s", c.Memory.Budget, src, hint)
 	}
 	if c.S3.PartSize > c.Memory.Budget {
-		v.errorf("s3.part_size", "%s does not fit in memory.budget %s", c.S3.PartSize, c.Memory.Budget)
+		v.Errorf("s3.part_size", "%s does not fit in memory.budget %s", c.S3.PartSize, c.Memory.Budget)
 	}
 
-	c.DLQ.validate(v)
-	positive(v, "shutdown.drain_timeout", c.Shutdown.DrainTimeout)
-	positive(v, "shutdown.unhealthy_after", c.Shutdown.UnhealthyAfter)
-	return v.problems
-}
-
-func (k *Kafka) validate(v *validator, path string) {
-	if len(k.Brokers) == 0 {
-		v.errorf(path+".brokers", "is required (a list, or one comma-separated string of host:port)")
+	v.Add("dlq", c.DLQ.Validate())
+	c.validateDLQLoop(v)
+	v.Positive("shutdown.drain_timeout", c.Shutdown.DrainTimeout)
+	v.Positive("shutdown.unhealthy_after", c.Shutdown.UnhealthyAfter)
+	problems := make([]Problem, 0, len(v.Issues()))
+	for _, is := range v.Issues() {
+		problems = append(problems, c.Problem(is.Path, "%s", is.Msg))
 	}
-	for i, b := range k.Brokers {
-		v.hostPort(fmt.Sprintf("%s.brokers[%d]", path, i), b)
-	}
-	if len(k.Topics) == 0 {
-		v.errorf(path+".topics", "is required")
-	}
-	v.required(path+".group", k.Group)
-	if v.oneOf(path+".start", k.Start, "earliest", "latest", "timestamp") {
-		switch {
-		case k.Start == "timestamp" && k.StartTimestamp == "":
-			v.errorf(path+".start_timestamp", "is required with start: timestamp")
-		case k.Start == "timestamp":
-			v.rfc3339(path+".start_timestamp", k.StartTimestamp)
-		case k.StartTimestamp != "":
-			v.errorf(path+".start_timestamp", "is only used with start: timestamp")
-		}
-	}
-	k.TLS.validate(v, path+".tls")
-	k.SASL.validate(v, path+".sasl")
-	atLeast(v, path+".fetch_max_bytes", k.FetchMaxBytes, 1, sizeText)
-	atLeast(v, path+".fetch_max_partition_bytes", k.PartitionBytes, 1, sizeText)
-	if k.PartitionBytes > k.FetchMaxBytes {
-		v.errorf(path+".fetch_max_partition_bytes", "%s is larger than fetch_max_bytes %s", k.PartitionBytes, k.FetchMaxBytes)
-	}
-	positive(v, path+".session_timeout", k.SessionTimeout)
-	positive(v, path+".request_timeout", k.RequestTimeout)
-}
-
-func (t *TLS) validate(v *validator, path string) {
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		v.errorf(path, "cert_file and key_file go together")
-	}
-	if !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.InsecureSkipVerify) {
-		v.errorf(path+".enabled", "TLS settings are given but enabled is false")
-	}
-}
-
-func (s *SASL) validate(v *validator, path string) {
-	if !v.oneOf(path+".mechanism", s.Mechanism, "", "plain", "scram-sha-256", "scram-sha-512", "aws-msk-iam") {
-		return
-	}
-	switch s.Mechanism {
-	case "plain", "scram-sha-256", "scram-sha-512":
-		v.required(path+".username", s.Username)
-		v.required(path+".password", s.Password)
-	case "":
-		if s.Username != "" || s.Password != "" {
-			v.errorf(path+".mechanism", "is required with a username or password")
-		}
-	}
-}
-
-func (k *Kinesis) validate(v *validator, path string) {
-	v.required(path+".stream", k.Stream)
-	if k.Endpoint != "" {
-		v.httpURL(path+".endpoint", k.Endpoint)
-	}
-	if v.oneOf(path+".start", k.Start, "trim_horizon", "latest", "at_timestamp") {
-		switch {
-		case k.Start == "at_timestamp" && k.StartTime == "":
-			v.errorf(path+".start_timestamp", "is required with start: at_timestamp")
-		case k.Start == "at_timestamp":
-			v.rfc3339(path+".start_timestamp", k.StartTime)
-		case k.StartTime != "":
-			v.errorf(path+".start_timestamp", "is only used with start: at_timestamp")
-		}
-	}
-	if k.PollInterval < Duration(200*time.Millisecond) {
-		v.errorf(path+".poll_interval", "must be at least 200ms (a shard allows 5 reads per second, shared by all consumers), got %s", k.PollInterval)
-	}
-	if k.MaxRecords < 1 || k.MaxRecords > 10000 {
-		v.errorf(path+".max_records", "must be between 1 and 10000, got %d", k.MaxRecords)
-	}
-	positive(v, path+".shard_sync_interval", k.ListInterval)
-	positive(v, path+".failover_time", k.FailoverTime)
-	positive(v, path+".request_timeout", k.RequestTimeout)
-	if k.DynamoDBEndpoint != "" {
-		v.httpURL(path+".dynamodb_endpoint", k.DynamoDBEndpoint)
-		if k.LeaseTable == "" {
-			v.errorf(path+".dynamodb_endpoint", "is only used with lease_table")
-		}
-	}
+	return problems
 }
 
 var fieldTypes = []string{"int32", "int64", "float", "double", "string", "bool", "timestamp", "date", "time", "decimal", "uuid", "json", "struct", "list", "map"}
@@ -267,29 +111,30 @@ var fieldTypes = []string{"int32", "int64", "float", "double", "string", "bool",
 // (payment.type); fields inside lists and maps are not, because a record has
 // any number of them.
 func (s *Schema) validate(v *validator) map[string]*Field {
-	v.oneOf("schema.format", s.Format, "json", "avro")
+	v.OneOf("schema.format", s.Format, "json", "avro")
 	if s.Format == "avro" {
 		// The fields come from the registry when the pipeline starts: the
 		// checks that refer to them happen then.
 		if len(s.Fields) > 0 {
-			v.errorf("schema.fields", "with format avro the fields are derived from the registry's schema; leave them out")
+			v.Errorf("schema.fields", "with format avro the fields are derived from the registry's schema; leave them out")
 		}
 		if s.Registry == nil {
-			v.errorf("schema.registry", "format avro needs a registry (url and subject)")
+			v.Errorf("schema.registry", "format avro needs a registry (url and subject)")
 			return nil
 		}
-		if v.required("schema.registry.url", s.Registry.URL) {
-			v.httpURL("schema.registry.url", s.Registry.URL)
+		if v.Required("schema.registry.url", s.Registry.URL) {
+			v.HTTPURL("schema.registry.url", s.Registry.URL)
 		}
-		v.required("schema.registry.subject", s.Registry.Subject)
-		positive(v, "schema.registry.timeout", s.Registry.Timeout)
+		v.Required("schema.registry.subject", s.Registry.Subject)
+		v.Add("schema.registry.tls", s.Registry.TLS.Validate())
+		v.Positive("schema.registry.timeout", s.Registry.Timeout)
 		return nil
 	}
 	if s.Registry != nil {
-		v.errorf("schema.registry", "applies to format avro only")
+		v.Errorf("schema.registry", "applies to format avro only")
 	}
 	if len(s.Fields) == 0 {
-		v.errorf("schema.fields", "at least one field is required")
+		v.Errorf("schema.fields", "at least one field is required")
 	}
 	byName := make(map[string]*Field, len(s.Fields))
 	validateFields(v, "schema.fields", "", s.Fields, byName)
@@ -304,10 +149,10 @@ func validateFields(v *validator, path, prefix string, fields []Field, byName ma
 	for i := range fields {
 		f := &fields[i]
 		p := fmt.Sprintf("%s[%d]", path, i)
-		if v.required(p+".name", f.Name) {
-			v.match(p+".name", f.Name, fieldName, "use letters, digits and _, not starting with a digit")
+		if v.Required(p+".name", f.Name) {
+			v.Match(p+".name", f.Name, fieldName, "use letters, digits and _, not starting with a digit")
 			if names[f.Name] {
-				v.errorf(p+".name", "field %q is defined twice", f.Name)
+				v.Errorf(p+".name", "field %q is defined twice", f.Name)
 			}
 			names[f.Name] = true
 			if byName != nil {
@@ -324,36 +169,36 @@ func validateFields(v *validator, path, prefix string, fields []Field, byName ma
 
 // validateField checks one field's type and the settings that go with it.
 func validateField(v *validator, p, prefix string, f *Field, byName map[string]*Field) {
-	v.oneOf(p+".type", f.Type, fieldTypes...)
+	v.OneOf(p+".type", f.Type, fieldTypes...)
 	switch {
 	case f.Type == "timestamp":
-		v.oneOf(p+".unit", f.Unit, "millis", "micros", "nanos")
-		v.oneOf(p+".input", f.Input, "seconds", "millis", "micros")
+		v.OneOf(p+".unit", f.Unit, "millis", "micros", "nanos")
+		v.OneOf(p+".input", f.Input, "seconds", "millis", "micros")
 	case f.Type == "time":
-		v.oneOf(p+".unit", f.Unit, "millis", "micros", "nanos")
+		v.OneOf(p+".unit", f.Unit, "millis", "micros", "nanos")
 		if f.Input != "" {
-			v.errorf(p+".input", "applies to timestamp fields only (a time is an \"HH:MM:SS\" string)")
+			v.Errorf(p+".input", "applies to timestamp fields only (a time is an \"HH:MM:SS\" string)")
 		}
 	case f.Unit != "" || f.Input != "":
-		v.errorf(p, "unit and input apply to timestamp fields only (and unit to time fields)")
+		v.Errorf(p, "unit and input apply to timestamp fields only (and unit to time fields)")
 	}
 	if f.Type == "decimal" {
 		if f.Precision < 1 || f.Precision > 38 {
-			v.errorf(p+".precision", "must be between 1 and 38, got %d", f.Precision)
+			v.Errorf(p+".precision", "must be between 1 and 38, got %d", f.Precision)
 		}
 		if f.Scale < 0 || f.Scale > f.Precision {
-			v.errorf(p+".scale", "must be between 0 and precision (%d), got %d", f.Precision, f.Scale)
+			v.Errorf(p+".scale", "must be between 0 and precision (%d), got %d", f.Precision, f.Scale)
 		}
 	} else if f.Precision != 0 || f.Scale != 0 {
-		v.errorf(p, "precision and scale apply to decimal fields only")
+		v.Errorf(p, "precision and scale apply to decimal fields only")
 	}
 	switch {
 	case f.Type == "struct" && len(f.Fields) == 0:
-		v.errorf(p+".fields", "a struct needs at least one field")
+		v.Errorf(p+".fields", "a struct needs at least one field")
 	case f.Type == "struct":
 		validateFields(v, p+".fields", prefix, f.Fields, byName)
 	case len(f.Fields) > 0:
-		v.errorf(p+".fields", "fields apply to struct fields only")
+		v.Errorf(p+".fields", "fields apply to struct fields only")
 	}
 	for _, e := range []struct {
 		key, typ string
@@ -361,201 +206,114 @@ func validateField(v *validator, p, prefix string, f *Field, byName map[string]*
 	}{{"items", "list", f.Items}, {"values", "map", f.Values}} {
 		switch {
 		case f.Type == e.typ && e.f == nil:
-			v.errorf(p+"."+e.key, "a %s needs %s (a field whose name is not used)", e.typ, e.key)
+			v.Errorf(p+"."+e.key, "a %s needs %s (a field whose name is not used)", e.typ, e.key)
 		case f.Type == e.typ:
 			if e.f.Name != "" {
-				v.match(p+"."+e.key+".name", e.f.Name, fieldName, "use letters, digits and _, not starting with a digit")
+				v.Match(p+"."+e.key+".name", e.f.Name, fieldName, "use letters, digits and _, not starting with a digit")
 			}
 			validateField(v, p+"."+e.key, "", e.f, nil)
 		case e.f != nil:
-			v.errorf(p+"."+e.key, "%s applies to %s fields only", e.key, e.typ)
+			v.Errorf(p+"."+e.key, "%s applies to %s fields only", e.key, e.typ)
 		}
 	}
 }
 
 func (c *Config) validateRoutes(v *validator, fields map[string]*Field) {
 	if len(c.Routes) == 0 {
-		v.errorf("routes", "at least one route is required")
+		v.Errorf("routes", "at least one route is required")
 	}
 	names := map[string]bool{}
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		path := routePath(i)
-		if v.required(path+".name", r.Name) {
-			v.match(path+".name", r.Name, pipelineName, "use lowercase letters, digits, _ and -")
+		if v.Required(path+".name", r.Name) {
+			v.Match(path+".name", r.Name, pipelineName, "use lowercase letters, digits, _ and -")
 			if names[r.Name] {
-				v.errorf(path+".name", "route %q is defined twice", r.Name)
+				v.Errorf(path+".name", "route %q is defined twice", r.Name)
 			}
 			names[r.Name] = true
 		}
 		if r.When != nil {
-			if v.required(path+".when.field", r.When.Field) && fields != nil && fields[r.When.Field] == nil {
-				v.errorf(path+".when.field", "%q is not a schema field", r.When.Field)
+			if v.Required(path+".when.field", r.When.Field) && fields != nil && fields[r.When.Field] == nil {
+				v.Errorf(path+".when.field", "%q is not a schema field", r.When.Field)
 			}
 			if len(r.When.In) == 0 {
-				v.errorf(path+".when.in", "at least one value is required")
+				v.Errorf(path+".when.in", "at least one value is required")
 			}
 		}
 		if r.Parquet != nil {
-			r.Parquet.validate(v, path+".parquet", fields, c.Memory.Budget)
+			v.Add(path+".parquet", r.Parquet.Validate())
+			c.validateParquet(v, path+".parquet", r.Parquet, fields)
 		}
 		if r.OpenSearch.Enabled() {
-			r.OpenSearch.validate(v, path+".opensearch", fields)
+			v.Add(path+".opensearch", r.OpenSearch.Validate())
+			validateVersionField(v, path+".opensearch.version_field", r.OpenSearch.VersionField, fields)
 		}
 		if r.Parquet == nil && !r.OpenSearch.Enabled() {
-			v.errorf(path, "the route writes nowhere: give it a parquet destination or an opensearch url (an empty url turns OpenSearch off)")
+			v.Errorf(path, "the route writes nowhere: give it a parquet destination or an opensearch url (an empty url turns OpenSearch off)")
 		}
 	}
 }
 
-func (p *Parquet) validate(v *validator, path string, fields map[string]*Field, budget Size) {
-	if v.required(path+".destination", p.Destination) {
-		if _, err := ParseLocation(p.Destination); err != nil {
-			v.errorf(path+".destination", "%v", err)
-		}
-	}
-	v.required(path+".path", p.Path)
-	v.oneOf(path+".compression", p.Compression, "snappy", "zstd", "gzip", "none")
-	atLeast(v, path+".page_size", p.PageSize, 1, sizeText)
-	atLeast(v, path+".row_group_size", p.RowGroupSize, 1, sizeText)
-	atLeast(v, path+".target_file_size", p.TargetFileSize, 1, sizeText)
-	if p.RowGroupSize > p.TargetFileSize {
-		v.errorf(path+".row_group_size", "%s is larger than target_file_size %s", p.RowGroupSize, p.TargetFileSize)
-	}
-	if p.PageSize > p.RowGroupSize {
-		v.errorf(path+".page_size", "%s is larger than row_group_size %s", p.PageSize, p.RowGroupSize)
-	}
-	if p.RowGroupSize > budget {
-		v.errorf(path+".row_group_size", "%s does not fit in memory.budget %s", p.RowGroupSize, budget)
-	}
-	positive(v, path+".max_file_age", p.MaxFileAge)
-	positive(v, path+".inactivity", p.Inactivity)
-	if _, err := time.LoadLocation(p.TimeZone); err != nil {
-		v.errorf(path+".timezone", "%q is not a time zone (use IANA names such as UTC or America/New_York)", p.TimeZone)
-	}
-	if strings.ContainsAny(p.FilePrefix, "/\\") {
-		v.errorf(path+".file_prefix", "%q must not contain a slash", p.FilePrefix)
+// validateParquet checks the parquet rules that need other blocks: the
+// schema (event_time.field) and memory.budget (a row group is held whole).
+func (c *Config) validateParquet(v *validator, path string, p *Parquet, fields map[string]*Field) {
+	if p.RowGroupSize > c.Memory.Budget {
+		v.Errorf(path+".row_group_size", "%s does not fit in memory.budget %s", p.RowGroupSize, c.Memory.Budget)
 	}
 	et := p.EventTime
-	if !v.oneOf(path+".event_time.source", et.Source, "field", "broker", "processing") {
+	if et.Source != "field" || et.Field == "" || fields == nil { // nil: avro, derived at start
 		return
 	}
+	f := fields[et.Field]
+	if f == nil {
+		v.Errorf(path+".event_time.field", "%q is not a schema field", et.Field)
+	} else if f.Type != "timestamp" && f.Type != "date" {
+		v.Errorf(path+".event_time.field", "%q is a %s field; event time needs a timestamp or date field", et.Field, f.Type)
+	}
+}
+
+// VersionTypes are the schema types an OpenSearch version_field may have:
+// the pipeline reads the field's value as a 64-bit integer (a timestamp as
+// its stored count of units since the epoch), which is what
+// version_type=external takes.
+var VersionTypes = []string{"int32", "int64", "timestamp"}
+
+// validateVersionField checks that version_field names a schema field that
+// reads as an integer. fields is nil with avro: the field is checked when
+// the schema is derived at start.
+func validateVersionField(v *validator, path, name string, fields map[string]*Field) {
+	if name == "" || fields == nil {
+		return
+	}
+	f := fields[name]
 	switch {
-	case et.Source == "field" && et.Field == "":
-		v.errorf(path+".event_time.field", "is required with source: field")
-	case et.Source == "field" && fields == nil: // derived at start
-	case et.Source == "field":
-		f := fields[et.Field]
-		if f == nil {
-			v.errorf(path+".event_time.field", "%q is not a schema field", et.Field)
-		} else if f.Type != "timestamp" && f.Type != "date" {
-			v.errorf(path+".event_time.field", "%q is a %s field; event time needs a timestamp or date field", et.Field, f.Type)
-		}
-	case et.Field != "":
-		v.errorf(path+".event_time.field", "is only used with source: field, not %s", et.Source)
+	case f == nil:
+		v.Errorf(path, "%q is not a schema field", name)
+	case !slices.Contains(VersionTypes, f.Type):
+		v.Errorf(path, "%q is a %s field; an external version is a whole number: use an int32, int64 or timestamp field", name, f.Type)
 	}
 }
 
-func (o *OpenSearch) validate(v *validator, path string, fields map[string]*Field) {
-	v.httpURL(path+".url", o.URL)
-	v.required(path+".index", o.Index)
-	v.required(path+".id", o.ID)
-	v.oneOf(path+".action", o.Action, "index", "create")
-	if o.VersionField != "" && fields != nil && fields[o.VersionField] == nil {
-		v.errorf(path+".version_field", "%q is not a schema field", o.VersionField)
+// validateDLQLoop refuses a dead-letter topic or stream that is one the
+// source reads: every letter would come back as input, fail again and be
+// written again, for ever.
+func (c *Config) validateDLQLoop(v *validator) {
+	if d, src := c.DLQ.Kafka, c.Source.Kafka; d != nil && src != nil &&
+		slices.Contains(src.Topics, d.Topic) && sameSet(d.Brokers, src.Brokers) {
+		v.Errorf("dlq.kafka.topic", "%q is a topic the source reads: dead letters would be read back as input; use a topic of their own", d.Topic)
 	}
-	if o.Username != "" && o.Password == "" {
-		v.errorf(path+".password", "is required with a username")
-	}
-	if o.Password != "" && o.Username == "" {
-		v.errorf(path+".username", "is required with a password")
-	}
-	if o.SigV4 != nil {
-		v.oneOf(path+".sigv4.service", o.SigV4.Service, "es", "aoss")
-		if o.Username != "" {
-			v.errorf(path+".sigv4", "use either SigV4 or a username and password, not both")
-		}
-	}
-	atLeast(v, path+".flush_bytes", o.FlushBytes, 1, sizeText)
-	atLeast(v, path+".flush_docs", o.FlushDocs, 1, count)
-	positive(v, path+".flush_interval", o.FlushInterval)
-	atLeast(v, path+".concurrency", o.Concurrency, 1, count)
-	atLeast(v, path+".max_retries", o.MaxRetries, 0, count)
-	positive(v, path+".timeout", o.Timeout)
-	for i, t := range o.Fanout {
-		if t == "" {
-			v.errorf(fmt.Sprintf("%s.also_index[%d]", path, i), "is empty")
-		}
+	if d, src := c.DLQ.Kinesis, c.Source.Kinesis; d != nil && src != nil &&
+		d.Stream == src.Stream && d.Endpoint == src.Endpoint && d.Region == src.Region {
+		v.Errorf("dlq.kinesis.stream", "%q is the stream the source reads: dead letters would be read back as input; use a stream of their own", d.Stream)
 	}
 }
 
-func (s *S3) validate(v *validator) {
-	if s.Endpoint != "" {
-		v.httpURL("s3.endpoint", s.Endpoint)
-	}
-	if s.PartSize < 5*mib || s.PartSize > 5<<30 {
-		v.errorf("s3.part_size", "must be between 5MiB and 5GiB (S3 multipart limits), got %s", s.PartSize)
-	}
-	atLeast(v, "s3.upload_concurrency", s.UploadConcurrency, 1, count)
-	atLeast(v, "s3.complete_concurrency", s.CompleteConcurrency, 1, count)
-	positive(v, "s3.request_timeout", s.RequestTimeout)
-	v.oneOf("s3.sse", s.SSE, "", "AES256", "aws:kms")
-	if s.KMSKeyID != "" && s.SSE != "aws:kms" {
-		v.errorf("s3.kms_key_id", "is only used with sse: aws:kms")
-	}
-	if s.StorageClass != "" {
-		v.oneOf("s3.storage_class", s.StorageClass, "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA",
-			"ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "GLACIER_IR", "DEEP_ARCHIVE", "OUTPOSTS", "EXPRESS_ONEZONE")
-	}
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
 
-func (d *DLQ) validate(v *validator) {
-	given := 0
-	for _, on := range []bool{d.Kafka != nil, d.Kinesis != nil, d.File != ""} {
-		if on {
-			given++
-		}
-	}
-	if given > 1 {
-		v.errorf("dlq", "give at most one of kafka, kinesis or file")
-	}
-	if k := d.Kafka; k != nil {
-		v.required("dlq.kafka.topic", k.Topic)
-		if len(k.Brokers) == 0 {
-			v.errorf("dlq.kafka.brokers", "is required when the source is not Kafka")
-		}
-		for i, b := range k.Brokers {
-			v.hostPort(fmt.Sprintf("dlq.kafka.brokers[%d]", i), b)
-		}
-		k.TLS.validate(v, "dlq.kafka.tls")
-		k.SASL.validate(v, "dlq.kafka.sasl")
-		if k.Partitions < 1 && k.Partitions != -1 {
-			v.errorf("dlq.kafka.partitions", "must be at least 1, or -1 for the broker's default, got %d", k.Partitions)
-		}
-		if k.ReplicationFactor < 1 && k.ReplicationFactor != -1 {
-			v.errorf("dlq.kafka.replication_factor", "must be at least 1, or -1 for the broker's default, got %d", k.ReplicationFactor)
-		}
-	}
-	if k := d.Kinesis; k != nil {
-		v.required("dlq.kinesis.stream", k.Stream)
-		if k.Endpoint != "" {
-			v.httpURL("dlq.kinesis.endpoint", k.Endpoint)
-		}
-	}
-	if d.File != "" && !filepath.IsAbs(d.File) {
-		v.errorf("dlq.file", "%q must be an absolute path", d.File)
-	}
-	atLeast(v, "dlq.max_redrives", d.MaxRedrives, 0, count)
-}
-
-// redactURL hides a password in a URL's user information.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err == nil {
-		return u.Redacted()
-	}
-	if i := strings.LastIndexByte(s, '@'); i >= 0 {
-		return "xxxxx" + s[i:]
-	}
-	return s
-}
+func redactURL(s string) string { return conf.RedactURL(s) }

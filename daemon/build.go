@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -48,6 +49,11 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 			problems = append(problems, cfg.Problem(path, "%s", msg))
 		}
 	}
+	if slices.ContainsFunc(cfg.Routes, func(r config.Route) bool { return r.Parquet != nil }) {
+		if err := parquetsink.CheckSchema(s.Parquet()); err != nil {
+			bad("schema", err)
+		}
+	}
 	var routes []*route
 	for i, rc := range cfg.Routes {
 		base := fmt.Sprintf("routes[%d]", i)
@@ -85,9 +91,13 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 			}
 			if oc.VersionField != "" {
 				f, ok := s.Lookup(oc.VersionField)
-				if !ok {
+				switch {
+				case !ok:
 					bad(base+".opensearch.version_field", fmt.Errorf("%q is not a schema field", oc.VersionField))
-				} else {
+				case !slices.Contains(config.VersionTypes, f.Kind.String()):
+					// Checked by validate for json; an avro schema is known only now.
+					bad(base+".opensearch.version_field", fmt.Errorf("%q is a %s field; an external version is a whole number: use an int32, int64 or timestamp field", oc.VersionField, f.Kind))
+				default:
 					r.version = f.Column
 				}
 			}

@@ -11,7 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/internal/cli"
 )
 
@@ -26,10 +26,40 @@ type selection struct {
 	// From --config: the pipeline's configuration and the security of its
 	// dead-letter topic, which the flags alone cannot express.
 	configPath string
-	cfg        *config.Config
-	tls        config.TLS
-	sasl       config.SASL
+	cfg        *Pipeline
+	tls        conf.TLS
+	sasl       conf.SASL
 }
+
+// Pipeline is what the dead-letter tools take from a pipeline's
+// configuration file (--config): its dead-letter destination, and its
+// source, the default target of a redrive. Both have their defaults applied.
+type Pipeline struct {
+	DLQ Config
+	// Kafka is the source when it is Kafka, else nil.
+	Kafka *SourceKafka
+	// Kinesis is the source when it is Kinesis, else nil.
+	Kinesis *SourceKinesis
+}
+
+// SourceKafka is what a redrive needs of a Kafka source.
+type SourceKafka struct {
+	Brokers []string
+	Topics  []string
+	TLS     conf.TLS
+	SASL    conf.SASL
+}
+
+// SourceKinesis is what a redrive needs of a Kinesis source.
+type SourceKinesis struct {
+	Stream, Endpoint, Region string
+}
+
+// LoadConfig loads, defaults and validates a pipeline's configuration file
+// for --config. The config package sets it when it is linked in (sinkd
+// always links it): config imports this package for its dlq block, so this
+// package cannot import config.
+var LoadConfig func(path string) (*Pipeline, error)
 
 func (s *selection) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.kafkaBrokers, "kafka-brokers", "", "dead-letter Kafka brokers, comma-separated (with --topic)")
@@ -53,7 +83,10 @@ func (s *selection) fromConfig() error {
 	if s.configPath == "" {
 		return nil
 	}
-	cfg, err := config.Load(s.configPath)
+	if LoadConfig == nil {
+		return errors.New("--config: this build has no configuration loader")
+	}
+	cfg, err := LoadConfig(s.configPath)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/internal/kgolog"
 )
 
@@ -34,7 +33,7 @@ type kafkaSink struct {
 }
 
 // NewKafka returns a sink that writes to a Kafka topic.
-func NewKafka(cfg config.DLQKafka, o Options) (Sink, error) {
+func NewKafka(cfg KafkaConfig, o Options) (Sink, error) {
 	if cfg.Topic == "" {
 		return nil, errors.New("dlq kafka: no topic")
 	}
@@ -129,7 +128,7 @@ func (s *kafkaSink) Close(ctx context.Context) error {
 // not exist: otherwise every letter would be retried forever and no
 // checkpoint would ever complete. Unreachable brokers are not an error here:
 // sends retry until they come back.
-func checkTopic(client *kgo.Client, cfg config.DLQKafka, log *slog.Logger) error {
+func checkTopic(client *kgo.Client, cfg KafkaConfig, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	adm := kadm.NewClient(client)

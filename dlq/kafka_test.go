@@ -17,7 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/record"
 )
 
@@ -33,7 +33,7 @@ func newCluster(t *testing.T, opts ...kfake.Opt) (*kfake.Cluster, string) {
 
 func newKafkaSink(t *testing.T, brokers string, o Options) Sink {
 	t.Helper()
-	sink, err := NewKafka(config.DLQKafka{Brokers: config.StringList{brokers}, Topic: "dlq"}, o)
+	sink, err := NewKafka(KafkaConfig{Brokers: conf.StringList{brokers}, Topic: "dlq"}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func topicLetters(t *testing.T, brokers, topic string) []*Letter {
 	defer cancel()
 	var out []*Letter
 	var warn bytes.Buffer
-	if err := readKafka(ctx, []string{brokers}, topic, config.TLS{}, config.SASL{}, &warn, func(l *Letter) error { out = append(out, l); return nil }); err != nil {
+	if err := readKafka(ctx, []string{brokers}, topic, conf.TLS{}, conf.SASL{}, &warn, func(l *Letter) error { out = append(out, l); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if warn.Len() > 0 {
@@ -253,7 +253,7 @@ func TestKafkaRedriveStopsAtLimit(t *testing.T) {
 			t.Fatalf("round %d: record carries redrive count %d", round, l.RedriveCount)
 		}
 		dlqTopic := fmt.Sprintf("dlq-%d", round)
-		sink, err := NewKafka(config.DLQKafka{Brokers: config.StringList{brokers}, Topic: dlqTopic}, Options{})
+		sink, err := NewKafka(KafkaConfig{Brokers: conf.StringList{brokers}, Topic: dlqTopic}, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,12 +11,11 @@ import (
 	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/aws"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
-
-	"github.com/sinkd/sinkd/config"
 )
 
 // Timeouts of every Kafka client of the package: no request waits forever
@@ -30,7 +29,7 @@ const (
 
 // kafkaClientOpts are the connection options shared by the sink and the
 // CLI's readers and writers.
-func kafkaClientOpts(brokers []string, t config.TLS, s config.SASL) ([]kgo.Opt, error) {
+func kafkaClientOpts(brokers []string, t conf.TLS, s conf.SASL) ([]kgo.Opt, error) {
 	var seeds []string
 	for _, b := range brokers {
 		for _, p := range strings.Split(b, ",") {
@@ -84,7 +83,7 @@ func mskAuth(ctx context.Context) (aws.Auth, error) {
 	return aws.Auth{AccessKey: c.AccessKeyID, SecretKey: c.SecretAccessKey, SessionToken: c.SessionToken}, nil
 }
 
-func tlsConfig(t config.TLS) (*tls.Config, error) {
+func tlsConfig(t conf.TLS) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
@@ -109,6 +108,6 @@ func tlsConfig(t config.TLS) (*tls.Config, error) {
 
 // KafkaClientOpts are the connection options (brokers, timeouts, TLS, SASL
 // including MSK IAM) that sinkd's clients share; `sinkd tap` reads with them.
-func KafkaClientOpts(brokers []string, t config.TLS, s config.SASL) ([]kgo.Opt, error) {
+func KafkaClientOpts(brokers []string, t conf.TLS, s conf.SASL) ([]kgo.Opt, error) {
 	return kafkaClientOpts(brokers, t, s)
 }

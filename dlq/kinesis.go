@@ -12,7 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
-	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/internal/awsconf"
 )
 
@@ -52,7 +51,7 @@ type kinesisEntry struct {
 }
 
 // NewKinesis returns a sink that writes to a Kinesis data stream.
-func NewKinesis(cfg config.DLQKinesis, o Options) (Sink, error) {
+func NewKinesis(cfg KinesisConfig, o Options) (Sink, error) {
 	if cfg.Stream == "" {
 		return nil, errors.New("dlq kinesis: no stream")
 	}
@@ -252,7 +251,7 @@ func (s *kinesisSink) put(ctx context.Context, batch []*kinesisEntry) []*kinesis
 // checkStream creates the dead-letter stream when it is missing and allowed
 // to (one shard, provisioned: a dead-letter stream is small, and kinesalite
 // knows no on-demand mode), and waits until it is active.
-func checkStream(api *kinesis.Client, cfg config.DLQKinesis, log *slog.Logger) error {
+func checkStream(api *kinesis.Client, cfg KinesisConfig, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// DescribeStream rather than DescribeStreamSummary: kinesalite has only the former.

@@ -12,10 +12,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/sinkd/sinkd/config"
 )
 
 // errStop ends a read early without an error (the --limit was reached).
@@ -27,7 +26,7 @@ type visit func(*Letter) error
 // readKafka calls fn for every letter in topic, from the start of each
 // partition to its end at the time of the call. Records that are not
 // letters are reported to warn and skipped.
-func readKafka(ctx context.Context, brokers []string, topic string, tls config.TLS, sasl config.SASL, warn io.Writer, fn visit) error {
+func readKafka(ctx context.Context, brokers []string, topic string, tls conf.TLS, sasl conf.SASL, warn io.Writer, fn visit) error {
 	opts, err := kafkaClientOpts(brokers, tls, sasl)
 	if err != nil {
 		return err

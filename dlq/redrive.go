@@ -19,7 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/internal/progress"
 )
 
@@ -60,18 +60,18 @@ are skipped, and writing into the dead-letter stream itself is refused.`)
 	toTLS, toSASL, toRegion := sel.tls, sel.sasl, sel.region
 	if c := sel.cfg; c != nil && *toTopic == "" && *toStream == "" {
 		switch {
-		case c.Source.Kafka != nil && len(c.Source.Kafka.Topics) == 1:
-			*toTopic = c.Source.Kafka.Topics[0]
+		case c.Kafka != nil && len(c.Kafka.Topics) == 1:
+			*toTopic = c.Kafka.Topics[0]
 			if *toBrokers == "" {
-				*toBrokers = strings.Join(c.Source.Kafka.Brokers, ",")
+				*toBrokers = strings.Join(c.Kafka.Brokers, ",")
 			}
-			toTLS, toSASL = c.Source.Kafka.TLS, c.Source.Kafka.SASL
-		case c.Source.Kinesis != nil:
-			*toStream = c.Source.Kinesis.Stream
+			toTLS, toSASL = c.Kafka.TLS, c.Kafka.SASL
+		case c.Kinesis != nil:
+			*toStream = c.Kinesis.Stream
 			if *toEndpoint == "" {
-				*toEndpoint = c.Source.Kinesis.Endpoint
+				*toEndpoint = c.Kinesis.Endpoint
 			}
-			toRegion = c.Source.Kinesis.Region
+			toRegion = c.Kinesis.Region
 		}
 	}
 	if *toBrokers == "" {
@@ -239,7 +239,7 @@ type kafkaTarget struct {
 	err            error
 }
 
-func newKafkaTarget(brokers, topic string, tls config.TLS, sasl config.SASL) (*kafkaTarget, error) {
+func newKafkaTarget(brokers, topic string, tls conf.TLS, sasl conf.SASL) (*kafkaTarget, error) {
 	opts, err := kafkaClientOpts(strings.Split(brokers, ","), tls, sasl)
 	if err != nil {
 		return nil, err

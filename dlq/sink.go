@@ -3,8 +3,6 @@ package dlq
 import (
 	"context"
 	"errors"
-
-	"github.com/sinkd/sinkd/config"
 )
 
 // Sink writes dead letters to a durable stream.
@@ -25,7 +23,7 @@ type Sink interface {
 var errClosed = errors.New("dlq: sink closed")
 
 // Open returns the sink the configuration names.
-func Open(cfg config.DLQ, o Options) (Sink, error) {
+func Open(cfg Config, o Options) (Sink, error) {
 	n := 0
 	for _, set := range []bool{cfg.Kafka != nil, cfg.Kinesis != nil, cfg.File != ""} {
 		if set {

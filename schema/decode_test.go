@@ -11,7 +11,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 )
 
 func readTestdata(t testing.TB, dir string) map[string][]byte {
@@ -206,7 +206,7 @@ func TestDecodeTaxiValues(t *testing.T) {
 }
 
 func TestDecodeConversions(t *testing.T) {
-	s, err := New([]config.Field{
+	s, err := New([]conf.Field{
 		{Name: "i32", Type: "int32"},
 		{Name: "i64", Type: "int64"},
 		{Name: "f", Type: "float"},

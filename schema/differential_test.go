@@ -9,17 +9,17 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 )
 
 // differentialFields covers every kind, both repetitions, escaped keys and
 // keys that differ from their column names.
-func differentialFields() []config.Field {
+func differentialFields() []conf.Field {
 	return append(taxiFields(),
-		config.Field{Name: "d", Type: "date"},
-		config.Field{Name: "small", Type: "decimal", Precision: 3, Scale: 1, From: "sm\u00e9"},
-		config.Field{Name: "ts_s", Type: "timestamp", Unit: "nanos", Input: "seconds", Required: true, From: "t"},
-		config.Field{Name: "ok", Type: "bool", Required: true, From: "a\"b"},
+		conf.Field{Name: "d", Type: "date"},
+		conf.Field{Name: "small", Type: "decimal", Precision: 3, Scale: 1, From: "sm\u00e9"},
+		conf.Field{Name: "ts_s", Type: "timestamp", Unit: "nanos", Input: "seconds", Required: true, From: "t"},
+		conf.Field{Name: "ok", Type: "bool", Required: true, From: "a\"b"},
 	)
 }
 

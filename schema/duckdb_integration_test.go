@@ -12,7 +12,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/scripts/readers/duckdb"
 )
 
@@ -68,22 +68,22 @@ func TestDuckDBSeesColumnsInSchemaOrder(t *testing.T) {
 
 // nestedFields is a trip with a nested fare, a list of stops (structs), a map
 // and a struct two deep, optional at every level.
-func nestedFields() []config.Field {
-	return []config.Field{
+func nestedFields() []conf.Field {
+	return []conf.Field{
 		{Name: "trip_id", Type: "int64", Required: true},
-		{Name: "fare", Type: "struct", Fields: []config.Field{
+		{Name: "fare", Type: "struct", Fields: []conf.Field{
 			{Name: "amount", Type: "decimal", Precision: 10, Scale: 2},
 			{Name: "tip", Type: "double"},
-			{Name: "extras", Type: "list", Items: &config.Field{Type: "double"}},
+			{Name: "extras", Type: "list", Items: &conf.Field{Type: "double"}},
 		}},
-		{Name: "stops", Type: "list", Items: &config.Field{Type: "struct", Fields: []config.Field{
+		{Name: "stops", Type: "list", Items: &conf.Field{Type: "struct", Fields: []conf.Field{
 			{Name: "zone", Type: "int32", Required: true},
-			{Name: "tags", Type: "list", Items: &config.Field{Type: "string"}},
+			{Name: "tags", Type: "list", Items: &conf.Field{Type: "string"}},
 		}}},
-		{Name: "attrs", Type: "map", Values: &config.Field{Type: "int64"}},
-		{Name: "payment", Type: "struct", Fields: []config.Field{
+		{Name: "attrs", Type: "map", Values: &conf.Field{Type: "int64"}},
+		{Name: "payment", Type: "struct", Fields: []conf.Field{
 			{Name: "type", Type: "string"},
-			{Name: "card", Type: "struct", Fields: []config.Field{{Name: "last4", Type: "string"}}},
+			{Name: "card", Type: "struct", Fields: []conf.Field{{Name: "last4", Type: "string"}}},
 		}},
 		{Name: "note", Type: "string"},
 	}
@@ -170,14 +170,14 @@ func TestDuckDBReadsWideTypes(t *testing.T) {
 	if err := duckdb.Available(); err != nil {
 		t.Skip(err)
 	}
-	s, err := New([]config.Field{
+	s, err := New([]conf.Field{
 		{Name: "id", Type: "int32"},
 		{Name: "d38", Type: "decimal", Precision: 38, Scale: 10},
 		{Name: "d22", Type: "decimal", Precision: 22, Scale: 2},
 		{Name: "t", Type: "time"},
 		{Name: "u", Type: "uuid"},
 		{Name: "j", Type: "json"},
-		{Name: "l", Type: "list", Items: &config.Field{Type: "decimal", Precision: 30, Scale: 3}},
+		{Name: "l", Type: "list", Items: &conf.Field{Type: "decimal", Precision: 30, Scale: 3}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 )
 
 // FuzzDecode checks that no input panics, that every failure is a classified
@@ -135,7 +135,7 @@ func FuzzWideDecimal(f *testing.F) {
 	for _, v := range []string{"0", "-1", "1234567890123456789012345678.0123456789", "1e27", "-0.5e-9", "9999999999999999999999999999.99999999990", "1.00000000001"} {
 		f.Add(v)
 	}
-	s, err := New([]config.Field{{Name: "d", Type: "decimal", Precision: 38, Scale: 10}})
+	s, err := New([]conf.Field{{Name: "d", Type: "decimal", Precision: 38, Scale: 10}})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -5,13 +5,13 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 )
 
 // nestedTaxiFields is the taxi trip with its money in a nested fare struct,
 // its route as a list of stops and its payment as a struct two deep.
-func nestedTaxiFields() []config.Field {
-	return []config.Field{
+func nestedTaxiFields() []conf.Field {
+	return []conf.Field{
 		{Name: "trip_id", Type: "int64"},
 		{Name: "type", Type: "string"},
 		{Name: "vendor_id", Type: "int32"},
@@ -21,20 +21,20 @@ func nestedTaxiFields() []config.Field {
 		{Name: "dropoff_location_id", Type: "int32"},
 		{Name: "passenger_count", Type: "int32"},
 		{Name: "trip_distance", Type: "float"},
-		{Name: "fare", Type: "struct", Fields: []config.Field{
+		{Name: "fare", Type: "struct", Fields: []conf.Field{
 			{Name: "amount", Type: "decimal", Precision: 10, Scale: 2},
 			{Name: "tip", Type: "decimal", Precision: 10, Scale: 2},
 			{Name: "tolls", Type: "double"},
 			{Name: "total", Type: "double"},
 		}},
-		{Name: "stops", Type: "list", Items: &config.Field{Type: "struct", Fields: []config.Field{
+		{Name: "stops", Type: "list", Items: &conf.Field{Type: "struct", Fields: []conf.Field{
 			{Name: "lat", Type: "double"},
 			{Name: "lon", Type: "double"},
 			{Name: "zone", Type: "int32"},
 		}}},
-		{Name: "payment", Type: "struct", Fields: []config.Field{
+		{Name: "payment", Type: "struct", Fields: []conf.Field{
 			{Name: "type", Type: "string"},
-			{Name: "card", Type: "struct", Fields: []config.Field{{Name: "last4", Type: "string"}}},
+			{Name: "card", Type: "struct", Fields: []conf.Field{{Name: "last4", Type: "string"}}},
 		}},
 		{Name: "store_and_fwd", Type: "bool"},
 	}

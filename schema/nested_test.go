@@ -5,23 +5,23 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 )
 
 func nestedSchema(t testing.TB) *Schema {
 	t.Helper()
-	s, err := New([]config.Field{
+	s, err := New([]conf.Field{
 		{Name: "trip_id", Type: "int64", Required: true},
-		{Name: "payment", Type: "struct", Fields: []config.Field{
+		{Name: "payment", Type: "struct", Fields: []conf.Field{
 			{Name: "type", Type: "string"},
-			{Name: "card", Type: "struct", Fields: []config.Field{{Name: "last4", Type: "string", Required: true}}},
+			{Name: "card", Type: "struct", Fields: []conf.Field{{Name: "last4", Type: "string", Required: true}}},
 		}},
-		{Name: "stops", Type: "list", Items: &config.Field{Type: "struct", Fields: []config.Field{
+		{Name: "stops", Type: "list", Items: &conf.Field{Type: "struct", Fields: []conf.Field{
 			{Name: "zone", Type: "int32", Required: true},
 			{Name: "at", Type: "timestamp"},
 		}}},
-		{Name: "scores", Type: "list", Items: &config.Field{Type: "int32", Required: true}},
-		{Name: "attrs", Type: "map", Values: &config.Field{Type: "bool"}},
+		{Name: "scores", Type: "list", Items: &conf.Field{Type: "int32", Required: true}},
+		{Name: "attrs", Type: "map", Values: &conf.Field{Type: "bool"}},
 		{Name: "note", Type: "string"},
 	})
 	if err != nil {
@@ -145,18 +145,18 @@ func TestNestedErrors(t *testing.T) {
 
 func TestNestedConfigErrors(t *testing.T) {
 	tests := []struct {
-		field config.Field
+		field conf.Field
 		want  string
 	}{
-		{config.Field{Name: "s", Type: "struct"}, "a struct needs at least one field"},
-		{config.Field{Name: "l", Type: "list"}, "a list needs items"},
-		{config.Field{Name: "m", Type: "map"}, "a map needs values"},
-		{config.Field{Name: "x", Type: "int32", Items: &config.Field{Type: "int32"}}, "items apply to list fields only"},
-		{config.Field{Name: "s", Type: "struct", Fields: []config.Field{{Name: "a", Type: "int32"}, {Name: "a", Type: "string"}}}, `duplicate name "s.a"`},
-		{config.Field{Name: "l", Type: "list", Items: &config.Field{Type: "nope"}}, `items: unknown type "nope"`},
+		{conf.Field{Name: "s", Type: "struct"}, "a struct needs at least one field"},
+		{conf.Field{Name: "l", Type: "list"}, "a list needs items"},
+		{conf.Field{Name: "m", Type: "map"}, "a map needs values"},
+		{conf.Field{Name: "x", Type: "int32", Items: &conf.Field{Type: "int32"}}, "items apply to list fields only"},
+		{conf.Field{Name: "s", Type: "struct", Fields: []conf.Field{{Name: "a", Type: "int32"}, {Name: "a", Type: "string"}}}, `duplicate name "s.a"`},
+		{conf.Field{Name: "l", Type: "list", Items: &conf.Field{Type: "nope"}}, `items: unknown type "nope"`},
 	}
 	for _, tt := range tests {
-		_, err := New([]config.Field{tt.field})
+		_, err := New([]conf.Field{tt.field})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%+v: %v, want %q", tt.field, err, tt.want)
 		}

@@ -50,7 +50,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 )
 
 // Kind is the logical type of a field.
@@ -210,7 +210,7 @@ const maxInt64Precision = 18
 
 // New validates fields and builds their Parquet schema. It reports every problem
 // it finds, not only the first.
-func New(fields []config.Field) (*Schema, error) {
+func New(fields []conf.Field) (*Schema, error) {
 	if len(fields) == 0 {
 		return nil, errors.New("schema: no fields")
 	}
@@ -274,7 +274,7 @@ func New(fields []config.Field) (*Schema, error) {
 }
 
 // newFields parses the fields of the top level or of a struct.
-func newFields(fields []config.Field, colPath []string, prefix, what string) ([]Field, []parquet.Field, []error) {
+func newFields(fields []conf.Field, colPath []string, prefix, what string) ([]Field, []parquet.Field, []error) {
 	var errs []error
 	group := make([]parquet.Field, 0, len(fields))
 	parsed := make([]Field, 0, len(fields))
@@ -347,7 +347,7 @@ func walkOne(f *Field, fn func(*Field)) {
 
 // newField parses one field; colPath is its parent's Parquet path, prefix
 // its parent's dotted path (with the dot).
-func newField(cf config.Field, colPath []string, prefix string) (Field, parquet.Node, error) {
+func newField(cf conf.Field, colPath []string, prefix string) (Field, parquet.Node, error) {
 	f := Field{Name: strings.TrimSpace(cf.Name), From: cf.From, Required: cf.Required}
 	if f.Name == "" {
 		return f, nil, errors.New("empty name")
@@ -369,7 +369,7 @@ func newField(cf config.Field, colPath []string, prefix string) (Field, parquet.
 
 // newElem parses a list's element or a map's value, which has no name of its
 // own: it takes its container's path.
-func newElem(cf *config.Field, colPath []string, path string) (*Field, parquet.Node, error) {
+func newElem(cf *conf.Field, colPath []string, path string) (*Field, parquet.Node, error) {
 	e := &Field{Name: "element", Path: path, Required: cf.Required, colPath: colPath}
 	node, err := e.build(*cf)
 	if err != nil {
@@ -383,7 +383,7 @@ func newElem(cf *config.Field, colPath []string, path string) (*Field, parquet.N
 
 // build sets f's type from cf and returns its Parquet node, not yet made
 // optional.
-func (f *Field) build(cf config.Field) (parquet.Node, error) {
+func (f *Field) build(cf conf.Field) (parquet.Node, error) {
 	kind, ok := parseKind(cf.Type)
 	if !ok {
 		return nil, fmt.Errorf("unknown type %q (want int32, int64, float, double, string, bool, timestamp, date, time, decimal, uuid, json, struct, list or map)", cf.Type)

@@ -6,12 +6,12 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 )
 
 // taxiFields is the taxi-trip schema of DESIGN §10.
-func taxiFields() []config.Field {
-	return []config.Field{
+func taxiFields() []conf.Field {
+	return []conf.Field{
 		{Name: "trip_id", Type: "int64"},
 		{Name: "type", Type: "string"},
 		{Name: "vendor_id", Type: "int32"},
@@ -72,7 +72,7 @@ func TestNewColumnsFollowParquetOrder(t *testing.T) {
 }
 
 func TestNewNodeTypes(t *testing.T) {
-	s, err := New([]config.Field{
+	s, err := New([]conf.Field{
 		{Name: "ts", Type: "timestamp", Unit: "nanos", Required: true},
 		{Name: "d", Type: "date"},
 		{Name: "small", Type: "decimal", Precision: 5, Scale: 2},
@@ -120,19 +120,19 @@ func TestNewNodeTypes(t *testing.T) {
 func TestNewRejectsBadFields(t *testing.T) {
 	tests := []struct {
 		name   string
-		fields []config.Field
+		fields []conf.Field
 		want   []string
 	}{
 		{"none", nil, []string{"no fields"}},
-		{"unknown type", []config.Field{{Name: "a", Type: "uuid4"}}, []string{`unknown type "uuid4"`}},
-		{"empty name", []config.Field{{Type: "int32"}}, []string{"empty name"}},
-		{"duplicate name", []config.Field{{Name: "a", Type: "int32"}, {Name: "a", Type: "int64", From: "b"}}, []string{`duplicate name "a"`}},
-		{"duplicate key", []config.Field{{Name: "a", Type: "int32"}, {Name: "b", From: "a", Type: "int64"}}, []string{`JSON key "a" is already read by field "a"`}},
-		{"unit", []config.Field{{Name: "t", Type: "timestamp", Unit: "seconds"}}, []string{`unknown timestamp unit "seconds"`}},
-		{"input", []config.Field{{Name: "t", Type: "timestamp", Input: "nanos"}}, []string{`unknown timestamp input "nanos"`}},
-		{"precision", []config.Field{{Name: "d", Type: "decimal", Precision: 39}}, []string{"precision 39 out of range"}},
-		{"scale", []config.Field{{Name: "d", Type: "decimal", Precision: 4, Scale: 5}}, []string{"scale 5 out of range"}},
-		{"every problem", []config.Field{{Name: "a", Type: "x"}, {Name: "b", Type: "y"}}, []string{`"x"`, `"y"`}},
+		{"unknown type", []conf.Field{{Name: "a", Type: "uuid4"}}, []string{`unknown type "uuid4"`}},
+		{"empty name", []conf.Field{{Type: "int32"}}, []string{"empty name"}},
+		{"duplicate name", []conf.Field{{Name: "a", Type: "int32"}, {Name: "a", Type: "int64", From: "b"}}, []string{`duplicate name "a"`}},
+		{"duplicate key", []conf.Field{{Name: "a", Type: "int32"}, {Name: "b", From: "a", Type: "int64"}}, []string{`JSON key "a" is already read by field "a"`}},
+		{"unit", []conf.Field{{Name: "t", Type: "timestamp", Unit: "seconds"}}, []string{`unknown timestamp unit "seconds"`}},
+		{"input", []conf.Field{{Name: "t", Type: "timestamp", Input: "nanos"}}, []string{`unknown timestamp input "nanos"`}},
+		{"precision", []conf.Field{{Name: "d", Type: "decimal", Precision: 39}}, []string{"precision 39 out of range"}},
+		{"scale", []conf.Field{{Name: "d", Type: "decimal", Precision: 4, Scale: 5}}, []string{"scale 5 out of range"}},
+		{"every problem", []conf.Field{{Name: "a", Type: "x"}, {Name: "b", Type: "y"}}, []string{`"x"`, `"y"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

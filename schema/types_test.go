@@ -5,7 +5,7 @@ import (
 	"math/big"
 	"testing"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 )
 
 // decimalFromBytes reads a big-endian two's complement with math/big, an
@@ -28,7 +28,7 @@ func TestDecimalBytes(t *testing.T) {
 }
 
 func TestWideDecimal(t *testing.T) {
-	s, err := New([]config.Field{
+	s, err := New([]conf.Field{
 		{Name: "d38", Type: "decimal", Precision: 38, Scale: 10},
 		{Name: "d20", Type: "decimal", Precision: 20, Scale: 0},
 	})
@@ -80,7 +80,7 @@ func TestWideDecimal(t *testing.T) {
 }
 
 func TestTimeUUIDJSON(t *testing.T) {
-	s, err := New([]config.Field{
+	s, err := New([]conf.Field{
 		{Name: "t", Type: "time"},
 		{Name: "tms", Type: "time", Unit: "millis"},
 		{Name: "id", Type: "uuid"},

@@ -8,13 +8,11 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sinkd/sinkd/config"
 )
 
 func openFileStore(t *testing.T) (Store, string) {
 	t.Helper()
-	s, prefix, err := Open(testContext(t), "file://"+t.TempDir(), config.S3{})
+	s, prefix, err := Open(testContext(t), "file://"+t.TempDir(), S3Config{})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -157,7 +155,7 @@ func TestFileStoreCompleteNoticesATouchedObject(t *testing.T) {
 // removes it once it is old.
 func TestFileStoreHidesLeftovers(t *testing.T) {
 	dir := t.TempDir()
-	st, _, err := Open(testContext(t), "file://"+dir, config.S3{})
+	st, _, err := Open(testContext(t), "file://"+dir, S3Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +194,7 @@ func TestFileStoreHidesLeftovers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := Open(ctx, "file://"+dir, config.S3{}); err != nil {
+	if _, _, err := Open(ctx, "file://"+dir, S3Config{}); err != nil {
 		t.Fatal(err)
 	}
 	for f, want := range map[string]bool{old: false, staging: false, fresh: true} {

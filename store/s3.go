@@ -21,8 +21,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
-
-	"github.com/sinkd/sinkd/config"
 )
 
 const (
@@ -47,7 +45,7 @@ type s3Store struct {
 	metrics      *s3Metrics // nil without WithMetrics
 }
 
-func newS3Store(ctx context.Context, bucket string, cfg config.S3, o options) (*s3Store, error) {
+func newS3Store(ctx context.Context, bucket string, cfg S3Config, o options) (*s3Store, error) {
 	s := &s3Store{
 		bucket:       bucket,
 		timeout:      cfg.RequestTimeout.D(),

@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/scripts/stack/stackenv"
 )
 
@@ -28,9 +28,9 @@ func openMinIO(t *testing.T, reg prometheus.Registerer) (Store, string) {
 	var run [6]byte
 	rand.Read(run[:])
 	url := fmt.Sprintf("s3://%s/store-test/%s-%s", env.S3Bucket, time.Now().UTC().Format("20060102T150405"), hex.EncodeToString(run[:]))
-	s, prefix, err := Open(testContext(t), url, config.S3{
+	s, prefix, err := Open(testContext(t), url, S3Config{
 		Endpoint: env.S3Endpoint, Region: env.Region, PathStyle: true,
-		RequestTimeout: config.Duration(20 * time.Second),
+		RequestTimeout: conf.Duration(20 * time.Second),
 	}, WithPageSize(2), WithMetrics(reg))
 	if err != nil {
 		t.Fatalf("Open(%s): %v", url, err)

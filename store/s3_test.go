@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 )
 
 // fakeCredentials keeps the SDK's default chain on the environment, so that no
@@ -50,7 +50,7 @@ func TestOpenURL(t *testing.T) {
 		{url: "/just/a/path", wantErr: true},
 	}
 	for _, tt := range tests {
-		s, prefix, err := Open(context.Background(), tt.url, config.S3{})
+		s, prefix, err := Open(context.Background(), tt.url, S3Config{})
 		if (err != nil) != tt.wantErr {
 			t.Errorf("Open(%q) error = %v, want error %v", tt.url, err, tt.wantErr)
 			continue
@@ -66,7 +66,7 @@ func TestOpenURL(t *testing.T) {
 
 func TestOpenRejectsBadEncryption(t *testing.T) {
 	fakeCredentials(t)
-	for _, cfg := range []config.S3{{SSE: "rot13"}, {SSE: "AES256", KMSKeyID: "k"}, {KMSKeyID: "k"}} {
+	for _, cfg := range []S3Config{{SSE: "rot13"}, {SSE: "AES256", KMSKeyID: "k"}, {KMSKeyID: "k"}} {
 		if _, _, err := Open(context.Background(), "s3://b", cfg); err == nil {
 			t.Errorf("Open with %+v succeeded", cfg)
 		}
@@ -105,8 +105,8 @@ func TestS3RequestTimeout(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	const timeout = 300 * time.Millisecond
-	s, _, err := Open(context.Background(), "s3://bucket", config.S3{
-		Endpoint: "http://" + ln.Addr().String(), PathStyle: true, RequestTimeout: config.Duration(timeout),
+	s, _, err := Open(context.Background(), "s3://bucket", S3Config{
+		Endpoint: "http://" + ln.Addr().String(), PathStyle: true, RequestTimeout: conf.Duration(timeout),
 	}, WithMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
@@ -174,9 +174,9 @@ func TestS3RequestOptions(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	reg := prometheus.NewRegistry()
-	cfg := config.S3{
+	cfg := S3Config{
 		Endpoint: srv.URL, PathStyle: true, SSE: "aws:kms", KMSKeyID: "key-1", StorageClass: "STANDARD_IA",
-		RequestTimeout: config.Duration(10 * time.Second),
+		RequestTimeout: conf.Duration(10 * time.Second),
 	}
 	s, _, err := Open(context.Background(), "s3://b", cfg, WithMetrics(reg))
 	if err != nil {

@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/sinkd/sinkd/config"
 )
 
 var (
@@ -86,7 +84,7 @@ func WithPageSize(n int32) Option {
 
 // Open parses s3://bucket/prefix or file:///abs/dir and returns the store and the
 // key prefix inside it ("" or "prefix/").
-func Open(ctx context.Context, rawURL string, cfg config.S3, opts ...Option) (Store, string, error) {
+func Open(ctx context.Context, rawURL string, cfg S3Config, opts ...Option) (Store, string, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)

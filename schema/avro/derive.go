@@ -9,7 +9,7 @@ import (
 
 	"github.com/hamba/avro/v2"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 )
 
 // Fields derives the field list of an Avro record schema, in its field order:
@@ -25,7 +25,7 @@ import (
 //     timestamp, decimal and uuid;
 //   - bytes and fixed without a logical type, duration, and recursive records
 //     are refused, with the path of the field.
-func Fields(text string) ([]config.Field, error) {
+func Fields(text string) ([]conf.Field, error) {
 	s, err := avro.ParseWithCache(text, "", new(avro.SchemaCache))
 	if err != nil {
 		return nil, fmt.Errorf("avro schema: %w", err)
@@ -51,8 +51,8 @@ func (d *deriver) fail(path, format string, args ...any) {
 	d.errs = append(d.errs, path+": "+fmt.Sprintf(format, args...))
 }
 
-func (d *deriver) record(rec *avro.RecordSchema, prefix string) []config.Field {
-	fields := make([]config.Field, 0, len(rec.Fields()))
+func (d *deriver) record(rec *avro.RecordSchema, prefix string) []conf.Field {
+	fields := make([]conf.Field, 0, len(rec.Fields()))
 	for _, af := range rec.Fields() {
 		f := d.field(af.Type(), prefix+af.Name())
 		f.Name, f.From = af.Name(), af.Name()
@@ -62,8 +62,8 @@ func (d *deriver) record(rec *avro.RecordSchema, prefix string) []config.Field {
 }
 
 // field derives the type of one value at path.
-func (d *deriver) field(s avro.Schema, path string) config.Field {
-	f := config.Field{Required: true}
+func (d *deriver) field(s avro.Schema, path string) conf.Field {
+	f := conf.Field{Required: true}
 	if u, ok := s.(*avro.UnionSchema); ok {
 		types := u.Types()
 		if !u.Nullable() || len(types) != 2 {
@@ -111,7 +111,7 @@ func (d *deriver) field(s avro.Schema, path string) config.Field {
 	return f
 }
 
-func (d *deriver) primitive(f *config.Field, p *avro.PrimitiveSchema, path string) {
+func (d *deriver) primitive(f *conf.Field, p *avro.PrimitiveSchema, path string) {
 	if l := p.Logical(); l != nil {
 		switch l.Type() {
 		case avro.Date:
@@ -151,7 +151,7 @@ func (d *deriver) primitive(f *config.Field, p *avro.PrimitiveSchema, path strin
 	}
 }
 
-func (d *deriver) decimal(f *config.Field, dl *avro.DecimalLogicalSchema, path string) {
+func (d *deriver) decimal(f *conf.Field, dl *avro.DecimalLogicalSchema, path string) {
 	if dl.Precision() > 38 {
 		d.fail(path, "decimal(%d,%d) is wider than 38 digits", dl.Precision(), dl.Scale())
 		return

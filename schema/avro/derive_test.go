@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/schema"
 )
 
@@ -30,8 +30,8 @@ func TestFieldsFromAvro(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	var render func(prefix string, fs []config.Field)
-	one := func(f config.Field) string {
+	var render func(prefix string, fs []conf.Field)
+	one := func(f conf.Field) string {
 		s := f.Type
 		switch f.Type {
 		case "decimal":
@@ -44,11 +44,11 @@ func TestFieldsFromAvro(t *testing.T) {
 		}
 		return s
 	}
-	render = func(prefix string, fs []config.Field) {
+	render = func(prefix string, fs []conf.Field) {
 		for _, f := range fs {
 			got = append(got, prefix+f.Name+" "+one(f))
 			render(prefix+f.Name+".", f.Fields)
-			for _, e := range []*config.Field{f.Items, f.Values} {
+			for _, e := range []*conf.Field{f.Items, f.Values} {
 				if e != nil {
 					got = append(got, prefix+f.Name+"[] "+one(*e))
 					render(prefix+f.Name+"[].", e.Fields)

@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/source"
 )
@@ -62,10 +62,10 @@ type member struct {
 // until it is closed.
 func join(t *testing.T, brokers []string, group, instance string) *member {
 	t.Helper()
-	cfg := &config.Kafka{
+	cfg := &Config{
 		Brokers: brokers, Topics: []string{"t"}, Group: group, Start: "earliest",
 		FetchMaxBytes: 1 << 20, PartitionBytes: 1 << 20, StaticMembership: true,
-		SessionTimeout: config.Duration(6 * time.Second), RequestTimeout: config.Duration(5 * time.Second),
+		SessionTimeout: conf.Duration(6 * time.Second), RequestTimeout: conf.Duration(5 * time.Second),
 	}
 	h := &handler{owned: map[record.PartitionID]bool{}}
 	s, err := New(context.Background(), cfg, instance, h, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -24,7 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/source"
 )
@@ -53,7 +53,7 @@ type Source struct {
 }
 
 // New connects a group member; it does not poll until Poll is called.
-func New(ctx context.Context, cfg *config.Kafka, instanceID string, h source.Handler, log *slog.Logger, extra ...kgo.Opt) (*Source, error) {
+func New(ctx context.Context, cfg *Config, instanceID string, h source.Handler, log *slog.Logger, extra ...kgo.Opt) (*Source, error) {
 	s := &Source{
 		h: h, log: log, meta: map[record.PartitionID]string{}, hwm: map[record.PartitionID]int64{},
 		topics: cfg.Topics, group: cfg.Group, reqTimeout: cfg.RequestTimeout.D(),
@@ -386,7 +386,7 @@ func (s *Source) leaveStatic() {
 	}
 }
 
-func tlsConfig(c config.TLS) (*tls.Config, error) {
+func tlsConfig(c conf.TLS) (*tls.Config, error) {
 	if !c.Enabled {
 		return nil, nil
 	}
@@ -412,7 +412,7 @@ func tlsConfig(c config.TLS) (*tls.Config, error) {
 	return cfg, nil
 }
 
-func saslMechanism(ctx context.Context, c config.SASL) (sasl.Mechanism, error) {
+func saslMechanism(ctx context.Context, c conf.SASL) (sasl.Mechanism, error) {
 	switch c.Mechanism {
 	case "":
 		return nil, nil

@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/scripts/stack/stackenv"
 	"github.com/sinkd/sinkd/source"
@@ -37,9 +37,9 @@ func TestBacklogsProbeShardsWithoutLiveReader(t *testing.T) {
 	stream := "sinkd-backlog-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cfg := &config.Kinesis{
+	cfg := &Config{
 		Stream: stream, Endpoint: env.KinesisEndpoint, Region: env.Region, Start: "latest",
-		ListInterval: config.Duration(30 * time.Second), RequestTimeout: config.Duration(5 * time.Second), PollInterval: config.Duration(time.Second),
+		ListInterval: conf.Duration(30 * time.Second), RequestTimeout: conf.Duration(5 * time.Second), PollInterval: conf.Duration(time.Second),
 	}
 	s, err := New(ctx, cfg, "inst", nil, slog.New(slog.DiscardHandler))
 	if err != nil {

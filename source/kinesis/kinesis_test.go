@@ -14,14 +14,14 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/sinkd/sinkd/checkpoint"
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/source"
 	"github.com/sinkd/sinkd/source/kinesis/kpl"
 )
 
 func testSource() *Source {
-	return &Source{cfg: &config.Kinesis{Stream: "s"}, log: slog.New(slog.DiscardHandler), m: newMetrics(nil, "s"), queue: newByteGate(queuedBytes)}
+	return &Source{cfg: &Config{Stream: "s"}, log: slog.New(slog.DiscardHandler), m: newMetrics(nil, "s"), queue: newByteGate(queuedBytes)}
 }
 
 func TestConvert(t *testing.T) {
@@ -203,7 +203,7 @@ func TestIteratorInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in, err := iteratorInput(&config.Kinesis{Stream: "s", Start: tt.start, StartTime: ts}, "sh", tt.last, tt.from, false)
+			in, err := iteratorInput(&Config{Stream: "s", Start: tt.start, StartTime: ts}, "sh", tt.last, tt.from, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -215,7 +215,7 @@ func TestIteratorInput(t *testing.T) {
 			}
 		})
 	}
-	if _, err := iteratorInput(&config.Kinesis{Start: "at_timestamp", StartTime: "yesterday"}, "sh", nil, nil, false); err == nil {
+	if _, err := iteratorInput(&Config{Start: "at_timestamp", StartTime: "yesterday"}, "sh", nil, nil, false); err == nil {
 		t.Error("a bad start_timestamp must fail")
 	}
 }
@@ -235,7 +235,7 @@ func TestLoseResetsEveryShard(t *testing.T) {
 	h := &lostRecorder{lost: make(chan []record.PartitionID, 1)}
 	s := testSource()
 	s.h, s.leases = h, newLocalLeases("inst")
-	s.cfg.RequestTimeout = config.Duration(time.Second)
+	s.cfg.RequestTimeout = conf.Duration(time.Second)
 	s.life, s.stop = context.WithCancel(context.Background())
 	defer s.stop()
 	s.out, s.wakeup, s.done = make(chan batch, 4), make(chan struct{}, 1), make(chan struct{})

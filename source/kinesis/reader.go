@@ -14,7 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
 
-	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/source"
 	"github.com/sinkd/sinkd/source/kinesis/kpl"
@@ -262,7 +261,7 @@ func (r *reader) iterator(ctx context.Context) (*string, error) {
 // its records follow theirs. (A shard started at LATEST whose iterator
 // expires before its first record starts at LATEST again: there is no
 // position to resume from.)
-func iteratorInput(cfg *config.Kinesis, shard string, last *record.Position, start *source.Start, child bool) (*kinesis.GetShardIteratorInput, error) {
+func iteratorInput(cfg *Config, shard string, last *record.Position, start *source.Start, child bool) (*kinesis.GetShardIteratorInput, error) {
 	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(cfg.Stream), ShardId: aws.String(shard)}
 	switch {
 	case last != nil:

@@ -21,7 +21,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/internal/awsconf"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/source"
@@ -55,7 +54,7 @@ const queuedBatches = 8
 
 // Source reads the shards this instance holds leases on.
 type Source struct {
-	cfg      *config.Kinesis
+	cfg      *Config
 	api      *kinesis.Client
 	h        source.Handler
 	log      *slog.Logger
@@ -94,7 +93,7 @@ type Source struct {
 
 // New builds the source; it lists shards and takes leases once Poll is first
 // called. instance is the pipeline's (sanitised) instance id.
-func New(ctx context.Context, cfg *config.Kinesis, instance string, h source.Handler, log *slog.Logger, opts ...Option) (*Source, error) {
+func New(ctx context.Context, cfg *Config, instance string, h source.Handler, log *slog.Logger, opts ...Option) (*Source, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)

@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/source"
 )
@@ -99,7 +98,7 @@ type item struct {
 	drained bool
 }
 
-func newTableLeases(ctx context.Context, awsCfg aws.Config, cfg *config.Kinesis, instance string, log *slog.Logger) (*tableLeases, error) {
+func newTableLeases(ctx context.Context, awsCfg aws.Config, cfg *Config, instance string, log *slog.Logger) (*tableLeases, error) {
 	db := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
 		if cfg.DynamoDBEndpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.DynamoDBEndpoint)

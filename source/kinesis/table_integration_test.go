@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/scripts/stack/stackenv"
 	"github.com/sinkd/sinkd/source"
@@ -19,9 +19,9 @@ func newTestLeases(t *testing.T, table, instance string, failover time.Duration)
 	t.Helper()
 	env := stackenv.Load(t)
 	env.Setenv(t)
-	cfg := &config.Kinesis{
+	cfg := &Config{
 		Region: env.Region, DynamoDBEndpoint: env.DynamoDBEndpoint, LeaseTable: table,
-		FailoverTime: config.Duration(failover), RequestTimeout: config.Duration(5 * time.Second),
+		FailoverTime: conf.Duration(failover), RequestTimeout: conf.Duration(5 * time.Second),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -20,8 +20,6 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
-
-	"github.com/sinkd/sinkd/config"
 )
 
 const (
@@ -110,7 +108,7 @@ type signer struct {
 	service string
 }
 
-func newAPI(cfg config.OpenSearch, o options, m *metrics) (*api, error) {
+func newAPI(cfg Config, o options, m *metrics) (*api, error) {
 	a := &api{base: strings.TrimSuffix(cfg.URL, "/"), user: cfg.Username, password: cfg.Password}
 	hc := &http.Client{}
 	var next http.RoundTripper
@@ -188,7 +186,7 @@ func requestRetryReason(resp *http.Response) string {
 	return "http_5xx"
 }
 
-func newSigner(cfg config.SigV4) (*signer, error) {
+func newSigner(cfg SigV4) (*signer, error) {
 	if cfg.Service != "es" && cfg.Service != "aoss" {
 		return nil, fmt.Errorf("opensearch: sigv4 service %q is not es or aoss", cfg.Service)
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/writers/opensearch/osfake"
 )
 
@@ -142,7 +141,7 @@ func (d *deadLetters) all() []deadLetter {
 }
 
 // startWriter builds and starts a writer on c, closing it at the end of the test.
-func startWriter(t *testing.T, c *cluster, cfg config.OpenSearch, dl *deadLetters, opts ...Option) (*Writer, *prometheus.Registry) {
+func startWriter(t *testing.T, c *cluster, cfg Config, dl *deadLetters, opts ...Option) (*Writer, *prometheus.Registry) {
 	t.Helper()
 	cfg.URL = c.url
 	reg := prometheus.NewRegistry()

@@ -24,7 +24,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/record"
 )
 
@@ -136,16 +135,16 @@ type batch struct {
 }
 
 // New checks the configuration and prepares a writer; Start connects it.
-// Settings left at zero take config's defaults (config.DefaultOpenSearch),
+// Settings left at zero take their defaults (Config.SetDefaults),
 // except max_retries, where 0 means no retries inside the HTTP client.
-func New(cfg config.OpenSearch, dl DeadLetter, opts ...Option) (*Writer, error) {
+func New(cfg Config, dl DeadLetter, opts ...Option) (*Writer, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("opensearch: url is required")
 	}
 	if dl == nil {
 		return nil, errors.New("opensearch: a dead-letter function is required")
 	}
-	config.DefaultOpenSearch(&cfg, true)
+	cfg.SetDefaults(true)
 	if cfg.FlushBytes < 0 || cfg.FlushDocs < 0 || cfg.FlushInterval < 0 || cfg.Concurrency < 0 || cfg.MaxRetries < 0 || cfg.Timeout < 0 {
 		return nil, errors.New("opensearch: flush_bytes, flush_docs, flush_interval, concurrency, max_retries and timeout must not be negative")
 	}

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/writers/opensearch/osfake"
 )
 
@@ -25,7 +24,7 @@ func TestReplayIndexesEachIDOnce(t *testing.T) {
 	prefix := c.indexPrefix(t)
 	docs := trips(prefix, 100_000, 1)
 	var dl deadLetters
-	w, reg := startWriter(t, c, config.OpenSearch{FlushBytes: 1 << 20, Concurrency: 4}, &dl)
+	w, reg := startWriter(t, c, Config{FlushBytes: 1 << 20, Concurrency: 4}, &dl)
 
 	start := time.Now()
 	writeAll(t, w, docs)
@@ -57,7 +56,7 @@ func TestFaultsDeliverEveryDocumentOnce(t *testing.T) {
 	prefix := c.indexPrefix(t)
 	docs := trips(prefix, 30_000, 2)
 	var dl deadLetters
-	w, reg := startWriter(t, c, config.OpenSearch{FlushBytes: 512 << 10, Concurrency: 4, MaxRetries: 2}, &dl)
+	w, reg := startWriter(t, c, Config{FlushBytes: 512 << 10, Concurrency: 4, MaxRetries: 2}, &dl)
 
 	start := time.Now()
 	writeAll(t, w, docs)
@@ -103,7 +102,7 @@ func TestMappingConflictGoesToDeadLetter(t *testing.T) {
 	c := newCluster(t)
 	index := c.indexPrefix(t) + "-trips"
 	var dl deadLetters
-	w, reg := startWriter(t, c, config.OpenSearch{FlushDocs: 100}, &dl)
+	w, reg := startWriter(t, c, Config{FlushDocs: 100}, &dl)
 
 	ctx := context.Background()
 	// The first document fixes fare_amount as long; the second is in the same batch.
@@ -142,7 +141,7 @@ func TestTooLargeBatchIsSplit(t *testing.T) {
 	docs := trips(prefix, 2000, 3)
 	huge := Doc{Index: prefix + "-yellow", ID: "huge", Body: []byte(`{"blob":"` + strings.Repeat("x", 20<<10) + `"}`)}
 	var dl deadLetters
-	w, _ := startWriter(t, c, config.OpenSearch{FlushBytes: 256 << 10}, &dl)
+	w, _ := startWriter(t, c, Config{FlushBytes: 256 << 10}, &dl)
 
 	writeAll(t, w, append(docs, huge))
 	if fake.Stats().Rejected413 == 0 {
@@ -163,7 +162,7 @@ func TestCreateOnExistingIDIsSuccess(t *testing.T) {
 	c := newCluster(t)
 	index := c.indexPrefix(t) + "-create"
 	var dl deadLetters
-	w, reg := startWriter(t, c, config.OpenSearch{Action: "create"}, &dl)
+	w, reg := startWriter(t, c, Config{Action: "create"}, &dl)
 	ctx := context.Background()
 	for round, body := range []string{`{"n":1}`, `{"n":2}`} {
 		for i := range 50 {
@@ -190,7 +189,7 @@ func TestExternalVersionNeverOverwritesNewer(t *testing.T) {
 	c := newCluster(t)
 	index := c.indexPrefix(t) + "-versions"
 	var dl deadLetters
-	w, reg := startWriter(t, c, config.OpenSearch{VersionField: "v"}, &dl)
+	w, reg := startWriter(t, c, Config{VersionField: "v"}, &dl)
 	ctx := context.Background()
 	steps := []struct {
 		version     int64
@@ -232,7 +231,7 @@ func TestSigV4(t *testing.T) {
 			t.Setenv("AWS_SESSION_TOKEN", "")
 			t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 			t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-			cfg := config.OpenSearch{SigV4: &config.SigV4{Service: service, Region: "eu-west-1"}}
+			cfg := Config{SigV4: &SigV4{Service: service, Region: "eu-west-1"}}
 			var dl deadLetters
 			w, reg := startWriter(t, c, cfg, &dl)
 			writeAll(t, w, trips("signed", 500, 4))
@@ -279,7 +278,7 @@ func TestBoundedConcurrencyAndMemory(t *testing.T) {
 	docs := trips(prefix, 20_000, 5)
 	const flushBytes, concurrency = 64 << 10, 3
 	var dl deadLetters
-	w, _ := startWriter(t, c, config.OpenSearch{FlushBytes: flushBytes, Concurrency: concurrency, FlushDocs: 1 << 20}, &dl)
+	w, _ := startWriter(t, c, Config{FlushBytes: flushBytes, Concurrency: concurrency, FlushDocs: 1 << 20}, &dl)
 
 	var peak atomic.Int64
 	stop := make(chan struct{})
@@ -355,7 +354,7 @@ func TestBasicAuthOverTLSWithCustomCA(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := config.OpenSearch{URL: c.url, Username: "sinkd", Password: tt.password, CAFile: caFile}
+			cfg := Config{URL: c.url, Username: "sinkd", Password: tt.password, CAFile: caFile}
 			var dl deadLetters
 			w, err := New(cfg, dl.record)
 			if err != nil {
@@ -388,7 +387,7 @@ func TestIndexTemplateBootstrap(t *testing.T) {
 	}
 	t.Cleanup(func() { c.call(t, http.MethodDelete, "/_index_template/"+prefix+"-trips", nil) })
 	var dl deadLetters
-	w, _ := startWriter(t, c, config.OpenSearch{Template: tpl}, &dl)
+	w, _ := startWriter(t, c, Config{Template: tpl}, &dl)
 
 	st, b := c.call(t, http.MethodGet, "/_index_template/"+prefix+"-trips", nil)
 	if st != http.StatusOK || !strings.Contains(string(b), prefix+"-*") {
@@ -415,15 +414,15 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	dl := (&deadLetters{}).record
 	tests := []struct {
 		name string
-		cfg  config.OpenSearch
+		cfg  Config
 		want string
 	}{
-		{"no url", config.OpenSearch{}, "url is required"},
-		{"bad action", config.OpenSearch{URL: "http://x", Action: "upsert"}, "not index or create"},
-		{"create with versions", config.OpenSearch{URL: "http://x", Action: "create", VersionField: "v"}, "external versions"},
-		{"bad sigv4 service", config.OpenSearch{URL: "http://x", SigV4: &config.SigV4{Service: "s3", Region: "x"}}, "not es or aoss"},
-		{"missing template", config.OpenSearch{URL: "http://x", Template: "/nonexistent.json"}, "index template"},
-		{"missing ca", config.OpenSearch{URL: "http://x", CAFile: "/nonexistent.pem"}, "ca_file"},
+		{"no url", Config{}, "url is required"},
+		{"bad action", Config{URL: "http://x", Action: "upsert"}, "not index or create"},
+		{"create with versions", Config{URL: "http://x", Action: "create", VersionField: "v"}, "external versions"},
+		{"bad sigv4 service", Config{URL: "http://x", SigV4: &SigV4{Service: "s3", Region: "x"}}, "not es or aoss"},
+		{"missing template", Config{URL: "http://x", Template: "/nonexistent.json"}, "index template"},
+		{"missing ca", Config{URL: "http://x", CAFile: "/nonexistent.pem"}, "ca_file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -439,7 +438,7 @@ func TestPrettyPrintedBodyIsCompacted(t *testing.T) {
 	c := newCluster(t)
 	index := c.indexPrefix(t) + "-pretty"
 	var dl deadLetters
-	w, _ := startWriter(t, c, config.OpenSearch{}, &dl)
+	w, _ := startWriter(t, c, Config{}, &dl)
 	ctx := context.Background()
 	if err := w.Write(ctx, Doc{Index: index, ID: "1", Body: []byte("{\n  \"a\": 1\n}")}); err != nil {
 		t.Fatal(err)
@@ -521,7 +520,7 @@ func TestBackoffStaysWithinBounds(t *testing.T) {
 func TestMaxRetriesZeroMeansNoRetries(t *testing.T) {
 	dl := func(context.Context, Doc, int, string, string) error { return nil }
 	for _, tt := range []struct{ set, want int }{{0, 0}, {1, 1}, {8, 8}} {
-		w, err := New(config.OpenSearch{URL: "http://127.0.0.1:1", MaxRetries: tt.set}, dl)
+		w, err := New(Config{URL: "http://127.0.0.1:1", MaxRetries: tt.set}, dl)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/scripts/readers/duckdb"
 )
@@ -82,17 +82,17 @@ func TestDuckDBReadsNestedAssembledFiles(t *testing.T) {
 	if err := duckdb.Available(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := schema.New([]config.Field{
+	s, err := schema.New([]conf.Field{
 		{Name: "trip_id", Type: "int64", Required: true},
-		{Name: "fare", Type: "struct", Fields: []config.Field{
+		{Name: "fare", Type: "struct", Fields: []conf.Field{
 			{Name: "tip", Type: "double"},
-			{Name: "extras", Type: "list", Items: &config.Field{Type: "double"}},
+			{Name: "extras", Type: "list", Items: &conf.Field{Type: "double"}},
 		}},
-		{Name: "stops", Type: "list", Items: &config.Field{Type: "struct", Fields: []config.Field{
+		{Name: "stops", Type: "list", Items: &conf.Field{Type: "struct", Fields: []conf.Field{
 			{Name: "zone", Type: "int32", Required: true},
-			{Name: "tags", Type: "list", Items: &config.Field{Type: "string"}},
+			{Name: "tags", Type: "list", Items: &conf.Field{Type: "string"}},
 		}}},
-		{Name: "attrs", Type: "map", Values: &config.Field{Type: "int64"}},
+		{Name: "attrs", Type: "map", Values: &conf.Field{Type: "int64"}},
 		{Name: "big", Type: "decimal", Precision: 38, Scale: 4},
 		{Name: "uid", Type: "uuid"},
 	})

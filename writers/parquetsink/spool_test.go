@@ -12,7 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/source/kafka"
+	"github.com/sinkd/sinkd/store"
 )
 
 // spoolFixture is newFixture with a spool of the given bound.
@@ -209,15 +210,16 @@ func TestOpenSpoolClearsOnlyDeadRuns(t *testing.T) {
 // spool, max_open_files) on 1,000 buckets in random order keep one file per
 // bucket: no file rolls early.
 func TestDefaultsOpenAThousandBuckets(t *testing.T) {
-	cfg, err := config.Parse("defaults.yaml", []byte(`pipeline: p
-source: {kafka: {brokers: "127.0.0.1:9", topics: [t], group: g}}
-schema: {fields: [{name: id, type: int64}]}
-routes: [{name: r, parquet: {destination: "file:///tmp/x", path: "{id}"}}]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem := cfg.Memory
+	// The shipped defaults, each from the one place it is set: a Kafka
+	// source's share of the budget, the S3 part size, the route's.
+	var mem MemoryConfig
+	mem.SetDefaults(false)
+	var src kafka.Config
+	src.SetDefaults(nil)
+	var s3 store.S3Config
+	s3.SetDefaults()
+	var route Config
+	route.SetDefaults("r")
 	sp, err := OpenSpool(t.TempDir(), "p", "i1", "e1", mem.SpoolBudget.Bytes())
 	if err != nil {
 		t.Fatal(err)
@@ -226,11 +228,11 @@ routes: [{name: r, parquet: {destination: "file:///tmp/x", path: "{id}"}}]
 	var m *Metrics
 	f := newFixture(t, func(o *Options) {
 		o.Budget = NewBudget(mem.Budget.Bytes())
-		o.Budget.Reserve(cfg.Source.MemoryBytes())
+		o.Budget.Reserve(src.MemoryBytes())
 		o.Metrics = NewMetrics(prometheus.NewRegistry(), o.Budget)
 		o.MaxOpenFiles, o.MaxEncoders, o.Spool = mem.MaxOpenFiles, mem.MaxEncoders, sp
-		o.PartSize = cfg.S3.PartSize.Bytes()
-		o.Config = *cfg.Routes[0].Parquet
+		o.PartSize = s3.PartSize.Bytes()
+		o.Config = route
 		o.Config.Compression = "none"
 		m = o.Metrics
 	})

@@ -25,7 +25,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sinkd/sinkd/checkpoint"
-	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/store"
 )
@@ -33,7 +32,7 @@ import (
 // Options configure one writer (one route's Parquet destination).
 type Options struct {
 	Route       string
-	Config      config.Parquet
+	Config      Config
 	PartSize    int64
 	Concurrency int
 	// SmallConcurrency bounds uploads of parts below smallPart in flight:
@@ -226,11 +225,8 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 	if !ok {
 		return nil, fmt.Errorf("parquet: unknown compression %q", o.Config.Compression)
 	}
-	for _, path := range o.Schema.Columns() {
-		leaf, _ := o.Schema.Lookup(path...)
-		if leaf.MaxRepetitionLevel > maxLevel || leaf.MaxDefinitionLevel > maxLevel {
-			return nil, fmt.Errorf("parquet: column %s is nested deeper than %d levels", strings.Join(path, "."), maxLevel)
-		}
+	if err := CheckSchema(o.Schema); err != nil {
+		return nil, fmt.Errorf("parquet: %w", err)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -11,7 +11,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/store"
 )
@@ -33,16 +33,16 @@ type fixture struct {
 
 func newFixture(t testing.TB, mutate func(*Options)) *fixture {
 	t.Helper()
-	st, prefix, err := store.Open(context.Background(), "file://"+t.TempDir(), config.S3{})
+	st, prefix, err := store.Open(context.Background(), "file://"+t.TempDir(), store.S3Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := NewBudget(64 << 20)
 	o := Options{
 		Route: "r", PartSize: 5 << 20, Concurrency: 2, MaxOpenFiles: 100,
-		Config: config.Parquet{
+		Config: Config{
 			Compression: "snappy", RowGroupSize: 1 << 20, PageSize: 8 << 10, TargetFileSize: 64 << 20,
-			FilePrefix: "part", MaxFileAge: config.Duration(time.Hour), Inactivity: config.Duration(time.Hour),
+			FilePrefix: "part", MaxFileAge: conf.Duration(time.Hour), Inactivity: conf.Duration(time.Hour),
 		},
 		Schema: testSchema, Store: st, Prefix: prefix, Instance: "i1", Epoch: "e1", Budget: b,
 		Metrics: NewMetrics(prometheus.NewRegistry(), b),
@@ -234,8 +234,8 @@ func TestRollPolicies(t *testing.T) {
 		rows    int
 		want    int // files closed
 	}{
-		{"age", func(o *Options) { o.Config.MaxFileAge = config.Duration(time.Minute) }, 2 * time.Minute, 10, 1},
-		{"inactivity", func(o *Options) { o.Config.Inactivity = config.Duration(time.Second) }, 2 * time.Second, 10, 1},
+		{"age", func(o *Options) { o.Config.MaxFileAge = conf.Duration(time.Minute) }, 2 * time.Minute, 10, 1},
+		{"inactivity", func(o *Options) { o.Config.Inactivity = conf.Duration(time.Second) }, 2 * time.Second, 10, 1},
 		{"neither", nil, 30 * time.Second, 10, 0},
 		{"size", func(o *Options) { o.Config.TargetFileSize = 64 << 10; o.Config.RowGroupSize = 16 << 10 }, 0, 5000, 1},
 	}

@@ -1,0 +1,7 @@
+package dlq
+
+// For the tests in package dlq_test.
+var (
+	KafkaLetterForTest = kafkaLetter
+	KafkaRecordForTest = kafkaRecord
+)
