@@ -163,7 +163,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		if st, ok := p.stores[url]; ok {
 			return st, p.prefixes[url], nil
 		}
-		st, prefix, err := store.Open(ctx, url, cfg.S3, store.WithMetrics(labeled))
+		st, prefix, err := store.Open(ctx, url, cfg.S3, store.WithMetrics(labeled), store.WithLogger(log))
 		if err != nil {
 			return nil, "", fmt.Errorf("opening %s: %w", url, err)
 		}

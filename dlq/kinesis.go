@@ -61,7 +61,7 @@ func NewKinesis(cfg config.DLQKinesis, o Options) (Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dlq metrics: %w", err)
 	}
-	api, err := kinesisClient(cfg.Endpoint, cfg.Region)
+	api, err := kinesisClient(cfg.Endpoint, cfg.Region, o.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("dlq kinesis: %w", err)
 	}
@@ -85,8 +85,12 @@ func NewKinesis(cfg config.DLQKinesis, o Options) (Sink, error) {
 
 // kinesisClient builds a client with a bounded HTTP timeout; endpoint ""
 // means AWS.
-func kinesisClient(endpoint, region string) (*kinesis.Client, error) {
-	cfg, err := awsconf.Load(context.Background(), region, endpoint != "", kinesisHTTPTimeout)
+func kinesisClient(endpoint, region string, log *slog.Logger) (*kinesis.Client, error) {
+	o := awsconf.Options{Region: region, Timeout: kinesisHTTPTimeout, Logger: log}
+	if endpoint != "" {
+		o.DefaultRegion = awsconf.EmulatorRegion
+	}
+	cfg, err := awsconf.Load(context.Background(), o)
 	if errors.Is(err, awsconf.ErrNoRegion) {
 		return nil, errors.New("no AWS region (set region or AWS_REGION)")
 	}

@@ -328,7 +328,7 @@ func (t *kinesisTarget) acked() int { return t.ok }
 const kinesisWriteAttempts = 5
 
 func newKinesisTarget(stream, endpoint, region string) (*kinesisTarget, error) {
-	api, err := kinesisClient(endpoint, region)
+	api, err := kinesisClient(endpoint, region, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -7,10 +7,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/sinkd/sinkd/internal/awsconf"
 	"github.com/sinkd/sinkd/source/kinesis/kpl"
 )
 
@@ -52,9 +52,13 @@ type KinesisSink struct {
 func NewKinesisSink(ctx context.Context, stream, endpoint, region string, shards int32, aggregate bool) (*KinesisSink, error) {
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
+	o := awsconf.Options{Region: region, Timeout: callTimeout}
+	if endpoint != "" {
+		o.DefaultRegion = awsconf.EmulatorRegion
+	}
+	cfg, err := awsconf.Load(ctx, o)
 	if err != nil {
-		return nil, fmt.Errorf("aws config: %w", err)
+		return nil, err
 	}
 	client := kinesis.NewFromConfig(cfg, func(o *kinesis.Options) {
 		if endpoint != "" {
