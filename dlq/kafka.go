@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/internal/kgolog"
 )
 
 // kafkaRecordLimit keeps a dead letter under the default broker limit
@@ -43,7 +42,7 @@ func NewKafka(cfg config.DLQKafka, o Options) (Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dlq metrics: %w", err)
 	}
-	opts, err := kafkaClientOpts(cfg.Brokers, cfg.TLS, cfg.SASL)
+	opts, err := kafkaClientOpts(cfg.Brokers, cfg.TLS, cfg.SASL, o.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("dlq kafka: %w", err)
 	}
@@ -57,7 +56,6 @@ func NewKafka(cfg config.DLQKafka, o Options) (Sink, error) {
 		// Give failures back to the sink's loop, which counts and logs them,
 		// instead of retrying silently forever inside the client.
 		kgo.RecordDeliveryTimeout(time.Minute),
-		kgo.WithLogger(kgolog.New(o.Logger)),
 	)
 	client, err := kgo.NewClient(opts...)
 	if err != nil {

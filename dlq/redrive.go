@@ -240,7 +240,7 @@ type kafkaTarget struct {
 }
 
 func newKafkaTarget(brokers, topic string, tls config.TLS, sasl config.SASL) (*kafkaTarget, error) {
-	opts, err := kafkaClientOpts(strings.Split(brokers, ","), tls, sasl)
+	opts, err := kafkaClientOpts(strings.Split(brokers, ","), tls, sasl, nil)
 	if err != nil {
 		return nil, err
 	}
