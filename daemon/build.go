@@ -18,6 +18,7 @@ import (
 	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/dlq"
+	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/internal/kgolog"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
@@ -248,6 +249,8 @@ func (p *Pipeline) openSearchDeadLetter(ctx context.Context, d opensearch.Doc, s
 // slow: exiting would only turn an outage into a restart loop. /readyz stays
 // false meanwhile.
 func (p *Pipeline) recoverWithRetry(ctx context.Context) error {
+	// Exponential from 1s, capped at 30s, equal jitter (internal/backoff).
+	recoverBackoff := backoff.Policy{Base: time.Second, Max: 30 * time.Second}
 	for attempt := 0; ; attempt++ {
 		// An attempt runs to its end even after SIGTERM (it is bounded by the
 		// checkpoint timeout): a half-done recovery would only be redone.
@@ -256,10 +259,8 @@ func (p *Pipeline) recoverWithRetry(ctx context.Context) error {
 			return err
 		}
 		p.log.Warn("recovery failed; retrying", "attempt", attempt+1, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(min(30*time.Second, time.Second<<min(attempt, 5))):
+		if err := recoverBackoff.Wait(ctx, attempt); err != nil {
+			return err
 		}
 	}
 }

@@ -102,7 +102,7 @@ func (s *kafkaSink) produce(r *kgo.Record, ticket uint64, attempt int) {
 			return // Close reports the letters left unacknowledged.
 		}
 		s.metrics.retries.Inc()
-		delay := backoff(attempt)
+		delay := retryDelay(attempt)
 		s.log.Warn("dead letter not acknowledged, retrying", "err", err, "attempt", attempt+1, "in", delay)
 		again := &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers}
 		time.AfterFunc(delay, func() { s.produce(again, ticket, attempt+1) })

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/internal/awsconf"
+	"github.com/sinkd/sinkd/internal/backoff"
 )
 
 // Kinesis limits (PutRecords): 500 records and 5 MiB per call, 1 MiB per
@@ -247,7 +248,7 @@ func (s *kinesisSink) put(ctx context.Context, batch []*kinesisEntry) []*kinesis
 	now := time.Now()
 	for _, e := range failed {
 		s.metrics.retries.Inc()
-		e.notBefore = now.Add(backoff(e.attempt))
+		e.notBefore = now.Add(retryDelay(e.attempt))
 		e.attempt++
 	}
 	return failed
@@ -269,8 +270,11 @@ func checkStream(api *kinesis.Client, cfg config.DLQKinesis, log *slog.Logger) e
 	var missing *types.ResourceNotFoundException
 	// A lookup that fails for another reason (a slow endpoint, a timeout)
 	// is tried again before the check is given up.
-	for attempt := 1; err != nil && !errors.As(err, &missing) && attempt < 3 && ctx.Err() == nil; attempt++ {
-		time.Sleep(time.Duration(attempt) * time.Second)
+	lookup := backoff.Policy{Base: time.Second, Max: 2 * time.Second}
+	for attempt := 0; err != nil && !errors.As(err, &missing) && attempt < 2; attempt++ {
+		if lookup.Wait(ctx, attempt) != nil {
+			break
+		}
 		_, err = describe()
 	}
 	switch {

@@ -353,7 +353,7 @@ func (t *kinesisTarget) write(ctx context.Context, l *Letter) error {
 			t.ok++
 			return nil
 		}
-		if serr := sleep(ctx, backoff(attempt)); serr != nil {
+		if serr := sleep(ctx, retryDelay(attempt)); serr != nil {
 			return errors.Join(err, serr)
 		}
 	}

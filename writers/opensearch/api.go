@@ -23,6 +23,7 @@ import (
 
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/internal/awsconf"
+	"github.com/sinkd/sinkd/internal/backoff"
 )
 
 const (
@@ -161,12 +162,12 @@ func newAPI(cfg config.OpenSearch, o options, m *metrics) (*api, error) {
 		}
 		return retry, perr
 	}
-	jitter := backoff{min: o.backoffMin, max: o.backoffMax}
+	jitter := backoff.Policy{Base: o.backoffMin, Max: o.backoffMax}
 	c.Backoff = func(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
 		if resp != nil && resp.Header.Get("Retry-After") != "" {
 			return retryAfter(lo, hi, attempt, resp)
 		}
-		return jitter.delay(attempt)
+		return jitter.Delay(attempt)
 	}
 	// Keep the last answer when retries run out, to classify it ourselves.
 	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
