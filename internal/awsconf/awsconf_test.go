@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -137,24 +139,42 @@ func TestIMDSWarningGoesToSlog(t *testing.T) {
 	}
 }
 
-// With keys in the environment IMDS is never asked, whatever the client.
-func TestStaticCredentialsSkipIMDS(t *testing.T) {
-	isolate(t)
-	asked := fakeIMDS(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
-	cfg, err := Load(context.Background(), Options{DefaultRegion: EmulatorRegion, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds, err := cfg.Credentials.Retrieve(context.Background())
-	if err != nil || creds.AccessKeyID != "AKIDEXAMPLE" {
-		t.Fatalf("credentials %v, %v", creds.AccessKeyID, err)
-	}
-	if n := asked.Load(); n != 0 {
-		t.Fatalf("IMDS asked %d times although the environment holds keys", n)
-	}
-	if !staticEnvCredentials() {
-		t.Fatal("static credentials not recognised")
+// With keys in the environment or a profile that holds them, IMDS is never
+// asked, whatever the client.
+func TestGivenCredentialsSkipIMDS(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		setup func(t *testing.T)
+	}{
+		{"environment keys", func(t *testing.T) {
+			t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+			t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+		}},
+		{"named profile", func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "credentials")
+			body := "[sinkd-test]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = secret\n"
+			if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("AWS_SHARED_CREDENTIALS_FILE", f)
+			t.Setenv("AWS_PROFILE", "sinkd-test")
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			isolate(t)
+			asked := fakeIMDS(t)
+			c.setup(t)
+			cfg, err := Load(context.Background(), Options{DefaultRegion: EmulatorRegion, Timeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			creds, err := cfg.Credentials.Retrieve(context.Background())
+			if err != nil || creds.AccessKeyID != "AKIDEXAMPLE" {
+				t.Fatalf("credentials %q, %v", creds.AccessKeyID, err)
+			}
+			if n := asked.Load(); n != 0 {
+				t.Fatalf("IMDS asked %d times although credentials were given", n)
+			}
+		})
 	}
 }
