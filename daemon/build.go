@@ -19,6 +19,7 @@ import (
 	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/dlq"
+	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/internal/kgolog"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
@@ -173,7 +174,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		if st, ok := p.stores[url]; ok {
 			return st, p.prefixes[url], nil
 		}
-		st, prefix, err := store.Open(ctx, url, cfg.S3, store.WithMetrics(labeled))
+		st, prefix, err := store.Open(ctx, url, cfg.S3, store.WithMetrics(labeled), store.WithLogger(log))
 		if err != nil {
 			return nil, "", fmt.Errorf("opening %s: %w", url, err)
 		}
@@ -258,6 +259,8 @@ func (p *Pipeline) openSearchDeadLetter(ctx context.Context, d opensearch.Doc, s
 // slow: exiting would only turn an outage into a restart loop. /readyz stays
 // false meanwhile.
 func (p *Pipeline) recoverWithRetry(ctx context.Context) error {
+	// Exponential from 1s, capped at 30s, equal jitter (internal/backoff).
+	recoverBackoff := backoff.Policy{Base: time.Second, Max: 30 * time.Second}
 	for attempt := 0; ; attempt++ {
 		// An attempt runs to its end even after SIGTERM (it is bounded by the
 		// checkpoint timeout): a half-done recovery would only be redone.
@@ -266,10 +269,8 @@ func (p *Pipeline) recoverWithRetry(ctx context.Context) error {
 			return err
 		}
 		p.log.Warn("recovery failed; retrying", "attempt", attempt+1, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(min(30*time.Second, time.Second<<min(attempt, 5))):
+		if err := recoverBackoff.Wait(ctx, attempt); err != nil {
+			return err
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/dlq"
+	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/schema/registry"
@@ -940,6 +941,8 @@ func (p *Pipeline) completeOne(ctx context.Context, u checkpoint.Upload) error {
 	if !ok {
 		return fmt.Errorf("the manifest names destination %s, which this configuration does not have", u.Store)
 	}
+	// 100ms doubling, 5 attempts, equal jitter (internal/backoff).
+	wait := backoff.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second}
 	for attempt := 0; ; attempt++ {
 		err := s.CompleteUpload(ctx, u.Key, u.UploadID, u.Parts)
 		if err == nil {
@@ -950,10 +953,8 @@ func (p *Pipeline) completeOne(ctx context.Context, u checkpoint.Upload) error {
 		if ctx.Err() != nil || attempt == 4 {
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		if err := wait.Wait(ctx, attempt); err != nil {
+			return err
 		}
 	}
 }

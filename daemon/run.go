@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/internal/cli"
 )
 
@@ -351,8 +352,9 @@ func awaitSource(ctx context.Context, p *Pipeline, cfg *config.Config, log *slog
 	}
 	where, hint := sourceWhere(cfg)
 	var since, logged time.Time
-	wait := time.Second
-	for {
+	// Exponential from 1s, capped at 15s, equal jitter (internal/backoff).
+	wait := backoff.Policy{Base: time.Second, Max: 15 * time.Second}
+	for attempt := 0; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := p.src.Ping(pctx)
 		cancel()
@@ -377,13 +379,12 @@ func awaitSource(ctx context.Context, p *Pipeline, cfg *config.Config, log *slog
 		}
 		sdNotify("STATUS=waiting for the source " + where + ": " + err.Error())
 		select {
-		case <-time.After(wait):
+		case <-time.After(wait.Delay(attempt)):
 		case <-ctx.Done():
 			return
 		case <-p.loopDone:
 			return
 		}
-		wait = min(2*wait, 15*time.Second)
 	}
 }
 

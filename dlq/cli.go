@@ -196,7 +196,7 @@ func (s *selection) each(ctx context.Context, warn io.Writer, fn visit) error {
 	case s.file != "":
 		err = readFile(s.file, warn, keep)
 	case s.kinesisStream != "":
-		api, cerr := kinesisClient(s.kinesisEndpoint, s.region)
+		api, cerr := kinesisClient(s.kinesisEndpoint, s.region, nil)
 		if cerr != nil {
 			return cerr
 		}

@@ -85,7 +85,7 @@ func (s *fileSink) syncLocked(ctx context.Context) error {
 		}
 		s.metrics.retries.Inc()
 		s.log.Warn("dead-letter file not synced, retrying", "err", err, "attempt", attempt+1)
-		if serr := sleep(ctx, backoff(attempt)); serr != nil {
+		if serr := sleep(ctx, retryDelay(attempt)); serr != nil {
 			return fmt.Errorf("dlq file %s: %d letters not synced: %w (last error: %v)", s.path, s.unsynced, serr, err)
 		}
 	}

@@ -11,8 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/sinkd/sinkd/internal/kgolog"
 )
 
 // kafkaRecordLimit keeps a dead letter under the default broker limit
@@ -42,7 +40,7 @@ func NewKafka(cfg KafkaConfig, o Options) (Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dlq metrics: %w", err)
 	}
-	opts, err := kafkaClientOpts(cfg.Brokers, cfg.TLS, cfg.SASL)
+	opts, err := kafkaClientOpts(cfg.Brokers, cfg.TLS, cfg.SASL, o.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("dlq kafka: %w", err)
 	}
@@ -56,7 +54,6 @@ func NewKafka(cfg KafkaConfig, o Options) (Sink, error) {
 		// Give failures back to the sink's loop, which counts and logs them,
 		// instead of retrying silently forever inside the client.
 		kgo.RecordDeliveryTimeout(time.Minute),
-		kgo.WithLogger(kgolog.New(o.Logger)),
 	)
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -103,7 +100,7 @@ func (s *kafkaSink) produce(r *kgo.Record, ticket uint64, attempt int) {
 			return // Close reports the letters left unacknowledged.
 		}
 		s.metrics.retries.Inc()
-		delay := backoff(attempt)
+		delay := retryDelay(attempt)
 		s.log.Warn("dead letter not acknowledged, retrying", "err", err, "attempt", attempt+1, "in", delay)
 		again := &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers}
 		time.AfterFunc(delay, func() { s.produce(again, ticket, attempt+1) })

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/sinkd/sinkd/internal/awsconf"
+	"github.com/sinkd/sinkd/internal/backoff"
 )
 
 // Kinesis limits (PutRecords): 500 records and 5 MiB per call, 1 MiB per
@@ -60,7 +61,7 @@ func NewKinesis(cfg KinesisConfig, o Options) (Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dlq metrics: %w", err)
 	}
-	api, err := kinesisClient(cfg.Endpoint, cfg.Region)
+	api, err := kinesisClient(cfg.Endpoint, cfg.Region, o.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("dlq kinesis: %w", err)
 	}
@@ -84,8 +85,12 @@ func NewKinesis(cfg KinesisConfig, o Options) (Sink, error) {
 
 // kinesisClient builds a client with a bounded HTTP timeout; endpoint ""
 // means AWS.
-func kinesisClient(endpoint, region string) (*kinesis.Client, error) {
-	cfg, err := awsconf.Load(context.Background(), region, endpoint != "", kinesisHTTPTimeout)
+func kinesisClient(endpoint, region string, log *slog.Logger) (*kinesis.Client, error) {
+	o := awsconf.Options{Region: region, Timeout: kinesisHTTPTimeout, Logger: log}
+	if endpoint != "" {
+		o.DefaultRegion = awsconf.EmulatorRegion
+	}
+	cfg, err := awsconf.Load(context.Background(), o)
 	if errors.Is(err, awsconf.ErrNoRegion) {
 		return nil, errors.New("no AWS region (set region or AWS_REGION)")
 	}
@@ -242,7 +247,7 @@ func (s *kinesisSink) put(ctx context.Context, batch []*kinesisEntry) []*kinesis
 	now := time.Now()
 	for _, e := range failed {
 		s.metrics.retries.Inc()
-		e.notBefore = now.Add(backoff(e.attempt))
+		e.notBefore = now.Add(retryDelay(e.attempt))
 		e.attempt++
 	}
 	return failed
@@ -264,8 +269,11 @@ func checkStream(api *kinesis.Client, cfg KinesisConfig, log *slog.Logger) error
 	var missing *types.ResourceNotFoundException
 	// A lookup that fails for another reason (a slow endpoint, a timeout)
 	// is tried again before the check is given up.
-	for attempt := 1; err != nil && !errors.As(err, &missing) && attempt < 3 && ctx.Err() == nil; attempt++ {
-		time.Sleep(time.Duration(attempt) * time.Second)
+	lookup := backoff.Policy{Base: time.Second, Max: 2 * time.Second}
+	for attempt := 0; err != nil && !errors.As(err, &missing) && attempt < 2; attempt++ {
+		if lookup.Wait(ctx, attempt) != nil {
+			break
+		}
 		_, err = describe()
 	}
 	switch {

@@ -82,7 +82,7 @@ func streamRecords(t *testing.T, api *kinesis.Client, stream string) []types.Rec
 func TestKinesisSinkAndRedrive(t *testing.T) {
 	env := stackenv.Load(t)
 	env.Setenv(t)
-	api, err := kinesisClient(env.KinesisEndpoint, env.Region)
+	api, err := kinesisClient(env.KinesisEndpoint, env.Region, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestKinesisSinkAndRedrive(t *testing.T) {
 func TestKinesisDeadLetterStreamCreated(t *testing.T) {
 	env := stackenv.Load(t)
 	env.Setenv(t) // the sink finds its credentials the way sinkd does: in the environment
-	api, err := kinesisClient(env.KinesisEndpoint, env.Region)
+	api, err := kinesisClient(env.KinesisEndpoint, env.Region, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,11 +3,11 @@ package dlq
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sinkd/sinkd/internal/backoff"
 )
 
 // ledger accounts for letters accepted but not yet acknowledged by the
@@ -90,26 +90,13 @@ func (l *ledger) wait(ctx context.Context) error {
 	}
 }
 
-// backoff is the delay before retry number attempt (0-based): exponential
-// from 100ms, capped at 10s, with full jitter so that many letters failing
-// together do not retry in lockstep.
-func backoff(attempt int) time.Duration {
-	const base, ceiling = 100 * time.Millisecond, 10 * time.Second
-	d := ceiling
-	if attempt < 7 {
-		d = min(base<<attempt, ceiling)
-	}
-	return d/2 + rand.N(d/2+1)
-}
+// letterBackoff spaces the retries of a letter: exponential from 100ms,
+// capped at 10s, with equal jitter (internal/backoff) so that many letters
+// failing together do not retry in lockstep.
+var letterBackoff = backoff.Policy{Base: 100 * time.Millisecond, Max: 10 * time.Second}
+
+// retryDelay is the wait before retry number attempt (0-based) of a letter.
+func retryDelay(attempt int) time.Duration { return letterBackoff.Delay(attempt) }
 
 // sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func sleep(ctx context.Context, d time.Duration) error { return backoff.Sleep(ctx, d) }

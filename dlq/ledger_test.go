@@ -69,9 +69,9 @@ func TestLedgerBound(t *testing.T) {
 
 func TestBackoffIsCapped(t *testing.T) {
 	for attempt := range 100 {
-		d := backoff(attempt)
+		d := retryDelay(attempt)
 		if d < 50*time.Millisecond || d > 10*time.Second {
-			t.Fatalf("backoff(%d) = %v", attempt, d)
+			t.Fatalf("retryDelay(%d) = %v", attempt, d)
 		}
 	}
 }

@@ -27,7 +27,7 @@ type visit func(*Letter) error
 // partition to its end at the time of the call. Records that are not
 // letters are reported to warn and skipped.
 func readKafka(ctx context.Context, brokers []string, topic string, tls conf.TLS, sasl conf.SASL, warn io.Writer, fn visit) error {
-	opts, err := kafkaClientOpts(brokers, tls, sasl)
+	opts, err := kafkaClientOpts(brokers, tls, sasl, nil)
 	if err != nil {
 		return err
 	}

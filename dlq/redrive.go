@@ -240,7 +240,7 @@ type kafkaTarget struct {
 }
 
 func newKafkaTarget(brokers, topic string, tls conf.TLS, sasl conf.SASL) (*kafkaTarget, error) {
-	opts, err := kafkaClientOpts(strings.Split(brokers, ","), tls, sasl)
+	opts, err := kafkaClientOpts(strings.Split(brokers, ","), tls, sasl, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +328,7 @@ func (t *kinesisTarget) acked() int { return t.ok }
 const kinesisWriteAttempts = 5
 
 func newKinesisTarget(stream, endpoint, region string) (*kinesisTarget, error) {
-	api, err := kinesisClient(endpoint, region)
+	api, err := kinesisClient(endpoint, region, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -353,7 +353,7 @@ func (t *kinesisTarget) write(ctx context.Context, l *Letter) error {
 			t.ok++
 			return nil
 		}
-		if serr := sleep(ctx, backoff(attempt)); serr != nil {
+		if serr := sleep(ctx, retryDelay(attempt)); serr != nil {
 			return errors.Join(err, serr)
 		}
 	}

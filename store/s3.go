@@ -16,11 +16,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
+
+	"github.com/sinkd/sinkd/internal/awsconf"
 )
 
 const (
@@ -78,20 +79,20 @@ func newS3Store(ctx context.Context, bucket string, cfg S3Config, o options) (*s
 		s.metrics = m
 	}
 
-	loadOpts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithRetryer(func() aws.Retryer {
+	awsCfg, err := awsconf.Load(ctx, awsconf.Options{
+		Region: cfg.Region,
+		// S3-compatible servers such as MinIO expect one, and S3 itself
+		// answers a wrong region with a redirect naming the right one.
+		DefaultRegion: defaultRegion,
+		// One attempt is bounded by the whole call's timeout (call).
+		Timeout: s.timeout,
+		Retryer: func() aws.Retryer {
 			return retry.NewStandard(func(so *retry.StandardOptions) { so.MaxAttempts = maxAttempts })
-		}),
-	}
-	if cfg.Region != "" {
-		loadOpts = append(loadOpts, awsconfig.WithRegion(cfg.Region))
-	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
+		},
+		Logger: o.logger,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("store: aws config: %w", err)
-	}
-	if awsCfg.Region == "" {
-		awsCfg.Region = defaultRegion
+		return nil, fmt.Errorf("store: %w", err)
 	}
 	s.client = s3.NewFromConfig(awsCfg, func(so *s3.Options) {
 		if cfg.Endpoint != "" {

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -68,6 +69,12 @@ type Option func(*options)
 type options struct {
 	registerer prometheus.Registerer
 	pageSize   int32
+	logger     *slog.Logger
+}
+
+// WithLogger sends the AWS SDK's log lines to log (default slog.Default()).
+func WithLogger(log *slog.Logger) Option {
+	return func(o *options) { o.logger = log }
 }
 
 // WithMetrics registers the S3 request metrics (duration, retries, errors per

@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/sinkd/sinkd/internal/awsconf"
+	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/source/kinesis/kpl"
 )
 
@@ -23,11 +24,13 @@ const (
 )
 
 const (
-	callTimeout    = 30 * time.Second
-	putAttempts    = 8 // PutRecords calls for one batch before giving up
-	putBackoffBase = 100 * time.Millisecond
-	putBackoffMax  = 5 * time.Second
+	callTimeout = 30 * time.Second
+	putAttempts = 8 // PutRecords calls for one batch before giving up
 )
+
+// putBackoff spaces the retries of rejected entries: exponential from 100ms,
+// capped at 5s, equal jitter (internal/backoff).
+var putBackoff = backoff.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Second}
 
 // KinesisSink writes to a Kinesis data stream with PutRecords. The partition
 // key is the record key (the trip_id). With aggregation, user records are
@@ -52,9 +55,13 @@ type KinesisSink struct {
 func NewKinesisSink(ctx context.Context, stream, endpoint, region string, shards int32, aggregate bool) (*KinesisSink, error) {
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
+	o := awsconf.Options{Region: region, Timeout: callTimeout}
+	if endpoint != "" {
+		o.DefaultRegion = awsconf.EmulatorRegion
+	}
+	cfg, err := awsconf.Load(ctx, o)
 	if err != nil {
-		return nil, fmt.Errorf("aws config: %w", err)
+		return nil, err
 	}
 	client := kinesis.NewFromConfig(cfg, func(o *kinesis.Options) {
 		if endpoint != "" {
@@ -136,17 +143,15 @@ func (s *KinesisSink) add(ctx context.Context, key, data []byte) error {
 // holds exactly the records not yet accepted, so a later Flush neither loses
 // nor duplicates any.
 func (s *KinesisSink) put(ctx context.Context) error {
-	backoff := putBackoffBase
 	var lastErr error
 	for attempt := 0; len(s.pending) > 0; attempt++ {
 		if attempt == putAttempts {
 			return fmt.Errorf("put %d records to %s: gave up after %d attempts: %w", len(s.pending), s.stream, putAttempts, lastErr)
 		}
 		if attempt > 0 {
-			if err := sleepUntil(ctx, time.Now().Add(backoff)); err != nil {
+			if err := putBackoff.Wait(ctx, attempt-1); err != nil {
 				return err
 			}
-			backoff = min(2*backoff, putBackoffMax)
 		}
 		callCtx, cancel := context.WithTimeout(ctx, callTimeout)
 		out, err := s.client.PutRecords(callCtx, &kinesis.PutRecordsInput{StreamName: &s.stream, Records: s.pending})

@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/schema/avro"
 )
@@ -66,7 +67,8 @@ func (e *OutageError) Error() string { return "schema registry unavailable: " + 
 func (e *OutageError) Unwrap() error { return e.Err }
 
 // NewClient returns a client; defaults: 10 s timeout, 5 attempts, 200 ms
-// backoff doubling, 10,000 cached schemas.
+// backoff doubling (equal jitter, capped at 32 times Backoff), 10,000 cached
+// schemas.
 func NewClient(o Options) (*Client, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
@@ -96,16 +98,13 @@ func NewClient(o Options) (*Client, error) {
 // retry runs call until it succeeds, fails for good (a 4xx answer), or every
 // attempt is used (an OutageError).
 func (c *Client) retry(ctx context.Context, call func(context.Context) error) error {
-	backoff := c.o.Backoff
+	wait := backoff.Policy{Base: c.o.Backoff, Max: 32 * c.o.Backoff}
 	var last error
 	for attempt := 0; attempt < c.o.Attempts; attempt++ {
 		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return &OutageError{ctx.Err()}
-			case <-time.After(backoff):
+			if err := wait.Wait(ctx, attempt-1); err != nil {
+				return &OutageError{err}
 			}
-			backoff *= 2
 		}
 		rctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 		last = call(rctx)
@@ -285,8 +284,8 @@ const maxOutageWait = 30 * time.Second
 // before each pause. The pipeline stops reading meanwhile (nothing past the
 // record is committed) instead of dead-lettering good records or exiting.
 func (in *AvroInput) DecodeWait(ctx context.Context, value []byte, row parquet.Row, onOutage func(error)) (parquet.Row, error) {
-	wait := time.Second
-	for {
+	wait := backoff.Policy{Base: time.Second, Max: maxOutageWait}
+	for attempt := 0; ; attempt++ {
 		out, err := in.Decode(ctx, value, row)
 		var oe *OutageError
 		if !errors.As(err, &oe) {
@@ -295,11 +294,8 @@ func (in *AvroInput) DecodeWait(ctx context.Context, value []byte, row parquet.R
 		if onOutage != nil {
 			onOutage(err)
 		}
-		select {
-		case <-ctx.Done():
-			return row[:0], ctx.Err()
-		case <-time.After(wait):
+		if err := wait.Wait(ctx, attempt); err != nil {
+			return row[:0], err
 		}
-		wait = min(2*wait, maxOutageWait)
 	}
 }

@@ -6,25 +6,17 @@ package kafka
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/sasl"
-	saslaws "github.com/twmb/franz-go/pkg/sasl/aws"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/sinkd/sinkd/config/conf"
+	"github.com/sinkd/sinkd/internal/kafkaclient"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/source"
 )
@@ -72,25 +64,13 @@ func New(ctx context.Context, cfg *Config, instanceID string, h source.Handler, 
 		start = kgo.NewOffset().AfterMilli(t.UnixMilli())
 	}
 	// What both clients need to reach and authenticate to the cluster.
-	conn := []kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.RequestTimeoutOverhead(cfg.RequestTimeout.D()),
-		kgo.DialTimeout(10 * time.Second),
-		kgo.RetryTimeout(cfg.RequestTimeout.D()),
-	}
-	tlsOpt, err := tlsConfig(cfg.TLS)
+	conn, err := kafkaclient.Opts(ctx, kafkaclient.Options{
+		Brokers: cfg.Brokers, TLS: cfg.TLS, SASL: cfg.SASL,
+		RequestTimeout: cfg.RequestTimeout.D(), RetryTimeout: cfg.RequestTimeout.D(),
+		Logger: log,
+	})
 	if err != nil {
 		return nil, err
-	}
-	if tlsOpt != nil {
-		conn = append(conn, kgo.DialTLSConfig(tlsOpt))
-	}
-	mech, err := saslMechanism(ctx, cfg.SASL)
-	if err != nil {
-		return nil, err
-	}
-	if mech != nil {
-		conn = append(conn, kgo.SASL(mech))
 	}
 	opts := []kgo.Opt{
 		kgo.ConsumerGroup(cfg.Group),
@@ -384,56 +364,4 @@ func (s *Source) leaveStatic() {
 	default:
 		s.log.Warn("leaving the consumer group failed; its partitions move after session_timeout", "group", s.group, "instance_id", *s.instanceID, "err", err)
 	}
-}
-
-func tlsConfig(c conf.TLS) (*tls.Config, error) {
-	if !c.Enabled {
-		return nil, nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // an explicit operator choice
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka tls ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("kafka tls ca_file %s holds no PEM certificate", c.CAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka tls client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
-}
-
-func saslMechanism(ctx context.Context, c conf.SASL) (sasl.Mechanism, error) {
-	switch c.Mechanism {
-	case "":
-		return nil, nil
-	case "plain":
-		return plain.Auth{User: c.Username, Pass: c.Password}.AsMechanism(), nil
-	case "scram-sha-256":
-		return scram.Auth{User: c.Username, Pass: c.Password}.AsSha256Mechanism(), nil
-	case "scram-sha-512":
-		return scram.Auth{User: c.Username, Pass: c.Password}.AsSha512Mechanism(), nil
-	case "aws-msk-iam":
-		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("kafka aws-msk-iam: loading AWS credentials: %w", err)
-		}
-		return saslaws.ManagedStreamingIAM(func(ctx context.Context) (saslaws.Auth, error) {
-			creds, err := awsCfg.Credentials.Retrieve(ctx)
-			if err != nil {
-				return saslaws.Auth{}, err
-			}
-			return saslaws.Auth{AccessKey: creds.AccessKeyID, SecretKey: creds.SecretAccessKey, SessionToken: creds.SessionToken}, nil
-		}), nil
-	}
-	return nil, fmt.Errorf("kafka sasl mechanism %q is not supported", c.Mechanism)
 }

@@ -100,10 +100,10 @@ func TestComplete(t *testing.T) {
 
 func TestBackoff(t *testing.T) {
 	for n := 1; n < 40; n++ {
-		d := backoff(n)
-		ceiling := min(backoffMax, backoffBase<<min(n-1, 10))
+		d := failureWait(n)
+		ceiling := min(10*time.Second, 200*time.Millisecond<<min(n-1, 10))
 		if d < ceiling/2 || d > ceiling {
-			t.Fatalf("backoff(%d) = %s, want within [%s, %s]", n, d, ceiling/2, ceiling)
+			t.Fatalf("failureWait(%d) = %s, want within [%s, %s]", n, d, ceiling/2, ceiling)
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/source"
 	"github.com/sinkd/sinkd/source/kinesis/kpl"
@@ -44,11 +44,10 @@ func nextLimit(limit, configured, bytes int) int {
 	return limit
 }
 
-// Backoff after a throttle or a failed call: exponential with jitter.
-const (
-	backoffBase = 200 * time.Millisecond
-	backoffMax  = 10 * time.Second
-)
+// readBackoff spaces the calls after a throttle or a failure: exponential
+// from 200ms, capped at 10s, with equal jitter (internal/backoff) so that
+// readers throttled together do not retry together.
+var readBackoff = backoff.Policy{Base: 200 * time.Millisecond, Max: 10 * time.Second}
 
 // reader polls one owned shard and queues what it reads for Poll.
 type reader struct {
@@ -133,7 +132,7 @@ func (r *reader) run(ctx context.Context) {
 					log.Warn("kinesis: getting a shard iterator failed; retrying", "err", err)
 				}
 				failures++
-				sleep(ctx, backoff(failures))
+				sleep(ctx, failureWait(failures))
 				continue
 			}
 			iter = it
@@ -161,7 +160,7 @@ func (r *reader) run(ctx context.Context) {
 				log.Warn("kinesis: GetRecords failed; retrying", "err", err)
 				iter = nil
 			}
-			sleep(ctx, backoff(failures))
+			sleep(ctx, failureWait(failures))
 			continue
 		}
 		failures = 0
@@ -333,18 +332,8 @@ func isExpired(err error) bool {
 	return errors.As(err, &e)
 }
 
-// backoff is the wait after n consecutive failures: exponential, capped, with
-// jitter so that readers throttled together do not retry together.
-func backoff(n int) time.Duration {
-	d := min(backoffMax, backoffBase<<min(n-1, 10))
-	return d/2 + rand.N(d/2+1)
-}
+// failureWait is the wait after n (≥ 1) consecutive failures.
+func failureWait(n int) time.Duration { return readBackoff.Delay(n - 1) }
 
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
+// sleep waits d or until ctx ends; the loop checks ctx itself.
+func sleep(ctx context.Context, d time.Duration) { _ = backoff.Sleep(ctx, d) }

@@ -98,7 +98,7 @@ func New(ctx context.Context, cfg *Config, instance string, h source.Handler, lo
 	for _, opt := range opts {
 		opt(&o)
 	}
-	awsCfg, err := loadAWS(ctx, cfg.Region, cfg.Endpoint != "" || cfg.DynamoDBEndpoint != "", cfg.RequestTimeout.D())
+	awsCfg, err := loadAWS(ctx, cfg.Region, cfg.Endpoint != "" || cfg.DynamoDBEndpoint != "", cfg.RequestTimeout.D(), log)
 	if err != nil {
 		return nil, err
 	}
@@ -131,8 +131,12 @@ func New(ctx context.Context, cfg *Config, instance string, h source.Handler, lo
 
 // loadAWS loads credentials and region; an emulator (local endpoint) accepts
 // any region.
-func loadAWS(ctx context.Context, region string, local bool, timeout time.Duration) (aws.Config, error) {
-	c, err := awsconf.Load(ctx, region, local, timeout)
+func loadAWS(ctx context.Context, region string, local bool, timeout time.Duration, log *slog.Logger) (aws.Config, error) {
+	o := awsconf.Options{Region: region, Timeout: timeout, Logger: log}
+	if local {
+		o.DefaultRegion = awsconf.EmulatorRegion
+	}
+	c, err := awsconf.Load(ctx, o)
 	if errors.Is(err, awsconf.ErrNoRegion) {
 		return c, errors.New("kinesis: no AWS region (set source.kinesis.region or AWS_REGION)")
 	}

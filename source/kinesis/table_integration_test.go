@@ -25,7 +25,7 @@ func newTestLeases(t *testing.T, table, instance string, failover time.Duration)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	awsCfg, err := loadAWS(ctx, cfg.Region, true, time.Minute)
+	awsCfg, err := loadAWS(ctx, cfg.Region, true, time.Minute, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -17,9 +18,11 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/sinkd/sinkd/internal/awsconf"
+	"github.com/sinkd/sinkd/internal/backoff"
 )
 
 const (
@@ -138,7 +141,7 @@ func newAPI(cfg Config, o options, m *metrics) (*api, error) {
 		hc.Timeout = cfg.Timeout.D()
 	}
 	if cfg.SigV4 != nil {
-		s, err := newSigner(*cfg.SigV4)
+		s, err := newSigner(*cfg.SigV4, o.logger)
 		if err != nil {
 			return nil, err
 		}
@@ -158,12 +161,12 @@ func newAPI(cfg Config, o options, m *metrics) (*api, error) {
 		}
 		return retry, perr
 	}
-	jitter := backoff{min: o.backoffMin, max: o.backoffMax}
+	jitter := backoff.Policy{Base: o.backoffMin, Max: o.backoffMax}
 	c.Backoff = func(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
 		if resp != nil && resp.Header.Get("Retry-After") != "" {
 			return retryAfter(lo, hi, attempt, resp)
 		}
-		return jitter.delay(attempt)
+		return jitter.Delay(attempt)
 	}
 	// Keep the last answer when retries run out, to classify it ourselves.
 	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
@@ -186,22 +189,18 @@ func requestRetryReason(resp *http.Response) string {
 	return "http_5xx"
 }
 
-func newSigner(cfg SigV4) (*signer, error) {
+func newSigner(cfg SigV4, log *slog.Logger) (*signer, error) {
 	if cfg.Service != "es" && cfg.Service != "aoss" {
 		return nil, fmt.Errorf("opensearch: sigv4 service %q is not es or aoss", cfg.Service)
 	}
-	var opts []func(*awsconfig.LoadOptions) error
-	if cfg.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(cfg.Region))
+	// Only credentials and the region are used: requests go through the
+	// writer's own HTTP client, which has its own timeout.
+	awsCfg, err := awsconf.Load(context.Background(), awsconf.Options{Region: cfg.Region, Timeout: 10 * time.Second, Logger: log})
+	if errors.Is(err, awsconf.ErrNoRegion) {
+		return nil, errors.New("opensearch: sigv4 needs a region (sigv4.region or AWS_REGION)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("opensearch: loading AWS configuration: %w", err)
-	}
-	if awsCfg.Region == "" {
-		return nil, errors.New("opensearch: sigv4 needs a region (sigv4.region or AWS_REGION)")
 	}
 	return &signer{creds: awsCfg.Credentials, v4: v4.NewSigner(), region: awsCfg.Region, service: cfg.Service}, nil
 }

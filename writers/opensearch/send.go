@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"time"
+
+	"github.com/sinkd/sinkd/internal/backoff"
 )
 
 // send delivers items, whose bytes are in body, until each one is indexed,
@@ -20,7 +21,7 @@ func (w *Writer) send(ctx context.Context, bufs *buffers, body []byte, items []i
 	stalled := 0 // consecutive rounds without progress: they lengthen the wait
 	for round := 0; len(pending) > 0; round++ {
 		if round > 0 {
-			if err := sleep(ctx, w.backoff.delay(stalled)); err != nil {
+			if err := sleep(ctx, w.backoff.Delay(stalled)); err != nil {
 				return err
 			}
 		}
@@ -166,29 +167,5 @@ func retryReason(status int) string {
 	return "item_5xx"
 }
 
-// backoff computes waits with exponential growth and jitter.
-type backoff struct{ min, max time.Duration }
-
-// delay returns a wait in [d/2, d) for d = min·2^attempt capped at max, so
-// that retrying senders spread out instead of hitting the cluster together.
-func (b backoff) delay(attempt int) time.Duration {
-	d := b.max
-	if attempt < 30 {
-		d = min(b.min<<attempt, b.max)
-	}
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error { return backoff.Sleep(ctx, d) }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/record"
 )
 
@@ -81,7 +82,7 @@ type Writer struct {
 	deadLtr  DeadLetter
 	log      *slog.Logger
 	metrics  *metrics
-	backoff  backoff
+	backoff  backoff.Policy // waits between rounds of retried items, equal jitter
 	template *indexTemplate
 
 	sem chan struct{} // one token per bulk request in flight
@@ -162,7 +163,7 @@ func New(cfg Config, dl DeadLetter, opts ...Option) (*Writer, error) {
 		action:        cfg.Action,
 		deadLtr:       dl,
 		log:           o.logger.With("component", "opensearch"),
-		backoff:       backoff{min: o.backoffMin, max: o.backoffMax},
+		backoff:       backoff.Policy{Base: o.backoffMin, Max: o.backoffMax},
 		sem:           make(chan struct{}, cfg.Concurrency),
 		spare:         make(chan *buffers, cfg.Concurrency+1),
 		inflight:      map[*batch]struct{}{},

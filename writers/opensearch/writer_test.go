@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/writers/opensearch/osfake"
 )
 
@@ -504,12 +505,12 @@ func TestClassify(t *testing.T) {
 }
 
 func TestBackoffStaysWithinBounds(t *testing.T) {
-	b := backoff{min: 10 * time.Millisecond, max: time.Second}
+	b := backoff.Policy{Base: 10 * time.Millisecond, Max: time.Second}
 	for attempt := range 70 {
-		want := min(b.min<<min(attempt, 30), b.max)
+		want := min(b.Base<<min(attempt, 30), b.Max)
 		for range 50 {
-			if d := b.delay(attempt); d < want/2 || d >= want {
-				t.Fatalf("delay(%d) = %v, want in [%v, %v)", attempt, d, want/2, want)
+			if d := b.Delay(attempt); d < want/2 || d > want {
+				t.Fatalf("Delay(%d) = %v, want in [%v, %v]", attempt, d, want/2, want)
 			}
 		}
 	}

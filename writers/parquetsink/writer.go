@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sinkd/sinkd/checkpoint"
+	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/store"
 )
@@ -655,6 +655,8 @@ func (w *Writer) sendPart(f *file) error {
 // retry runs op until it succeeds or the writer's context ends: a store outage
 // stalls the pipeline (bounded memory) instead of losing or skipping data.
 func (w *Writer) retry(op func(ctx context.Context) error) error {
+	// Exponential from 100ms, capped at 10s, equal jitter (internal/backoff).
+	partBackoff := backoff.Policy{Base: 100 * time.Millisecond, Max: 10 * time.Second}
 	for attempt := 0; ; attempt++ {
 		err := op(w.ctx)
 		if err == nil || w.ctx.Err() != nil {
@@ -669,12 +671,8 @@ func (w *Writer) retry(op func(ctx context.Context) error) error {
 		if attempt == 0 || attempt%10 == 0 {
 			w.o.Logger.Warn("object store request failed; retrying", "route", w.o.Route, "attempt", attempt+1, "err", err)
 		}
-		backoff := min(10*time.Second, 100*time.Millisecond<<min(attempt, 7))
-		backoff = backoff/2 + rand.N(backoff/2+1)
-		select {
-		case <-w.ctx.Done():
-			return w.ctx.Err()
-		case <-time.After(backoff):
+		if err := partBackoff.Wait(w.ctx, attempt); err != nil {
+			return err
 		}
 	}
 }
