@@ -151,11 +151,12 @@ func TestStartupDependencyDown(t *testing.T) {
 		name, example, envKey string
 		what                  string // the start of how the log and /readyz name it
 		hint                  string
-		comesBack             string // host:port the dead address then forwards to
+		hold                  time.Duration // still waiting this long after the start: where it used to give up, and more
+		comesBack             string        // host:port the dead address then forwards to
 	}{
-		{"s3", "taxi-kafka.yaml", "SINKD_S3_ENDPOINT", "s3 bucket " + env.S3Bucket + " at http://", "check that s3.endpoint is reachable", minio.Host},
-		{"opensearch", "taxi-kafka.yaml", "SINKD_OPENSEARCH_URL", "opensearch http://", "check that the cluster is up and reachable", ""},
-		{"dynamodb", "taxi-kinesis.yaml", "SINKD_DYNAMODB_ENDPOINT", "dynamodb lease table " + "ops-startup-dynamodb-", "check that source.kinesis.dynamodb_endpoint", ""},
+		{"s3", "taxi-kafka.yaml", "SINKD_S3_ENDPOINT", "s3 bucket " + env.S3Bucket + " at http://", "check that s3.endpoint is reachable", 10 * time.Second, minio.Host},
+		{"opensearch", "taxi-kafka.yaml", "SINKD_OPENSEARCH_URL", "opensearch http://", "check that the cluster is up and reachable", 20 * time.Second, ""},
+		{"dynamodb", "taxi-kinesis.yaml", "SINKD_DYNAMODB_ENDPOINT", "dynamodb lease table " + "ops-startup-dynamodb-", "check that source.kinesis.dynamodb_endpoint", 5 * time.Second, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tag := fmt.Sprintf("ops-startup-%s-%d", tt.name, time.Now().UnixNano())
@@ -193,8 +194,7 @@ func TestStartupDependencyDown(t *testing.T) {
 			waitFor(ctx, t, "systemd's STATUS= saying what sinkd waits for", func() bool {
 				return strings.Contains(sd.all(), "STATUS=waiting for "+tt.what)
 			}, sd.all)
-			// Past where it used to give up: OpenSearch after 15 s.
-			time.Sleep(time.Until(begin.Add(20 * time.Second)))
+			time.Sleep(time.Until(begin.Add(tt.hold)))
 			if p.exited() {
 				t.Fatalf("sinkd gave up after %s (exit %d)", time.Since(begin).Round(time.Second), p.code)
 			}
