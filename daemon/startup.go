@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/smithy-go"
+	"gopkg.in/yaml.v3"
 
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/internal/awsconf"
@@ -96,7 +98,7 @@ func awaitDependencies(ctx context.Context, cfg *config.Config, log *slog.Logger
 	for _, d := range deps {
 		waiting = append(waiting, "checking "+d.what)
 	}
-	stopHTTP, err := serveWaiting(cfg.HTTP.Addr, func() []string {
+	stopHTTP, err := serveWaiting(cfg, func() []string {
 		mu.Lock()
 		defer mu.Unlock()
 		return waiting
@@ -183,32 +185,54 @@ func oneLine(err error) string {
 }
 
 // serveWaiting serves, while sinkd waits for its dependencies, /healthz (the
-// process is alive and doing what it should) and /readyz, / and /status (503
-// with what it waits for) on the HTTP address; the pipeline's server takes
-// the address over afterwards. /metrics is not served yet: a failed scrape
-// (up == 0) is the truth until the pipeline runs.
-func serveWaiting(addr string, waiting func() []string) (func(), error) {
-	if addr == "" {
+// process is alive and doing what it should), /readyz (503 with what it
+// waits for), and the status page and /status with that as the state and
+// the effective configuration, on the HTTP address; the pipeline's server
+// takes the address over afterwards. /metrics is not served yet: a failed
+// scrape (up == 0) is the truth until the pipeline runs.
+func serveWaiting(cfg *config.Config, waiting func() []string) (func(), error) {
+	if cfg.HTTP.Addr == "" {
 		return func() {}, nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("http.addr %s: %w", addr, err)
+		return nil, fmt.Errorf("http.addr %s: %w", cfg.HTTP.Addr, err)
+	}
+	state := func() string {
+		lines := waiting()
+		if len(lines) == 0 {
+			return "starting the pipeline"
+		}
+		return strings.Join(lines, "\n")
+	}
+	snapshot := func() Status {
+		return Status{
+			Pipeline: cfg.Pipeline, Instance: unsafeInstance.ReplaceAllString(cfg.InstanceID, "-"), Version: Version,
+			Time: time.Now().UTC(), State: state(), Config: maskedConfig(cfg),
+		}
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
-	notReady := func(w http.ResponseWriter, _ *http.Request) {
-		lines := waiting()
-		if len(lines) == 0 {
-			lines = []string{"starting the pipeline"}
-		}
-		http.Error(w, strings.Join(lines, "\n"), http.StatusServiceUnavailable)
-	}
-	mux.HandleFunc("/readyz", notReady)
-	mux.HandleFunc("/status", notReady)
-	mux.HandleFunc("/{$}", notReady)
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, state(), http.StatusServiceUnavailable)
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(snapshot())
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		s := snapshot()
+		c, _ := yaml.Marshal(s.Config)
+		_ = statusPage.Execute(w, struct {
+			Status
+			ConfigYAML string
+		}{s, string(c)})
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {

@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -191,6 +192,13 @@ func TestStartupDependencyDown(t *testing.T) {
 				code, body := readyz(addr)
 				return code == http.StatusServiceUnavailable && strings.Contains(body, "waiting for "+tt.what) && strings.Contains(body, dead)
 			}, func() string { code, body := readyz(addr); return fmt.Sprintf("%d %q", code, body) })
+			var st Status
+			if err := json.Unmarshal([]byte(httpGet(ctx, t, "http://"+addr+"/status")), &st); err != nil {
+				t.Fatalf("/status while waiting: %v", err)
+			}
+			if !strings.Contains(st.State, "waiting for "+tt.what) || st.Pipeline != tag || st.Config == nil {
+				t.Errorf("/status while waiting: state %q, pipeline %q, config %v", st.State, st.Pipeline, st.Config != nil)
+			}
 			waitFor(ctx, t, "systemd's STATUS= saying what sinkd waits for", func() bool {
 				return strings.Contains(sd.all(), "STATUS=waiting for "+tt.what)
 			}, sd.all)
