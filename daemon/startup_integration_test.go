@@ -156,7 +156,7 @@ func TestStartupDependencyDown(t *testing.T) {
 		comesBack             string        // host:port the dead address then forwards to
 	}{
 		{"s3", "taxi-kafka.yaml", "SINKD_S3_ENDPOINT", "s3 bucket " + env.S3Bucket + " at http://", "check that s3.endpoint is reachable", 10 * time.Second, minio.Host},
-		{"opensearch", "taxi-kafka.yaml", "SINKD_OPENSEARCH_URL", "opensearch http://", "check that the cluster is up and reachable", 20 * time.Second, ""},
+		{"opensearch", "taxi-kafka.yaml", "SINKD_OPENSEARCH_URL", "opensearch http://", "check that the cluster is up and reachable", 33 * time.Second, ""},
 		{"dynamodb", "taxi-kinesis.yaml", "SINKD_DYNAMODB_ENDPOINT", "dynamodb lease table " + "ops-startup-dynamodb-", "check that source.kinesis.dynamodb_endpoint", 5 * time.Second, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -205,6 +205,10 @@ func TestStartupDependencyDown(t *testing.T) {
 			time.Sleep(time.Until(begin.Add(tt.hold)))
 			if p.exited() {
 				t.Fatalf("sinkd gave up after %s (exit %d)", time.Since(begin).Round(time.Second), p.code)
+			}
+			// Retried every few seconds, logged at once and then every 30 s.
+			if warned, want := strings.Count(p.stderr.String(), `"msg":"waiting for `+tt.what), 1+int(tt.hold/(30*time.Second)); warned != want {
+				t.Errorf("%d warnings in %s, want %d (one at once, then one every 30 s)", warned, tt.hold, want)
 			}
 			if strings.Contains(sd.all(), "READY=1") {
 				t.Fatalf("READY=1 sent while a dependency does not answer:\n%s", sd.all())
