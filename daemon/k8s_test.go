@@ -61,7 +61,6 @@ func dig(v any, path ...any) any {
 // the rules of deploy/prometheus, and no rule depends on the job's name.
 func TestKubernetesManifestsApply(t *testing.T) {
 	objects := map[string]map[string]any{}
-	var all []map[string]any
 	for _, f := range []string{"sidecar.yaml", "prometheus-operator.yaml"} {
 		for _, d := range k8sDocs(t, f) {
 			kind, _ := d["kind"].(string)
@@ -70,7 +69,6 @@ func TestKubernetesManifestsApply(t *testing.T) {
 				t.Errorf("%s: an object without apiVersion, kind or metadata.name: %v", f, d)
 			}
 			objects[kind+"/"+name] = d
-			all = append(all, d)
 		}
 	}
 	pod := dig(objects["Deployment/taxi-dispatch"], "spec", "template")

@@ -55,7 +55,7 @@ problems (systemd does not restart on 2 or 78).`)
 	defer stop()
 	if err := runReloading(ctx, path, cfg, log, stderr); err != nil {
 		log.Error("sinkd stopped", "err", err)
-		return cli.ExitFailure
+		return exitCode(err)
 	}
 	return cli.ExitOK
 }
@@ -123,6 +123,11 @@ func runReloading(ctx context.Context, path string, cfg *config.Config, log *slo
 // run builds, serves and runs one pipeline; started, when set, receives the
 // pipeline once it is ready (the demo watches it).
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger, o options, started func(*Pipeline)) error {
+	// S3, OpenSearch and the lease table must answer before the pipeline is
+	// built (see startup.go); a SIGTERM meanwhile leaves nothing to drain.
+	if err := awaitDependencies(ctx, cfg, log); err != nil || ctx.Err() != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	p, err := newPipeline(ctx, cfg, log, reg, o)
 	if err != nil {

@@ -287,7 +287,7 @@ func (s *fileStore) CompleteUpload(ctx context.Context, key, uploadID string, pa
 // concatParts writes the parts, checked against their ETags and S3's minimum
 // part size, into one fsynced temp file and returns its path.
 func (s *fileStore) concatParts(uploadID string, parts []Part) (string, error) {
-	out, err := os.CreateTemp(s.tmpDir(), "object-")
+	out, err := s.createTemp()
 	if err != nil {
 		return "", err
 	}
@@ -559,9 +559,30 @@ func (s *fileStore) metadata(_ context.Context, key string) (map[string]string, 
 	return attrs.Meta, nil
 }
 
+// objectMode is the mode objects are created with, less the process's umask
+// (0644 under the usual 022), as cp or aws s3 cp would leave them: the
+// archive is for readers (DuckDB, Spark, a backup job) that often run as
+// another user. os.CreateTemp's 0600 would hide it from them; an operator
+// who wants it private sets the umask (systemd: UMask=0077).
+const objectMode = 0o666
+
+// createTemp creates a new temp file for an object: os.CreateTemp with
+// objectMode instead of 0600.
+func (s *fileStore) createTemp() (*os.File, error) {
+	for range 100 {
+		var b [8]byte
+		rand.Read(b[:])
+		f, err := os.OpenFile(filepath.Join(s.tmpDir(), "object-"+hex.EncodeToString(b[:])), os.O_RDWR|os.O_CREATE|os.O_EXCL, objectMode)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("store: no unused temp file name in %s", s.tmpDir())
+}
+
 // writeTemp writes body to a new fsynced temp file and returns its path.
 func (s *fileStore) writeTemp(body []byte) (string, error) {
-	f, err := os.CreateTemp(s.tmpDir(), "object-")
+	f, err := s.createTemp()
 	if err != nil {
 		return "", fmt.Errorf("store: %w", err)
 	}
@@ -613,7 +634,7 @@ func (s *fileStore) removeStaleTemps(before time.Time) error {
 }
 
 func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, objectMode)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}

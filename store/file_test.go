@@ -2,10 +2,12 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -202,5 +204,54 @@ func TestFileStoreHidesLeftovers(t *testing.T) {
 		if exists := err == nil; exists != want {
 			t.Errorf("%s exists = %v after reopening, want %v", strings.TrimPrefix(f, dir), exists, want)
 		}
+	}
+}
+
+// TestFileStoreObjectMode: objects (written whole or completed from parts)
+// get 0666 less the umask, as cp would leave them, so that readers running
+// as another user can open the archive; a private umask keeps them private.
+// os.CreateTemp alone made every object 0600 whatever the umask.
+func TestFileStoreObjectMode(t *testing.T) {
+	for _, tt := range []struct {
+		umask int
+		want  os.FileMode
+	}{
+		{0o022, 0o644},
+		{0o027, 0o640},
+		{0o077, 0o600},
+	} {
+		t.Run(fmt.Sprintf("umask %04o", tt.umask), func(t *testing.T) {
+			old := syscall.Umask(tt.umask)
+			defer syscall.Umask(old)
+			root := t.TempDir()
+			s, _, err := Open(testContext(t), "file://"+root, S3Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := testContext(t)
+			if err := s.PutIfAbsent(ctx, "m/put.json", []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+			id, err := s.CreateUpload(ctx, "p/file.parquet", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			part, err := s.UploadPart(ctx, "p/file.parquet", id, 1, []byte("rows"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.CompleteUpload(ctx, "p/file.parquet", id, []Part{part}); err != nil {
+				t.Fatal(err)
+			}
+			for _, key := range []string{"m/put.json", "p/file.parquet"} {
+				info, err := os.Stat(filepath.Join(root, key))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := info.Mode().Perm(); got != tt.want {
+					t.Errorf("%s: mode %04o, want %04o", key, got, tt.want)
+				}
+			}
+		})
 	}
 }

@@ -10,11 +10,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/sinkd/sinkd/internal/progress"
 )
 
 // Stats counts what a run sent.
@@ -133,6 +134,10 @@ Pacing: --rate sends a fixed number of events per second; --speedup replays in
 event time (an event whose pickup is Δ after the first one leaves Δ/F after the
 start); neither sends as fast as the destination accepts.
 
+Progress: a line every few seconds (events sent, rate, and with --count the
+ETA) when stderr is a terminal (SINKD_PROGRESS=always or never overrides the
+detection), and always with --progress. An interrupted run says so after its summary.
+
 Exit status: 0 done (or interrupted after a clean flush), 1 failure, 2 usage.
 
 Flags:
@@ -164,6 +169,7 @@ func Produce(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		badRatio   = fs.Float64("bad-ratio", 0, "fraction of bad events, 0..1")
 		startText  = fs.String("start", DefaultStart().Format(time.RFC3339), "event time of the first pickup (RFC 3339)")
 		oversize   = fs.Int("oversize-bytes", DefaultOversize, "size of oversized bad events")
+		showLines  = fs.Bool("progress", false, "print a progress line (count, rate, ETA with --count) every few seconds even when stderr is not a terminal; on a terminal it is on anyway")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -256,10 +262,13 @@ func Produce(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	var c counters
 	begin := time.Now()
-	stopProgress := func() {}
-	if isTerminal(stderr) {
-		stopProgress = showProgress(stderr, &c, begin)
+	// Progress lines rather than one line rewritten with \r: the same on a
+	// terminal as in a log (--progress), and like demo's and redrive's.
+	startProgress := progress.Start
+	if *showLines {
+		startProgress = progress.Always
 	}
+	stopProgress := startProgress(stderr, "produce", "events", *count, c.events.Load)
 	err = send(ctx, sink, g, *count, *badRatio, p, &c)
 	interrupted := ctx.Err() != nil
 	if err == nil || interrupted {
@@ -272,6 +281,14 @@ func Produce(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	st := c.stats(time.Since(begin))
 	fmt.Fprintf(stderr, "sinkd produce: %d events (%d bad), %d bytes in %.2f s, %.0f events/s to %s\n",
 		st.Events, st.Bad, st.Bytes, st.Elapsed.Seconds(), st.PerSecond(), dest)
+	if interrupted && err == nil {
+		// The summary alone would look like a finished run.
+		if *count > 0 {
+			fmt.Fprintf(stderr, "sinkd produce: interrupted after %d of %d events; every event sent was delivered\n", st.Events, *count)
+		} else {
+			fmt.Fprintf(stderr, "sinkd produce: interrupted; every event sent was delivered\n")
+		}
+	}
 	if err != nil {
 		if interrupted {
 			fmt.Fprintf(stderr, "sinkd produce: interrupted, and some events may not have been delivered: %v\n", err)
@@ -288,43 +305,4 @@ func envOr(name, fallback string) string {
 		return v
 	}
 	return fallback
-}
-
-// isTerminal reports whether w is a character device: a progress line
-// rewritten with \r belongs on a terminal, not in a log file.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// showProgress rewrites one status line twice a second until the returned
-// function is called, which clears it.
-func showProgress(w io.Writer, c *counters, begin time.Time) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(500 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				fmt.Fprint(w, "\r\x1b[K")
-				return
-			case <-tick.C:
-				st := c.stats(time.Since(begin))
-				fmt.Fprintf(w, "\r\x1b[K%d events (%d bad), %.1f MB, %.0f events/s",
-					st.Events, st.Bad, float64(st.Bytes)/1e6, st.PerSecond())
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		wg.Wait()
-	}
 }

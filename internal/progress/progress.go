@@ -39,6 +39,12 @@ func Start(w io.Writer, label, unit string, total int64, count func() int64) (st
 	if !IsTerminal(w) {
 		return func() {}
 	}
+	return Always(w, label, unit, total, count)
+}
+
+// Always is Start whatever w is: for a command whose user asked for
+// progress in a log or a pipe (sinkd produce --progress).
+func Always(w io.Writer, label, unit string, total int64, count func() int64) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
