@@ -2,6 +2,8 @@
 // expansion, and validation that reports every problem with its line.
 package config
 
+import "gopkg.in/yaml.v3"
+
 // Config is one sinkd pipeline.
 type Config struct {
 	Pipeline   string     `yaml:"pipeline"`    // name; part of object keys, metrics and dead letters
@@ -159,6 +161,19 @@ type Route struct {
 	When       *Condition  `yaml:"when"`
 	Parquet    *Parquet    `yaml:"parquet"`
 	OpenSearch *OpenSearch `yaml:"opensearch"`
+	// Writers configures writers registered beside the built-in ones
+	// (docs/design.md, "How to add a writer"): writer name → its settings,
+	// which that writer decodes and checks itself.
+	Writers Plugins `yaml:"writers"`
+}
+
+// Plugins holds the settings of registered writers as YAML, by writer name.
+type Plugins map[string]yaml.Node
+
+// UnmarshalYAML keeps each writer's settings undecoded: only the writer
+// knows their shape.
+func (p *Plugins) UnmarshalYAML(n *yaml.Node) error {
+	return n.Decode((*map[string]yaml.Node)(p))
 }
 
 // Condition selects records whose field equals one of In.

@@ -402,8 +402,8 @@ func (c *Config) validateRoutes(v *validator, fields map[string]*Field) {
 		if r.OpenSearch.Enabled() {
 			r.OpenSearch.validate(v, path+".opensearch", fields)
 		}
-		if r.Parquet == nil && !r.OpenSearch.Enabled() {
-			v.errorf(path, "the route writes nowhere: give it a parquet destination or an opensearch url (an empty url turns OpenSearch off)")
+		if r.Parquet == nil && !r.OpenSearch.Enabled() && len(r.Writers) == 0 {
+			v.errorf(path, "the route writes nowhere: give it a parquet destination, an opensearch url (an empty url turns OpenSearch off) or a writer under writers")
 		}
 	}
 }

@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/source"
-	"github.com/sinkd/sinkd/writers/parquetsink"
+	"github.com/sinkd/sinkd/writers"
 )
 
 // ---- the checkpoint ----
@@ -47,52 +46,31 @@ func (p *Pipeline) checkpoint(ctx context.Context, o cpOptions) error {
 
 func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 	began := time.Now()
-	if o.rollAll || len(o.roll) > 0 {
-		for _, r := range p.routes {
-			if r.pq != nil {
-				if err := r.pq.RollPartitions(o.roll, "handover"); err != nil {
+	roll := writers.Roll{All: o.rollAll, Partitions: o.roll, Reason: "handover"}
+	if roll.Any() {
+		// Every writer starts its last uploads before the first waits for
+		// its own.
+		for _, w := range p.dests {
+			if r, ok := w.(writers.Roller); ok {
+				if err := r.Roll(roll); err != nil {
 					return err
 				}
 			}
 		}
 	}
-	m := &checkpoint.Manifest{
-		Pipeline: p.cfg.Pipeline, Instance: p.instance, Epoch: p.epoch, Seq: p.seq, Created: time.Now().UTC(),
-		Partitions: map[string]*checkpoint.PartitionState{},
-		Uploads:    append([]checkpoint.Upload(nil), p.uncompleted...),
-	}
-	carried := len(m.Uploads)
-	preps := make([]*parquetsink.Prepared, len(p.routes))
+	m, carried := p.coord.Next(), p.coord.Carried()
+	preps := make([]*writers.Prepared, len(p.dests))
 	openLow := map[record.PartitionID]record.Position{}
-	for i, r := range p.routes {
-		if r.pq == nil {
-			continue
-		}
-		prep, err := r.pq.PreCommit(ctx)
+	for i, w := range p.dests {
+		prep, err := w.Prepare(ctx, roll)
 		if err != nil {
 			return err
 		}
 		preps[i] = prep
-		for _, u := range prep.Uploads {
-			u.Store = r.storeURL
-			m.Uploads = append(m.Uploads, u)
-		}
+		m.Uploads = append(m.Uploads, prep.Entries...)
 		for pid, low := range prep.OpenLow {
 			if old, ok := openLow[pid]; !ok || low.Compare(old) < 0 {
 				openLow[pid] = low
-			}
-		}
-		// The filter may learn the new highs now: the records are processed
-		// either way, and they only become replayable if this checkpoint fails
-		// and the process dies, which loses the filter too.
-		for pid, highs := range prep.Highs {
-			r.pq.Restore(pid, highs)
-		}
-	}
-	for _, r := range p.routes {
-		if r.os != nil {
-			if err := r.os.Flush(ctx); err != nil {
-				return fmt.Errorf("opensearch flush (route %s): %w", r.name, err)
 			}
 		}
 	}
@@ -100,6 +78,7 @@ func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 		return fmt.Errorf("dead-letter flush: %w", err)
 	}
 	starts := make(map[record.PartitionID]source.Start, len(p.owned))
+	restarts := make(map[record.PartitionID]checkpoint.Restart, len(p.owned))
 	for id, st := range p.owned {
 		ps := &checkpoint.PartitionState{Kind: p.src.Kind()}
 		switch low, open := openLow[id]; {
@@ -110,45 +89,37 @@ func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 		default:
 			continue // nothing read and nothing known: the source's own start applies
 		}
-		for _, r := range p.routes {
-			if r.pq == nil {
-				continue
-			}
-			if c := r.pq.CommittedState(id, ps.Restart, ps.After); len(c) > 0 {
+		restarts[id] = ps.Start()
+		for i, w := range p.dests {
+			if c := writers.PruneFilter(preps[i].Filter[id], ps.Start()); len(c) > 0 {
 				if ps.Committed == nil {
 					ps.Committed = map[string]map[string]record.Position{}
 				}
-				ps.Committed[r.name] = c
+				ps.Committed[w.Name()] = c
 			}
 		}
 		m.Partitions[id.String()] = ps
 		starts[id] = source.Start{Position: ps.Restart, After: ps.After}
 	}
-	if err := p.mstore.Write(ctx, m); err != nil {
-		return fmt.Errorf("writing manifest %d: %w", m.Seq, err)
+	if err := p.coord.Write(ctx, m); err != nil {
+		return err
 	}
 	// Committed: from here on the manifest is the truth, and everything below
 	// is an idempotent re-application of it.
 	written := time.Now()
 	p.log.Debug("checkpoint: manifest written", "seq", m.Seq, "uploads", len(m.Uploads), "partitions", len(m.Partitions),
 		"prepare", written.Sub(began).String())
-	p.seq++
-	p.lastRef = checkpoint.Ref(p.instance, m.Seq)
 	p.lastStarts = starts
-	for i, r := range p.routes {
-		if preps[i] != nil {
-			r.pq.Committed(preps[i])
-		}
+	for i, w := range p.dests {
+		w.Committed(preps[i], restarts)
 	}
-	failed := p.complete(ctx, m.Uploads)
-	p.uncompleted = failed
+	cerr := p.coord.Complete(ctx, m)
 	if o.rollAll {
 		p.log.Info("drain: files committed", "files", len(m.Uploads), "prepare", written.Sub(began).String(), "complete", time.Since(written).String())
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("%d uploads of manifest %d not completed yet (retried at the next checkpoint): %s", len(failed), m.Seq, failed[0].Key)
+	if cerr != nil {
+		return cerr
 	}
-	p.applied[p.lastRef] = true
 	p.statsMu.Lock()
 	p.stats.Checkpoints++
 	for _, u := range m.Uploads[carried:] {
@@ -162,7 +133,7 @@ func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 	}
 	p.statsMu.Unlock()
 	if o.commit {
-		if err := p.src.Commit(ctx, starts, p.lastRef); err != nil {
+		if err := p.src.Commit(ctx, starts, p.coord.LastRef()); err != nil {
 			// The manifest holds the truth; the next commit catches up.
 			p.log.Warn("committing source positions failed", "err", err)
 		} else {
@@ -173,18 +144,8 @@ func (p *Pipeline) checkpointOnce(ctx context.Context, o cpOptions) error {
 			}
 		}
 	}
-	if m.Seq%50 == 0 {
-		if err := p.mstore.Prune(ctx, p.instance, manifestsKept); err != nil {
-			p.log.Warn("pruning old manifests failed", "err", err)
-		}
-	}
 	return nil
 }
-
-// manifestsKept bounds the manifests kept per instance. A partition's next
-// owner reads the newest manifest naming it, which is never older than the
-// instance's last checkpoints while the partition is still unassigned.
-const manifestsKept = 200
 
 // restartPoints are the positions the last manifest recorded: the true
 // restart points, which the source commits.
@@ -196,66 +157,46 @@ func (p *Pipeline) restartPoints() map[record.PartitionID]source.Start {
 	return out
 }
 
-// complete finishes uploads in parallel, each retried a few times, and
-// returns those that could not be completed.
-func (p *Pipeline) complete(ctx context.Context, uploads []checkpoint.Upload) []checkpoint.Upload {
-	// Completing is a small request per file: many at once keep a
-	// checkpoint short even when memory pressure rolled many small files.
-	sem := make(chan struct{}, p.cfg.S3.CompleteConcurrency)
-	var mu sync.Mutex
-	var failed []checkpoint.Upload
-	var wg sync.WaitGroup
-	for _, u := range uploads {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			err := p.completeOne(ctx, u)
-			if err == nil {
-				return
-			}
-			p.log.Warn("completing an upload failed", "key", u.Key, "err", err)
-			mu.Lock()
-			failed = append(failed, u)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	return failed
-}
-
-func (p *Pipeline) completeOne(ctx context.Context, u checkpoint.Upload) error {
-	s, ok := p.stores[u.Store]
-	if !ok {
-		return fmt.Errorf("the manifest names destination %s, which this configuration does not have", u.Store)
-	}
+// recoverWithRetry retries recovery while the object store is unreachable or
+// slow: exiting would only turn an outage into a restart loop. /readyz stays
+// false meanwhile.
+func (p *Pipeline) recoverWithRetry(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
-		err := s.CompleteUpload(ctx, u.Key, u.UploadID, u.Parts)
-		if err == nil {
-			p.m.cpFiles.Inc()
-			p.m.cpBytes.Add(float64(u.Bytes))
-			return nil
-		}
-		if ctx.Err() != nil || attempt == 4 {
+		// An attempt runs to its end even after SIGTERM (it is bounded by the
+		// checkpoint timeout): a half-done recovery would only be redone.
+		err := p.recover(context.WithoutCancel(ctx))
+		if err == nil || ctx.Err() != nil {
 			return err
 		}
+		p.log.Warn("recovery failed; retrying", "attempt", attempt+1, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		case <-time.After(min(30*time.Second, time.Second<<min(attempt, 5))):
 		}
 	}
 }
 
-// apply re-applies a manifest (once per process): it completes its uploads.
-func (p *Pipeline) apply(ctx context.Context, m *checkpoint.Manifest) error {
-	ref := checkpoint.Ref(m.Instance, m.Seq)
-	if p.applied[ref] {
-		return nil
+// recover re-applies the newest manifest of this instance, fences earlier
+// runs, then aborts every in-progress upload of this instance that no
+// manifest commits: those are the files that were open when the previous run
+// died.
+func (p *Pipeline) recover(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Checkpoint.Timeout.D())
+	defer cancel()
+	var dests []checkpoint.Destination
+	for url, st := range p.stores {
+		dests = append(dests, checkpoint.Destination{URL: url, Store: st, Prefix: p.prefixes[url]})
 	}
-	if failed := p.complete(ctx, m.Uploads); len(failed) > 0 {
-		return fmt.Errorf("re-applying manifest %s: %d uploads could not be completed (first %s)", ref, len(failed), failed[0].Key)
+	latest, aborted, err := p.coord.Recover(ctx, dests)
+	if err != nil {
+		return err
 	}
-	p.applied[ref] = true
+	if latest != nil {
+		p.log.Info("recovered from manifest", "seq", latest.Seq, "uploads", len(latest.Uploads))
+	}
+	if aborted > 0 {
+		p.log.Info("aborted uploads of files that were open when the previous run stopped", "count", aborted)
+	}
 	return nil
 }

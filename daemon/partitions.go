@@ -2,14 +2,12 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/source"
-	"github.com/sinkd/sinkd/store"
 )
 
 // partState is what the pipeline knows of one owned source partition.
@@ -62,9 +60,9 @@ func (p *Pipeline) Assigned(ctx context.Context, as []source.Assignment) (map[re
 				start := source.Start{Position: state.Restart, After: state.After}
 				starts[a.ID] = start
 				st.floor, st.floorAfter, st.hasFloor = start.Position, start.After, true
-				for _, r := range p.routes {
-					if r.pq != nil {
-						r.pq.Restore(a.ID, state.Committed[r.name])
+				for _, w := range p.dests {
+					if f := state.Committed[w.Name()]; len(f) > 0 {
+						w.Restore(a.ID, f)
 					}
 				}
 			case a.Committed != nil:
@@ -82,55 +80,7 @@ func (p *Pipeline) Assigned(ctx context.Context, as []source.Assignment) (map[re
 }
 
 func (p *Pipeline) findState(ctx context.Context, a source.Assignment) (*checkpoint.PartitionState, error) {
-	inst, seq, ok := checkpoint.ParseRef(a.Ref)
-	if !ok {
-		if a.Committed != nil {
-			return nil, nil // a position sinkd did not commit: it is the truth
-		}
-		// Never committed: a run of this instance may have written a
-		// manifest naming the partition and died before its first commit.
-		// Without that manifest's filter, replay from the start would
-		// write again what its files hold.
-		return p.ownState(ctx, a.ID)
-	}
-	m, err := p.mstore.Find(ctx, inst, seq, a.ID.String())
-	if err != nil || m == nil {
-		return nil, err
-	}
-	if err := p.apply(ctx, m); err != nil {
-		return nil, err
-	}
-	return m.Partitions[a.ID.String()], nil
-}
-
-// ownState is the partition's state in the newest manifest of this
-// instance that recovery saw. A manifest written later by a dead run (its
-// write still in flight when this process started) is not trusted: recovery
-// has already aborted the uploads it lists.
-func (p *Pipeline) ownState(ctx context.Context, id record.PartitionID) (*checkpoint.PartitionState, error) {
-	seqs, err := p.mstore.Seqs(ctx, p.instance)
-	if err != nil {
-		return nil, err
-	}
-	for i := len(seqs) - 1; i >= 0; i-- {
-		if seqs[i] >= p.recoveredSeq {
-			continue
-		}
-		m, err := p.mstore.Read(ctx, p.instance, seqs[i])
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if st, ok := m.Partitions[id.String()]; ok {
-			if err := p.apply(ctx, m); err != nil {
-				return nil, err
-			}
-			return st, nil
-		}
-	}
-	return nil, nil
+	return p.coord.State(ctx, a.Ref, a.Committed != nil, a.ID.String())
 }
 
 // Revoked checkpoints with every file that holds records of the revoked
@@ -155,16 +105,14 @@ func (p *Pipeline) Revoked(ctx context.Context, ps []record.PartitionID) (map[re
 			}
 			return
 		}
-		starts, ref = p.restartPoints(), p.lastRef
+		starts, ref = p.restartPoints(), p.coord.LastRef()
 		for _, id := range ps {
 			delete(p.owned, id)
 			// A frozen series for a partition another instance now owns
 			// would inflate the lag an autoscaler sums.
 			p.forgetMetrics(p.src.Kind().String(), id)
-			for _, r := range p.routes {
-				if r.pq != nil {
-					r.pq.Forget(id)
-				}
+			for _, w := range p.dests {
+				w.Release(id)
 			}
 		}
 		p.m.ownedPartitions.Set(float64(len(p.owned)))
@@ -190,10 +138,8 @@ func (p *Pipeline) Lost(ps []record.PartitionID) {
 func (p *Pipeline) reset() {
 	p.gen.Add(1)
 	p.log.Warn("partitions lost: dropping uncommitted files; they are read again from the last manifest", "partitions", len(p.owned))
-	for _, r := range p.routes {
-		if r.pq != nil {
-			r.pq.Discard()
-		}
+	for _, w := range p.dests {
+		w.Discard()
 	}
 	kind := p.src.Kind().String()
 	for id := range p.owned {

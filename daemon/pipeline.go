@@ -22,7 +22,7 @@ import (
 	"github.com/sinkd/sinkd/schema/registry"
 	"github.com/sinkd/sinkd/source"
 	"github.com/sinkd/sinkd/store"
-	"github.com/sinkd/sinkd/writers/opensearch"
+	"github.com/sinkd/sinkd/writers"
 	"github.com/sinkd/sinkd/writers/parquetsink"
 )
 
@@ -30,16 +30,17 @@ import (
 type route struct {
 	name string
 	cond *buckets.Condition
-	// Parquet destination (nil when the route has none).
+	// Parquet destination's path (nil when the route has none).
 	path     *buckets.Template
-	pq       *parquetsink.Writer
 	storeURL string
-	// OpenSearch destination (nil when off).
-	os      *opensearch.Writer
-	osBuf   []byte // index and id of the document being written
+	// OpenSearch destination's templates (none when off).
 	indexes []*buckets.Template
 	id      *buckets.Template
 	version int // column of the external version field, -1 when none
+	// plugins are the registered writers the route configures, by name.
+	plugins []writers.Kind
+	// dests are the route's writers: Parquet, plugins, OpenSearch.
+	dests []writers.Writer
 }
 
 // batch is one poll's records, tagged with the reset generation it was
@@ -65,12 +66,13 @@ type Pipeline struct {
 	m        *metrics
 	dec      decoder
 	routes   []*route
+	dests    []writers.Writer // every route's writers, in order
 	dlq      dlq.Sink
 	budget   *parquetsink.Budget
 	spool    *parquetsink.Spool
 	stores   map[string]store.Store // destination URL → store
 	prefixes map[string]string
-	mstore   checkpoint.Store
+	coord    *checkpoint.Coordinator
 	instance string
 	epoch    string
 	src      source.Source
@@ -80,18 +82,8 @@ type Pipeline struct {
 
 	stopWriters context.CancelFunc
 
-	seq uint64
-	// recoveredSeq is the first manifest seq this process writes: every
-	// manifest of this instance below it existed when recovery ran.
-	recoveredSeq uint64
-	lastRef      string
-	// uncompleted: uploads a written manifest commits but that could not be
-	// completed yet. Every later manifest lists them again, so that recovery
-	// from any newer manifest still completes them.
-	uncompleted []checkpoint.Upload
-	lastStarts  map[record.PartitionID]source.Start
-	owned       map[record.PartitionID]*partState
-	applied     map[string]bool // manifests re-applied in this process
+	lastStarts map[record.PartitionID]source.Start
+	owned      map[record.PartitionID]*partState
 
 	control chan func()
 	batches chan batch
@@ -102,9 +94,8 @@ type Pipeline struct {
 	fatal    chan error
 	ready    chan struct{}
 
-	row  parquet.Row
-	path []byte
-	now  time.Time
+	row parquet.Row
+	now time.Time
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -151,9 +142,9 @@ func (p *Pipeline) do(ctx context.Context, fn func()) error {
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer func() {
 		p.stopWriters()
-		for _, r := range p.routes {
-			if r.pq != nil {
-				r.pq.Close()
+		for _, w := range p.dests {
+			if err := w.Close(context.WithoutCancel(ctx)); err != nil {
+				p.log.Warn("closing a writer failed", "writer", w.Name(), "err", err)
 			}
 		}
 		if err := p.spool.Close(); err != nil {
@@ -203,18 +194,16 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				}
 			case <-cpTicker.C:
 				if err := p.checkpoint(work, cpOptions{commit: true}); err != nil {
-					if errors.Is(err, checkpoint.ErrFenced) || errors.Is(err, parquetsink.ErrUploadLost) {
+					if errors.Is(err, checkpoint.ErrFenced) || errors.Is(err, writers.ErrLost) {
 						return err
 					}
 					p.log.Warn("checkpoint failed; retrying at the next interval", "err", err)
 				}
 			case now := <-tick.C:
-				p.setNow(now)
-				for _, r := range p.routes {
-					if r.pq != nil {
-						if err := r.pq.Tick(); err != nil {
-							return err
-						}
+				p.now = now
+				for _, w := range p.dests {
+					if err := w.Tick(now); err != nil {
+						return err
 					}
 				}
 				p.updateLag()
@@ -264,18 +253,9 @@ func (p *Pipeline) fetch(ctx context.Context) {
 	}
 }
 
-func (p *Pipeline) setNow(t time.Time) {
-	p.now = t
-	for _, r := range p.routes {
-		if r.pq != nil {
-			r.pq.SetNow(t)
-		}
-	}
-}
-
 func (p *Pipeline) process(ctx context.Context, b []record.Record) error {
 	started := time.Now()
-	p.setNow(started)
+	p.now = started
 	var n, bytes int64
 	for i := range b {
 		rec := &b[i]
@@ -342,66 +322,13 @@ func (p *Pipeline) handle(ctx context.Context, rec *record.Record) error {
 		if r.cond != nil && !r.cond.Match(row) {
 			continue
 		}
-		if r.pq != nil {
-			path, err := r.path.Append(p.path[:0], row, rec, p.now)
-			p.path = path
-			if err != nil {
-				if err := p.templateFailure(ctx, rec, err, r.name, "path"); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := r.pq.Write(ctx, path, row, rec); err != nil {
-				return err
-			}
-		}
-		if r.os != nil {
-			if err := p.writeDoc(ctx, r, row, rec); err != nil {
+		for _, w := range r.dests {
+			if err := w.Write(ctx, row, rec, p.now); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-func (p *Pipeline) writeDoc(ctx context.Context, r *route, row parquet.Row, rec *record.Record) error {
-	// Id and index are rendered into one buffer the route keeps (id first,
-	// then each index after it): the writer copies them, so nothing is
-	// allocated per document.
-	buf, err := r.id.Append(r.osBuf[:0], row, rec, p.now)
-	if err != nil {
-		return p.templateFailure(ctx, rec, err, r.name, "id")
-	}
-	idLen := len(buf)
-	var version int64
-	if r.version >= 0 {
-		if v, ok := schema.Value(row, r.version); ok && !v.IsNull() {
-			version = v.Int64()
-		}
-	}
-	for _, t := range r.indexes {
-		buf, err = t.Append(buf[:idLen], row, rec, p.now)
-		if err != nil {
-			if err := p.templateFailure(ctx, rec, err, r.name, "index"); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := r.os.WriteBytes(ctx, buf[idLen:], buf[:idLen], version, rec.Value, rec); err != nil {
-			return err
-		}
-	}
-	r.osBuf = buf[:0]
-	return nil
-}
-
-func (p *Pipeline) templateFailure(ctx context.Context, rec *record.Record, err error, routeName, what string) error {
-	class := "other"
-	var be *buckets.Error
-	if errors.As(err, &be) {
-		class = be.Class
-	}
-	return p.deadLetter(ctx, rec, dlq.StageBucket, class, err.Error(), map[string]string{"route": routeName, "template": what})
 }
 
 func (p *Pipeline) deadLetter(ctx context.Context, rec *record.Record, stage dlq.Stage, class, msg string, details map[string]string) error {
@@ -418,6 +345,11 @@ func (p *Pipeline) deadLetter(ctx context.Context, rec *record.Record, stage dlq
 	p.stats.DeadLetters++
 	p.statsMu.Unlock()
 	return p.dlq.Send(ctx, l)
+}
+
+// writerDeadLetter is the dead-letter sink as writers see it.
+func (p *Pipeline) writerDeadLetter(ctx context.Context, rec *record.Record, stage, class, msg string, details map[string]string) error {
+	return p.deadLetter(ctx, rec, dlq.Stage(stage), class, msg, details)
 }
 
 // copyRecord detaches a record from the fetch buffers it points into.

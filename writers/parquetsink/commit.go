@@ -2,7 +2,6 @@ package parquetsink
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/store"
+	"github.com/sinkd/sinkd/writers"
 )
 
 // Restore installs the committed positions of a partition from a manifest.
@@ -38,11 +38,11 @@ func (w *Writer) Forget(p record.PartitionID) {
 // ErrUploadLost means an open or closed file's multipart upload disappeared
 // before it was committed. Its rows are not in any committed file, so the
 // process must stop and replay from the last manifest.
-var ErrUploadLost = errors.New("multipart upload lost before its commit")
+var ErrUploadLost = writers.ErrLost
 
 // Prepared is what one writer contributes to a checkpoint.
 type Prepared struct {
-	Uploads []checkpoint.Upload
+	Uploads []checkpoint.Entry
 	// Highs: partition → bucket → highest position in the files being committed.
 	Highs map[record.PartitionID]map[string]record.Position
 	// OpenLow: partition → lowest position still only in open files.
@@ -68,7 +68,7 @@ func (w *Writer) PreCommit(ctx context.Context) (*Prepared, error) {
 		if err != nil {
 			return nil, fmt.Errorf("upload of %s failed: %w", f.key, err)
 		}
-		p.Uploads = append(p.Uploads, checkpoint.Upload{Key: f.key, UploadID: f.up.id, Parts: parts, Rows: f.rows, Bytes: n})
+		p.Uploads = append(p.Uploads, checkpoint.Entry{Kind: checkpoint.KindMultipart, Store: w.o.Destination, Key: f.key, UploadID: f.up.id, Parts: parts, Rows: f.rows, Bytes: n})
 		for pid, s := range f.spans {
 			m := p.Highs[pid]
 			if m == nil {
@@ -121,6 +121,23 @@ func (w *Writer) CommittedState(pid record.PartitionID, restart record.Position,
 			out = map[string]record.Position{}
 		}
 		out[b] = c
+	}
+	return out
+}
+
+// Filters is the replay filter of every partition: partition → bucket →
+// the highest position already in a committed file.
+func (w *Writer) Filters() map[record.PartitionID]map[string]record.Position {
+	out := map[record.PartitionID]map[string]record.Position{}
+	for b, m := range w.committed {
+		for pid, pos := range m {
+			f := out[pid]
+			if f == nil {
+				f = map[string]record.Position{}
+				out[pid] = f
+			}
+			f[b] = pos
+		}
 	}
 	return out
 }

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/store"
 )
@@ -91,7 +91,7 @@ func (w *Writer) open(ctx context.Context, bucket string) (*file, error) {
 		}
 	}
 	w.seq++
-	name := fmt.Sprintf("%s.%s.%s.%06d.parquet", w.o.Config.FilePrefix, w.o.Instance, w.o.Epoch, w.seq)
+	name := checkpoint.ObjectName(w.o.Config.FilePrefix, w.o.Instance, w.o.Epoch, w.seq, "parquet")
 	f := &file{
 		bucket:    bucket,
 		key:       w.o.Prefix + bucket + "/" + name,
@@ -334,20 +334,11 @@ func (w *Writer) RollPartitions(ps map[record.PartitionID]bool, reason string) e
 	return nil
 }
 
-// InstanceOf returns the instance a data file key belongs to, from its name
-// <prefix>.<instance>.<epoch>.<seq>.parquet; ok is false for other keys.
+// InstanceOf returns the instance a data file key belongs to
+// (checkpoint.InstanceOf), for keys of Parquet files only.
 func InstanceOf(key string) (string, bool) {
-	name := key[strings.LastIndexByte(key, '/')+1:]
-	name, found := strings.CutSuffix(name, ".parquet")
-	if !found {
+	if !strings.HasSuffix(key, ".parquet") {
 		return "", false
 	}
-	parts := strings.Split(name, ".")
-	if len(parts) < 4 {
-		return "", false
-	}
-	if _, err := strconv.Atoi(parts[len(parts)-1]); err != nil {
-		return "", false
-	}
-	return parts[len(parts)-3], true
+	return checkpoint.InstanceOf(key)
 }

@@ -39,6 +39,7 @@ type Options struct {
 	Routes           int // Parquet writers sharing Budget
 	Schema           *parquet.Schema
 	Store            store.Store
+	Destination      string // Store's URL: manifest entries name it
 	Prefix           string // key prefix inside the store ("" or "dir/")
 	Instance         string // sanitized: [A-Za-z0-9_-]
 	Epoch            string // unique per process start
