@@ -44,9 +44,9 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 		problems = append(problems, cfg.Problem(path, "%v", err))
 	}
 	// badTemplate reports every problem of a template, not only the first
-	// (see templateProblems).
+	// (see writers.TemplateProblems).
 	badTemplate := func(path, tmpl string, compile func(string) error, err error) {
-		for _, msg := range templateProblems(tmpl, s, compile, err) {
+		for _, msg := range writers.TemplateProblems(tmpl, s, compile, err) {
 			problems = append(problems, cfg.Problem(path, "%s", msg))
 		}
 	}
@@ -71,7 +71,7 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 		}
 		if oc := rc.OpenSearch; oc != nil && oc.URL != "" {
 			if r.id, err = buckets.CompileRaw(oc.ID, s, config.EventTime{Source: "broker"}, "UTC"); err != nil {
-				badTemplate(base+".opensearch.id", oc.ID, compileRaw(s), err)
+				badTemplate(base+".opensearch.id", oc.ID, writers.CompileRaw(s), err)
 			}
 			for j, tmpl := range append([]string{oc.Index}, oc.Fanout...) {
 				t, err := buckets.CompileRaw(tmpl, s, config.EventTime{Source: "broker"}, "UTC")
@@ -80,7 +80,7 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 					if j > 0 {
 						path = fmt.Sprintf("%s.opensearch.also_index[%d]", base, j-1)
 					}
-					badTemplate(path, tmpl, compileRaw(s), err)
+					badTemplate(path, tmpl, writers.CompileRaw(s), err)
 					continue
 				}
 				r.indexes = append(r.indexes, t)

@@ -19,7 +19,7 @@ func TestValidateChecksRegisteredWriters(t *testing.T) {
 		{"ok", `jsonlines: {destination: "file:///tmp/x", path: "type={type}"}`, nil},
 		{"unknown writer", `jsonlinez: {destination: "file:///tmp/x"}`, []string{`:16: routes[0].writers.jsonlinez: unknown writer "jsonlinez" (this build has: jsonlines)`}},
 		{"bad settings", `jsonlines: {destination: "file:///tmp/x", path: "type={tpye}", colour: red}`, []string{`routes[0].writers.jsonlines`, `colour`}},
-		{"bad template", `jsonlines: {destination: "file:///tmp/x", path: "type={tpye}"}`, []string{`:16: routes[0].writers.jsonlines.path`, `"tpye"`}},
+		{"bad template", `jsonlines: {destination: "file:///tmp/x", path: "type={tpye}"}`, []string{`:16: routes[0].writers.jsonlines.path: template "type={tpye}": at offset 5: unknown field "tpye", did you mean "type"?`}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			yaml := fmt.Sprintf(`pipeline: w

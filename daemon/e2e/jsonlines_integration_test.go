@@ -136,3 +136,29 @@ func (h *harness) verifyLines() {
 		h.t.Fatalf("exactly-once violated in JSON lines: %d missing, %d duplicated, %d differing", missing, dups, mismatches)
 	}
 }
+
+// TestJSONLinesRebalanceExactlyOnce: as TestRebalanceExactlyOnce, with the
+// JSON-lines writer beside Parquet: partitions handed over at a join and
+// taken from a killed instance must leave every trip in exactly one line.
+func TestJSONLinesRebalanceExactlyOnce(t *testing.T) {
+	h := newHarness(t, "jsonlrb")
+	h.jsonLinesRoute()
+	produced := h.produceAsync(120_000, 6, 0, 44, 5000)
+	a, b := h.start("jrb-a"), h.start("jrb-b")
+	time.Sleep(6 * time.Second)
+	c := h.start("jrb-c")
+	time.Sleep(8 * time.Second)
+	a.kill(t)
+	produced()
+	b.waitRunning(t)
+	c.waitRunning(t)
+	h.waitDrained(5*time.Minute, b, c)
+	b.stop(t, time.Minute)
+	c.stop(t, time.Minute)
+	// The killed instance's open files are its own to abort.
+	a2 := h.start("jrb-a")
+	a2.waitRunning(t)
+	a2.stop(t, time.Minute)
+	h.verify("trips")
+	h.verifyLines()
+}

@@ -83,7 +83,13 @@ func load(r *writers.Route) (*Config, *buckets.Template, []config.Problem) {
 	if c.Path != "" {
 		var err error
 		if tmpl, err = buckets.Compile(c.Path, r.Schema, c.EventTime, c.TimeZone); err != nil {
-			problems = append(problems, r.Config.Problem(path+".path", "%v", err))
+			compile := func(t string) error {
+				_, err := buckets.Compile(t, r.Schema, c.EventTime, c.TimeZone)
+				return err
+			}
+			for _, msg := range writers.TemplateProblems(c.Path, r.Schema, compile, err) {
+				problems = append(problems, r.Config.Problem(path+".path", "%s", msg))
+			}
 		}
 	}
 	return &c, tmpl, problems
