@@ -6,7 +6,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/schema"
 )
 
@@ -23,7 +23,7 @@ type Condition struct {
 // NewCondition compiles c against s. A nil c yields a nil *Condition, which
 // matches everything. The field must be a string, integer or bool field, and
 // every value in c.In must parse as that type.
-func NewCondition(c *config.Condition, s *schema.Schema) (*Condition, error) {
+func NewCondition(c *conf.Condition, s *schema.Schema) (*Condition, error) {
 	if c == nil {
 		return nil, nil
 	}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 )
 
 func TestConditionMatch(t *testing.T) {
@@ -16,16 +16,16 @@ func TestConditionMatch(t *testing.T) {
 	nullType := decode(t, s, withField("type", "null"))
 	tests := []struct {
 		name string
-		cond *config.Condition
+		cond *conf.Condition
 		want map[string]bool // row name -> match
 	}{
 		{"nil matches all", nil, map[string]bool{"yellow": true, "green": true, "null": true}},
-		{"string", &config.Condition{Field: "type", In: config.StringList{"yellow", "fhv"}}, map[string]bool{"yellow": true, "green": false, "null": false}},
-		{"int32", &config.Condition{Field: "pickup_location_id", In: config.StringList{"41"}}, map[string]bool{"yellow": true, "green": true, "null": true}},
-		{"int32 miss", &config.Condition{Field: "vendor_id", In: config.StringList{"1", "3"}}, map[string]bool{"yellow": false}},
-		{"int64", &config.Condition{Field: "trip_id", In: config.StringList{"1234567"}}, map[string]bool{"yellow": true}},
-		{"bool", &config.Condition{Field: "store_and_fwd", In: config.StringList{"false"}}, map[string]bool{"yellow": true}},
-		{"bool miss", &config.Condition{Field: "store_and_fwd", In: config.StringList{"true"}}, map[string]bool{"yellow": false}},
+		{"string", &conf.Condition{Field: "type", In: conf.StringList{"yellow", "fhv"}}, map[string]bool{"yellow": true, "green": false, "null": false}},
+		{"int32", &conf.Condition{Field: "pickup_location_id", In: conf.StringList{"41"}}, map[string]bool{"yellow": true, "green": true, "null": true}},
+		{"int32 miss", &conf.Condition{Field: "vendor_id", In: conf.StringList{"1", "3"}}, map[string]bool{"yellow": false}},
+		{"int64", &conf.Condition{Field: "trip_id", In: conf.StringList{"1234567"}}, map[string]bool{"yellow": true}},
+		{"bool", &conf.Condition{Field: "store_and_fwd", In: conf.StringList{"false"}}, map[string]bool{"yellow": true}},
+		{"bool miss", &conf.Condition{Field: "store_and_fwd", In: conf.StringList{"true"}}, map[string]bool{"yellow": false}},
 	}
 	rows := map[string]parquet.Row{"yellow": yellow, "green": green, "null": nullType}
 	for _, tt := range tests {
@@ -46,14 +46,14 @@ func TestConditionMatch(t *testing.T) {
 func TestNewConditionErrors(t *testing.T) {
 	s := taxiSchema(t)
 	tests := []struct {
-		cond *config.Condition
+		cond *conf.Condition
 		want string
 	}{
-		{&config.Condition{Field: "ghost", In: config.StringList{"x"}}, `unknown field "ghost"`},
-		{&config.Condition{Field: "type"}, "at least one value"},
-		{&config.Condition{Field: "vendor_id", In: config.StringList{"two"}}, `"two" is not an integer`},
-		{&config.Condition{Field: "store_and_fwd", In: config.StringList{"1"}}, `"1" is not true or false`},
-		{&config.Condition{Field: "pickup_datetime", In: config.StringList{"2018"}}, "timestamp field"},
+		{&conf.Condition{Field: "ghost", In: conf.StringList{"x"}}, `unknown field "ghost"`},
+		{&conf.Condition{Field: "type"}, "at least one value"},
+		{&conf.Condition{Field: "vendor_id", In: conf.StringList{"two"}}, `"two" is not an integer`},
+		{&conf.Condition{Field: "store_and_fwd", In: conf.StringList{"1"}}, `"1" is not true or false`},
+		{&conf.Condition{Field: "pickup_datetime", In: conf.StringList{"2018"}}, "timestamp field"},
 	}
 	for _, tt := range tests {
 		_, err := NewCondition(tt.cond, s)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
 )
@@ -27,7 +27,7 @@ func FuzzAssign(f *testing.F) {
 
 	s := taxiSchema(f)
 	d := s.NewDecoder()
-	hive, err := Compile("type={type}/payment={payment_type}", s, config.EventTime{}, "")
+	hive, err := Compile("type={type}/payment={payment_type}", s, conf.EventTime{}, "")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -42,8 +42,8 @@ func FuzzAssign(f *testing.F) {
 			return
 		}
 		rec := &record.Record{Value: value, Timestamp: broker}
-		for _, compile := range []func(string, *schema.Schema, config.EventTime, string) (*Template, error){Compile, CompileRaw} {
-			tp, err := compile(tmpl, s, config.EventTime{Field: "pickup_datetime"}, "America/New_York")
+		for _, compile := range []func(string, *schema.Schema, conf.EventTime, string) (*Template, error){Compile, CompileRaw} {
+			tp, err := compile(tmpl, s, conf.EventTime{Field: "pickup_datetime"}, "America/New_York")
 			if err != nil {
 				continue
 			}

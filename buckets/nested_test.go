@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/schema"
 )
 
@@ -14,14 +14,14 @@ import (
 // a row.
 func nestedSchema(t testing.TB) *schema.Schema {
 	t.Helper()
-	s, err := schema.New([]config.Field{
-		{Name: "stops", Type: "list", Items: &config.Field{Type: "int32"}},
-		{Name: "attrs", Type: "map", Values: &config.Field{Type: "string"}},
-		{Name: "payment", Type: "struct", Fields: []config.Field{
+	s, err := schema.New([]conf.Field{
+		{Name: "stops", Type: "list", Items: &conf.Field{Type: "int32"}},
+		{Name: "attrs", Type: "map", Values: &conf.Field{Type: "string"}},
+		{Name: "payment", Type: "struct", Fields: []conf.Field{
 			{Name: "type", Type: "string"},
-			{Name: "card", Type: "struct", Fields: []config.Field{{Name: "network", Type: "string"}}},
+			{Name: "card", Type: "struct", Fields: []conf.Field{{Name: "network", Type: "string"}}},
 		}},
-		{Name: "pickup", Type: "struct", Fields: []config.Field{{Name: "at", Type: "timestamp", Required: true}}},
+		{Name: "pickup", Type: "struct", Fields: []conf.Field{{Name: "at", Type: "timestamp", Required: true}}},
 		{Name: "zone", Type: "int32"},
 	})
 	if err != nil {
@@ -32,7 +32,7 @@ func nestedSchema(t testing.TB) *schema.Schema {
 
 func TestTemplateNestedPaths(t *testing.T) {
 	s := nestedSchema(t)
-	et := config.EventTime{Source: "field", Field: "pickup.at"}
+	et := conf.EventTime{Source: "field", Field: "pickup.at"}
 	tmpl, err := Compile("payment={payment.type}/network={payment.card.network}/zone={zone:%03d}/dt={@time:yyyy-MM-dd}", s, et, "UTC")
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func TestTemplateNestedPaths(t *testing.T) {
 
 func TestConditionNestedPath(t *testing.T) {
 	s := nestedSchema(t)
-	c, err := NewCondition(&config.Condition{Field: "payment.card.network", In: config.StringList{"visa"}}, s)
+	c, err := NewCondition(&conf.Condition{Field: "payment.card.network", In: conf.StringList{"visa"}}, s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
 )
@@ -116,17 +116,17 @@ type Template struct {
 
 // Compile compiles a bucket-path template with Hive escaping of string values.
 // et says where {@time} comes from; tz is an IANA zone name ("" is UTC).
-func Compile(tmpl string, s *schema.Schema, et config.EventTime, tz string) (*Template, error) {
+func Compile(tmpl string, s *schema.Schema, et conf.EventTime, tz string) (*Template, error) {
 	return compile(tmpl, s, et, tz, false)
 }
 
 // CompileRaw compiles a template whose values render unescaped, for OpenSearch
 // index names and document ids.
-func CompileRaw(tmpl string, s *schema.Schema, et config.EventTime, tz string) (*Template, error) {
+func CompileRaw(tmpl string, s *schema.Schema, et conf.EventTime, tz string) (*Template, error) {
 	return compile(tmpl, s, et, tz, true)
 }
 
-func compile(tmpl string, s *schema.Schema, et config.EventTime, tz string, raw bool) (*Template, error) {
+func compile(tmpl string, s *schema.Schema, et conf.EventTime, tz string, raw bool) (*Template, error) {
 	t := &Template{src: tmpl, raw: raw, loc: time.UTC}
 	if tz != "" {
 		loc, err := time.LoadLocation(tz)
@@ -169,7 +169,7 @@ func compile(tmpl string, s *schema.Schema, et config.EventTime, tz string, raw 
 	return t, nil
 }
 
-func compilePlaceholder(body string, s *schema.Schema, et config.EventTime) (segment, error) {
+func compilePlaceholder(body string, s *schema.Schema, et conf.EventTime) (segment, error) {
 	name, spec, hasSpec := strings.Cut(body, ":")
 	if name == "" {
 		return segment{}, fmt.Errorf("empty placeholder {%s}", body)
@@ -227,7 +227,7 @@ func compilePlaceholder(body string, s *schema.Schema, et config.EventTime) (seg
 	return seg, nil
 }
 
-func compileEventTime(spec string, s *schema.Schema, et config.EventTime) (segment, error) {
+func compileEventTime(spec string, s *schema.Schema, et conf.EventTime) (segment, error) {
 	pattern, err := parsePattern(spec)
 	if err != nil {
 		return segment{}, err

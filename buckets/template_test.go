@@ -10,7 +10,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
 )
@@ -18,7 +18,7 @@ import (
 // taxiSchema is the taxi-trip schema of DESIGN §10, plus a date field.
 func taxiSchema(t testing.TB) *schema.Schema {
 	t.Helper()
-	s, err := schema.New([]config.Field{
+	s, err := schema.New([]conf.Field{
 		{Name: "trip_id", Type: "int64"},
 		{Name: "type", Type: "string"},
 		{Name: "vendor_id", Type: "int32"},
@@ -74,7 +74,7 @@ func TestAppend(t *testing.T) {
 		name  string
 		tmpl  string
 		raw   bool
-		et    config.EventTime
+		et    conf.EventTime
 		tz    string
 		value string // default yellowTrip
 		want  string
@@ -91,12 +91,12 @@ func TestAppend(t *testing.T) {
 		{name: "nanos field", tmpl: "{dropoff_datetime:HH-mm-ss}", want: "00-24-23"},
 		{name: "zone shifts back across midnight", tmpl: "dt={pickup_datetime:yyyy-MM-dd}/h={pickup_datetime:HH}", tz: "America/New_York", want: "dt=2017-12-31/h=19"},
 		{name: "zone shifts forward", tmpl: "dt={pickup_datetime:yyyy-MM-dd HH}", tz: "Asia/Kolkata", value: withField("pickup_datetime", `"2018-01-01T18:45:00Z"`), want: "dt=2018-01-02 00"},
-		{name: "event time from field", tmpl: "{@time:yyyy/MM/dd/HH}", et: config.EventTime{Source: "field", Field: "pickup_datetime"}, want: "2018/01/01/00"},
-		{name: "event time field by default", tmpl: "{@time:yyyy}", et: config.EventTime{Field: "service_date"}, want: "2017"},
-		{name: "broker time", tmpl: "{@time:yyyy-MM-dd/HH}", et: config.EventTime{Source: "broker"}, want: "2018-01-02/03"},
+		{name: "event time from field", tmpl: "{@time:yyyy/MM/dd/HH}", et: conf.EventTime{Source: "field", Field: "pickup_datetime"}, want: "2018/01/01/00"},
+		{name: "event time field by default", tmpl: "{@time:yyyy}", et: conf.EventTime{Field: "service_date"}, want: "2017"},
+		{name: "broker time", tmpl: "{@time:yyyy-MM-dd/HH}", et: conf.EventTime{Source: "broker"}, want: "2018-01-02/03"},
 		{name: "broker time by default", tmpl: "{@time:mm:ss}", want: "04:05"},
-		{name: "broker time in zone", tmpl: "{@time:yyyy-MM-dd}", et: config.EventTime{Source: "broker"}, tz: "Pacific/Honolulu", want: "2018-01-01"},
-		{name: "processing time", tmpl: "{@time:yyyy-MM-dd}", et: config.EventTime{Source: "processing"}, tz: "Europe/Berlin", want: "2024-07-01"},
+		{name: "broker time in zone", tmpl: "{@time:yyyy-MM-dd}", et: conf.EventTime{Source: "broker"}, tz: "Pacific/Honolulu", want: "2018-01-01"},
+		{name: "processing time", tmpl: "{@time:yyyy-MM-dd}", et: conf.EventTime{Source: "processing"}, tz: "Europe/Berlin", want: "2024-07-01"},
 		{name: "escaping", tmpl: "type={type}", value: withField("type", `"a/b=c%d#e\\f{g}h\u0001i:j"`), want: "type=a%2Fb%3Dc%25d%23e%5Cf%7Bg%7Dh%01i%3Aj"},
 		{name: "non-ASCII kept", tmpl: "p={payment_type}", value: withField("payment_type", `"carte bancaire é"`), want: "p=carte bancaire é"},
 		{name: "empty string", tmpl: "type={type}", value: withField("type", `""`), want: "type=__HIVE_DEFAULT_PARTITION__"},
@@ -152,7 +152,7 @@ func TestAppendErrors(t *testing.T) {
 	tests := []struct {
 		name   string
 		tmpl   string
-		et     config.EventTime
+		et     conf.EventTime
 		value  string
 		broker time.Time
 		class  string
@@ -160,10 +160,10 @@ func TestAppendErrors(t *testing.T) {
 	}{
 		{name: "null optional", tmpl: "type={type}", value: withField("type", "null"), class: ClassMissingField, field: "type"},
 		{name: "absent optional", tmpl: "{dropoff_location_id:%03d}", value: `{"pickup_datetime":"2018-01-01T00:00:00Z","pickup_location_id":1}`, class: ClassMissingField, field: "dropoff_location_id"},
-		{name: "null event time field", tmpl: "{@time:yyyy}", et: config.EventTime{Field: "dropoff_datetime"}, value: withField("dropoff_datetime", "null"), class: ClassMissingField, field: "dropoff_datetime"},
-		{name: "no broker time", tmpl: "{@time:yyyy}", et: config.EventTime{Source: "broker"}, class: ClassBadTime, field: "@time"},
-		{name: "broker year 10000", tmpl: "{@time:yyyy}", et: config.EventTime{Source: "broker"}, broker: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), class: ClassBadTime, field: "@time"},
-		{name: "broker negative year", tmpl: "{@time:yyyy}", et: config.EventTime{Source: "broker"}, broker: time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC), class: ClassBadTime, field: "@time"},
+		{name: "null event time field", tmpl: "{@time:yyyy}", et: conf.EventTime{Field: "dropoff_datetime"}, value: withField("dropoff_datetime", "null"), class: ClassMissingField, field: "dropoff_datetime"},
+		{name: "no broker time", tmpl: "{@time:yyyy}", et: conf.EventTime{Source: "broker"}, class: ClassBadTime, field: "@time"},
+		{name: "broker year 10000", tmpl: "{@time:yyyy}", et: conf.EventTime{Source: "broker"}, broker: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), class: ClassBadTime, field: "@time"},
+		{name: "broker negative year", tmpl: "{@time:yyyy}", et: conf.EventTime{Source: "broker"}, broker: time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC), class: ClassBadTime, field: "@time"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,7 +189,7 @@ func TestAppendErrors(t *testing.T) {
 
 func TestAppendShortRowIsMissingField(t *testing.T) {
 	s := taxiSchema(t)
-	tmpl, err := Compile("{type}", s, config.EventTime{}, "")
+	tmpl, err := Compile("{type}", s, conf.EventTime{}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestCompileErrors(t *testing.T) {
 	s := taxiSchema(t)
 	tests := []struct {
 		tmpl string
-		et   config.EventTime
+		et   conf.EventTime
 		tz   string
 		want []string // substrings of the error
 	}{
@@ -225,9 +225,9 @@ func TestCompileErrors(t *testing.T) {
 		{tmpl: "{fare_amount}", want: []string{"decimal field", "cannot be used"}},
 		{tmpl: "{pickup_latitude}", want: []string{"double field"}},
 		{tmpl: "{@time}", want: []string{"needs a time pattern"}},
-		{tmpl: "{@time:yyyy}", et: config.EventTime{Source: "field", Field: "ghost"}, want: []string{`event time field "ghost"`}},
-		{tmpl: "{@time:yyyy}", et: config.EventTime{Field: "type"}, want: []string{"is a string"}},
-		{tmpl: "{@time:yyyy}", et: config.EventTime{Source: "sundial"}, want: []string{`unknown event time source "sundial"`}},
+		{tmpl: "{@time:yyyy}", et: conf.EventTime{Source: "field", Field: "ghost"}, want: []string{`event time field "ghost"`}},
+		{tmpl: "{@time:yyyy}", et: conf.EventTime{Field: "type"}, want: []string{"is a string"}},
+		{tmpl: "{@time:yyyy}", et: conf.EventTime{Source: "sundial"}, want: []string{`unknown event time source "sundial"`}},
 		{tmpl: "{type}", tz: "Mars/Olympus_Mons", want: []string{`time zone "Mars/Olympus_Mons"`}},
 	}
 	for _, tt := range tests {
@@ -249,14 +249,14 @@ func TestDeterministic(t *testing.T) {
 	s := taxiSchema(t)
 	tests := []struct {
 		tmpl string
-		et   config.EventTime
+		et   conf.EventTime
 		want bool
 	}{
-		{"{type}/{pickup_datetime:yyyy}", config.EventTime{}, true},
-		{"{@time:yyyy}", config.EventTime{Source: "broker"}, true},
-		{"{@time:yyyy}", config.EventTime{Field: "pickup_datetime"}, true},
-		{"{@time:yyyy}", config.EventTime{Source: "processing"}, false},
-		{"{type}", config.EventTime{Source: "processing"}, true}, // the time is configured but unused
+		{"{type}/{pickup_datetime:yyyy}", conf.EventTime{}, true},
+		{"{@time:yyyy}", conf.EventTime{Source: "broker"}, true},
+		{"{@time:yyyy}", conf.EventTime{Field: "pickup_datetime"}, true},
+		{"{@time:yyyy}", conf.EventTime{Source: "processing"}, false},
+		{"{type}", conf.EventTime{Source: "processing"}, true}, // the time is configured but unused
 	}
 	for _, tt := range tests {
 		tmpl, err := Compile(tt.tmpl, s, tt.et, "")
@@ -272,7 +272,7 @@ func TestDeterministic(t *testing.T) {
 func TestAppendNoAllocations(t *testing.T) {
 	s := taxiSchema(t)
 	tmpl, err := Compile("type={type}/pickup_location={pickup_location_id:%03d}/dt={pickup_datetime:yyyy-MM-dd}/{@time:HH}", s,
-		config.EventTime{Field: "pickup_datetime"}, "America/New_York")
+		conf.EventTime{Field: "pickup_datetime"}, "America/New_York")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +291,7 @@ func TestAppendNoAllocations(t *testing.T) {
 
 func BenchmarkAssign(b *testing.B) {
 	s := taxiSchema(b)
-	tmpl, err := Compile("pickup_location={pickup_location_id:%03d}/year={pickup_datetime:yyyy}/month={pickup_datetime:MM}", s, config.EventTime{}, "")
+	tmpl, err := Compile("pickup_location={pickup_location_id:%03d}/year={pickup_datetime:yyyy}/month={pickup_datetime:MM}", s, conf.EventTime{}, "")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,15 +17,27 @@ import (
 	"github.com/sinkd/sinkd/store"
 )
 
-// Upload is one multipart upload a manifest commits.
-type Upload struct {
-	Store    string       `json:"store"` // which destination (its URL); resolved by the coordinator
-	Key      string       `json:"key"`
-	UploadID string       `json:"upload_id"`
-	Parts    []store.Part `json:"parts"`
-	Rows     int64        `json:"rows"`
-	Bytes    int64        `json:"bytes"`
+// Entry is one commit a manifest lists: what a committer applies, idempotently,
+// once the manifest is written. Kind names the committer; the fields below
+// Kind are what the object-store multipart committer needs, and Data carries
+// what another kind (a table catalog's append, say) needs instead.
+//
+// The JSON keeps the names of the format's first version (an entry without a
+// kind is a multipart upload), so that manifests written before kinds existed
+// are still re-applied.
+type Entry struct {
+	Kind     string          `json:"kind,omitempty"` // "" or KindMultipart
+	Store    string          `json:"store"`          // which destination (its URL): the committer resolves it
+	Key      string          `json:"key,omitempty"`
+	UploadID string          `json:"upload_id,omitempty"`
+	Parts    []store.Part    `json:"parts,omitempty"`
+	Data     json.RawMessage `json:"data,omitempty"`
+	Rows     int64           `json:"rows"`
+	Bytes    int64           `json:"bytes"`
 }
+
+// Upload is the name entries had when every entry was a multipart upload.
+type Upload = Entry
 
 // PartitionState is where replay of one source partition must start, and which
 // replayed records are already in committed files.
@@ -41,6 +53,16 @@ type PartitionState struct {
 	Committed map[string]map[string]record.Position `json:"committed,omitempty"`
 }
 
+// Restart is where replay of a partition starts: at Position, or just after
+// it when After.
+type Restart struct {
+	Position record.Position
+	After    bool
+}
+
+// Start is the state's restart point.
+func (s *PartitionState) Start() Restart { return Restart{Position: s.Restart, After: s.After} }
+
 // Manifest is checkpoint Seq of one instance.
 type Manifest struct {
 	Pipeline   string                     `json:"pipeline"`
@@ -48,7 +70,7 @@ type Manifest struct {
 	Epoch      string                     `json:"epoch"`
 	Seq        uint64                     `json:"seq"`
 	Created    time.Time                  `json:"created"`
-	Uploads    []Upload                   `json:"uploads,omitempty"`
+	Uploads    []Entry                    `json:"uploads,omitempty"` // the commits, of every kind
 	Partitions map[string]*PartitionState `json:"partitions"`
 }
 

@@ -3,6 +3,8 @@
 package config
 
 import (
+	"gopkg.in/yaml.v3"
+
 	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/dlq"
 	"github.com/sinkd/sinkd/source/kafka"
@@ -110,13 +112,23 @@ type Route struct {
 	When       *Condition  `yaml:"when"`
 	Parquet    *Parquet    `yaml:"parquet"`
 	OpenSearch *OpenSearch `yaml:"opensearch"`
+	// Writers configures writers registered beside the built-in ones
+	// (docs/design.md, "How to add a writer"): writer name → its settings,
+	// which that writer decodes and checks itself.
+	Writers Plugins `yaml:"writers"`
+}
+
+// Plugins holds the settings of registered writers as YAML, by writer name.
+type Plugins map[string]yaml.Node
+
+// UnmarshalYAML keeps each writer's settings undecoded: only the writer
+// knows their shape.
+func (p *Plugins) UnmarshalYAML(n *yaml.Node) error {
+	return n.Decode((*map[string]yaml.Node)(p))
 }
 
 // Condition selects records whose field equals one of In.
-type Condition struct {
-	Field string     `yaml:"field"`
-	In    StringList `yaml:"in"`
-}
+type Condition = conf.Condition
 
 // A route's destinations, each defined beside its writer.
 type (

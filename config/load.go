@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sinkd/sinkd/config/conf"
 	"gopkg.in/yaml.v3"
 )
 
@@ -463,33 +464,11 @@ func kindName(k reflect.Kind) string {
 func closest(key string, allowed []string) string {
 	best, bestDist := "", 3
 	for _, a := range allowed {
-		if d := EditDistance(key, a); d < bestDist {
+		if d := conf.EditDistance(key, a); d < bestDist {
 			best, bestDist = a, d
 		}
 	}
 	return best
-}
-
-// EditDistance is the Levenshtein distance between a and b, for "did you
-// mean" suggestions.
-func EditDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // explicitZeros returns the numeric settings (counts, sizes, durations) that

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -58,6 +60,10 @@ func (c *Config) Summary(w io.Writer) {
 			s.line("  opensearch", "%s index %s id %s (%s)%s", redactURL(o.URL), o.Index, o.ID, o.Action, authText(o))
 		} else {
 			s.line("  opensearch", "off")
+		}
+		for _, name := range slices.Sorted(maps.Keys(r.Writers)) {
+			// Registered writers' settings are theirs to describe.
+			s.line("  "+name, "configured")
 		}
 	}
 

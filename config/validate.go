@@ -249,8 +249,8 @@ func (c *Config) validateRoutes(v *validator, fields map[string]*Field) {
 			v.Add(path+".opensearch", r.OpenSearch.Validate())
 			validateVersionField(v, path+".opensearch.version_field", r.OpenSearch.VersionField, fields)
 		}
-		if r.Parquet == nil && !r.OpenSearch.Enabled() {
-			v.Errorf(path, "the route writes nowhere: give it a parquet destination or an opensearch url (an empty url turns OpenSearch off)")
+		if r.Parquet == nil && !r.OpenSearch.Enabled() && len(r.Writers) == 0 {
+			v.Errorf(path, "the route writes nowhere: give it a parquet destination, an opensearch url (an empty url turns OpenSearch off) or a writer under writers")
 		}
 	}
 }

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
@@ -19,7 +19,6 @@ import (
 	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/dlq"
-	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/internal/kgolog"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
@@ -27,8 +26,10 @@ import (
 	"github.com/sinkd/sinkd/source/kafka"
 	"github.com/sinkd/sinkd/source/kinesis"
 	"github.com/sinkd/sinkd/store"
+	"github.com/sinkd/sinkd/writers"
 	"github.com/sinkd/sinkd/writers/opensearch"
 	"github.com/sinkd/sinkd/writers/parquetsink"
+	"github.com/sinkd/sinkd/writers/plugin"
 )
 
 // Version is set at build time (-ldflags "-X github.com/sinkd/sinkd/daemon.Version=…").
@@ -44,9 +45,9 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 		problems = append(problems, cfg.Problem(path, "%v", err))
 	}
 	// badTemplate reports every problem of a template, not only the first
-	// (see templateProblems).
+	// (see writers.TemplateProblems).
 	badTemplate := func(path, tmpl string, compile func(string) error, err error) {
-		for _, msg := range templateProblems(tmpl, s, compile, err) {
+		for _, msg := range writers.TemplateProblems(tmpl, s, compile, err) {
 			problems = append(problems, cfg.Problem(path, "%s", msg))
 		}
 	}
@@ -76,7 +77,7 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 		}
 		if oc := rc.OpenSearch; oc != nil && oc.URL != "" {
 			if r.id, err = buckets.CompileRaw(oc.ID, s, config.EventTime{Source: "broker"}, "UTC"); err != nil {
-				badTemplate(base+".opensearch.id", oc.ID, compileRaw(s), err)
+				badTemplate(base+".opensearch.id", oc.ID, writers.CompileRaw(s), err)
 			}
 			for j, tmpl := range append([]string{oc.Index}, oc.Fanout...) {
 				t, err := buckets.CompileRaw(tmpl, s, config.EventTime{Source: "broker"}, "UTC")
@@ -85,7 +86,7 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 					if j > 0 {
 						path = fmt.Sprintf("%s.opensearch.also_index[%d]", base, j-1)
 					}
-					badTemplate(path, tmpl, compileRaw(s), err)
+					badTemplate(path, tmpl, writers.CompileRaw(s), err)
 					continue
 				}
 				r.indexes = append(r.indexes, t)
@@ -102,6 +103,16 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 					r.version = f.Column
 				}
 			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(rc.Writers)) {
+			k, ok := writerKinds.Lookup(name)
+			if !ok {
+				problems = append(problems, cfg.Problem(base+".writers."+name, "unknown writer %q (this build has: %s)", name, writerKinds.Names()))
+				continue
+			}
+			settings := rc.Writers[name]
+			problems = append(problems, k.Check(&plugin.Route{Config: cfg, Index: i, Name: rc.Name, Settings: &settings, Schema: s})...)
+			r.plugins = append(r.plugins, k)
 		}
 		routes = append(routes, r)
 	}
@@ -162,7 +173,6 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		instance: instance,
 		epoch:    strconv.FormatInt(time.Now().UnixMilli(), 36),
 		owned:    map[record.PartitionID]*partState{},
-		applied:  map[string]bool{},
 		control:  make(chan func()),
 		batches:  make(chan batch, 2),
 		loopDone: make(chan struct{}),
@@ -204,38 +214,65 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 			if err != nil {
 				return nil, err
 			}
-			r.pq, err = parquetsink.New(writerCtx, parquetsink.Options{
+			w, err := parquetsink.New(writerCtx, parquetsink.Options{
 				Route: r.name, Config: *rc.Parquet, PartSize: cfg.S3.PartSize.Bytes(), Concurrency: cfg.S3.UploadConcurrency, SmallConcurrency: cfg.S3.CompleteConcurrency,
-				MaxOpenFiles: cfg.Memory.MaxOpenFiles, MaxEncoders: cfg.Memory.MaxEncoders, Routes: parquetRoutes, Schema: s.Parquet(), Store: st, Prefix: prefix,
+				MaxOpenFiles: cfg.Memory.MaxOpenFiles, MaxEncoders: cfg.Memory.MaxEncoders, Routes: parquetRoutes, Schema: s.Parquet(), Store: st, Destination: r.storeURL, Prefix: prefix,
 				Instance: instance, Epoch: p.epoch, CreatedBy: "sinkd version " + Version, Budget: p.budget, Spool: p.spool, Metrics: pm, Logger: log,
 			})
 			if err != nil {
 				return nil, err
 			}
+			r.dests = append(r.dests, parquetsink.NewRoute(w, r.path, p.writerDeadLetter))
 		}
 	}
 	mst, mprefix, err := openStore(cfg.Checkpoint.Store)
 	if err != nil {
 		return nil, err
 	}
-	p.mstore = checkpoint.Store{S: mst, Prefix: mprefix}
+	p.coord = &checkpoint.Coordinator{
+		Manifests: checkpoint.Store{S: mst, Prefix: mprefix}, Pipeline: cfg.Pipeline, Instance: instance, Epoch: p.epoch,
+		Committers:  checkpoint.Committers{checkpoint.KindMultipart: checkpoint.Multipart{Stores: p.stores}},
+		Concurrency: cfg.S3.CompleteConcurrency, Log: log,
+		Applied: func(e checkpoint.Entry) {
+			p.m.cpFiles.Inc()
+			p.m.cpBytes.Add(float64(e.Bytes))
+		},
+	}
 
 	p.dlq, err = dlq.Open(cfg.DLQ, dlq.Options{Pipeline: cfg.Pipeline, Version: Version, Registerer: labeled, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("dead-letter sink: %w", err)
 	}
 	for i, r := range routes {
+		for _, k := range r.plugins {
+			settings := cfg.Routes[i].Writers[k.Name]
+			w, err := k.New(ctx, &plugin.Route{
+				Config: cfg, Index: i, Name: r.name, Settings: &settings, Schema: s,
+				Background: writerCtx, Instance: instance, Epoch: p.epoch, Version: Version,
+				OpenStore: openStore, DeadLetter: p.writerDeadLetter, Registerer: labeled, Logger: log,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("writer %s (route %s): %w", k.Name, r.name, err)
+			}
+			r.dests = append(r.dests, w)
+		}
+	}
+	for i, r := range routes {
 		oc := cfg.Routes[i].OpenSearch
 		if oc == nil || oc.URL == "" {
 			continue
 		}
-		r.os, err = opensearch.New(*oc, p.openSearchDeadLetter, opensearch.WithMetrics(labeled), opensearch.WithLogger(log))
+		w, err := opensearch.New(*oc, opensearch.DocDeadLetter(p.writerDeadLetter), opensearch.WithMetrics(labeled), opensearch.WithLogger(log))
 		if err != nil {
 			return nil, fmt.Errorf("opensearch (route %s): %w", r.name, err)
 		}
-		if err := r.os.Start(ctx); err != nil {
+		if err := w.Start(ctx); err != nil {
 			return nil, fmt.Errorf("opensearch (route %s): %w", r.name, err)
 		}
+		r.dests = append(r.dests, opensearch.NewRoute(w, r.name, r.id, r.indexes, r.version, p.writerDeadLetter))
+	}
+	for _, r := range routes {
+		p.dests = append(p.dests, r.dests...)
 	}
 	if k := cfg.Source.Kinesis; k != nil {
 		p.backlogStreams = []string{k.Stream}
@@ -253,110 +290,6 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 func (p *Pipeline) openSearchDeadLetter(ctx context.Context, d opensearch.Doc, status int, errType, reason string) error {
 	return p.deadLetter(ctx, d.Rec, dlq.StageOpenSearch, errType, reason,
 		map[string]string{dlq.DetailIndex: d.Index, "id": d.ID, "status": strconv.Itoa(status)})
-}
-
-// recoverWithRetry retries recovery while the object store is unreachable or
-// slow: exiting would only turn an outage into a restart loop. /readyz stays
-// false meanwhile.
-func (p *Pipeline) recoverWithRetry(ctx context.Context) error {
-	// Exponential from 1s, capped at 30s, equal jitter (internal/backoff).
-	recoverBackoff := backoff.Policy{Base: time.Second, Max: 30 * time.Second}
-	for attempt := 0; ; attempt++ {
-		// An attempt runs to its end even after SIGTERM (it is bounded by the
-		// checkpoint timeout): a half-done recovery would only be redone.
-		err := p.recover(context.WithoutCancel(ctx))
-		if err == nil || ctx.Err() != nil {
-			return err
-		}
-		p.log.Warn("recovery failed; retrying", "attempt", attempt+1, "err", err)
-		if err := recoverBackoff.Wait(ctx, attempt); err != nil {
-			return err
-		}
-	}
-}
-
-// abortConcurrency bounds the orphaned uploads aborted at once in recovery.
-const abortConcurrency = 16
-
-// recover re-applies the newest manifest of this instance, then aborts every
-// in-progress upload of this instance that it does not commit: those are the
-// files that were open when the previous run died.
-func (p *Pipeline) recover(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.Checkpoint.Timeout.D())
-	defer cancel()
-	latest, err := p.mstore.Latest(ctx, p.instance)
-	if err != nil {
-		return fmt.Errorf("reading the last manifest: %w", err)
-	}
-	if latest != nil {
-		// Once applied, every upload of the manifest is a complete object,
-		// so an upload still listed as in progress (a store can leave one
-		// behind when a process dies inside CompleteMultipartUpload) is
-		// aborted below with the orphans.
-		if err := p.apply(ctx, latest); err != nil {
-			return err
-		}
-		p.seq = latest.Seq + 1
-		p.log.Info("recovered from manifest", "seq", latest.Seq, "uploads", len(latest.Uploads))
-	}
-	// Fence earlier runs before aborting their uploads: a dead run's
-	// manifest write still in flight (a slow store, a drain cut short) must
-	// not land after this recovery aborted what it lists. Taking the next
-	// seq first makes such a late write fail; if it landed first, the
-	// conditional write fails here and recovery starts over with it.
-	fence := &checkpoint.Manifest{
-		Pipeline: p.cfg.Pipeline, Instance: p.instance, Epoch: p.epoch, Seq: p.seq, Created: time.Now().UTC(),
-		Partitions: map[string]*checkpoint.PartitionState{},
-	}
-	if err := p.mstore.Write(ctx, fence); err != nil {
-		return fmt.Errorf("fencing earlier runs with manifest %d: %w", fence.Seq, err)
-	}
-	p.seq++
-	p.recoveredSeq = p.seq
-	aborted := 0
-	for url, st := range p.stores {
-		uploads, err := st.ListUploads(ctx, p.prefixes[url])
-		if err != nil {
-			return fmt.Errorf("listing uploads under %s: %w", url, err)
-		}
-		// A killed run can leave hundreds of open files, and the source
-		// joins its group only after recovery: aborting them one by one
-		// (tens of milliseconds each) delays the restart by seconds.
-		var (
-			wg    sync.WaitGroup
-			mu    sync.Mutex
-			first error
-			sem   = make(chan struct{}, abortConcurrency)
-		)
-		for _, u := range uploads {
-			inst, ok := parquetsink.InstanceOf(u.Key)
-			if !ok || inst != p.instance {
-				continue
-			}
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				err := st.AbortUpload(ctx, u.Key, u.UploadID)
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil && first == nil {
-					first = fmt.Errorf("aborting orphaned upload %s: %w", u.Key, err)
-				}
-				if err == nil {
-					aborted++
-				}
-			}()
-		}
-		wg.Wait()
-		if first != nil {
-			return first
-		}
-	}
-	if aborted > 0 {
-		p.log.Info("aborted uploads of files that were open when the previous run stopped", "count", aborted)
-	}
-	return nil
 }
 
 // newBudget is memory.budget with the source's fetch buffers set aside.

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -46,7 +47,20 @@ func (s *syncBuffer) String() string {
 // polled in the lost session ignored, and the partitions read again from the
 // last manifest when the group hands them back: each record is committed
 // exactly once, in the same process, without a restart.
-func TestLostSessionReplaysExactlyOnce(t *testing.T) {
+func TestLostSessionReplaysExactlyOnce(t *testing.T) { testLostSession(t, "") }
+
+// TestLostSessionReplaysExactlyOnceJSONLines: the same with the JSON-lines
+// writer beside Parquet on the route: its Discard must drop what it holds, and
+// its replay filter come back from the manifest, as the Parquet writer's do.
+func TestLostSessionReplaysExactlyOnceJSONLines(t *testing.T) {
+	testLostSession(t, `    writers:
+      jsonlines: {destination: "file://%s/lines", path: "v={vendor_id}", event_time: {source: processing}, max_file_age: 300ms}
+`)
+}
+
+// testLostSession runs the lost-session scenario; extraRoute (with %s for
+// the test's directory) adds a writer to the route.
+func testLostSession(t *testing.T, extraRoute string) {
 	const (
 		n     = 12_000
 		first = 2_000 // committed before the session is lost
@@ -121,9 +135,10 @@ routes:
       path: v={vendor_id}
       event_time: {source: processing}
       inactivity: 300ms
+%s
 checkpoint: {interval: 200ms}
 dlq: {file: %s/dlq.jsonl}
-`, strings.Join(cluster.ListenAddrs(), ","), dir, dir)
+`, strings.Join(cluster.ListenAddrs(), ","), dir, strings.ReplaceAll(extraRoute, "%s", dir), dir)
 	cfg, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
@@ -181,6 +196,17 @@ dlq: {file: %s/dlq.jsonl}
 	if len(ids) != n {
 		t.Errorf("%d distinct trips committed, want %d", len(ids), n)
 	}
+	if extraRoute != "" {
+		lines := committedLineIDs(t, dir)
+		for i := 0; i < n; i++ {
+			if c := lines[int64(i)]; c != 1 {
+				t.Errorf("trip %d committed in %d JSON lines", i, c)
+			}
+		}
+		if len(lines) != n {
+			t.Errorf("%d distinct trips in JSON lines, want %d", len(lines), n)
+		}
+	}
 	t.Logf("records read %d for %d produced", p.Stats().Records, n)
 }
 
@@ -211,6 +237,39 @@ func committedIDs(t *testing.T, dir string) map[int64]int {
 		}
 		for _, r := range rows {
 			ids[r.TripID]++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// committedLineIDs counts the trip ids in the committed JSON-lines files
+// under dir.
+func committedLineIDs(t *testing.T, dir string) map[int64]int {
+	t.Helper()
+	ids := map[int64]int{}
+	err := filepath.Walk(filepath.Join(dir, "lines"), func(path string, info os.FileInfo, err error) error {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		if err != nil || !strings.HasSuffix(path, ".jsonl") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, line := range bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n")) {
+			var v struct {
+				TripID int64 `json:"trip_id"`
+			}
+			if err := json.Unmarshal(line, &v); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			ids[v.TripID]++
 		}
 		return nil
 	})

@@ -61,17 +61,20 @@ checkpoint: {store: "file:///tmp/unused"}
 	}
 	r := routes[0]
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	r.os, err = opensearch.New(*cfg.Routes[0].OpenSearch, func(context.Context, opensearch.Doc, int, string, string) error {
+	ow, err := opensearch.New(*cfg.Routes[0].OpenSearch, func(context.Context, opensearch.Doc, int, string, string) error {
 		return fmt.Errorf("unexpected dead letter")
 	}, opensearch.WithMetrics(prometheus.NewRegistry()), opensearch.WithLogger(log))
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := r.os.Start(ctx); err != nil {
+	if err := ow.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
-	defer r.os.Close(ctx)
+	defer ow.Close(ctx)
+	w := opensearch.NewRoute(ow, r.name, r.id, r.indexes, r.version, func(context.Context, *record.Record, string, string, string, map[string]string) error {
+		return fmt.Errorf("unexpected dead letter")
+	})
 
 	const n = 50_000
 	g := taxi.NewGenerator(1, taxi.DefaultStart())
@@ -85,16 +88,16 @@ checkpoint: {store: "file:///tmp/unused"}
 			b.Fatal(err)
 		}
 	}
-	p := &Pipeline{now: time.Now()}
+	now := time.Now()
 	cpu := cpuTime()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := p.writeDoc(ctx, r, rows[i%n], &recs[i%n]); err != nil {
+		if err := w.Write(ctx, rows[i%n], &recs[i%n], now); err != nil {
 			b.Fatal(err)
 		}
 	}
-	if err := r.os.Flush(ctx); err != nil {
+	if err := ow.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()

@@ -156,11 +156,6 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, o options, s
 	if cerr := p.dlq.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
 		err = cerr
 	}
-	for _, r := range p.routes {
-		if r.os != nil {
-			_ = r.os.Close(context.WithoutCancel(ctx))
-		}
-	}
 	return err
 }
 

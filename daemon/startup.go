@@ -87,7 +87,7 @@ func exitCode(err error) int {
 // when ctx ends first (a SIGTERM while waiting has nothing to drain), or a
 // *fatalStartError.
 func awaitDependencies(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	deps := startupDependencies(cfg)
+	deps := startupDependencies(cfg, log)
 	if len(deps) == 0 {
 		return nil
 	}
@@ -250,7 +250,7 @@ func serveWaiting(cfg *config.Config, waiting func() []string) (func(), error) {
 // startupDependencies lists what cfg's pipeline needs at start besides its
 // source (awaitSource's): every S3 bucket, every OpenSearch cluster, the
 // Kinesis lease table.
-func startupDependencies(cfg *config.Config) []dependency {
+func startupDependencies(cfg *config.Config, log *slog.Logger) []dependency {
 	var deps []dependency
 	seen := map[string]bool{}
 	var urls []string
@@ -266,7 +266,7 @@ func startupDependencies(cfg *config.Config) []dependency {
 			continue // file:// stores are local; a bad URL is the pipeline's to report
 		}
 		seen["s3://"+u.Host] = true
-		deps = append(deps, s3Dependency(cfg.S3, raw, u.Host))
+		deps = append(deps, s3Dependency(cfg.S3, raw, u.Host, log))
 	}
 	for _, r := range cfg.Routes {
 		if o := r.OpenSearch; o.Enabled() && !seen[o.URL] {
@@ -275,7 +275,7 @@ func startupDependencies(cfg *config.Config) []dependency {
 		}
 	}
 	if k := cfg.Source.Kinesis; k != nil && k.LeaseTable != "" {
-		deps = append(deps, dynamoDBDependency(*k))
+		deps = append(deps, dynamoDBDependency(*k, log))
 	}
 	return deps
 }
@@ -300,7 +300,7 @@ func regionText(region string) string {
 // s3Dependency lists the bucket's in-progress uploads under a prefix that
 // holds none: the request recovery makes first, so the same permission,
 // and cheap.
-func s3Dependency(c config.S3, rawURL, bucket string) dependency {
+func s3Dependency(c config.S3, rawURL, bucket string, log *slog.Logger) dependency {
 	what := fmt.Sprintf("s3 bucket %s at %s (region %s)", bucket, endpointOrAWS(c.Endpoint), regionText(c.Region))
 	d := dependency{
 		what: what,
@@ -311,7 +311,7 @@ func s3Dependency(c config.S3, rawURL, bucket string) dependency {
 	d.probe = func(ctx context.Context) error {
 		if st == nil {
 			var err error
-			if st, prefix, err = store.Open(ctx, rawURL, c); err != nil {
+			if st, prefix, err = store.Open(ctx, rawURL, c, store.WithLogger(log)); err != nil {
 				return err
 			}
 		}
@@ -405,7 +405,7 @@ func openSearchDependency(o config.OpenSearch) dependency {
 
 // dynamoDBDependency describes the lease table: it need not exist (sinkd
 // creates it), but DynamoDB must answer and accept the credentials.
-func dynamoDBDependency(k config.Kinesis) dependency {
+func dynamoDBDependency(k config.Kinesis, log *slog.Logger) dependency {
 	what := fmt.Sprintf("dynamodb lease table %s at %s (region %s)", k.LeaseTable, endpointOrAWS(k.DynamoDBEndpoint), regionText(k.Region))
 	d := dependency{
 		what: what,
@@ -414,7 +414,7 @@ func dynamoDBDependency(k config.Kinesis) dependency {
 	var db *dynamodb.Client
 	d.probe = func(ctx context.Context) error {
 		if db == nil {
-			o := awsconf.Options{Region: k.Region, Timeout: probeTimeout}
+			o := awsconf.Options{Region: k.Region, Timeout: probeTimeout, Logger: log}
 			if k.Endpoint != "" || k.DynamoDBEndpoint != "" {
 				o.DefaultRegion = awsconf.EmulatorRegion
 			}

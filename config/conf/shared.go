@@ -99,3 +99,39 @@ func KafkaSecurity(t TLS, s SASL) Issues {
 	}
 	return c.Issues()
 }
+
+// EventTime says where a record's event time comes from: a payload field, the
+// broker timestamp ("broker") or the wall clock ("processing", at-least-once).
+// Bucket templates and the Parquet writer's block share it.
+type EventTime struct {
+	Field  string `yaml:"field"`
+	Source string `yaml:"source"` // field | broker | processing
+}
+
+// Condition selects the records a route takes: Field's value is one of In.
+type Condition struct {
+	Field string     `yaml:"field"`
+	In    StringList `yaml:"in"`
+}
+
+// EditDistance is the Levenshtein distance between a and b, for "did you
+// mean" suggestions.
+func EditDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -31,12 +31,8 @@ type Config struct {
 	Inactivity     conf.Duration `yaml:"inactivity"`
 }
 
-// EventTime says where a record's event time comes from: a payload field, the
-// broker timestamp ("broker") or the wall clock ("processing", at-least-once).
-type EventTime struct {
-	Field  string `yaml:"field"`
-	Source string `yaml:"source"` // field | broker | processing
-}
+// EventTime is shared with the bucket templates (config/conf).
+type EventTime = conf.EventTime
 
 // Defaults, listed in this package's README and config/README.md (a test
 // keeps both in step with these). file_prefix defaults to the route's name.

@@ -40,7 +40,7 @@ var duckdbCodecs = map[string]string{"snappy": "SNAPPY", "zstd": "ZSTD", "gzip":
 
 // writtenCodec is what one codec's writer produced.
 type writtenCodec struct {
-	uploads   []checkpoint.Upload
+	uploads   []checkpoint.Entry
 	rowGroups int64 // row groups the writer reports it built
 }
 
@@ -178,7 +178,7 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) int64 {
 
 // checkUploads makes sure the write exercised what the test is about: a
 // bucket rolled into several files, and a file made of several parts.
-func checkUploads(t *testing.T, uploads []checkpoint.Upload) {
+func checkUploads(t *testing.T, uploads []checkpoint.Entry) {
 	t.Helper()
 	perBucket := map[string]int{}
 	maxParts := 0

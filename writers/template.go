@@ -1,29 +1,44 @@
-package daemon
+package writers
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/sinkd/sinkd/buckets"
-	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/config/conf"
+	"github.com/sinkd/sinkd/dlq"
+	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
 )
 
-// compileRaw compiles OpenSearch index and id templates the way the pipeline does.
-func compileRaw(s *schema.Schema) func(string) error {
+// TemplateFailure dead-letters a record one of a route's templates cannot
+// render (a field it needs is missing, say); what names the template.
+func TemplateFailure(ctx context.Context, dl DeadLetter, rec *record.Record, err error, routeName, what string) error {
+	class := "other"
+	var be *buckets.Error
+	if errors.As(err, &be) {
+		class = be.Class
+	}
+	return dl(ctx, rec, string(dlq.StageBucket), class, err.Error(), map[string]string{"route": routeName, "template": what})
+}
+
+// CompileRaw compiles OpenSearch index and id templates the way the pipeline does.
+func CompileRaw(s *schema.Schema) func(string) error {
 	return func(t string) error {
-		_, err := buckets.CompileRaw(t, s, config.EventTime{Source: "broker"}, "UTC")
+		_, err := buckets.CompileRaw(t, s, conf.EventTime{Source: "broker"}, "UTC")
 		return err
 	}
 }
 
-// templateProblems turns the failure of a template into every problem it
+// TemplateProblems turns the failure of a template into every problem it
 // has. The template compiler stops at its first problem; here each
 // placeholder is compiled on its own, so that one run of `sinkd validate`
 // lists them all, and an unknown field name gets the closest schema field as
 // a suggestion. When no placeholder fails alone (an unbalanced brace, say),
 // the compiler's own error is the one problem.
-func templateProblems(tmpl string, s *schema.Schema, compile func(string) error, whole error) []string {
+func TemplateProblems(tmpl string, s *schema.Schema, compile func(string) error, whole error) []string {
 	var out []string
 	for i := 0; i < len(tmpl); i++ {
 		if tmpl[i] != '{' {
@@ -64,7 +79,7 @@ func templateProblems(tmpl string, s *schema.Schema, compile func(string) error,
 func closestField(name string, s *schema.Schema) string {
 	best, bestDist := "", max(2, len(name)/3)+1
 	for _, f := range s.Fields() {
-		if d := config.EditDistance(strings.ToLower(name), strings.ToLower(f.Name)); d < bestDist {
+		if d := conf.EditDistance(strings.ToLower(name), strings.ToLower(f.Name)); d < bestDist {
 			best, bestDist = f.Name, d
 		}
 	}

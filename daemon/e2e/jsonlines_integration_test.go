@@ -1,0 +1,164 @@
+//go:build integration
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+)
+
+// jsonLinesRoute adds the registered JSON-lines writer to the trips route,
+// beside its Parquet destination: the writer added through the registry
+// must keep the same exactly-once promise as the built-in one.
+func (h *harness) jsonLinesRoute() {
+	h.extraRoute = fmt.Sprintf(`    writers:
+      jsonlines:
+        destination: s3://%s/%slines
+        path: type={type}
+        event_time: {field: pickup_datetime}
+        target_file_size: 12MiB
+        max_file_age: 6s
+        max_open_files: 8
+`, h.env.S3Bucket, h.prefix)
+}
+
+// TestJSONLinesCrashExactlyOnce: as TestCrashExactlyOnce, with the
+// JSON-lines writer beside Parquet on the same route: sinkd is SIGKILLed at
+// random moments, some inside a checkpoint; every trip's original bytes must
+// end up in exactly one line of one committed JSON-lines file (and in
+// exactly one Parquet row).
+func TestJSONLinesCrashExactlyOnce(t *testing.T) {
+	h := newHarness(t, "jsonl")
+	h.targetFile = "2MiB"
+	h.fileAge = "1500ms"
+	h.static = true
+	h.jsonLinesRoute()
+	produced := h.produceAsync(120_000, 4, 0, 43, 5000)
+	seed := time.Now().UnixNano()
+	t.Logf("kill schedule seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 11))
+	const kills = 6
+	inCheckpoint := 0
+	for i := 0; i < kills; i++ {
+		p := h.start("jsonl-1")
+		if i%3 == 1 {
+			if p.waitLine("manifest written", time.Minute) {
+				time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
+				inCheckpoint++
+			}
+		} else {
+			time.Sleep(time.Duration(1500+rng.IntN(4000)) * time.Millisecond)
+		}
+		if p.exited() {
+			t.Fatalf("sinkd exited by itself before kill %d: %v; log tail:\n%s", i+1, p.err, tail(p.logFile.Name(), 15))
+		}
+		p.kill(t)
+	}
+	if inCheckpoint < 1 {
+		t.Fatalf("no kill landed inside a checkpoint")
+	}
+	commits, files, aborted, recoveries := h.logCounts("jsonl-1")
+	t.Logf("%d SIGKILLs, %d inside a checkpoint; before the last run: %d checkpoints committed %d files, %d recoveries, %d open uploads aborted",
+		kills, inCheckpoint, commits, files, recoveries, aborted)
+	if commits < 3 || aborted < 1 || recoveries < 3 {
+		t.Fatalf("the killed runs did too little work to prove anything")
+	}
+	produced()
+	h.finalRun("jsonl-1", 5*time.Minute) // verifies the Parquet side and that no upload is left
+	h.verifyLines()
+}
+
+// verifyLines checks that every good input is exactly one line of the
+// committed JSON-lines files, byte for byte.
+func (h *harness) verifyLines() {
+	h.t.Helper()
+	ctx := context.Background()
+	st, prefix := h.store()
+	keys, err := st.List(ctx, prefix+"lines/")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	seen := map[int64]string{}
+	files, dups, mismatches, multipart := 0, 0, 0, 0
+	for _, key := range keys {
+		if !strings.HasSuffix(key, ".jsonl") {
+			continue
+		}
+		files++
+		body, err := st.Get(ctx, key)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if len(body) > 5<<20 {
+			multipart++
+		}
+		for _, line := range bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n")) {
+			var v struct {
+				TripID int64 `json:"trip_id"`
+			}
+			if err := json.Unmarshal(line, &v); err != nil {
+				h.t.Fatalf("%s: a line is not JSON: %v: %.200s", key, err, line)
+			}
+			if prev, ok := seen[v.TripID]; ok {
+				dups++
+				if dups < 5 {
+					h.t.Errorf("trip_id %d is in %s and in %s", v.TripID, prev, key)
+				}
+				continue
+			}
+			seen[v.TripID] = key
+			if in, ok := h.inputs[v.TripID]; !ok || !bytes.Equal(in, line) {
+				mismatches++
+				if mismatches < 5 {
+					h.t.Errorf("trip_id %d in %s: line differs from its input", v.TripID, key)
+				}
+			}
+		}
+	}
+	missing := 0
+	for id := range h.inputs {
+		if _, ok := seen[id]; !ok {
+			missing++
+			if missing < 5 {
+				h.t.Errorf("trip_id %d is in no committed JSON-lines file", id)
+			}
+		}
+	}
+	h.t.Logf("verified %d committed JSON-lines files (%d of more than one part): %d lines for %d good inputs; %d missing, %d duplicated, %d differing",
+		files, multipart, len(seen), len(h.inputs), missing, dups, mismatches)
+	if missing+dups+mismatches > 0 {
+		h.t.Fatalf("exactly-once violated in JSON lines: %d missing, %d duplicated, %d differing", missing, dups, mismatches)
+	}
+}
+
+// TestJSONLinesRebalanceExactlyOnce: as TestRebalanceExactlyOnce, with the
+// JSON-lines writer beside Parquet: partitions handed over at a join and
+// taken from a killed instance must leave every trip in exactly one line.
+func TestJSONLinesRebalanceExactlyOnce(t *testing.T) {
+	h := newHarness(t, "jsonlrb")
+	h.jsonLinesRoute()
+	produced := h.produceAsync(120_000, 6, 0, 44, 5000)
+	a, b := h.start("jrb-a"), h.start("jrb-b")
+	time.Sleep(6 * time.Second)
+	c := h.start("jrb-c")
+	time.Sleep(8 * time.Second)
+	a.kill(t)
+	produced()
+	b.waitRunning(t)
+	c.waitRunning(t)
+	h.waitDrained(5*time.Minute, b, c)
+	b.stop(t, time.Minute)
+	c.stop(t, time.Minute)
+	// The killed instance's open files are its own to abort.
+	a2 := h.start("jrb-a")
+	a2.waitRunning(t)
+	a2.stop(t, time.Minute)
+	h.verify("trips")
+	h.verifyLines()
+}
