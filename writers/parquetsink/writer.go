@@ -206,7 +206,7 @@ type upload struct {
 	parts   []store.Part
 	bytes   int64
 	err     error
-	wg      sync.WaitGroup
+	wg      inflight
 }
 
 // partBuffer collects encoded bytes until they make a part.
@@ -1065,16 +1065,9 @@ func (w *Writer) OpenFiles() int { return len(w.files) }
 // Pending reports how many closed files wait for a checkpoint.
 func (w *Writer) Pending() int { return len(w.closing) }
 
-func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// waitGroup waits for a file's part uploads until ctx ends, starting no
+// goroutine (see inflight).
+func waitGroup(ctx context.Context, wg *inflight) error { return wg.wait(ctx) }
 
 // InstanceOf returns the instance a data file key belongs to, from its name
 // <prefix>.<instance>.<epoch>.<seq>.parquet; ok is false for other keys.
