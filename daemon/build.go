@@ -22,6 +22,7 @@ import (
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/schema/registry"
+	"github.com/sinkd/sinkd/source"
 	"github.com/sinkd/sinkd/source/kafka"
 	"github.com/sinkd/sinkd/source/kinesis"
 	"github.com/sinkd/sinkd/store"
@@ -117,22 +118,34 @@ func Check(cfg *config.Config) error {
 // options are for tests and the demo.
 type options struct {
 	kafkaOpts []kgo.Opt
+	// afterStep, when set, runs after each construction step of newPipeline
+	// with the step's name; an error it returns fails the construction
+	// there (tests prove that every earlier step is then closed).
+	afterStep func(step string) error
 }
+
+func (o options) step(name string) error {
+	if o.afterStep == nil {
+		return nil
+	}
+	return o.afterStep(name)
+}
+
+// closeTimeout bounds closing what a pipeline that never ran has started:
+// nothing is buffered then, so this only caps a peer that does not answer.
+const closeTimeout = 10 * time.Second
 
 // newPipeline builds the pipeline and recovers: it re-applies this instance's
 // newest manifest and aborts the uploads of its earlier runs that no manifest
-// commits. Sources connect last.
-func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg *prometheus.Registry, o options) (*Pipeline, error) {
+// commits. Sources connect last. When a step fails, everything the earlier
+// steps started is closed before it returns.
+func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg *prometheus.Registry, o options) (_ *Pipeline, err error) {
 	if cfg.Source.Kafka == nil && cfg.Source.Kinesis == nil {
 		return nil, errors.New("no source configured")
 	}
 	s, dec, err := openSchema(ctx, cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("schema: %w", err)
-	}
-	routes, err := compileRoutes(cfg, s)
-	if err != nil {
-		return nil, err
 	}
 	instance := unsafeInstance.ReplaceAllString(cfg.InstanceID, "-")
 	// Every series carries the pipeline's name, so that two pipelines on
@@ -144,7 +157,6 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		reg:      reg,
 		m:        newMetrics(labeled, Version),
 		dec:      dec,
-		routes:   routes,
 		budget:   newBudget(cfg),
 		stores:   map[string]store.Store{},
 		prefixes: map[string]string{},
@@ -159,6 +171,19 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		ready:    make(chan struct{}),
 		now:      time.Now(),
 	}
+	defer func() {
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+			defer cancel()
+			p.closeBuilt(cctx)
+		}
+	}()
+	if err := o.step("schema"); err != nil {
+		return nil, err
+	}
+	if p.routes, err = compileRoutes(cfg, s); err != nil {
+		return nil, err
+	}
 	openStore := func(url string) (store.Store, string, error) {
 		if st, ok := p.stores[url]; ok {
 			return st, p.prefixes[url], nil
@@ -171,11 +196,15 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		return st, prefix, nil
 	}
 	pm := parquetsink.NewMetrics(labeled, p.budget)
-	p.spool, err = parquetsink.OpenSpool(cfg.Memory.SpoolDir, cfg.Pipeline, instance, p.epoch, cfg.Memory.SpoolBudget.Bytes())
+	spool, err := parquetsink.OpenSpool(cfg.Memory.SpoolDir, cfg.Pipeline, instance, p.epoch, cfg.Memory.SpoolBudget.Bytes())
 	if err != nil {
 		return nil, err
 	}
+	p.spool = spool
 	p.spool.Register(labeled)
+	if err := o.step("spool"); err != nil {
+		return nil, err
+	}
 	// Uploads must outlive the run context: the drain after SIGTERM still
 	// needs them. Run cancels this context when it is done.
 	writerCtx, stopWriters := context.WithCancel(context.WithoutCancel(ctx))
@@ -186,7 +215,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 			parquetRoutes++
 		}
 	}
-	for i, r := range routes {
+	for i, r := range p.routes {
 		rc := cfg.Routes[i]
 		if rc.Parquet != nil {
 			st, prefix, err := openStore(rc.Parquet.Destination)
@@ -201,6 +230,9 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 			if err != nil {
 				return nil, err
 			}
+			if err := o.step("parquet " + r.name); err != nil {
+				return nil, err
+			}
 		}
 	}
 	mst, mprefix, err := openStore(cfg.Checkpoint.Store)
@@ -208,35 +240,102 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		return nil, err
 	}
 	p.mstore = checkpoint.Store{S: mst, Prefix: mprefix}
+	if err := o.step("checkpoint store"); err != nil {
+		return nil, err
+	}
 
-	p.dlq, err = dlq.Open(cfg.DLQ, dlq.Options{Pipeline: cfg.Pipeline, Version: Version, Registerer: labeled, Logger: log})
-	if err != nil {
+	if p.dlq, err = dlq.Open(ctx, cfg.DLQ, dlq.Options{Pipeline: cfg.Pipeline, Version: Version, Registerer: labeled, Logger: log}); err != nil {
 		return nil, fmt.Errorf("dead-letter sink: %w", err)
 	}
-	for i, r := range routes {
+	if err := o.step("dead letters"); err != nil {
+		return nil, err
+	}
+	for i, r := range p.routes {
 		oc := cfg.Routes[i].OpenSearch
 		if oc == nil || oc.URL == "" {
 			continue
 		}
-		r.os, err = opensearch.New(*oc, p.openSearchDeadLetter, opensearch.WithMetrics(labeled), opensearch.WithLogger(log))
+		w, err := opensearch.New(ctx, *oc, p.openSearchDeadLetter, opensearch.WithMetrics(labeled), opensearch.WithLogger(log))
 		if err != nil {
 			return nil, fmt.Errorf("opensearch (route %s): %w", r.name, err)
 		}
-		if err := r.os.Start(ctx); err != nil {
+		r.os = w // closed with the rest if it does not start
+		if err := w.Start(ctx); err != nil {
 			return nil, fmt.Errorf("opensearch (route %s): %w", r.name, err)
 		}
+		if err := o.step("opensearch " + r.name); err != nil {
+			return nil, err
+		}
 	}
+	// Assigned only on success: a typed nil in the interface would look
+	// like a source to close.
+	var src source.Source
 	if k := cfg.Source.Kinesis; k != nil {
 		p.backlogStreams = []string{k.Stream}
-		p.src, err = kinesis.New(ctx, k, instance, p, log, kinesis.WithRegisterer(labeled))
+		var ks *kinesis.Source
+		if ks, err = kinesis.New(ctx, k, instance, p, log, kinesis.WithRegisterer(labeled)); err == nil {
+			src = ks
+		}
 	} else {
 		p.backlogStreams = append([]string(nil), cfg.Source.Kafka.Topics...)
-		p.src, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, append([]kgo.Opt{kgo.WithLogger(kgolog.New(log))}, o.kafkaOpts...)...)
+		var ks *kafka.Source
+		if ks, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, append([]kgo.Opt{kgo.WithLogger(kgolog.New(log))}, o.kafkaOpts...)...); err == nil {
+			src = ks
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
+	p.src = src
+	if err := o.step("source"); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// closeBuilt closes what newPipeline started, newest first, for a pipeline
+// that will never run: a later construction step failed, or what serves it
+// could not start. (Run closes the source, the Parquet writers and the spool
+// itself; closeSinks the rest.) It is safe on a partly built pipeline.
+func (p *Pipeline) closeBuilt(ctx context.Context) {
+	if p.src != nil {
+		p.src.Close()
+	}
+	if p.stopWriters != nil {
+		p.stopWriters()
+	}
+	for _, r := range p.routes {
+		if r.pq != nil {
+			r.pq.Close()
+		}
+	}
+	if p.spool != nil {
+		if err := p.spool.Close(); err != nil {
+			p.log.Warn("removing the spool directory failed", "err", err)
+		}
+	}
+	_ = p.closeSinks(ctx)
+}
+
+// closeSinks closes what Run does not: the OpenSearch writers (flushing what
+// they hold), the dead-letter sink and the schema registry's connections. It
+// returns the dead-letter sink's error: letters it could not make durable.
+func (p *Pipeline) closeSinks(ctx context.Context) error {
+	for _, r := range p.routes {
+		if r.os != nil {
+			if err := r.os.Close(ctx); err != nil {
+				p.log.Warn("closing the OpenSearch writer", "route", r.name, "err", err)
+			}
+		}
+	}
+	var err error
+	if p.dlq != nil {
+		err = p.dlq.Close(ctx)
+	}
+	if c, ok := p.dec.(interface{ Close() }); ok {
+		c.Close()
+	}
+	return err
 }
 
 func (p *Pipeline) openSearchDeadLetter(ctx context.Context, d opensearch.Doc, status int, errType, reason string) error {
@@ -382,6 +481,9 @@ type avroDecoder struct {
 	in  *registry.AvroInput
 	log *slog.Logger
 }
+
+// Close releases the registry client's connections.
+func (a *avroDecoder) Close() { a.in.Close() }
 
 // Decode waits out registry outages: the pipeline stops reading rather than
 // dead-letter good records or exit.

@@ -110,7 +110,7 @@ type signer struct {
 	service string
 }
 
-func newAPI(cfg config.OpenSearch, o options, m *metrics) (*api, error) {
+func newAPI(ctx context.Context, cfg config.OpenSearch, o options, m *metrics) (*api, error) {
 	a := &api{base: strings.TrimSuffix(cfg.URL, "/"), user: cfg.Username, password: cfg.Password}
 	hc := &http.Client{}
 	var next http.RoundTripper
@@ -140,7 +140,7 @@ func newAPI(cfg config.OpenSearch, o options, m *metrics) (*api, error) {
 		hc.Timeout = cfg.Timeout.D()
 	}
 	if cfg.SigV4 != nil {
-		s, err := newSigner(*cfg.SigV4)
+		s, err := newSigner(ctx, *cfg.SigV4)
 		if err != nil {
 			return nil, err
 		}
@@ -188,7 +188,7 @@ func requestRetryReason(resp *http.Response) string {
 	return "http_5xx"
 }
 
-func newSigner(cfg config.SigV4) (*signer, error) {
+func newSigner(ctx context.Context, cfg config.SigV4) (*signer, error) {
 	if cfg.Service != "es" && cfg.Service != "aoss" {
 		return nil, fmt.Errorf("opensearch: sigv4 service %q is not es or aoss", cfg.Service)
 	}
@@ -196,7 +196,7 @@ func newSigner(cfg config.SigV4) (*signer, error) {
 	if cfg.Region != "" {
 		opts = append(opts, awsconfig.WithRegion(cfg.Region))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
@@ -213,6 +213,15 @@ type roundTripper struct {
 	next    http.RoundTripper
 	signer  *signer
 	metrics *metrics
+}
+
+// CloseIdleConnections passes on what http.Client.CloseIdleConnections asks:
+// without it, closing the writer would leave its idle connections (and their
+// goroutines) open.
+func (rt *roundTripper) CloseIdleConnections() {
+	if c, ok := rt.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {

@@ -147,7 +147,7 @@ func startWriter(t *testing.T, c *cluster, cfg config.OpenSearch, dl *deadLetter
 	cfg.URL = c.url
 	reg := prometheus.NewRegistry()
 	opts = append([]Option{WithMetrics(reg), WithRetryBackoff(5*time.Millisecond, 200*time.Millisecond)}, opts...)
-	w, err := New(cfg, dl.record, opts...)
+	w, err := New(context.Background(), cfg, dl.record, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
