@@ -131,6 +131,10 @@ func (o options) step(name string) error {
 	return o.afterStep(name)
 }
 
+// errNeverRan answers group callbacks of a pipeline closed before it ran:
+// it holds nothing to hand over, and its partitions' last commit stands.
+var errNeverRan = errors.New("the pipeline was closed before it ran")
+
 // closeTimeout bounds closing what a pipeline that never ran has started:
 // nothing is buffered then, so this only caps a peer that does not answer.
 const closeTimeout = 10 * time.Second
@@ -169,6 +173,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		loopDone: make(chan struct{}),
 		fatal:    make(chan error, 1),
 		ready:    make(chan struct{}),
+		neverRan: make(chan struct{}),
 		now:      time.Now(),
 	}
 	defer func() {
@@ -298,6 +303,9 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 // could not start. (Run closes the source, the Parquet writers and the spool
 // itself; closeSinks the rest.) It is safe on a partly built pipeline.
 func (p *Pipeline) closeBuilt(ctx context.Context) {
+	// The source may own partitions already: leaving the group calls back,
+	// and nothing may be committed by a pipeline that never recovered.
+	close(p.neverRan)
 	if p.src != nil {
 		p.src.Close()
 	}

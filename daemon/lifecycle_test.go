@@ -1,0 +1,206 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.uber.org/goleak"
+
+	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/writers/opensearch/osfake"
+)
+
+// lifecycleEnv is what a lifecycle test builds a pipeline against: an
+// embedded broker, an OpenSearch (osfake) on loopback, and a directory for
+// the lake, the dead letters and the spool.
+type lifecycleEnv struct {
+	dir, spool, dlq string
+	cfg             func(t *testing.T, replace ...string) *config.Config
+}
+
+func newLifecycleEnv(t *testing.T) *lifecycleEnv {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "life"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	search := httptest.NewServer(osfake.New())
+	t.Cleanup(search.Close)
+	e := &lifecycleEnv{dir: t.TempDir()}
+	e.spool = filepath.Join(e.dir, "spool")
+	e.dlq = filepath.Join(e.dir, "dead-letters.jsonl")
+	t.Setenv("SINKD_DEMO_DIR", e.dir)
+	t.Setenv("SINKD_KAFKA_BROKERS", strings.Join(cluster.ListenAddrs(), ","))
+	t.Setenv("SINKD_KAFKA_TOPIC", "life")
+	t.Setenv("SINKD_OPENSEARCH_URL", search.URL)
+	t.Setenv("SINKD_HTTP_ADDR", "127.0.0.1:0")
+	e.cfg = func(t *testing.T, replace ...string) *config.Config {
+		t.Helper()
+		yaml := string(opsDemoConfig(t))
+		replace = append([]string{"budget: 128MiB", "budget: 128MiB\n  spool_dir: " + e.spool}, replace...)
+		for i := 0; i+1 < len(replace); i += 2 {
+			if !strings.Contains(yaml, replace[i]) {
+				t.Fatalf("the demo configuration no longer contains %q", replace[i])
+			}
+			yaml = strings.Replace(yaml, replace[i], replace[i+1], 1)
+		}
+		cfg, err := config.Parse("lifecycle.yaml", []byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	return e
+}
+
+// assertAllClosed fails unless everything a pipeline started is gone: no
+// goroutine beyond those running before (connections, writers, the source's
+// client), no spool directory, no descriptor on the dead-letter file.
+func (e *lifecycleEnv) assertAllClosed(t *testing.T, before goleak.Option) {
+	t.Helper()
+	if err := goleak.Find(before); err != nil {
+		t.Errorf("goroutines left behind: %v", err)
+	}
+	if left, _ := os.ReadDir(e.spool); len(left) > 0 {
+		names := make([]string, 0, len(left))
+		for _, d := range left {
+			names = append(names, d.Name())
+		}
+		t.Errorf("spool directory left behind: %v", names)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(target, e.dir) {
+			t.Errorf("file still open: %s", target)
+		}
+	}
+}
+
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// TestNewPipelineClosesEarlierStepsOnFailure: whichever construction step
+// fails, everything the earlier steps started (the spool, the Parquet
+// writers, the dead-letter sink, the OpenSearch writer and its connections,
+// the source's client) is closed before newPipeline returns.
+func TestNewPipelineClosesEarlierStepsOnFailure(t *testing.T) {
+	e := newLifecycleEnv(t)
+	before := goleak.IgnoreCurrent()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// Every step, in order, from a construction that succeeds.
+	var steps []string
+	p, err := newPipeline(ctx, e.cfg(t), quietLog, prometheus.NewRegistry(), options{afterStep: func(step string) error {
+		steps = append(steps, step)
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.closeBuilt(ctx)
+	e.assertAllClosed(t, before)
+	want := []string{"schema", "spool", "parquet by-location", "parquet by-type", "checkpoint store", "dead letters", "opensearch by-type", "source"}
+	if !slices.Equal(steps, want) {
+		t.Fatalf("construction steps %v, want %v", steps, want)
+	}
+
+	injected := errors.New("injected failure")
+	for _, failAt := range steps {
+		t.Run("after "+failAt, func(t *testing.T) {
+			var ran []string
+			p, err := newPipeline(ctx, e.cfg(t), quietLog, prometheus.NewRegistry(), options{afterStep: func(step string) error {
+				ran = append(ran, step)
+				if step == failAt {
+					return injected
+				}
+				return nil
+			}})
+			if !errors.Is(err, injected) || p != nil {
+				t.Fatalf("newPipeline = %v, %v; want the injected failure", p, err)
+			}
+			if ran[len(ran)-1] != failAt {
+				t.Fatalf("construction went on after the failure: %v", ran)
+			}
+			e.assertAllClosed(t, before)
+		})
+	}
+
+	// Failures of the steps themselves, against real endpoints.
+	closedPort := freeAddr(t)
+	for _, tt := range []struct {
+		name    string
+		replace []string
+		want    string
+	}{
+		{"dead-letter file in a missing directory", []string{"file: ${SINKD_DEMO_DIR:-/tmp/sinkd-demo}/dead-letters.jsonl", "file: " + filepath.Join(e.dir, "missing", "dl.jsonl")}, "dead-letter sink"},
+		{"OpenSearch not answering", []string{"url: ${SINKD_OPENSEARCH_URL}", "url: http://" + closedPort + "\n      max_retries: 0"}, "opensearch"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := newPipeline(ctx, e.cfg(t, tt.replace...), quietLog, prometheus.NewRegistry(), options{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				p.closeBuilt(ctx)
+				t.Fatalf("newPipeline: %v, want an error about %q", err, tt.want)
+			}
+			e.assertAllClosed(t, before)
+		})
+	}
+}
+
+// TestListenFailureClosesEverything: when the HTTP address is taken, run
+// fails with that error at once and closes the pipeline it had built,
+// without running it.
+func TestListenFailureClosesEverything(t *testing.T) {
+	e := newLifecycleEnv(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	before := goleak.IgnoreCurrent()
+	for _, key := range []string{"http.addr", "http.admin.addr"} {
+		t.Run(key, func(t *testing.T) {
+			replace := []string{"addr: ${SINKD_HTTP_ADDR:-127.0.0.1:9464}", "addr: " + taken.Addr().String()}
+			if key == "http.admin.addr" {
+				replace[1] = "addr: 127.0.0.1:0\n  admin:\n    addr: " + taken.Addr().String()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			err := run(ctx, e.cfg(t, replace...), quietLog, options{}, func(*Pipeline) { t.Error("the pipeline ran") })
+			if err == nil || !strings.Contains(err.Error(), key) {
+				t.Fatalf("run: %v, want the %s error", err, key)
+			}
+			e.assertAllClosed(t, before)
+		})
+	}
+}
+
+// TestRunClosesEverythingAfterDrain: a run that starts, gets ready and is
+// stopped drains and leaves nothing running behind.
+func TestRunClosesEverythingAfterDrain(t *testing.T) {
+	e := newLifecycleEnv(t)
+	before := goleak.IgnoreCurrent()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, stop, done := startRun(ctx, t, e.cfg(t), quietLog)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	e.assertAllClosed(t, before)
+}
