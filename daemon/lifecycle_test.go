@@ -3,14 +3,18 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/taxi"
 	"github.com/sinkd/sinkd/writers/opensearch/osfake"
 )
 
@@ -203,4 +208,117 @@ func TestRunClosesEverythingAfterDrain(t *testing.T) {
 		t.Fatalf("drain: %v", err)
 	}
 	e.assertAllClosed(t, before)
+}
+
+// stallingSearch is osfake behind a switch: once stall is set, bulk
+// requests hang until the client gives up (a cluster that stopped answering
+// writes, the way a drain can get stuck).
+type stallingSearch struct {
+	next    http.Handler
+	stall   atomic.Bool
+	stalled atomic.Int64
+	release chan struct{}
+}
+
+func (s *stallingSearch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.stall.Load() && strings.Contains(r.URL.Path, "_bulk") {
+		s.stalled.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-s.release:
+		}
+		return
+	}
+	s.next.ServeHTTP(w, r)
+}
+
+// TestHardStop: a drain that cannot finish (OpenSearch stops answering
+// writes) ends hard, with exit code 1 and no final checkpoint, either on a
+// second SIGTERM at once, or on its own once it outlives
+// shutdown.drain_timeout by drainOverrun; nothing exits from a goroutine, so
+// the process reports how it ended.
+func TestHardStop(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		drain  time.Duration
+		second bool
+		log    string
+		within time.Duration // from the first SIGTERM
+	}{
+		{"second signal", time.Minute, true, "second signal: exiting now without a final checkpoint", 10 * time.Second},
+		{"drain outlives its timeout", 2 * time.Second, false, "drain timed out: exiting without a final checkpoint", 2*time.Second + drainOverrun + 10*time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "hard"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(cluster.Close)
+			search := &stallingSearch{next: osfake.New(), release: make(chan struct{})}
+			srv := httptest.NewServer(search)
+			t.Cleanup(srv.Close)
+			t.Cleanup(func() { close(search.release) })
+			dir := t.TempDir()
+			cfgPath := filepath.Join(dir, "sinkd.yaml")
+			yaml := string(opsDemoConfig(t)) + fmt.Sprintf("\nshutdown:\n  drain_timeout: %s\n", tt.drain)
+			if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			addr := freeAddr(t)
+			env := []string{"SINKD_KAFKA_BROKERS=" + strings.Join(cluster.ListenAddrs(), ","), "SINKD_KAFKA_TOPIC=hard",
+				"SINKD_DEMO_DIR=" + dir, "SINKD_HTTP_ADDR=" + addr, "SINKD_OPENSEARCH_URL=" + srv.URL}
+			p := startSinkd(t, env, "run", cfgPath)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			waitFor(ctx, t, "/readyz", func() bool { return status("http://"+addr+"/readyz") == 200 || p.exited() })
+			if p.exited() {
+				t.Fatalf("sinkd exited %d before it was ready", p.code)
+			}
+
+			search.stall.Store(true)
+			sink, err := taxi.NewKafkaSink(ctx, cluster.ListenAddrs(), "hard", 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := taxi.WriteTopic(ctx, sink, taxi.NewGenerator(9, taxi.DefaultStart()), 500, 0); err != nil {
+				t.Fatal(err)
+			}
+			sink.Close()
+			waitFor(ctx, t, "a bulk request hanging", func() bool { return search.stalled.Load() > 0 || p.exited() })
+
+			p.signal(t, syscall.SIGTERM)
+			began := time.Now()
+			waitFor(ctx, t, "the drain to begin", func() bool {
+				return strings.Contains(p.stderr.String(), "signal received: draining") || p.exited()
+			})
+			time.Sleep(time.Second)
+			if p.exited() {
+				t.Fatalf("the drain finished (exit %d) while OpenSearch hangs", p.code)
+			}
+			if tt.second {
+				p.signal(t, syscall.SIGTERM)
+			}
+			code := p.wait(t, tt.within)
+			took := time.Since(began)
+			t.Logf("exit %d %s after the first SIGTERM", code, took.Round(time.Millisecond))
+			if code != 1 {
+				t.Errorf("exit code %d, want 1", code)
+			}
+			logged := p.stderr.String()
+			if !strings.Contains(logged, tt.log) {
+				t.Errorf("the log does not say %q", tt.log)
+			}
+			if !tt.second && took < tt.drain {
+				t.Errorf("stopped after %s, before the drain timeout %s", took, tt.drain)
+			}
+			for _, bad := range []string{"panic:", "goroutine "} {
+				if strings.Contains(logged, bad) {
+					t.Errorf("the log holds %q:\n%s", bad, logged)
+				}
+			}
+			m, _ := os.ReadDir(filepath.Join(dir, "lake", "_sinkd"))
+			t.Logf("manifests: %d entries", len(m))
+		})
+	}
 }
