@@ -149,6 +149,8 @@ func lifecycle(ctx context.Context, path string, cfg *config.Config, log *slog.L
 		}
 		return pipelineErr
 	}, func(error) {
+		// Not on a reload: systemd would take the unit for stopping.
+		sdNotify("STOPPING=1")
 		stopSoft()
 		go func() {
 			timer := time.NewTimer(time.Duration(drain.Load()) + drainOverrun)
@@ -233,7 +235,6 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, o options, s
 	var runErr error
 	g.Add(func() error {
 		runErr = p.Run(runCtx)
-		sdNotify("STOPPING=1")
 		return runErr
 	}, func(error) { stopRun() })
 
