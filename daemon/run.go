@@ -166,13 +166,10 @@ func lifecycle(ctx context.Context, path string, cfg *config.Config, log *slog.L
 			close(hard)
 		}()
 	})
-	err := g.Run()
 	// The signal and SIGHUP actors end without an error of their own: what
 	// the process reports is how the pipeline ended.
-	if pipelineErr != nil || err == nil {
-		return pipelineErr
-	}
-	return err
+	_ = g.Run()
+	return pipelineErr
 }
 
 // runReloading runs one generation of the pipeline after another: a new
