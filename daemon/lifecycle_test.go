@@ -322,3 +322,29 @@ func TestHardStop(t *testing.T) {
 		})
 	}
 }
+
+// TestActorFailureStopsTheRun: when one actor of a run fails once the
+// pipeline is running, the pipeline drains, the listeners stop, run
+// returns that failure, and nothing is left running or open.
+func TestActorFailureStopsTheRun(t *testing.T) {
+	e := newLifecycleEnv(t)
+	before := goleak.IgnoreCurrent()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	injected := errors.New("injected failure")
+	var logged syncBuffer
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	err := run(ctx, e.cfg(t), log, options{afterStep: func(step string) error {
+		if step == "ready" {
+			return injected
+		}
+		return nil
+	}}, nil)
+	if !errors.Is(err, injected) {
+		t.Fatalf("run: %v, want the actor's failure", err)
+	}
+	if !strings.Contains(logged.String(), "draining: final checkpoint") {
+		t.Errorf("the pipeline did not drain:\n%s", logged.String())
+	}
+	e.assertAllClosed(t, before)
+}

@@ -242,13 +242,16 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, o options, s
 	// Readiness: the demo's callback, then READY=1 once the source answers.
 	readyCtx, stopReady := context.WithCancel(ctx)
 	g.Add(func() error {
-		if started != nil {
-			select {
-			case <-p.ready:
+		select {
+		case <-p.ready:
+			if started != nil {
 				started(p)
-			case <-p.loopDone:
-			case <-readyCtx.Done():
 			}
+			if err := o.step("ready"); err != nil {
+				return err
+			}
+		case <-p.loopDone:
+		case <-readyCtx.Done():
 		}
 		awaitSource(readyCtx, p, cfg, log)
 		<-readyCtx.Done()
