@@ -23,6 +23,7 @@ import (
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/schema/registry"
+	"github.com/sinkd/sinkd/source"
 	"github.com/sinkd/sinkd/source/kafka"
 	"github.com/sinkd/sinkd/source/kinesis"
 	"github.com/sinkd/sinkd/store"
@@ -139,22 +140,38 @@ func Check(cfg *config.Config) error {
 // options are for tests and the demo.
 type options struct {
 	kafkaOpts []kgo.Opt
+	// afterStep, when set, runs after each construction step of newPipeline
+	// with the step's name; an error it returns fails the construction
+	// there (tests prove that every earlier step is then closed).
+	afterStep func(step string) error
 }
+
+func (o options) step(name string) error {
+	if o.afterStep == nil {
+		return nil
+	}
+	return o.afterStep(name)
+}
+
+// errNeverRan answers group callbacks of a pipeline closed before it ran:
+// it holds nothing to hand over, and its partitions' last commit stands.
+var errNeverRan = errors.New("the pipeline was closed before it ran")
+
+// closeTimeout bounds closing what a pipeline that never ran has started:
+// nothing is buffered then, so this only caps a peer that does not answer.
+const closeTimeout = 10 * time.Second
 
 // newPipeline builds the pipeline and recovers: it re-applies this instance's
 // newest manifest and aborts the uploads of its earlier runs that no manifest
-// commits. Sources connect last.
-func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg *prometheus.Registry, o options) (*Pipeline, error) {
+// commits. Sources connect last. When a step fails, everything the earlier
+// steps started is closed before it returns.
+func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg *prometheus.Registry, o options) (_ *Pipeline, err error) {
 	if cfg.Source.Kafka == nil && cfg.Source.Kinesis == nil {
 		return nil, errors.New("no source configured")
 	}
 	s, dec, err := openSchema(ctx, cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("schema: %w", err)
-	}
-	routes, err := compileRoutes(cfg, s)
-	if err != nil {
-		return nil, err
 	}
 	instance := unsafeInstance.ReplaceAllString(cfg.InstanceID, "-")
 	// Every series carries the pipeline's name, so that two pipelines on
@@ -166,7 +183,6 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		reg:      reg,
 		m:        newMetrics(labeled, Version),
 		dec:      dec,
-		routes:   routes,
 		budget:   newBudget(cfg),
 		stores:   map[string]store.Store{},
 		prefixes: map[string]string{},
@@ -178,7 +194,21 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		loopDone: make(chan struct{}),
 		fatal:    make(chan error, 1),
 		ready:    make(chan struct{}),
+		neverRan: make(chan struct{}),
 		now:      time.Now(),
+	}
+	defer func() {
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+			defer cancel()
+			p.closeBuilt(cctx)
+		}
+	}()
+	if err := o.step("schema"); err != nil {
+		return nil, err
+	}
+	if p.routes, err = compileRoutes(cfg, s); err != nil {
+		return nil, err
 	}
 	openStore := func(url string) (store.Store, string, error) {
 		if st, ok := p.stores[url]; ok {
@@ -192,11 +222,15 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 		return st, prefix, nil
 	}
 	pm := parquetsink.NewMetrics(labeled, p.budget)
-	p.spool, err = parquetsink.OpenSpool(cfg.Memory.SpoolDir, cfg.Pipeline, instance, p.epoch, cfg.Memory.SpoolBudget.Bytes())
+	spool, err := parquetsink.OpenSpool(cfg.Memory.SpoolDir, cfg.Pipeline, instance, p.epoch, cfg.Memory.SpoolBudget.Bytes())
 	if err != nil {
 		return nil, err
 	}
+	p.spool = spool
 	p.spool.Register(labeled)
+	if err := o.step("spool"); err != nil {
+		return nil, err
+	}
 	// Uploads must outlive the run context: the drain after SIGTERM still
 	// needs them. Run cancels this context when it is done.
 	writerCtx, stopWriters := context.WithCancel(context.WithoutCancel(ctx))
@@ -207,7 +241,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 			parquetRoutes++
 		}
 	}
-	for i, r := range routes {
+	for i, r := range p.routes {
 		rc := cfg.Routes[i]
 		if rc.Parquet != nil {
 			st, prefix, err := openStore(rc.Parquet.Destination)
@@ -223,6 +257,9 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 				return nil, err
 			}
 			r.dests = append(r.dests, parquetsink.NewRoute(w, r.path, p.writerDeadLetter))
+			if err := o.step("parquet " + r.name); err != nil {
+				return nil, err
+			}
 		}
 	}
 	mst, mprefix, err := openStore(cfg.Checkpoint.Store)
@@ -238,12 +275,17 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 			p.m.cpBytes.Add(float64(e.Bytes))
 		},
 	}
+	if err := o.step("checkpoint store"); err != nil {
+		return nil, err
+	}
 
-	p.dlq, err = dlq.Open(cfg.DLQ, dlq.Options{Pipeline: cfg.Pipeline, Version: Version, Registerer: labeled, Logger: log})
-	if err != nil {
+	if p.dlq, err = dlq.Open(ctx, cfg.DLQ, dlq.Options{Pipeline: cfg.Pipeline, Version: Version, Registerer: labeled, Logger: log}); err != nil {
 		return nil, fmt.Errorf("dead-letter sink: %w", err)
 	}
-	for i, r := range routes {
+	if err := o.step("dead letters"); err != nil {
+		return nil, err
+	}
+	for i, r := range p.routes {
 		for _, k := range r.plugins {
 			settings := cfg.Routes[i].Writers[k.Name]
 			w, err := k.New(ctx, &plugin.Route{
@@ -257,34 +299,95 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 			r.dests = append(r.dests, w)
 		}
 	}
-	for i, r := range routes {
+	for i, r := range p.routes {
 		oc := cfg.Routes[i].OpenSearch
 		if oc == nil || oc.URL == "" {
 			continue
 		}
-		w, err := opensearch.New(*oc, opensearch.DocDeadLetter(p.writerDeadLetter), opensearch.WithMetrics(labeled), opensearch.WithLogger(log))
+		w, err := opensearch.New(ctx, *oc, opensearch.DocDeadLetter(p.writerDeadLetter), opensearch.WithMetrics(labeled), opensearch.WithLogger(log))
 		if err != nil {
 			return nil, fmt.Errorf("opensearch (route %s): %w", r.name, err)
 		}
+		// Listed before it starts, so that it is closed with the rest if it
+		// does not.
+		r.dests = append(r.dests, opensearch.NewRoute(w, r.name, r.id, r.indexes, r.version, p.writerDeadLetter))
 		if err := w.Start(ctx); err != nil {
 			return nil, fmt.Errorf("opensearch (route %s): %w", r.name, err)
 		}
-		r.dests = append(r.dests, opensearch.NewRoute(w, r.name, r.id, r.indexes, r.version, p.writerDeadLetter))
+		if err := o.step("opensearch " + r.name); err != nil {
+			return nil, err
+		}
 	}
-	for _, r := range routes {
+	for _, r := range p.routes {
 		p.dests = append(p.dests, r.dests...)
 	}
+	// Assigned only on success: a typed nil in the interface would look
+	// like a source to close.
+	var src source.Source
 	if k := cfg.Source.Kinesis; k != nil {
 		p.backlogStreams = []string{k.Stream}
-		p.src, err = kinesis.New(ctx, k, instance, p, log, kinesis.WithRegisterer(labeled))
+		var ks *kinesis.Source
+		if ks, err = kinesis.New(ctx, k, instance, p, log, kinesis.WithRegisterer(labeled)); err == nil {
+			src = ks
+		}
 	} else {
 		p.backlogStreams = append([]string(nil), cfg.Source.Kafka.Topics...)
-		p.src, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, append([]kgo.Opt{kgo.WithLogger(kgolog.New(log))}, o.kafkaOpts...)...)
+		var ks *kafka.Source
+		if ks, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, append([]kgo.Opt{kgo.WithLogger(kgolog.New(log))}, o.kafkaOpts...)...); err == nil {
+			src = ks
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
+	p.src = src
+	if err := o.step("source"); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// closeBuilt closes what newPipeline started, newest first, for a pipeline
+// that will never run: a later construction step failed, or what serves it
+// could not start. (Run closes the source, the writers and the spool itself;
+// closeSinks the rest.) It is safe on a partly built pipeline.
+func (p *Pipeline) closeBuilt(ctx context.Context) {
+	// The source may own partitions already: leaving the group calls back,
+	// and nothing may be committed by a pipeline that never recovered.
+	close(p.neverRan)
+	if p.src != nil {
+		p.src.Close()
+	}
+	if p.stopWriters != nil {
+		p.stopWriters()
+	}
+	for _, r := range p.routes {
+		for _, w := range r.dests {
+			if err := w.Close(ctx); err != nil {
+				p.log.Warn("closing a writer failed", "writer", w.Name(), "err", err)
+			}
+		}
+	}
+	if p.spool != nil {
+		if err := p.spool.Close(); err != nil {
+			p.log.Warn("removing the spool directory failed", "err", err)
+		}
+	}
+	_ = p.closeSinks(ctx)
+}
+
+// closeSinks closes what Run does not: the dead-letter sink and the schema
+// registry's connections. It returns the dead-letter sink's error: letters it
+// could not make durable.
+func (p *Pipeline) closeSinks(ctx context.Context) error {
+	var err error
+	if p.dlq != nil {
+		err = p.dlq.Close(ctx)
+	}
+	if c, ok := p.dec.(interface{ Close() }); ok {
+		c.Close()
+	}
+	return err
 }
 
 func (p *Pipeline) openSearchDeadLetter(ctx context.Context, d opensearch.Doc, status int, errType, reason string) error {
@@ -326,6 +429,9 @@ type avroDecoder struct {
 	in  *registry.AvroInput
 	log *slog.Logger
 }
+
+// Close releases the registry client's connections.
+func (a *avroDecoder) Close() { a.in.Close() }
 
 // Decode waits out registry outages: the pipeline stops reading rather than
 // dead-letter good records or exit.

@@ -61,7 +61,7 @@ checkpoint: {store: "file:///tmp/unused"}
 	}
 	r := routes[0]
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ow, err := opensearch.New(*cfg.Routes[0].OpenSearch, func(context.Context, opensearch.Doc, int, string, string) error {
+	ow, err := opensearch.New(context.Background(), *cfg.Routes[0].OpenSearch, func(context.Context, opensearch.Doc, int, string, string) error {
 		return fmt.Errorf("unexpected dead letter")
 	}, opensearch.WithMetrics(prometheus.NewRegistry()), opensearch.WithLogger(log))
 	if err != nil {

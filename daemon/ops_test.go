@@ -35,10 +35,10 @@ import (
 // The deployment files live at the repository root; tests run in daemon/.
 const deployDir = "../deploy"
 
-// exitMargin is how long signalContext lets a drain overrun
-// shutdown.drain_timeout before it exits on its own; supervisors must wait
+// exitMargin is how long the lifecycle lets a drain overrun
+// shutdown.drain_timeout before it stops hard; supervisors must wait
 // longer than drain timeout plus this margin before they SIGKILL.
-const exitMargin = 5 * time.Second
+const exitMargin = drainOverrun
 
 // defaultConfig is the demo configuration with every default applied: the
 // sizes and timeouts the deployment files are written for.

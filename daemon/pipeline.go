@@ -94,6 +94,10 @@ type Pipeline struct {
 	loopDone chan struct{}
 	fatal    chan error
 	ready    chan struct{}
+	// neverRan is closed when a pipeline is closed without its loop having
+	// run: group callbacks then refuse instead of waiting for a loop that
+	// will never come (see closeBuilt).
+	neverRan chan struct{}
 
 	row parquet.Row
 	now time.Time
@@ -126,6 +130,8 @@ func (p *Pipeline) do(ctx context.Context, fn func()) error {
 	case <-p.loopDone:
 		fn()
 		return nil
+	case <-p.neverRan:
+		return errNeverRan
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -155,6 +161,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// Group callbacks wait on the loop, so partitions assigned during
 	// recovery are taken over once it is done.
 	if err := p.recoverWithRetry(ctx); err != nil {
+		close(p.neverRan)
 		p.src.Close()
 		return err
 	}

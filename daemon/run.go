@@ -15,9 +15,11 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	oklog "github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -51,77 +53,165 @@ problems (systemd does not restart on 2 or 78).`)
 	}
 	log := newLogger(cfg.Log, stderr)
 	setMemoryLimit(cfg, log)
-	ctx, stop := signalContext(ctx, log, cfg.Shutdown.DrainTimeout.D())
-	defer stop()
-	if err := runReloading(ctx, path, cfg, log, stderr); err != nil {
+	if err := lifecycle(ctx, path, cfg, log, stderr); err != nil {
 		log.Error("sinkd stopped", "err", err)
 		return exitCode(err)
 	}
 	return cli.ExitOK
 }
 
-// runReloading runs the pipeline and re-reads the configuration on SIGHUP. A
-// valid new configuration drains the running pipeline (final checkpoint, as
-// on SIGTERM) and starts it again in this process with the new one; a
-// configuration with problems is not used: every problem is logged and the
-// pipeline keeps running as it was.
-func runReloading(ctx context.Context, path string, cfg *config.Config, log *slog.Logger, stderr io.Writer) error {
+// drainOverrun is how long a drain may outlive shutdown.drain_timeout
+// before sinkd stops without a final checkpoint (the drain itself gives up on
+// the checkpoint at the timeout; this covers what comes after it, such as
+// leaving the group). Supervisors must wait longer than drain timeout plus
+// this before they SIGKILL (deploy/ is written for it).
+const drainOverrun = 5 * time.Second
+
+// errHardStop ends a process whose drain was cut short.
+var errHardStop = errors.New("stopped without a final checkpoint")
+
+// lifecycle runs sinkd as a group of actors (github.com/oklog/run): one that
+// waits for SIGTERM or SIGINT (or for ctx to end), one that re-reads the
+// configuration on SIGHUP, and the pipeline, which runs one generation of
+// the pipeline and its HTTP servers after another (see run). When any actor
+// ends, the others are stopped. The stop is soft first: the pipeline drains
+// (final checkpoint) within shutdown.drain_timeout. It turns hard on a second
+// signal, or when the drain outlives its timeout by drainOverrun: lifecycle
+// then returns errHardStop at once, without waiting for the drain, and the
+// process exits 1 from main, committing nothing more (the last manifest
+// stays the truth; the next start recovers from it).
+func lifecycle(ctx context.Context, path string, cfg *config.Config, log *slog.Logger, stderr io.Writer) error {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	for {
-		runCtx, drain := context.WithCancel(ctx)
-		next := make(chan *config.Config, 1)
-		watching := make(chan struct{})
+
+	var drain atomic.Int64 // the running configuration's drain timeout
+	drain.Store(int64(cfg.Shutdown.DrainTimeout.D()))
+	var g oklog.Group
+
+	// Signals: the first SIGTERM or SIGINT ends this actor, which stops the others.
+	stopWaiting := make(chan struct{})
+	g.Add(func() error {
+		select {
+		case s := <-sigs:
+			log.Info("signal received: draining", "signal", s.String(), "timeout", time.Duration(drain.Load()))
+		case <-ctx.Done():
+		case <-stopWaiting:
+		}
+		return nil
+	}, func(error) { close(stopWaiting) })
+
+	// SIGHUP: a configuration without problems goes to the pipeline actor;
+	// one with problems is logged and the pipeline keeps running as it was.
+	reloads := make(chan *config.Config)
+	stopReloading := make(chan struct{})
+	g.Add(func() error {
+		for {
+			select {
+			case <-hup:
+			case <-stopReloading:
+				return nil
+			}
+			log.Info("SIGHUP: re-reading the configuration", "file", path)
+			var problems strings.Builder
+			newCfg := loadConfig(path, &problems)
+			if newCfg == nil {
+				for _, line := range strings.Split(strings.TrimSpace(problems.String()), "\n") {
+					log.Error("configuration not reloaded", "problem", line)
+				}
+				log.Warn("SIGHUP: the new configuration has problems; still running the previous one", "file", path)
+				continue
+			}
+			select {
+			case reloads <- newCfg:
+			case <-stopReloading:
+				return nil
+			}
+		}
+	}, func(error) { close(stopReloading) })
+
+	// The pipeline. Its context ends the soft stop; hard ends its wait.
+	soft, stopSoft := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSoft()
+	hard := make(chan struct{})
+	ended := make(chan struct{})
+	var pipelineErr error
+	g.Add(func() error {
+		defer close(ended)
+		done := make(chan error, 1)
+		go func() { done <- runReloading(soft, cfg, log, stderr, reloads, &drain) }()
+		select {
+		case pipelineErr = <-done:
+		case <-hard:
+			pipelineErr = errHardStop
+		}
+		return pipelineErr
+	}, func(error) {
+		// Not on a reload: systemd would take the unit for stopping.
+		sdNotify("STOPPING=1")
+		stopSoft()
 		go func() {
-			defer close(watching)
-			for {
-				select {
-				case <-runCtx.Done():
-					return
-				case <-hup:
-				}
-				log.Info("SIGHUP: re-reading the configuration", "file", path)
-				var problems strings.Builder
-				newCfg := loadConfig(path, &problems)
-				if newCfg == nil {
-					for _, line := range strings.Split(strings.TrimSpace(problems.String()), "\n") {
-						log.Error("configuration not reloaded", "problem", line)
-					}
-					log.Warn("SIGHUP: the new configuration has problems; still running the previous one", "file", path)
-					continue
-				}
-				next <- newCfg
-				drain()
+			timer := time.NewTimer(time.Duration(drain.Load()) + drainOverrun)
+			defer timer.Stop()
+			select {
+			case s := <-sigs:
+				log.Warn("second signal: exiting now without a final checkpoint", "signal", s.String())
+			case <-timer.C:
+				log.Error("drain timed out: exiting without a final checkpoint")
+			case <-ended:
 				return
 			}
+			close(hard)
 		}()
-		err := run(runCtx, cfg, log, options{}, nil)
-		drain()
-		<-watching
+	})
+	// The signal and SIGHUP actors end without an error of their own: what
+	// the process reports is how the pipeline ended.
+	_ = g.Run()
+	return pipelineErr
+}
+
+// runReloading runs one generation of the pipeline after another: a new
+// configuration from reloads drains the running one (final checkpoint, as on
+// SIGTERM) and starts the next in this process. It returns when a generation
+// ends on its own (an error), or when ctx ends (the drain's result).
+func runReloading(ctx context.Context, cfg *config.Config, log *slog.Logger, stderr io.Writer, reloads <-chan *config.Config, drain *atomic.Int64) error {
+	for {
+		genCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- run(genCtx, cfg, log, options{}, nil) }()
+		var next *config.Config
+		var err error
 		select {
-		case newCfg := <-next:
-			if ctx.Err() != nil {
-				return err // SIGTERM during the reload: stop
-			}
-			if err != nil {
-				return err
-			}
-			sdNotify("RELOADING=1")
-			log.Info("configuration reloaded: restarting the pipeline", "file", path)
-			if newCfg.Log != cfg.Log {
-				log = newLogger(newCfg.Log, stderr)
-			}
-			setMemoryLimit(newCfg, log)
-			cfg = newCfg
-		default:
-			return err
+		case err = <-done:
+		case next = <-reloads:
+			stop()
+			err = <-done
 		}
+		stop()
+		if next == nil || ctx.Err() != nil || err != nil {
+			return err // a SIGTERM during the reload stops here
+		}
+		sdNotify("RELOADING=1")
+		log.Info("configuration reloaded: restarting the pipeline")
+		if next.Log != cfg.Log {
+			log = newLogger(next.Log, stderr)
+		}
+		setMemoryLimit(next, log)
+		drain.Store(int64(next.Shutdown.DrainTimeout.D()))
+		cfg = next
 	}
 }
 
 // run builds, serves and runs one pipeline; started, when set, receives the
-// pipeline once it is ready (the demo watches it).
+// pipeline once it is ready (the demo watches it). The pipeline and what
+// serves it are a group of actors: the pipeline (which drains when ctx ends),
+// the HTTP listener, the admin listener, readiness (READY=1 once the source
+// answers) and the systemd watchdog. When one ends, the others stop; the
+// listeners go last, so that probes and metrics answer through the drain.
+// Everything started is closed on every path.
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger, o options, started func(*Pipeline)) error {
 	// S3, OpenSearch and the lease table must answer before the pipeline is
 	// built (see startup.go); a SIGTERM meanwhile leaves nothing to drain.
@@ -133,27 +223,58 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, o options, s
 	if err != nil {
 		return err
 	}
-	stopHTTP, err := serveHTTP(cfg, reg, p, log)
+	servers, err := listenHTTP(cfg, reg, p, log)
 	if err != nil {
-		p.src.Close()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+		defer cancel()
+		p.closeBuilt(cctx)
 		return err
 	}
-	defer stopHTTP()
-	if started != nil {
-		go func() {
-			select {
-			case <-p.ready:
-				started(p)
-			case <-p.loopDone:
-			}
-		}()
+	var g oklog.Group
+
+	// The pipeline: another actor's end stops it softly (a drain).
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	var runErr error
+	g.Add(func() error {
+		runErr = p.Run(runCtx)
+		return runErr
+	}, func(error) { stopRun() })
+
+	for _, srv := range servers {
+		g.Add(srv.serve, srv.shutdown)
 	}
-	stopWatchdog := systemdWatchdog(ctx, log)
-	defer stopWatchdog()
-	go awaitSource(ctx, p, cfg, log)
-	err = p.Run(ctx)
-	sdNotify("STOPPING=1")
-	if cerr := p.dlq.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+
+	// Readiness: the demo's callback, then READY=1 once the source answers.
+	readyCtx, stopReady := context.WithCancel(ctx)
+	g.Add(func() error {
+		select {
+		case <-p.ready:
+			if started != nil {
+				started(p)
+			}
+			if err := o.step("ready"); err != nil {
+				return err
+			}
+		case <-p.loopDone:
+		case <-readyCtx.Done():
+		}
+		awaitSource(readyCtx, p, cfg, log)
+		<-readyCtx.Done()
+		return nil
+	}, func(error) { stopReady() })
+
+	if execute, interrupt := systemdWatchdog(log); execute != nil {
+		g.Add(execute, interrupt)
+	}
+
+	err = g.Run()
+	if runErr != nil && !errors.Is(err, runErr) {
+		err = errors.Join(err, runErr) // another actor failed first, and the drain too
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	defer cancel()
+	if cerr := p.closeSinks(cctx); cerr != nil && err == nil {
 		err = cerr
 	}
 	return err
@@ -170,35 +291,6 @@ func setMemoryLimit(cfg *config.Config, log *slog.Logger) {
 	limit := cfg.Memory.Budget.Bytes() + 64<<20
 	debug.SetMemoryLimit(limit)
 	log.Debug("memory limit set", "bytes", limit)
-}
-
-// signalContext cancels on the first SIGTERM/SIGINT (graceful drain); a
-// second signal, or the drain outliving its timeout, exits at once with code
-// 1, committing nothing more (the last manifest stays the truth).
-func signalContext(parent context.Context, log *slog.Logger, drain time.Duration) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(parent)
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	stopped := make(chan struct{})
-	go func() {
-		select {
-		case s := <-sigs:
-			log.Info("signal received: draining", "signal", s.String(), "timeout", drain)
-			cancel()
-		case <-stopped:
-			return
-		}
-		select {
-		case s := <-sigs:
-			log.Warn("second signal: exiting now without a final checkpoint", "signal", s.String())
-		case <-time.After(drain + 5*time.Second):
-			log.Error("drain timed out: exiting without a final checkpoint")
-		case <-stopped:
-			return
-		}
-		os.Exit(1)
-	}()
-	return ctx, func() { signal.Stop(sigs); close(stopped); cancel() }
 }
 
 // durationText logs durations as text ("30s", "1.5ms"): slog's JSON
@@ -220,34 +312,54 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// serveHTTP exposes /metrics, /healthz (fails when checkpoints have failed for
-// longer than shutdown.unhealthy_after), /readyz (ready once recovery is done
-// and the source answers), and the read-only status page (/ and /status).
-// The actions (pause, resume, pprof) are on a separate admin listener, off
-// unless http.admin.addr is set, behind http.admin.token when that is set.
-// The returned function shuts both down.
-func serveHTTP(cfg *config.Config, reg *prometheus.Registry, p *Pipeline, log *slog.Logger) (func(), error) {
-	var servers []*http.Server
-	stop := func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		for _, srv := range servers {
-			_ = srv.Shutdown(sctx)
-		}
+// httpServer is one bound listener and what serves it, run as an actor.
+type httpServer struct {
+	key, addr string // the configuration key and address, for errors
+	ln        net.Listener
+	srv       *http.Server
+}
+
+// serve answers until shutdown; a listener that fails otherwise is an
+// error, which stops the pipeline.
+func (s *httpServer) serve() error {
+	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s %s: %w", s.key, s.addr, err)
 	}
+	return nil
+}
+
+// shutdown lets requests in flight finish for a moment, then closes the rest.
+func (s *httpServer) shutdown(error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		_ = s.srv.Close()
+	}
+	_ = s.ln.Close() // in case Serve never ran
+}
+
+// listenHTTP binds the listeners of /metrics, /healthz (fails when
+// checkpoints have failed for longer than shutdown.unhealthy_after), /readyz
+// (ready once recovery is done and the source answers), and the read-only
+// status page (/ and /status). The actions (pause, resume, pprof) are on a
+// separate admin listener, off unless http.admin.addr is set, behind
+// http.admin.token when that is set. If one cannot bind, none stays bound.
+func listenHTTP(cfg *config.Config, reg *prometheus.Registry, p *Pipeline, log *slog.Logger) (_ []*httpServer, err error) {
+	var servers []*httpServer
+	defer func() {
+		if err != nil {
+			for _, s := range servers {
+				_ = s.ln.Close()
+			}
+		}
+	}()
 	listen := func(addr, key string, h http.Handler) error {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			stop()
 			return fmt.Errorf("%s %s: %w", key, addr, err)
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-		servers = append(servers, srv)
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("http server stopped", "addr", addr, "err", err)
-			}
-		}()
+		servers = append(servers, &httpServer{key: key, addr: addr, ln: ln,
+			srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}})
 		return nil
 	}
 	if cfg.HTTP.Addr != "" {
@@ -318,7 +430,7 @@ func serveHTTP(cfg *config.Config, reg *prometheus.Registry, p *Pipeline, log *s
 			return nil, err
 		}
 	}
-	return stop, nil
+	return servers, nil
 }
 
 // requireToken passes requests that carry "Authorization: Bearer token"

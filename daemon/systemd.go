@@ -1,11 +1,11 @@
 package daemon
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -25,26 +25,28 @@ func sdNotify(state string) {
 	_, _ = conn.Write([]byte(state))
 }
 
-// systemdWatchdog pings the watchdog, under WatchdogSec, at half its period
-// for as long as ctx lives. READY=1 is awaitSource's.
-func systemdWatchdog(ctx context.Context, log *slog.Logger) func() {
+// systemdWatchdog is an actor that pings the watchdog, under WatchdogSec, at
+// half its period until interrupted; execute is nil when systemd set no
+// watchdog. READY=1 is awaitSource's.
+func systemdWatchdog(log *slog.Logger) (execute func() error, interrupt func(error)) {
 	usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64)
 	if err != nil || usec <= 0 {
-		return func() {}
+		return nil, nil
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	go func() {
+	stop := make(chan struct{})
+	var once sync.Once
+	execute = func() error {
+		log.Debug("systemd watchdog enabled", "period", time.Duration(usec)*time.Microsecond)
 		t := time.NewTicker(time.Duration(usec) * time.Microsecond / 2)
 		defer t.Stop()
 		for {
 			select {
-			case <-ctx.Done():
-				return
+			case <-stop:
+				return nil
 			case <-t.C:
 				sdNotify("WATCHDOG=1")
 			}
 		}
-	}()
-	log.Debug("systemd watchdog enabled", "period", time.Duration(usec)*time.Microsecond)
-	return cancel
+	}
+	return execute, func(error) { once.Do(func() { close(stop) }) }
 }

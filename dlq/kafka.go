@@ -31,7 +31,7 @@ type kafkaSink struct {
 }
 
 // NewKafka returns a sink that writes to a Kafka topic.
-func NewKafka(cfg KafkaConfig, o Options) (Sink, error) {
+func NewKafka(ctx context.Context, cfg KafkaConfig, o Options) (Sink, error) {
 	if cfg.Topic == "" {
 		return nil, errors.New("dlq kafka: no topic")
 	}
@@ -59,7 +59,7 @@ func NewKafka(cfg KafkaConfig, o Options) (Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dlq kafka: %w", err)
 	}
-	if err := checkTopic(client, cfg, o.Logger); err != nil {
+	if err := checkTopic(ctx, client, cfg, o.Logger); err != nil {
 		client.Close()
 		return nil, err
 	}
@@ -125,8 +125,8 @@ func (s *kafkaSink) Close(ctx context.Context) error {
 // not exist: otherwise every letter would be retried forever and no
 // checkpoint would ever complete. Unreachable brokers are not an error here:
 // sends retry until they come back.
-func checkTopic(client *kgo.Client, cfg KafkaConfig, log *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+func checkTopic(ctx context.Context, client *kgo.Client, cfg KafkaConfig, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	adm := kadm.NewClient(client)
 	topics, err := adm.ListTopics(ctx, cfg.Topic)

@@ -33,7 +33,7 @@ func newCluster(t *testing.T, opts ...kfake.Opt) (*kfake.Cluster, string) {
 
 func newKafkaSink(t *testing.T, brokers string, o Options) Sink {
 	t.Helper()
-	sink, err := NewKafka(KafkaConfig{Brokers: conf.StringList{brokers}, Topic: "dlq"}, o)
+	sink, err := NewKafka(t.Context(), KafkaConfig{Brokers: conf.StringList{brokers}, Topic: "dlq"}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestKafkaRedriveStopsAtLimit(t *testing.T) {
 			t.Fatalf("round %d: record carries redrive count %d", round, l.RedriveCount)
 		}
 		dlqTopic := fmt.Sprintf("dlq-%d", round)
-		sink, err := NewKafka(KafkaConfig{Brokers: conf.StringList{brokers}, Topic: dlqTopic}, Options{})
+		sink, err := NewKafka(t.Context(), KafkaConfig{Brokers: conf.StringList{brokers}, Topic: dlqTopic}, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

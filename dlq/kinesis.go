@@ -52,7 +52,7 @@ type kinesisEntry struct {
 }
 
 // NewKinesis returns a sink that writes to a Kinesis data stream.
-func NewKinesis(cfg KinesisConfig, o Options) (Sink, error) {
+func NewKinesis(ctx context.Context, cfg KinesisConfig, o Options) (Sink, error) {
 	if cfg.Stream == "" {
 		return nil, errors.New("dlq kinesis: no stream")
 	}
@@ -65,7 +65,7 @@ func NewKinesis(cfg KinesisConfig, o Options) (Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dlq kinesis: %w", err)
 	}
-	if err := checkStream(api, cfg, o.Logger); err != nil {
+	if err := checkStream(ctx, api, cfg, o.Logger); err != nil {
 		return nil, err
 	}
 	life, stop := context.WithCancel(context.Background())
@@ -256,8 +256,8 @@ func (s *kinesisSink) put(ctx context.Context, batch []*kinesisEntry) []*kinesis
 // checkStream creates the dead-letter stream when it is missing and allowed
 // to (one shard, provisioned: a dead-letter stream is small, and kinesalite
 // knows no on-demand mode), and waits until it is active.
-func checkStream(api *kinesis.Client, cfg KinesisConfig, log *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+func checkStream(ctx context.Context, api *kinesis.Client, cfg KinesisConfig, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	// DescribeStream rather than DescribeStreamSummary: kinesalite has only the former.
 	describe := func() (*kinesis.DescribeStreamOutput, error) {

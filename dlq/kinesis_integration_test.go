@@ -89,7 +89,7 @@ func TestKinesisSinkAndRedrive(t *testing.T) {
 	dlqStream := createStream(t, api, "dlq", 2)
 	tripStream := createStream(t, api, "trips", 1)
 
-	sink, err := NewKinesis(KinesisConfig{Stream: dlqStream, Endpoint: env.KinesisEndpoint, Region: env.Region},
+	sink, err := NewKinesis(t.Context(), KinesisConfig{Stream: dlqStream, Endpoint: env.KinesisEndpoint, Region: env.Region},
 		Options{Pipeline: "taxi", Version: "test", MaxBuffered: 16})
 	if err != nil {
 		t.Fatal(err)
@@ -201,10 +201,10 @@ func TestKinesisDeadLetterStreamCreated(t *testing.T) {
 		api.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(name)})
 	})
 	no := false
-	if _, err := NewKinesis(KinesisConfig{Stream: name, Endpoint: env.KinesisEndpoint, Region: env.Region, Create: &no}, Options{}); err == nil || !strings.Contains(err.Error(), "dlq.kinesis.create is false") {
+	if _, err := NewKinesis(t.Context(), KinesisConfig{Stream: name, Endpoint: env.KinesisEndpoint, Region: env.Region, Create: &no}, Options{}); err == nil || !strings.Contains(err.Error(), "dlq.kinesis.create is false") {
 		t.Fatalf("create: false: err = %v", err)
 	}
-	sink, err := NewKinesis(KinesisConfig{Stream: name, Endpoint: env.KinesisEndpoint, Region: env.Region}, Options{})
+	sink, err := NewKinesis(t.Context(), KinesisConfig{Stream: name, Endpoint: env.KinesisEndpoint, Region: env.Region}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,8 +22,9 @@ type Sink interface {
 // errClosed is returned by Send after Close.
 var errClosed = errors.New("dlq: sink closed")
 
-// Open returns the sink the configuration names.
-func Open(cfg Config, o Options) (Sink, error) {
+// Open returns the sink the configuration names. ctx bounds what opening
+// does on the network (looking up, or creating, the topic or stream).
+func Open(ctx context.Context, cfg Config, o Options) (Sink, error) {
 	n := 0
 	for _, set := range []bool{cfg.Kafka != nil, cfg.Kinesis != nil, cfg.File != ""} {
 		if set {
@@ -34,9 +35,9 @@ func Open(cfg Config, o Options) (Sink, error) {
 	case n > 1:
 		return nil, errors.New("dlq: configure only one of kafka, kinesis or file")
 	case cfg.Kafka != nil:
-		return NewKafka(*cfg.Kafka, o)
+		return NewKafka(ctx, *cfg.Kafka, o)
 	case cfg.Kinesis != nil:
-		return NewKinesis(*cfg.Kinesis, o)
+		return NewKinesis(ctx, *cfg.Kinesis, o)
 	case cfg.File != "":
 		return NewFile(cfg.File, o)
 	}

@@ -21,7 +21,7 @@ func TestDeadLetterTopicCreatedWhenMissing(t *testing.T) {
 	}
 	defer c.Close()
 	no := false
-	_, err = NewKafka(KafkaConfig{Brokers: c.ListenAddrs(), Topic: "absent", Create: &no, Partitions: -1, ReplicationFactor: -1}, Options{})
+	_, err = NewKafka(t.Context(), KafkaConfig{Brokers: c.ListenAddrs(), Topic: "absent", Create: &no, Partitions: -1, ReplicationFactor: -1}, Options{})
 	if err == nil || !strings.Contains(err.Error(), `"absent" does not exist, and dlq.kafka.create is false`) {
 		t.Fatalf("create: false: err = %v, want a clear missing-topic error", err)
 	}
@@ -34,7 +34,7 @@ func TestDeadLetterTopicCreatedWhenMissing(t *testing.T) {
 		{"dlq-default", -1, -1},
 		{"dlq-three", 3, 3},
 	} {
-		s, err := NewKafka(KafkaConfig{Brokers: c.ListenAddrs(), Topic: tc.topic, Partitions: tc.partitions, ReplicationFactor: -1}, Options{})
+		s, err := NewKafka(t.Context(), KafkaConfig{Brokers: c.ListenAddrs(), Topic: tc.topic, Partitions: tc.partitions, ReplicationFactor: -1}, Options{})
 		if err != nil {
 			t.Fatalf("%s: %v", tc.topic, err)
 		}
@@ -64,7 +64,7 @@ func TestDeadLetterTopicCreatedWhenMissing(t *testing.T) {
 
 	// The broker refuses (a replication factor above its broker count): the
 	// error says what to set.
-	_, err = NewKafka(KafkaConfig{Brokers: c.ListenAddrs(), Topic: "dlq-refused", Partitions: 1, ReplicationFactor: 3}, Options{})
+	_, err = NewKafka(t.Context(), KafkaConfig{Brokers: c.ListenAddrs(), Topic: "dlq-refused", Partitions: 1, ReplicationFactor: 3}, Options{})
 	if err == nil || !strings.Contains(err.Error(), "dlq.kafka.replication_factor") {
 		t.Fatalf("refused creation: err = %v, want one naming dlq.kafka.replication_factor", err)
 	}

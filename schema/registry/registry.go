@@ -56,6 +56,9 @@ type Client struct {
 	o     Options
 	mu    sync.Mutex
 	cache map[int]sr.Schema
+
+	// transport holds the idle connections Close drops.
+	transport *http.Transport
 }
 
 // OutageError is a registry that could not be reached or answered with a
@@ -92,8 +95,12 @@ func NewClient(o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{sr: cl, o: o, cache: map[int]sr.Schema{}}, nil
+	return &Client{sr: cl, o: o, transport: transport, cache: map[int]sr.Schema{}}, nil
 }
+
+// Close drops the client's idle connections (and the goroutines that keep
+// them); a later call opens new ones.
+func (c *Client) Close() { c.transport.CloseIdleConnections() }
 
 // retry runs call until it succeeds, fails for good (a 4xx answer), or every
 // attempt is used (an OutageError).
@@ -201,6 +208,9 @@ func NewAvroInput(ctx context.Context, client *Client, subject string) (*AvroInp
 	return &AvroInput{client: client, schema: s, fields: fields, decoders: map[int]*schema.AvroDecoder{}}, nil
 }
 
+// Close releases the registry client's connections.
+func (in *AvroInput) Close() { in.client.Close() }
+
 // Schema is the Parquet schema rows are decoded into.
 func (in *AvroInput) Schema() *schema.Schema { return in.schema }
 
@@ -248,7 +258,12 @@ func Open(ctx context.Context, cfg config.Registry) (*AvroInput, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewAvroInput(ctx, cl, cfg.Subject)
+	in, err := NewAvroInput(ctx, cl, cfg.Subject)
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return in, nil
 }
 
 func tlsConfig(c config.TLS) (*tls.Config, error) {

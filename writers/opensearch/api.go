@@ -111,7 +111,7 @@ type signer struct {
 	service string
 }
 
-func newAPI(cfg Config, o options, m *metrics) (*api, error) {
+func newAPI(ctx context.Context, cfg Config, o options, m *metrics) (*api, error) {
 	a := &api{base: strings.TrimSuffix(cfg.URL, "/"), user: cfg.Username, password: cfg.Password}
 	hc := &http.Client{}
 	var next http.RoundTripper
@@ -141,7 +141,7 @@ func newAPI(cfg Config, o options, m *metrics) (*api, error) {
 		hc.Timeout = cfg.Timeout.D()
 	}
 	if cfg.SigV4 != nil {
-		s, err := newSigner(*cfg.SigV4, o.logger)
+		s, err := newSigner(ctx, *cfg.SigV4, o.logger)
 		if err != nil {
 			return nil, err
 		}
@@ -189,13 +189,13 @@ func requestRetryReason(resp *http.Response) string {
 	return "http_5xx"
 }
 
-func newSigner(cfg SigV4, log *slog.Logger) (*signer, error) {
+func newSigner(ctx context.Context, cfg SigV4, log *slog.Logger) (*signer, error) {
 	if cfg.Service != "es" && cfg.Service != "aoss" {
 		return nil, fmt.Errorf("opensearch: sigv4 service %q is not es or aoss", cfg.Service)
 	}
 	// Only credentials and the region are used: requests go through the
 	// writer's own HTTP client, which has its own timeout.
-	awsCfg, err := awsconf.Load(context.Background(), awsconf.Options{Region: cfg.Region, Timeout: 10 * time.Second, Logger: log})
+	awsCfg, err := awsconf.Load(ctx, awsconf.Options{Region: cfg.Region, Timeout: 10 * time.Second, Logger: log})
 	if errors.Is(err, awsconf.ErrNoRegion) {
 		return nil, errors.New("opensearch: sigv4 needs a region (sigv4.region or AWS_REGION)")
 	}
@@ -210,6 +210,15 @@ type roundTripper struct {
 	next    http.RoundTripper
 	signer  *signer
 	metrics *metrics
+}
+
+// CloseIdleConnections passes on what http.Client.CloseIdleConnections asks:
+// without it, closing the writer would leave its idle connections (and their
+// goroutines) open.
+func (rt *roundTripper) CloseIdleConnections() {
+	if c, ok := rt.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {

@@ -146,7 +146,7 @@ func startWriter(t *testing.T, c *cluster, cfg Config, dl *deadLetters, opts ...
 	cfg.URL = c.url
 	reg := prometheus.NewRegistry()
 	opts = append([]Option{WithMetrics(reg), WithRetryBackoff(5*time.Millisecond, 200*time.Millisecond)}, opts...)
-	w, err := New(cfg, dl.record, opts...)
+	w, err := New(context.Background(), cfg, dl.record, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -135,10 +135,11 @@ type batch struct {
 	err     error // set before done closes
 }
 
-// New checks the configuration and prepares a writer; Start connects it.
+// New checks the configuration and prepares a writer; Start connects it. ctx
+// bounds loading the AWS configuration that SigV4 signing needs.
 // Settings left at zero take their defaults (Config.SetDefaults),
 // except max_retries, where 0 means no retries inside the HTTP client.
-func New(cfg Config, dl DeadLetter, opts ...Option) (*Writer, error) {
+func New(ctx context.Context, cfg Config, dl DeadLetter, opts ...Option) (*Writer, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("opensearch: url is required")
 	}
@@ -182,7 +183,7 @@ func New(cfg Config, dl DeadLetter, opts ...Option) (*Writer, error) {
 		return nil, err
 	}
 	w.metrics = m
-	if w.api, err = newAPI(cfg, o, m); err != nil {
+	if w.api, err = newAPI(ctx, cfg, o, m); err != nil {
 		return nil, err
 	}
 	if cfg.Template != "" {

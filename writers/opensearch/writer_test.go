@@ -262,7 +262,7 @@ func TestSigV4(t *testing.T) {
 
 			// A writer started with the wrong secret fails at Start.
 			cfg.URL = c.url
-			w2, err := New(cfg, dl.record)
+			w2, err := New(context.Background(), cfg, dl.record)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -357,7 +357,7 @@ func TestBasicAuthOverTLSWithCustomCA(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := Config{URL: c.url, Username: "sinkd", Password: tt.password, CAFile: caFile}
 			var dl deadLetters
-			w, err := New(cfg, dl.record)
+			w, err := New(context.Background(), cfg, dl.record)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -427,7 +427,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(tt.cfg, dl)
+			_, err := New(context.Background(), tt.cfg, dl)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err %v, want it to mention %q", err, tt.want)
 			}
@@ -521,7 +521,7 @@ func TestBackoffStaysWithinBounds(t *testing.T) {
 func TestMaxRetriesZeroMeansNoRetries(t *testing.T) {
 	dl := func(context.Context, Doc, int, string, string) error { return nil }
 	for _, tt := range []struct{ set, want int }{{0, 0}, {1, 1}, {8, 8}} {
-		w, err := New(Config{URL: "http://127.0.0.1:1", MaxRetries: tt.set}, dl)
+		w, err := New(context.Background(), Config{URL: "http://127.0.0.1:1", MaxRetries: tt.set}, dl)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/sinkd/sinkd/checkpoint"
@@ -186,13 +185,6 @@ func (w *Writer) Discard() {
 	}
 }
 
-func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// waitGroup waits for a file's part uploads until ctx ends, starting no
+// goroutine (see inflight).
+func waitGroup(ctx context.Context, wg *inflight) error { return wg.wait(ctx) }

@@ -66,7 +66,7 @@ type upload struct {
 	parts   []store.Part
 	bytes   int64
 	err     error
-	wg      sync.WaitGroup
+	wg      inflight
 }
 
 // partBuffer collects encoded bytes until they make a part.
