@@ -26,8 +26,8 @@ type AvroDecoder struct {
 	root []*anode
 	// missing are the top-level fields the writer does not have.
 	missing []*Field
-	b    []byte
-	i    int
+	b       []byte
+	i       int
 }
 
 // anode is an Avro type bound to the field it fills.
