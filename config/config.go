@@ -114,7 +114,7 @@ type Kinesis struct {
 
 // Schema describes how a record's value decodes into a typed row.
 type Schema struct {
-	Format string  `yaml:"format"` // json | avro
+	Format string  `yaml:"format"` // json | avro | protobuf
 	Fields []Field `yaml:"fields"` // json only: with avro they are derived from the registry
 	// Registry is the Confluent-compatible schema registry that avro records
 	// are serialised through.
@@ -131,6 +131,12 @@ type Registry struct {
 	Password string   `yaml:"password"`
 	TLS      TLS      `yaml:"tls"`
 	Timeout  Duration `yaml:"timeout"` // per request
+	// Message is the full name of the Protobuf message records hold; empty
+	// for the first message of the subject's schema.
+	Message string `yaml:"message"`
+	// OnIncompatible is what a record whose schema cannot be merged into the
+	// file schema does: dead_letter | stop.
+	OnIncompatible string `yaml:"on_incompatible"`
 }
 
 type Field struct {

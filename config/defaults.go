@@ -58,6 +58,7 @@ func applyDefaults(c *Config) {
 	fieldDefaults(c.Schema.Fields)
 	if r := c.Schema.Registry; r != nil {
 		r.Timeout = cmp.Or(r.Timeout, seconds(10))
+		r.OnIncompatible = cmp.Or(r.OnIncompatible, "dead_letter")
 	}
 
 	for i := range c.Routes {

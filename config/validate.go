@@ -267,15 +267,15 @@ var fieldTypes = []string{"int32", "int64", "float", "double", "string", "bool",
 // (payment.type); fields inside lists and maps are not, because a record has
 // any number of them.
 func (s *Schema) validate(v *validator) map[string]*Field {
-	v.oneOf("schema.format", s.Format, "json", "avro")
-	if s.Format == "avro" {
+	v.oneOf("schema.format", s.Format, "json", "avro", "protobuf")
+	if s.Format == "avro" || s.Format == "protobuf" {
 		// The fields come from the registry when the pipeline starts: the
 		// checks that refer to them happen then.
 		if len(s.Fields) > 0 {
-			v.errorf("schema.fields", "with format avro the fields are derived from the registry's schema; leave them out")
+			v.errorf("schema.fields", "with format %s the fields are derived from the registry's schema; leave them out", s.Format)
 		}
 		if s.Registry == nil {
-			v.errorf("schema.registry", "format avro needs a registry (url and subject)")
+			v.errorf("schema.registry", "format %s needs a registry (url and subject)", s.Format)
 			return nil
 		}
 		if v.required("schema.registry.url", s.Registry.URL) {
@@ -283,10 +283,14 @@ func (s *Schema) validate(v *validator) map[string]*Field {
 		}
 		v.required("schema.registry.subject", s.Registry.Subject)
 		positive(v, "schema.registry.timeout", s.Registry.Timeout)
+		v.oneOf("schema.registry.on_incompatible", s.Registry.OnIncompatible, "dead_letter", "stop")
+		if s.Format != "protobuf" && s.Registry.Message != "" {
+			v.errorf("schema.registry.message", "applies to format protobuf only")
+		}
 		return nil
 	}
 	if s.Registry != nil {
-		v.errorf("schema.registry", "applies to format avro only")
+		v.errorf("schema.registry", "applies to formats avro and protobuf only")
 	}
 	if len(s.Fields) == 0 {
 		v.errorf("schema.fields", "at least one field is required")
