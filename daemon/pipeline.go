@@ -253,7 +253,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 	}()
 	stopFetch()
-	if err != nil {
+	// A schema change drains like a stop: the files in progress close, and
+	// the record that changed the schema is read again by the next run.
+	var change *registry.SchemaChange
+	if err != nil && !errors.As(err, &change) {
 		p.src.Close()
 		fetchWG.Wait()
 		return err
@@ -269,6 +272,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// Leaving the group runs the revoke callback, which now finds nothing open.
 	p.src.Close()
 	fetchWG.Wait()
+	if change != nil {
+		return change
+	}
 	return nil
 }
 
@@ -363,7 +369,8 @@ func (p *Pipeline) handle(ctx context.Context, rec *record.Record) error {
 		stage := dlq.StageSchema
 		switch se.Class {
 		case schema.ClassMalformedJSON, schema.ClassNotUTF8, schema.ClassEmpty, schema.ClassNotObject, schema.ClassTooDeep,
-			schema.ClassMalformedAvro, registry.ClassBadMagic, registry.ClassTruncatedHeader, registry.ClassUnknownSchemaID, registry.ClassSchemaMismatch:
+			schema.ClassMalformedAvro, registry.ClassBadMagic, registry.ClassTruncatedHeader, registry.ClassUnknownSchemaID, registry.ClassSchemaMismatch,
+			schema.ClassMalformedProtobuf, registry.ClassBadMessageIndex, schema.ClassIncompatibleSchema:
 			stage = dlq.StageDecode
 		}
 		return p.deadLetter(ctx, rec, stage, se.Class, err.Error(), nil)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/internal/cli"
+	"github.com/sinkd/sinkd/schema/registry"
 )
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -68,6 +69,7 @@ func runReloading(ctx context.Context, path string, cfg *config.Config, log *slo
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	var o options
 	for {
 		runCtx, drain := context.WithCancel(ctx)
 		next := make(chan *config.Config, 1)
@@ -95,15 +97,23 @@ func runReloading(ctx context.Context, path string, cfg *config.Config, log *slo
 				return
 			}
 		}()
-		err := run(runCtx, cfg, log, options{}, nil)
+		err := run(runCtx, cfg, log, o, nil)
 		drain()
 		<-watching
+		// A record's schema changed the file schema: the run has drained;
+		// start again with the merged schema (docs/schema.md).
+		var change *registry.SchemaChange
+		if errors.As(err, &change) && ctx.Err() == nil && len(next) == 0 {
+			log.Info("the schema changed: restarting the pipeline with the merged schema", "schema_id", change.ID)
+			o.fields = change.Fields
+			continue
+		}
 		select {
 		case newCfg := <-next:
 			if ctx.Err() != nil {
 				return err // SIGTERM during the reload: stop
 			}
-			if err != nil {
+			if err != nil && change == nil {
 				return err
 			}
 			sdNotify("RELOADING=1")
@@ -112,7 +122,7 @@ func runReloading(ctx context.Context, path string, cfg *config.Config, log *slo
 				log = newLogger(newCfg.Log, stderr)
 			}
 			setMemoryLimit(newCfg, log)
-			cfg = newCfg
+			cfg, o = newCfg, options{}
 		default:
 			return err
 		}
