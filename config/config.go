@@ -119,6 +119,16 @@ type Schema struct {
 	// Registry is the Confluent-compatible schema registry that avro records
 	// are serialised through.
 	Registry *Registry `yaml:"registry"`
+	// CDC unwraps change-data-capture envelopes (format json only).
+	CDC *CDC `yaml:"cdc"`
+}
+
+// CDC unwraps Debezium change events: the after image is the row, followed
+// by the __op and __source_ts_ms columns.
+type CDC struct {
+	Envelope string `yaml:"envelope"` // debezium
+	// Deletes: keep writes a delete's before image with __op d; drop skips it.
+	Deletes string `yaml:"deletes"`
 }
 
 // Registry is a Confluent-compatible schema registry.

@@ -268,6 +268,9 @@ var fieldTypes = []string{"int32", "int64", "float", "double", "string", "bool",
 // any number of them.
 func (s *Schema) validate(v *validator) map[string]*Field {
 	v.oneOf("schema.format", s.Format, "json", "avro", "protobuf")
+	if s.CDC != nil && s.Format != "json" {
+		v.errorf("schema.cdc", "applies to format json only")
+	}
 	if s.Format == "avro" || s.Format == "protobuf" {
 		// The fields come from the registry when the pipeline starts: the
 		// checks that refer to them happen then.
@@ -297,6 +300,13 @@ func (s *Schema) validate(v *validator) map[string]*Field {
 	}
 	byName := make(map[string]*Field, len(s.Fields))
 	validateFields(v, "schema.fields", "", s.Fields, byName)
+	if s.CDC != nil {
+		v.oneOf("schema.cdc.envelope", s.CDC.Envelope, "debezium")
+		v.oneOf("schema.cdc.deletes", s.CDC.Deletes, "keep", "drop")
+		// The columns CDC adds, for routes and templates.
+		byName["__op"] = &Field{Name: "__op", Type: "string"}
+		byName["__source_ts_ms"] = &Field{Name: "__source_ts_ms", Type: "timestamp", Unit: "millis"}
+	}
 	return byName
 }
 

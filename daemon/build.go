@@ -106,7 +106,11 @@ func Check(cfg *config.Config) error {
 	if cfg.Schema.Registry != nil {
 		return nil // the schema, and so the templates, come from the registry at start
 	}
-	s, err := schema.New(cfg.Schema.Fields)
+	fields := cfg.Schema.Fields
+	if cfg.Schema.CDC != nil {
+		fields = schema.CDCFields(fields)
+	}
+	s, err := schema.New(fields)
 	if err != nil {
 		return config.NewProblems(cfg.Problem("schema", "%v", err))
 	}
@@ -370,11 +374,28 @@ func openSchema(ctx context.Context, cfg *config.Config, log *slog.Logger, field
 		}
 		return in.Schema(), &registryDecoder{in: in, log: log}, nil
 	}
+	if cdc := cfg.Schema.CDC; cdc != nil {
+		s, err := schema.New(schema.CDCFields(cfg.Schema.Fields))
+		if err != nil {
+			return nil, nil, err
+		}
+		d, err := s.NewCDCDecoder(cdc.Deletes == "keep")
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, cdcDecoder{d}, nil
+	}
 	s, err := schema.New(cfg.Schema.Fields)
 	if err != nil {
 		return nil, nil, err
 	}
 	return s, jsonDecoder{s.NewDecoder()}, nil
+}
+
+type cdcDecoder struct{ d *schema.CDCDecoder }
+
+func (c cdcDecoder) Decode(_ context.Context, value []byte, row parquet.Row) (parquet.Row, error) {
+	return c.d.Decode(value, row)
 }
 
 type jsonDecoder struct{ d *schema.Decoder }

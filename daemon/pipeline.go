@@ -361,6 +361,9 @@ func (p *Pipeline) handle(ctx context.Context, rec *record.Record) error {
 	}
 	row, err := p.dec.Decode(ctx, rec.Value, p.row[:0])
 	p.row = row
+	if errors.Is(err, schema.ErrSkip) {
+		return nil // a CDC delete dropped by configuration, a tombstone
+	}
 	if err != nil {
 		var se *schema.Error
 		if !errors.As(err, &se) {
@@ -370,7 +373,7 @@ func (p *Pipeline) handle(ctx context.Context, rec *record.Record) error {
 		switch se.Class {
 		case schema.ClassMalformedJSON, schema.ClassNotUTF8, schema.ClassEmpty, schema.ClassNotObject, schema.ClassTooDeep,
 			schema.ClassMalformedAvro, registry.ClassBadMagic, registry.ClassTruncatedHeader, registry.ClassUnknownSchemaID, registry.ClassSchemaMismatch,
-			schema.ClassMalformedProtobuf, registry.ClassBadMessageIndex, schema.ClassIncompatibleSchema:
+			schema.ClassMalformedProtobuf, registry.ClassBadMessageIndex, schema.ClassIncompatibleSchema, schema.ClassBadEnvelope:
 			stage = dlq.StageDecode
 		}
 		return p.deadLetter(ctx, rec, stage, se.Class, err.Error(), nil)

@@ -1,0 +1,75 @@
+package schema_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/schema"
+)
+
+// TestCDCDecoder unwraps Debezium change events as Kafka Connect's
+// JsonConverter writes them (with and without the schema wrapper): the after
+// image is the row (before for a kept delete), op and source.ts_ms follow.
+func TestCDCDecoder(t *testing.T) {
+	fields := schema.CDCFields([]config.Field{
+		{Name: "id", Type: "int64", Required: true},
+		{Name: "name", Type: "string"},
+		{Name: "addr", Type: "struct", Fields: []config.Field{{Name: "zip", Type: "string"}}},
+	})
+	s, err := schema.New(fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jd := s.NewDecoder()
+	cases := []struct {
+		name, value string
+		keep        bool
+		want        string // the row as plain JSON; "" for skipped
+		class       string
+	}{
+		{"create", `{"before":null,"after":{"id":1,"name":"a","addr":{"zip":"10001"}},"source":{"ts_ms":1514766065000,"db":"x"},"op":"c","ts_ms":1514766066000}`, false,
+			`{"id":1,"name":"a","addr":{"zip":"10001"},"__op":"c","__source_ts_ms":1514766065000}`, ""},
+		{"wrapped update", `{"schema":{"type":"struct"},"payload":{"before":{"id":1},"after":{"id":1,"name":"b"},"source":{"ts_ms":5},"op":"u"}}`, false,
+			`{"id":1,"name":"b","__op":"u","__source_ts_ms":5}`, ""},
+		{"snapshot read", `{"after":{"id":2},"source":{},"op":"r"}`, false, `{"id":2,"__op":"r"}`, ""},
+		{"delete dropped", `{"before":{"id":3},"after":null,"source":{"ts_ms":7},"op":"d"}`, false, "", ""},
+		{"delete kept", `{"before":{"id":3,"name":"z"},"after":null,"source":{"ts_ms":7},"op":"d"}`, true,
+			`{"id":3,"name":"z","__op":"d","__source_ts_ms":7}`, ""},
+		{"tombstone", ``, true, "", ""},
+		{"truncate", `{"source":{"ts_ms":7},"op":"t"}`, true, "", ""},
+		{"no op", `{"after":{"id":1}}`, false, "", schema.ClassBadEnvelope},
+		{"create without after", `{"op":"c","after":null}`, false, "", schema.ClassBadEnvelope},
+		{"row at fault", `{"op":"c","after":{"id":"x"}}`, false, "", schema.ClassTypeMismatch},
+		{"not json", `{"op":`, false, "", schema.ClassMalformedJSON},
+	}
+	for _, c := range cases {
+		d, err := s.NewCDCDecoder(c.keep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := d.Decode([]byte(c.value), nil)
+		switch {
+		case c.class != "":
+			var se *schema.Error
+			if !errors.As(err, &se) || se.Class != c.class {
+				t.Errorf("%s: %v, want class %s", c.name, err, c.class)
+			}
+		case c.want == "":
+			if !errors.Is(err, schema.ErrSkip) {
+				t.Errorf("%s: %v %v, want skipped", c.name, got, err)
+			}
+		default:
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			want, err := jd.Decode([]byte(c.want), nil)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if !rowsEqual(got, want) {
+				t.Errorf("%s:\ngot  %v\nwant %v", c.name, got, want)
+			}
+		}
+	}
+}
