@@ -536,7 +536,7 @@ func wireOf(k protoreflect.Kind) protowire.Type {
 func (p *ProtoDecoder) value(pf *pfield, typ protowire.Type, b []byte, rep int) int {
 	f := pf.f
 	if want := wireOf(pf.kind); typ != want {
-		p.malformed(f, "wire type "+wireName(want)+" (a "+pf.kind.String()+" field)", "wire type "+wireName(typ))
+		p.malformed(f, "wire type "+wireName(want)+" (field type "+pf.kind.String()+")", "wire type "+wireName(typ))
 		return -1
 	}
 	d := p.d
