@@ -114,7 +114,7 @@ type Kinesis struct {
 
 // Schema describes how a record's value decodes into a typed row.
 type Schema struct {
-	Format string  `yaml:"format"` // json | avro | protobuf
+	Format string  `yaml:"format"` // json | avro | protobuf | jsonschema
 	Fields []Field `yaml:"fields"` // json only: with avro they are derived from the registry
 	// Registry is the Confluent-compatible schema registry that avro records
 	// are serialised through.

@@ -267,11 +267,11 @@ var fieldTypes = []string{"int32", "int64", "float", "double", "string", "bool",
 // (payment.type); fields inside lists and maps are not, because a record has
 // any number of them.
 func (s *Schema) validate(v *validator) map[string]*Field {
-	v.oneOf("schema.format", s.Format, "json", "avro", "protobuf")
+	v.oneOf("schema.format", s.Format, "json", "avro", "protobuf", "jsonschema")
 	if s.CDC != nil && s.Format != "json" {
 		v.errorf("schema.cdc", "applies to format json only")
 	}
-	if s.Format == "avro" || s.Format == "protobuf" {
+	if s.Format == "avro" || s.Format == "protobuf" || s.Format == "jsonschema" {
 		// The fields come from the registry when the pipeline starts: the
 		// checks that refer to them happen then.
 		if len(s.Fields) > 0 {
@@ -293,7 +293,7 @@ func (s *Schema) validate(v *validator) map[string]*Field {
 		return nil
 	}
 	if s.Registry != nil {
-		v.errorf("schema.registry", "applies to formats avro and protobuf only")
+		v.errorf("schema.registry", "applies to formats avro, protobuf and jsonschema only")
 	}
 	if len(s.Fields) == 0 {
 		v.errorf("schema.fields", "at least one field is required")

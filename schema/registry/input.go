@@ -16,6 +16,7 @@ import (
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/schema/avro"
+	"github.com/sinkd/sinkd/schema/jsonschema"
 	"github.com/sinkd/sinkd/schema/protobuf"
 )
 
@@ -45,7 +46,7 @@ func (e *IncompatibleError) Error() string {
 
 // InputOptions configure an Input.
 type InputOptions struct {
-	// Format is sr.TypeAvro or sr.TypeProtobuf.
+	// Format is sr.TypeAvro, sr.TypeProtobuf or sr.TypeJSON (JSON Schema).
 	Format  sr.SchemaType
 	Subject string
 	// Message is the full name of the Protobuf message records hold; empty
@@ -73,11 +74,13 @@ type Input struct {
 	schema  *schema.Schema
 	message protoreflect.FullName
 	byID    map[int]*writer
+	json    *schema.Decoder // JSON Schema: one decoder reads every writer's records
 }
 
 // writer is what one schema id decodes with.
 type writer struct {
 	avro    *schema.AvroDecoder
+	json    bool
 	file    protoreflect.FileDescriptor
 	byIndex map[string]*schema.ProtoDecoder // Protobuf: by the raw message indexes
 	err     error                           // a record at fault whatever its payload
@@ -118,7 +121,7 @@ func NewInput(ctx context.Context, client *Client, o InputOptions) (*Input, erro
 			return nil, fmt.Errorf("schema registry subject %q: %w", o.Subject, err)
 		}
 	} else {
-		if fields, err = avro.Fields(latest.Schema.Schema); err != nil {
+		if fields, err = derive(o.Format, latest.Schema.Schema); err != nil {
 			return nil, fmt.Errorf("schema registry subject %q: %w", o.Subject, err)
 		}
 	}
@@ -132,6 +135,14 @@ func NewInput(ctx context.Context, client *Client, o InputOptions) (*Input, erro
 	}
 	in.fields = fields
 	return in, nil
+}
+
+// derive derives the fields of an Avro or JSON Schema text.
+func derive(format sr.SchemaType, text string) ([]config.Field, error) {
+	if format == sr.TypeJSON {
+		return jsonschema.Fields(text)
+	}
+	return avro.Fields(text)
 }
 
 // NewAvroInput is NewInput for Avro records of subject.
@@ -166,6 +177,12 @@ func (in *Input) Decode(ctx context.Context, value []byte, row parquet.Row) (par
 	}
 	if w.avro != nil {
 		return w.avro.Decode(payload, row)
+	}
+	if w.json {
+		if in.json == nil {
+			in.json = in.schema.NewDecoder()
+		}
+		return in.json.Decode(payload, row)
 	}
 	// Protobuf: the message indexes (zigzag varints: a count, then each
 	// index; a count of 0 is the first message) come before the payload.
@@ -229,9 +246,9 @@ func (in *Input) writer(ctx context.Context, id int) (*writer, error) {
 		in.byID[id] = w
 		return w, nil
 	}
-	fields, err := avro.Fields(s.Schema)
+	fields, err := derive(in.o.Format, s.Schema)
 	if err != nil {
-		w.err = &schema.Error{Class: ClassSchemaMismatch, Expected: "an Avro schema with a Parquet schema", Got: fmt.Sprintf("schema id %d: %v", id, err)}
+		w.err = &schema.Error{Class: ClassSchemaMismatch, Expected: "a schema with a Parquet schema", Got: fmt.Sprintf("schema id %d: %v", id, err)}
 		in.byID[id] = w
 		return w, nil
 	}
@@ -244,7 +261,9 @@ func (in *Input) writer(ctx context.Context, id int) (*writer, error) {
 		}
 		return nil, err
 	}
-	if w.avro, err = in.schema.NewAvroDecoder(s.Schema); err != nil {
+	if in.o.Format == sr.TypeJSON {
+		w.json = true
+	} else if w.avro, err = in.schema.NewAvroDecoder(s.Schema); err != nil {
 		w.err = &schema.Error{Class: ClassSchemaMismatch, Expected: "a schema sinkd can bind", Got: fmt.Sprintf("schema id %d: %v", id, err)}
 	}
 	in.byID[id] = w
@@ -303,7 +322,7 @@ func (in *Input) merge(id int, fields []config.Field) error {
 	}
 	if s.Parquet().String() == in.schema.Parquet().String() {
 		// The same Parquet schema: no reason to roll files.
-		in.fields, in.schema = merged, s
+		in.fields, in.schema, in.json = merged, s, nil
 		clear(in.byID)
 		return nil
 	}
@@ -354,8 +373,11 @@ func Open(ctx context.Context, cfg config.Registry, format string, fields []conf
 		return nil, err
 	}
 	t := sr.TypeAvro
-	if format == "protobuf" {
+	switch format {
+	case "protobuf":
 		t = sr.TypeProtobuf
+	case "jsonschema":
+		t = sr.TypeJSON
 	}
 	return NewInput(ctx, cl, InputOptions{Format: t, Subject: cfg.Subject, Message: cfg.Message, Fields: fields, Stop: cfg.OnIncompatible == "stop"})
 }

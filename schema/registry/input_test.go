@@ -269,3 +269,60 @@ func sameRow(a, b parquet.Row) bool {
 	}
 	return true
 }
+
+const tripJSONSchemaV1 = `{"$schema":"http://json-schema.org/draft-07/schema#","title":"Trip","type":"object",
+ "properties":{
+  "trip_id":{"type":"integer"},
+  "pickup_at":{"type":"string","format":"date-time"},
+  "fare":{"$ref":"#/definitions/Fare"},
+  "stops":{"type":"array","items":{"type":"object","properties":{"zone":{"type":"integer"}},"required":["zone"]}},
+  "tags":{"type":"object","additionalProperties":{"type":"string"}},
+  "extra":{"oneOf":[{"type":"string"},{"type":"integer"}]}},
+ "required":["trip_id","pickup_at"],
+ "definitions":{"Fare":{"type":"object","properties":{"amount":{"type":"number"},"note":{"type":["string","null"]}},"required":["amount","note"]}}}`
+
+// TestJSONSchemaInput reads JSON records framed by the registry's JSON Schema
+// serializer: the schema is derived from the JSON Schema (in property order,
+// references followed, other unions kept as JSON text), and a version that
+// adds a property changes the schema.
+func TestJSONSchemaInput(t *testing.T) {
+	_, srv, cl, _ := setup(t)
+	ctx := context.Background()
+	admin, _ := sr.NewClient(sr.URLs(srv.URL), sr.BasicAuth("u", "p"))
+	ss, err := admin.CreateSchema(ctx, "trips-json-value", sr.Schema{Schema: tripJSONSchemaV1, Type: sr.TypeJSON})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := registry.NewInput(ctx, cl, registry.InputOptions{Format: sr.TypeJSON, Subject: "trips-json-value"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cols := strings.Join(flat(in.Schema().Parquet().Columns()), " "); cols != "trip_id pickup_at fare.amount fare.note stops.list.element.zone tags.key_value.key tags.key_value.value extra" {
+		t.Errorf("derived columns %s", cols)
+	}
+	if f, _ := in.Schema().Lookup("fare.note"); f.Required {
+		t.Errorf("fare.note allows null but is required")
+	}
+	value := `{"trip_id":1,"pickup_at":"2018-01-01T00:21:05Z","fare":{"amount":4.5,"note":null},"stops":[{"zone":4}],"tags":{"a":"b"},"extra":[1,"x"]}`
+	got, err := in.Decode(ctx, wire(ss.ID, []byte(value)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := in.Schema().NewDecoder().Decode([]byte(value), nil)
+	if !sameRow(got, want) {
+		t.Errorf("\ngot  %v\nwant %v", got, want)
+	}
+	if _, err := in.Decode(ctx, wire(ss.ID, []byte(`{"trip_id":"x"}`)), nil); err == nil {
+		t.Errorf("a value that does not fit was read")
+	}
+	v2 := strings.Replace(tripJSONSchemaV1, `"extra":`, `"surcharge":{"type":"number"},"extra":`, 1)
+	ss2, err := admin.CreateSchema(ctx, "trips-json-value", sr.Schema{Schema: v2, Type: sr.TypeJSON})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = in.Decode(ctx, wire(ss2.ID, []byte(value)), nil)
+	var change *registry.SchemaChange
+	if !errors.As(err, &change) {
+		t.Fatalf("a version adding a property: %v, want a SchemaChange", err)
+	}
+}
