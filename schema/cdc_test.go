@@ -73,3 +73,48 @@ func TestCDCDecoder(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeCDC: whatever the value, the CDC decoder gives a row with a
+// value for every column in order, ErrSkip, or a classified *schema.Error.
+func FuzzDecodeCDC(f *testing.F) {
+	for _, v := range []string{
+		`{"before":null,"after":{"id":1,"name":"a","addr":{"zip":"1"}},"source":{"ts_ms":5},"op":"c"}`,
+		`{"schema":{},"payload":{"before":{"id":1},"after":null,"source":{"ts_ms":5},"op":"d"}}`,
+		`{"op":"t"}`, ``, `null`, `{"op":"u","after":{"id":"x"}}`,
+	} {
+		f.Add([]byte(v), true)
+	}
+	s, err := schema.New(schema.CDCFields([]config.Field{
+		{Name: "id", Type: "int64", Required: true},
+		{Name: "name", Type: "string"},
+		{Name: "addr", Type: "struct", Fields: []config.Field{{Name: "zip", Type: "string"}}},
+	}))
+	if err != nil {
+		f.Fatal(err)
+	}
+	keep, _ := s.NewCDCDecoder(true)
+	drop, _ := s.NewCDCDecoder(false)
+	columns := len(s.Parquet().Columns())
+	f.Fuzz(func(t *testing.T, value []byte, keepDeletes bool) {
+		d := drop
+		if keepDeletes {
+			d = keep
+		}
+		row, err := d.Decode(value, nil)
+		if err != nil {
+			var se *schema.Error
+			if !errors.Is(err, schema.ErrSkip) && !errors.As(err, &se) {
+				t.Fatalf("unclassified error %v", err)
+			}
+			return
+		}
+		if len(row) != columns {
+			t.Fatalf("%d values for %d columns", len(row), columns)
+		}
+		for i, v := range row {
+			if v.Column() != i {
+				t.Fatalf("value %d is of column %d", i, v.Column())
+			}
+		}
+	})
+}
