@@ -61,6 +61,9 @@ type InputOptions struct {
 	Stop bool
 }
 
+// maxWriters bounds the decoders kept by schema id (and by message index).
+const maxWriters = 1024
+
 // maxMessageIndexes bounds the Protobuf message index list of a record.
 const maxMessageIndexes = 64
 
@@ -167,6 +170,11 @@ func (in *Input) Decode(ctx context.Context, value []byte, row parquet.Row) (par
 	}
 	w, ok := in.byID[id]
 	if !ok {
+		if len(in.byID) >= maxWriters {
+			// Ids are few in practice; a flood of unknown ones must not
+			// grow memory. The client still caches the schemas.
+			clear(in.byID)
+		}
 		var err error
 		if w, err = in.writer(ctx, id); err != nil {
 			return row[:0], err
@@ -200,6 +208,9 @@ func (in *Input) Decode(ctx context.Context, value []byte, row parquet.Row) (par
 	}
 	d, ok := w.byIndex[string(payload[:end])]
 	if !ok {
+		if len(w.byIndex) >= maxWriters {
+			clear(w.byIndex) // non-minimal varints make any number of keys
+		}
 		var err error
 		if d, err = in.protoDecoder(id, w, payload[:end]); err != nil {
 			return row[:0], err
