@@ -121,18 +121,11 @@ func makeTrip(rng *rand.Rand, id int64, v2 bool) evoTrip {
 	return tr
 }
 
-// evoFormat encodes trips one way, with an encoder that is not sinkd's.
-type evoFormat struct {
-	name   string
-	v1, v2 string // the schemas (JSON: the config's field list)
-	// register makes version 1 or 2 current and returns its id (JSON: 0).
-	encode func(t *testing.T, tr evoTrip, id int) []byte
-}
-
 // TestSchemaEvolutionExactlyOnce is issue 14's end-to-end test: taxi trips
 // with a nested fare and a list of stops, produced as Avro and as Protobuf
-// through a schema registry (and as nested JSON), then a field is added
-// mid-run, while a real `sinkd run` is SIGKILLed again and again. Every trip
+// through a schema registry (and as nested JSON, whose field is added to the
+// configuration and reloaded by SIGHUP), then a field is added mid-run, while
+// a real `sinkd run` is SIGKILLed again and again. Every trip
 // must be read back by DuckDB exactly once with its nested values, rows
 // written before the change null in the new column, and each bucket gets at
 // most one extra file at the change. Settings are the defaults: files roll
