@@ -3,11 +3,17 @@ package daemon
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -15,7 +21,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/dynamicpb"
 
+	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/schema/protobuf"
+	"github.com/sinkd/sinkd/schema/registry"
 	"github.com/sinkd/sinkd/schema/registry/srfake"
 )
 
@@ -114,4 +122,97 @@ dlq: {file: %[2]s/dlq.jsonl}
 	if files, _ := filepath.Glob(filepath.Join(dir, "lake", "type=green", "*.parquet")); len(files) == 0 {
 		t.Errorf("no file under type=green: the path template did not read the derived field")
 	}
+}
+
+// TestIncompatibleSchema: a record written with a schema that cannot be
+// merged into the file schema (trip_id turned into a string) is a dead letter
+// by default, and ends the run with an error naming the field with
+// on_incompatible: stop.
+func TestIncompatibleSchema(t *testing.T) {
+	reg := httptest.NewServer(srfake.New("", ""))
+	defer reg.Close()
+	admin, err := sr.NewClient(sr.URLs(reg.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	v1, err := admin.CreateSchema(ctx, "in-value", sr.Schema{Schema: protoTrips, Type: sr.TypeProtobuf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const changed = `syntax = "proto3"; package taxi; message Trip { string trip_id = 1; string type = 2; }`
+	v2, err := admin.CreateSchema(ctx, "other-value", sr.Schema{Schema: changed, Type: sr.TypeProtobuf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := func(id int, payload []byte) []byte {
+		b := []byte{0, 0, 0, 0, 0}
+		binary.BigEndian.PutUint32(b[1:], uint32(id))
+		return append(append(b, 0), payload...)
+	}
+	ok := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 7)
+	bad := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte("seven"))
+	recs := []*kgo.Record{{Value: frame(v1.ID, ok)}, {Value: frame(v2.ID, bad)}, {Value: frame(v1.ID, ok)}}
+	for _, stop := range []bool{false, true} {
+		dir := t.TempDir()
+		yaml := fmt.Sprintf(`pipeline: t
+http: {addr: "127.0.0.1:0"}
+source: {kafka: {brokers: BROKERS, topics: [in], group: g}}
+schema:
+  format: protobuf
+  registry: {url: %q, subject: in-value, on_incompatible: %s}
+routes:
+  - name: r
+    parquet: {destination: "file://%[3]s/lake", path: "t={type}"}
+checkpoint: {interval: 200ms}
+dlq: {file: %[3]s/dlq.jsonl}
+`, reg.URL, map[bool]string{false: "dead_letter", true: "stop"}[stop], dir)
+		if !stop {
+			runInProcess(t, yaml, recs)
+			letters := readLetters(t, filepath.Join(dir, "dlq.jsonl"))
+			if len(letters) != 1 || letters[0].Class != "incompatible_schema" || !strings.Contains(letters[0].Message, "trip_id: int64 in the file schema, string in the writer's") {
+				t.Errorf("dead letters %+v, want one incompatible_schema naming trip_id", letters)
+			}
+			if rows, _ := countRows(t, filepath.Join(dir, "lake")); rows != 2 {
+				t.Errorf("committed rows = %d, want 2", rows)
+			}
+			continue
+		}
+		err := runExpectingError(t, yaml, recs)
+		var ie *registry.IncompatibleError
+		if !errors.As(err, &ie) || !strings.Contains(err.Error(), "trip_id") {
+			t.Errorf("on_incompatible: stop: %v, want an IncompatibleError naming trip_id", err)
+		}
+	}
+}
+
+// runExpectingError runs the pipeline on records until it ends by itself.
+func runExpectingError(t *testing.T, yaml string, records []*kgo.Record) error {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DefaultProduceTopic("in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, r := range records {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: r.Value}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Close()
+	cfg, err := config.Parse("test.yaml", []byte(strings.ReplaceAll(yaml, "BROKERS", strings.Join(cluster.ListenAddrs(), ","))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), options{}, nil)
+	if ctx.Err() != nil {
+		t.Fatal("the run did not end by itself")
+	}
+	return err
 }
