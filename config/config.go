@@ -119,7 +119,7 @@ type Schema struct {
 	// Registry is the Confluent-compatible schema registry that avro records
 	// are serialised through.
 	Registry *Registry `yaml:"registry"`
-	// CDC unwraps change-data-capture envelopes (format json only).
+	// CDC unwraps change-data-capture envelopes (formats json and avro).
 	CDC *CDC `yaml:"cdc"`
 }
 

@@ -268,8 +268,8 @@ var fieldTypes = []string{"int32", "int64", "float", "double", "string", "bool",
 // any number of them.
 func (s *Schema) validate(v *validator) map[string]*Field {
 	v.oneOf("schema.format", s.Format, "json", "avro", "protobuf", "jsonschema")
-	if s.CDC != nil && s.Format != "json" {
-		v.errorf("schema.cdc", "applies to format json only")
+	if s.CDC != nil && s.Format != "json" && s.Format != "avro" {
+		v.errorf("schema.cdc", "applies to formats json and avro only")
 	}
 	if s.Format == "avro" || s.Format == "protobuf" || s.Format == "jsonschema" {
 		// The fields come from the registry when the pipeline starts: the
@@ -289,6 +289,10 @@ func (s *Schema) validate(v *validator) map[string]*Field {
 		v.oneOf("schema.registry.on_incompatible", s.Registry.OnIncompatible, "dead_letter", "stop")
 		if s.Format != "protobuf" && s.Registry.Message != "" {
 			v.errorf("schema.registry.message", "applies to format protobuf only")
+		}
+		if s.CDC != nil {
+			v.oneOf("schema.cdc.envelope", s.CDC.Envelope, "debezium")
+			v.oneOf("schema.cdc.deletes", s.CDC.Deletes, "keep", "drop")
 		}
 		return nil
 	}

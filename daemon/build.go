@@ -368,7 +368,7 @@ func newBudget(cfg *config.Config) *parquetsink.Budget {
 // Protobuf.
 func openSchema(ctx context.Context, cfg *config.Config, log *slog.Logger, fields []config.Field) (*schema.Schema, decoder, error) {
 	if cfg.Schema.Registry != nil {
-		in, err := registry.Open(ctx, *cfg.Schema.Registry, cfg.Schema.Format, fields)
+		in, err := registry.Open(ctx, *cfg.Schema.Registry, cfg.Schema.Format, fields, cfg.Schema.CDC)
 		if err != nil {
 			return nil, nil, err
 		}

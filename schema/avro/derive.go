@@ -33,6 +33,34 @@ func Fields(text string) ([]config.Field, error) {
 	if !ok {
 		return nil, fmt.Errorf("avro schema: the top level is a %s, not a record", s.Type())
 	}
+	return recordFields(rec)
+}
+
+// EnvelopeFields derives the field list of the row of a Debezium envelope
+// (the record of its after field), without the CDC columns.
+func EnvelopeFields(text string) ([]config.Field, error) {
+	s, err := avro.ParseWithCache(text, "", new(avro.SchemaCache))
+	if err != nil {
+		return nil, fmt.Errorf("avro schema: %w", err)
+	}
+	if rec, ok := s.(*avro.RecordSchema); ok {
+		for _, f := range rec.Fields() {
+			if u, ok := f.Type().(*avro.UnionSchema); ok && f.Name() == "after" && u.Nullable() && len(u.Types()) == 2 {
+				_, typ := u.Indices()
+				t := u.Types()[typ]
+				if r, ok := t.(*avro.RefSchema); ok {
+					t = r.Schema()
+				}
+				if r, ok := t.(*avro.RecordSchema); ok {
+					return recordFields(r)
+				}
+			}
+		}
+	}
+	return nil, fmt.Errorf("avro schema: not a Debezium envelope (no after field of a null and a record)")
+}
+
+func recordFields(rec *avro.RecordSchema) ([]config.Field, error) {
 	d := deriver{open: map[string]bool{rec.FullName(): true}}
 	fields := d.record(rec, "")
 	if len(d.errs) > 0 {

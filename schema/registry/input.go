@@ -59,6 +59,10 @@ type InputOptions struct {
 	// Stop makes an incompatible schema end the run (IncompatibleError)
 	// instead of dead-lettering its records.
 	Stop bool
+	// CDC reads Avro Debezium envelopes: the row is the after image (the
+	// before image of a delete when KeepDeletes is set), plus __op and
+	// __source_ts_ms.
+	CDC, KeepDeletes bool
 }
 
 // maxWriters bounds the decoders kept by schema id (and by message index).
@@ -82,7 +86,7 @@ type Input struct {
 
 // writer is what one schema id decodes with.
 type writer struct {
-	avro    *schema.AvroDecoder
+	avro    rowDecoder // an *AvroDecoder or *AvroCDCDecoder
 	json    bool
 	file    protoreflect.FileDescriptor
 	byIndex map[string]*schema.ProtoDecoder // Protobuf: by the raw message indexes
@@ -124,7 +128,7 @@ func NewInput(ctx context.Context, client *Client, o InputOptions) (*Input, erro
 			return nil, fmt.Errorf("schema registry subject %q: %w", o.Subject, err)
 		}
 	} else {
-		if fields, err = derive(o.Format, latest.Schema.Schema); err != nil {
+		if fields, err = in.derive(latest.Schema.Schema); err != nil {
 			return nil, fmt.Errorf("schema registry subject %q: %w", o.Subject, err)
 		}
 	}
@@ -140,10 +144,18 @@ func NewInput(ctx context.Context, client *Client, o InputOptions) (*Input, erro
 	return in, nil
 }
 
-// derive derives the fields of an Avro or JSON Schema text.
-func derive(format sr.SchemaType, text string) ([]config.Field, error) {
-	if format == sr.TypeJSON {
+// derive derives the fields of an Avro or JSON Schema text (an Avro
+// Debezium envelope's row and the CDC columns, with CDC).
+func (in *Input) derive(text string) ([]config.Field, error) {
+	switch {
+	case in.o.Format == sr.TypeJSON:
 		return jsonschema.Fields(text)
+	case in.o.CDC:
+		fields, err := avro.EnvelopeFields(text)
+		if err != nil {
+			return nil, err
+		}
+		return schema.CDCFields(fields), nil
 	}
 	return avro.Fields(text)
 }
@@ -257,7 +269,7 @@ func (in *Input) writer(ctx context.Context, id int) (*writer, error) {
 		in.byID[id] = w
 		return w, nil
 	}
-	fields, err := derive(in.o.Format, s.Schema)
+	fields, err := in.derive(s.Schema)
 	if err != nil {
 		w.err = &schema.Error{Class: ClassSchemaMismatch, Expected: "a schema with a Parquet schema", Got: fmt.Sprintf("schema id %d: %v", id, err)}
 		in.byID[id] = w
@@ -272,9 +284,15 @@ func (in *Input) writer(ctx context.Context, id int) (*writer, error) {
 		}
 		return nil, err
 	}
-	if in.o.Format == sr.TypeJSON {
+	switch {
+	case in.o.Format == sr.TypeJSON:
 		w.json = true
-	} else if w.avro, err = in.schema.NewAvroDecoder(s.Schema); err != nil {
+	case in.o.CDC:
+		w.avro, err = in.schema.NewAvroCDCDecoder(s.Schema, in.o.KeepDeletes)
+	default:
+		w.avro, err = in.schema.NewAvroDecoder(s.Schema)
+	}
+	if err != nil {
 		w.err = &schema.Error{Class: ClassSchemaMismatch, Expected: "a schema sinkd can bind", Got: fmt.Sprintf("schema id %d: %v", id, err)}
 	}
 	in.byID[id] = w
@@ -373,8 +391,8 @@ func (in *Input) compile(ctx context.Context, s sr.Schema) (protoreflect.FileDes
 
 // Open connects to the registry of cfg and derives the Parquet schema from
 // its subject; fields, when set, are the file schema of an earlier run in
-// this process.
-func Open(ctx context.Context, cfg config.Registry, format string, fields []config.Field) (*Input, error) {
+// this process; cdc, when set, unwraps Debezium envelopes (Avro only).
+func Open(ctx context.Context, cfg config.Registry, format string, fields []config.Field, cdc *config.CDC) (*Input, error) {
 	tc, err := tlsConfig(cfg.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("schema.registry.tls: %w", err)
@@ -390,5 +408,9 @@ func Open(ctx context.Context, cfg config.Registry, format string, fields []conf
 	case "jsonschema":
 		t = sr.TypeJSON
 	}
-	return NewInput(ctx, cl, InputOptions{Format: t, Subject: cfg.Subject, Message: cfg.Message, Fields: fields, Stop: cfg.OnIncompatible == "stop"})
+	o := InputOptions{Format: t, Subject: cfg.Subject, Message: cfg.Message, Fields: fields, Stop: cfg.OnIncompatible == "stop"}
+	if cdc != nil {
+		o.CDC, o.KeepDeletes = true, cdc.Deletes == "keep"
+	}
+	return NewInput(ctx, cl, o)
 }

@@ -326,3 +326,121 @@ func TestJSONSchemaInput(t *testing.T) {
 		t.Fatalf("a version adding a property: %v, want a SchemaChange", err)
 	}
 }
+
+const debeziumEnvelope = `{"type":"record","name":"Envelope","namespace":"db.public.customers","fields":[
+ {"name":"before","type":["null",{"type":"record","name":"Value","fields":[
+   {"name":"id","type":"long"},{"name":"email","type":["null","string"],"default":null},
+   {"name":"tags","type":{"type":"array","items":"string"}}]}],"default":null},
+ {"name":"after","type":["null","Value"],"default":null},
+ {"name":"source","type":{"type":"record","name":"Source","namespace":"io.debezium.connector.postgresql","fields":[
+   {"name":"version","type":"string"},{"name":"ts_ms","type":"long"},{"name":"db","type":"string"},
+   {"name":"sequence","type":["null","string"],"default":null},{"name":"lsn","type":["null","long"],"default":null},
+   {"name":"xmin","type":{"type":"map","values":"long"}}]}},
+ {"name":"op","type":"string"},
+ {"name":"ts_ms","type":["null","long"],"default":null},
+ {"name":"transaction","type":["null",{"type":"record","name":"block","namespace":"event","fields":[
+   {"name":"id","type":"string"},{"name":"total_order","type":"long"},{"name":"data_collection_order","type":"long"}]}],"default":null}]}`
+
+type dbzValue struct {
+	ID    int64    `avro:"id"`
+	Email *string  `avro:"email"`
+	Tags  []string `avro:"tags"`
+}
+
+type dbzSource struct {
+	Version  string           `avro:"version"`
+	TsMs     int64            `avro:"ts_ms"`
+	DB       string           `avro:"db"`
+	Sequence *string          `avro:"sequence"`
+	Lsn      *int64           `avro:"lsn"`
+	Xmin     map[string]int64 `avro:"xmin"`
+}
+
+type dbzBlock struct {
+	ID                  string `avro:"id"`
+	TotalOrder          int64  `avro:"total_order"`
+	DataCollectionOrder int64  `avro:"data_collection_order"`
+}
+
+type dbzEnvelope struct {
+	Before      *dbzValue `avro:"before"`
+	After       *dbzValue `avro:"after"`
+	Source      dbzSource `avro:"source"`
+	Op          string    `avro:"op"`
+	TsMs        *int64    `avro:"ts_ms"`
+	Transaction *dbzBlock `avro:"transaction"`
+}
+
+// TestAvroDebeziumInput unwraps Debezium envelopes encoded by hamba/avro:
+// the after image is the row (a kept delete's before image), op and
+// source.ts_ms follow; the other envelope fields, whatever their types, are
+// skipped; a dropped delete and a truncate are skipped.
+func TestAvroDebeziumInput(t *testing.T) {
+	_, srv, cl, _ := setup(t)
+	ctx := context.Background()
+	admin, _ := sr.NewClient(sr.URLs(srv.URL), sr.BasicAuth("u", "p"))
+	ss, err := admin.CreateSchema(ctx, "customers-value", sr.Schema{Schema: debeziumEnvelope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := hamba.MustParse(debeziumEnvelope)
+	email, seq, lsn := "a@x", "[1]", int64(9)
+	src := dbzSource{Version: "2.7", TsMs: 1514766065000, DB: "shop", Sequence: &seq, Lsn: &lsn, Xmin: map[string]int64{"a": 1}}
+	enc := func(e dbzEnvelope) []byte {
+		b, err := hamba.Marshal(ws, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wire(ss.ID, b)
+	}
+	for _, keep := range []bool{true, false} {
+		in, err := registry.NewInput(ctx, cl, registry.InputOptions{Format: sr.TypeAvro, Subject: "customers-value", CDC: true, KeepDeletes: keep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cols := strings.Join(flat(in.Schema().Parquet().Columns()), " "); cols != "id email tags.list.element __op __source_ts_ms" {
+			t.Fatalf("columns %s", cols)
+		}
+		cases := []struct {
+			name string
+			env  dbzEnvelope
+			want string // "" for skipped
+		}{
+			{"create", dbzEnvelope{After: &dbzValue{ID: 1, Email: &email, Tags: []string{"x", "y"}}, Source: src, Op: "c", Transaction: &dbzBlock{ID: "t", TotalOrder: 1}},
+				`{"id":1,"email":"a@x","tags":["x","y"],"__op":"c","__source_ts_ms":1514766065000}`},
+			{"update", dbzEnvelope{Before: &dbzValue{ID: 1}, After: &dbzValue{ID: 1, Tags: []string{}}, Source: src, Op: "u"},
+				`{"id":1,"tags":[],"__op":"u","__source_ts_ms":1514766065000}`},
+			{"delete", dbzEnvelope{Before: &dbzValue{ID: 2, Email: &email}, Source: src, Op: "d"},
+				map[bool]string{true: `{"id":2,"email":"a@x","tags":[],"__op":"d","__source_ts_ms":1514766065000}`, false: ""}[keep]},
+			{"truncate", dbzEnvelope{Source: src, Op: "t"}, ""},
+		}
+		for _, c := range cases {
+			got, err := in.Decode(ctx, enc(c.env), nil)
+			if c.want == "" {
+				if !errors.Is(err, schema.ErrSkip) {
+					t.Errorf("%s (keep %t): %v, want skipped", c.name, keep, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			want, err := in.Schema().NewDecoder().Decode([]byte(c.want), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameRow(got, want) {
+				t.Errorf("%s (keep %t):\ngot  %v\nwant %v", c.name, keep, got, want)
+			}
+		}
+		bad := enc(dbzEnvelope{Source: src, Op: "c"})
+		var se *schema.Error
+		if _, err := in.Decode(ctx, bad, nil); !errors.As(err, &se) || se.Class != schema.ClassBadEnvelope {
+			t.Errorf("a create without its image: %v", err)
+		}
+		good := enc(dbzEnvelope{After: &dbzValue{ID: 1}, Source: src, Op: "c"})
+		if _, err := in.Decode(ctx, good[:len(good)-3], nil); !errors.As(err, &se) || se.Class != schema.ClassMalformedAvro {
+			t.Errorf("truncated: %v", err)
+		}
+	}
+}
