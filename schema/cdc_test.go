@@ -4,8 +4,11 @@ import (
 	"errors"
 	"testing"
 
+	hamba "github.com/hamba/avro/v2"
+
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/schema"
+	"github.com/sinkd/sinkd/schema/avro"
 )
 
 // TestCDCDecoder unwraps Debezium change events as Kafka Connect's
@@ -115,6 +118,65 @@ func FuzzDecodeCDC(f *testing.F) {
 			if v.Column() != i {
 				t.Fatalf("value %d is of column %d", i, v.Column())
 			}
+		}
+	})
+}
+
+const avroEnvelope = `{"type":"record","name":"Envelope","fields":[
+ {"name":"before","type":["null",{"type":"record","name":"Value","fields":[
+   {"name":"id","type":"long"},{"name":"tags","type":{"type":"array","items":"string"}}]}],"default":null},
+ {"name":"after","type":["null","Value"],"default":null},
+ {"name":"source","type":{"type":"record","name":"Source","fields":[
+   {"name":"ts_ms","type":"long"},{"name":"m","type":{"type":"map","values":["null","double"]}},{"name":"f","type":{"type":"fixed","name":"F","size":2}}]}},
+ {"name":"op","type":"string"},
+ {"name":"x","type":["null","boolean","float",{"type":"enum","name":"E","symbols":["a"]}],"default":null}]}`
+
+// FuzzDecodeAvroCDC: whatever the payload, the Avro envelope decoder gives a
+// well-formed row, ErrSkip or a classified *schema.Error.
+func FuzzDecodeAvroCDC(f *testing.F) {
+	ws := hamba.MustParse(avroEnvelope)
+	for _, v := range []map[string]any{
+		{"before": nil, "after": map[string]any{"Value": map[string]any{"id": int64(1), "tags": []string{"a"}}}, "source": map[string]any{"ts_ms": int64(5), "m": map[string]any{}, "f": [2]byte{1, 2}}, "op": "c", "x": nil},
+		{"before": map[string]any{"Value": map[string]any{"id": int64(2), "tags": []string{}}}, "after": nil, "source": map[string]any{"ts_ms": int64(5), "m": map[string]any{}, "f": [2]byte{}}, "op": "d", "x": nil},
+	} {
+		b, err := hamba.Marshal(ws, v)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	fields, err := avro.EnvelopeFields(avroEnvelope)
+	if err != nil {
+		f.Fatal(err)
+	}
+	s, err := schema.New(schema.CDCFields(fields))
+	if err != nil {
+		f.Fatal(err)
+	}
+	d, err := s.NewAvroCDCDecoder(avroEnvelope, true)
+	if err != nil {
+		f.Fatal(err)
+	}
+	columns := len(s.Parquet().Columns())
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		row, err := d.Decode(payload, nil)
+		if err != nil {
+			var se *schema.Error
+			if !errors.Is(err, schema.ErrSkip) && !errors.As(err, &se) {
+				t.Fatalf("unclassified error %v", err)
+			}
+			return
+		}
+		col := -1
+		for i, v := range row {
+			if c := v.Column(); c != col && c != col+1 {
+				t.Fatalf("value %d: column %d after %d", i, c, col)
+			} else {
+				col = c
+			}
+		}
+		if col != columns-1 {
+			t.Fatalf("row ends at column %d of %d", col, columns)
 		}
 	})
 }
