@@ -188,7 +188,7 @@ func (a *AvroDecoder) malformed(want string) bool {
 
 func (a *AvroDecoder) long() (int64, bool) {
 	u, n := binary.Uvarint(a.b[a.i:])
-	if n <= 0 || u > math.MaxUint64 {
+	if n <= 0 {
 		return 0, a.malformed("a varint")
 	}
 	a.i += n
