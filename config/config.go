@@ -83,11 +83,21 @@ type (
 
 // Schema describes how a record's value decodes into a typed row.
 type Schema struct {
-	Format string  `yaml:"format"` // json | avro
+	Format string  `yaml:"format"` // json | avro | protobuf | jsonschema
 	Fields []Field `yaml:"fields"` // json only: with avro they are derived from the registry
 	// Registry is the Confluent-compatible schema registry that avro records
 	// are serialised through.
 	Registry *Registry `yaml:"registry"`
+	// CDC unwraps change-data-capture envelopes (formats json and avro).
+	CDC *CDC `yaml:"cdc"`
+}
+
+// CDC unwraps Debezium change events: the after image is the row, followed
+// by the __op and __source_ts_ms columns.
+type CDC struct {
+	Envelope string `yaml:"envelope"` // debezium
+	// Deletes: keep writes a delete's before image with __op d; drop skips it.
+	Deletes string `yaml:"deletes"`
 }
 
 // Registry is a Confluent-compatible schema registry.
@@ -100,6 +110,12 @@ type Registry struct {
 	Password string   `yaml:"password"`
 	TLS      TLS      `yaml:"tls"`
 	Timeout  Duration `yaml:"timeout"` // per request
+	// Message is the full name of the Protobuf message records hold; empty
+	// for the first message of the subject's schema.
+	Message string `yaml:"message"`
+	// OnIncompatible is what a record whose schema cannot be merged into the
+	// file schema does: dead_letter | stop.
+	OnIncompatible string `yaml:"on_incompatible"`
 }
 
 // Field is one field of a JSON schema; it lives in conf because the schema

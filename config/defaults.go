@@ -43,8 +43,13 @@ func applyDefaults(c *Config) {
 
 	c.Schema.Format = cmp.Or(c.Schema.Format, "json")
 	fieldDefaults(c.Schema.Fields)
+	if cdc := c.Schema.CDC; cdc != nil {
+		// An archive keeps deletes: dropping them is a choice to make.
+		cdc.Deletes = cmp.Or(cdc.Deletes, "keep")
+	}
 	if r := c.Schema.Registry; r != nil {
 		r.Timeout = cmp.Or(r.Timeout, seconds(10))
+		r.OnIncompatible = cmp.Or(r.OnIncompatible, "dead_letter")
 	}
 
 	for i := range c.Routes {

@@ -109,6 +109,11 @@ schema: {format: avro, registry: {url: "http://127.0.0.1:8081", subject: s-value
 routes:
   - {name: r, parquet: {destination: "file:///tmp/x", path: "x"}}
 dlq: {kinesis: {stream: d}}
+`, `pipeline: p
+source: {kafka: {brokers: "127.0.0.1:9092", topics: [in], group: g}}
+schema: {fields: [{name: id, type: int64}], cdc: {envelope: debezium}}
+routes:
+  - {name: r, parquet: {destination: "file:///tmp/x", path: "x"}}
 `} {
 		c, err := Parse("reference.yaml", []byte(src))
 		if err != nil {

@@ -426,7 +426,7 @@ func TestValidation(t *testing.T) {
 		{"max_records", map[string]any{"source.kafka": nil, "source.kinesis": map[string]any{"stream": "s", "max_records": 10001}}, "source.kinesis.max_records", "between 1 and 10000"},
 		{"poll_interval", map[string]any{"source.kafka": nil, "source.kinesis": map[string]any{"stream": "s", "poll_interval": "100ms"}}, "source.kinesis.poll_interval", "200ms"},
 		{"kinesis endpoint", map[string]any{"source.kafka": nil, "source.kinesis": map[string]any{"stream": "s", "endpoint": "localhost"}}, "source.kinesis.endpoint", "URL"},
-		{"schema format", map[string]any{"schema.format": "protobuf"}, "schema.format", "not one of"},
+		{"schema format", map[string]any{"schema.format": "thrift"}, "schema.format", "not one of"},
 		{"no fields", map[string]any{"schema.fields": []any{}}, "schema.fields", "at least one"},
 		{"duplicate field", map[string]any{"schema.fields[1].name": "id"}, "schema.fields[1].name", "twice"},
 		{"field type", map[string]any{"schema.fields[1].type": "varchar"}, "schema.fields[1].type", "not one of"},

@@ -117,7 +117,7 @@ func TestAvroSchemaConfig(t *testing.T) {
 	for _, tt := range []struct{ from, to, path, msg string }{
 		{`subject: trips-value`, `subject: ""`, "schema.registry.subject", "required"},
 		{`url: "http://127.0.0.1:8081"`, `url: "ftp://x"`, "schema.registry.url", "URL"},
-		{"  format: avro\n", "  format: json\n", "schema.registry", "format avro only"},
+		{"  format: avro\n", "  format: json\n", "schema.registry", "formats avro, protobuf and jsonschema only"},
 		{"  registry: {url: \"http://127.0.0.1:8081\", subject: trips-value}\n", "  fields: [{name: a, type: int32}]\n", "schema.fields", "derived from the registry"},
 	} {
 		src := strings.Replace(avro, tt.from, tt.to, 1)

@@ -111,15 +111,18 @@ var fieldTypes = []string{"int32", "int64", "float", "double", "string", "bool",
 // (payment.type); fields inside lists and maps are not, because a record has
 // any number of them.
 func (s *Schema) validate(v *validator) map[string]*Field {
-	v.OneOf("schema.format", s.Format, "json", "avro")
-	if s.Format == "avro" {
+	v.OneOf("schema.format", s.Format, "json", "avro", "protobuf", "jsonschema")
+	if s.CDC != nil && s.Format != "json" && s.Format != "avro" {
+		v.Errorf("schema.cdc", "applies to formats json and avro only")
+	}
+	if s.Format == "avro" || s.Format == "protobuf" || s.Format == "jsonschema" {
 		// The fields come from the registry when the pipeline starts: the
 		// checks that refer to them happen then.
 		if len(s.Fields) > 0 {
-			v.Errorf("schema.fields", "with format avro the fields are derived from the registry's schema; leave them out")
+			v.Errorf("schema.fields", "with format %s the fields are derived from the registry's schema; leave them out", s.Format)
 		}
 		if s.Registry == nil {
-			v.Errorf("schema.registry", "format avro needs a registry (url and subject)")
+			v.Errorf("schema.registry", "format %s needs a registry (url and subject)", s.Format)
 			return nil
 		}
 		if v.Required("schema.registry.url", s.Registry.URL) {
@@ -128,16 +131,31 @@ func (s *Schema) validate(v *validator) map[string]*Field {
 		v.Required("schema.registry.subject", s.Registry.Subject)
 		v.Add("schema.registry.tls", s.Registry.TLS.Validate())
 		v.Positive("schema.registry.timeout", s.Registry.Timeout)
+		v.OneOf("schema.registry.on_incompatible", s.Registry.OnIncompatible, "dead_letter", "stop")
+		if s.Format != "protobuf" && s.Registry.Message != "" {
+			v.Errorf("schema.registry.message", "applies to format protobuf only")
+		}
+		if s.CDC != nil {
+			v.OneOf("schema.cdc.envelope", s.CDC.Envelope, "debezium")
+			v.OneOf("schema.cdc.deletes", s.CDC.Deletes, "keep", "drop")
+		}
 		return nil
 	}
 	if s.Registry != nil {
-		v.Errorf("schema.registry", "applies to format avro only")
+		v.Errorf("schema.registry", "applies to formats avro, protobuf and jsonschema only")
 	}
 	if len(s.Fields) == 0 {
 		v.Errorf("schema.fields", "at least one field is required")
 	}
 	byName := make(map[string]*Field, len(s.Fields))
 	validateFields(v, "schema.fields", "", s.Fields, byName)
+	if s.CDC != nil {
+		v.OneOf("schema.cdc.envelope", s.CDC.Envelope, "debezium")
+		v.OneOf("schema.cdc.deletes", s.CDC.Deletes, "keep", "drop")
+		// The columns CDC adds, for routes and templates.
+		byName["__op"] = &Field{Name: "__op", Type: "string"}
+		byName["__source_ts_ms"] = &Field{Name: "__source_ts_ms", Type: "timestamp", Unit: "millis"}
+	}
 	return byName
 }
 

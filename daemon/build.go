@@ -126,10 +126,14 @@ func compileRoutes(cfg *config.Config, s *schema.Schema) ([]*route, error) {
 // Check compiles everything that can be checked without a network: the
 // schema and every template. `sinkd validate` runs it.
 func Check(cfg *config.Config) error {
-	if cfg.Schema.Format == "avro" {
+	if cfg.Schema.Registry != nil {
 		return nil // the schema, and so the templates, come from the registry at start
 	}
-	s, err := schema.New(cfg.Schema.Fields)
+	fields := cfg.Schema.Fields
+	if cfg.Schema.CDC != nil {
+		fields = schema.CDCFields(fields)
+	}
+	s, err := schema.New(fields)
 	if err != nil {
 		return config.NewProblems(cfg.Problem("schema", "%v", err))
 	}
@@ -144,6 +148,9 @@ type options struct {
 	// with the step's name; an error it returns fails the construction
 	// there (tests prove that every earlier step is then closed).
 	afterStep func(step string) error
+	// fields is the file schema a schema change left (registry formats):
+	// the next run merges the subject's latest schema into it.
+	fields []config.Field
 }
 
 func (o options) step(name string) error {
@@ -169,7 +176,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 	if cfg.Source.Kafka == nil && cfg.Source.Kinesis == nil {
 		return nil, errors.New("no source configured")
 	}
-	s, dec, err := openSchema(ctx, cfg, log)
+	s, dec, err := openSchema(ctx, cfg, log, o.fields)
 	if err != nil {
 		return nil, fmt.Errorf("schema: %w", err)
 	}
@@ -403,14 +410,27 @@ func newBudget(cfg *config.Config) *parquetsink.Budget {
 }
 
 // openSchema builds the schema and the decoder of record values: from the
-// configured fields for JSON, from the registry's subject for Avro.
-func openSchema(ctx context.Context, cfg *config.Config, log *slog.Logger) (*schema.Schema, decoder, error) {
-	if cfg.Schema.Format == "avro" {
-		in, err := registry.Open(ctx, *cfg.Schema.Registry)
+// configured fields for JSON, from the registry's subject (merged into
+// fields, the file schema of an earlier run in this process) for Avro and
+// Protobuf.
+func openSchema(ctx context.Context, cfg *config.Config, log *slog.Logger, fields []config.Field) (*schema.Schema, decoder, error) {
+	if cfg.Schema.Registry != nil {
+		in, err := registry.Open(ctx, *cfg.Schema.Registry, cfg.Schema.Format, fields, cfg.Schema.CDC)
 		if err != nil {
 			return nil, nil, err
 		}
-		return in.Schema(), &avroDecoder{in: in, log: log}, nil
+		return in.Schema(), &registryDecoder{in: in, log: log}, nil
+	}
+	if cdc := cfg.Schema.CDC; cdc != nil {
+		s, err := schema.New(schema.CDCFields(cfg.Schema.Fields))
+		if err != nil {
+			return nil, nil, err
+		}
+		d, err := s.NewCDCDecoder(cdc.Deletes == "keep")
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, cdcDecoder{d}, nil
 	}
 	s, err := schema.New(cfg.Schema.Fields)
 	if err != nil {
@@ -419,23 +439,29 @@ func openSchema(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sch
 	return s, jsonDecoder{s.NewDecoder()}, nil
 }
 
+type cdcDecoder struct{ d *schema.CDCDecoder }
+
+func (c cdcDecoder) Decode(_ context.Context, value []byte, row parquet.Row) (parquet.Row, error) {
+	return c.d.Decode(value, row)
+}
+
 type jsonDecoder struct{ d *schema.Decoder }
 
 func (j jsonDecoder) Decode(_ context.Context, value []byte, row parquet.Row) (parquet.Row, error) {
 	return j.d.Decode(value, row)
 }
 
-type avroDecoder struct {
-	in  *registry.AvroInput
+type registryDecoder struct {
+	in  *registry.Input
 	log *slog.Logger
 }
 
 // Close releases the registry client's connections.
-func (a *avroDecoder) Close() { a.in.Close() }
+func (a *registryDecoder) Close() { a.in.Close() }
 
 // Decode waits out registry outages: the pipeline stops reading rather than
 // dead-letter good records or exit.
-func (a *avroDecoder) Decode(ctx context.Context, value []byte, row parquet.Row) (parquet.Row, error) {
+func (a *registryDecoder) Decode(ctx context.Context, value []byte, row parquet.Row) (parquet.Row, error) {
 	return a.in.DecodeWait(ctx, value, row, func(err error) {
 		a.log.Warn("schema registry unavailable; retrying", "error", err)
 	})

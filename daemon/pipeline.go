@@ -220,7 +220,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 	}()
 	stopFetch()
-	if err != nil {
+	// A schema change drains like a stop: the files in progress close, and
+	// the record that changed the schema is read again by the next run.
+	var change *registry.SchemaChange
+	if err != nil && !errors.As(err, &change) {
 		p.src.Close()
 		fetchWG.Wait()
 		return err
@@ -236,6 +239,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// Leaving the group runs the revoke callback, which now finds nothing open.
 	p.src.Close()
 	fetchWG.Wait()
+	if change != nil {
+		return change
+	}
 	return nil
 }
 
@@ -313,6 +319,9 @@ func (p *Pipeline) handle(ctx context.Context, rec *record.Record) error {
 	}
 	row, err := p.dec.Decode(ctx, rec.Value, p.row[:0])
 	p.row = row
+	if errors.Is(err, schema.ErrSkip) {
+		return nil // a CDC delete dropped by configuration, a tombstone
+	}
 	if err != nil {
 		var se *schema.Error
 		if !errors.As(err, &se) {
@@ -321,7 +330,8 @@ func (p *Pipeline) handle(ctx context.Context, rec *record.Record) error {
 		stage := dlq.StageSchema
 		switch se.Class {
 		case schema.ClassMalformedJSON, schema.ClassNotUTF8, schema.ClassEmpty, schema.ClassNotObject, schema.ClassTooDeep,
-			schema.ClassMalformedAvro, registry.ClassBadMagic, registry.ClassTruncatedHeader, registry.ClassUnknownSchemaID, registry.ClassSchemaMismatch:
+			schema.ClassMalformedAvro, registry.ClassBadMagic, registry.ClassTruncatedHeader, registry.ClassUnknownSchemaID, registry.ClassSchemaMismatch,
+			schema.ClassMalformedProtobuf, registry.ClassBadMessageIndex, schema.ClassIncompatibleSchema, schema.ClassBadEnvelope:
 			stage = dlq.StageDecode
 		}
 		return p.deadLetter(ctx, rec, stage, se.Class, err.Error(), nil)

@@ -26,6 +26,7 @@ import (
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/internal/cli"
+	"github.com/sinkd/sinkd/schema/registry"
 )
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -178,10 +179,11 @@ func lifecycle(ctx context.Context, path string, cfg *config.Config, log *slog.L
 // SIGTERM) and starts the next in this process. It returns when a generation
 // ends on its own (an error), or when ctx ends (the drain's result).
 func runReloading(ctx context.Context, cfg *config.Config, log *slog.Logger, stderr io.Writer, reloads <-chan *config.Config, drain *atomic.Int64) error {
+	var o options
 	for {
 		genCtx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- run(genCtx, cfg, log, options{}, nil) }()
+		go func(o options) { done <- run(genCtx, cfg, log, o, nil) }(o)
 		var next *config.Config
 		var err error
 		select {
@@ -191,7 +193,15 @@ func runReloading(ctx context.Context, cfg *config.Config, log *slog.Logger, std
 			err = <-done
 		}
 		stop()
-		if next == nil || ctx.Err() != nil || err != nil {
+		// A record's schema changed the file schema: the run has drained;
+		// start again with the merged schema (docs/schema.md).
+		var change *registry.SchemaChange
+		if errors.As(err, &change) && ctx.Err() == nil && next == nil {
+			log.Info("the schema changed: restarting the pipeline with the merged schema", "schema_id", change.ID)
+			o.fields = change.Fields
+			continue
+		}
+		if next == nil || ctx.Err() != nil || (err != nil && change == nil) {
 			return err // a SIGTERM during the reload stops here
 		}
 		sdNotify("RELOADING=1")
@@ -201,7 +211,7 @@ func runReloading(ctx context.Context, cfg *config.Config, log *slog.Logger, std
 		}
 		setMemoryLimit(next, log)
 		drain.Store(int64(next.Shutdown.DrainTimeout.D()))
-		cfg = next
+		cfg, o = next, options{}
 	}
 }
 

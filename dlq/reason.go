@@ -33,6 +33,10 @@ var classes = []ClassInfo{
 	{"truncated_header", StageDecode, "the value is shorter than the magic byte and schema id"},
 	{"unknown_schema_id", StageDecode, "the registry does not know the schema id"},
 	{"schema_mismatch", StageDecode, "the writer schema does not fit the pipeline's schema"},
+	{"malformed_protobuf", StageDecode, "the Protobuf body does not parse against its writer's message (truncated, wrong wire type)"},
+	{"bad_message_index", StageDecode, "the Protobuf message indexes are malformed or name no message of the schema"},
+	{"bad_envelope", StageDecode, "a CDC record that is not a Debezium change event"},
+	{"incompatible_schema", StageDecode, "the writer schema cannot be merged into the file schema (a changed type)"},
 	// schema (package schema): an object that does not fit the schema
 	{"type_mismatch", StageSchema, "a field has the wrong JSON type or layout"},
 	{"missing_required", StageSchema, "a required field is absent"},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/hamba/avro/v2"
@@ -23,8 +24,10 @@ const ClassMalformedAvro = "malformed_avro"
 type AvroDecoder struct {
 	d    *Decoder
 	root []*anode
-	b    []byte
-	i    int
+	// missing are the top-level fields the writer does not have.
+	missing []*Field
+	b       []byte
+	i       int
 }
 
 // anode is an Avro type bound to the field it fills.
@@ -35,6 +38,7 @@ type anode struct {
 	nullable bool
 	nullIdx  int64
 	fields   []*anode // record
+	missing  []*Field // record: fields its writer does not have
 	elem     *anode   // array items, map values
 	symbols  [][]byte // enum
 	size     int      // fixed
@@ -51,7 +55,7 @@ func (s *Schema) NewAvroDecoder(writer string) (*AvroDecoder, error) {
 	if !ok {
 		return nil, errors.New("avro schema: the top level is not a record")
 	}
-	root, err := bindRecord(rec, s.fields)
+	root, missing, err := bindRecord(rec, s.fields)
 	if err != nil {
 		return nil, err
 	}
@@ -61,25 +65,32 @@ func (s *Schema) NewAvroDecoder(writer string) (*AvroDecoder, error) {
 		d.one = make([]parquet.Value, s.columns)
 		d.fseen = make([]bool, s.seenSize)
 	}
-	return &AvroDecoder{d: d, root: root}, nil
+	return &AvroDecoder{d: d, root: root, missing: missing}, nil
 }
 
-func bindRecord(rec *avro.RecordSchema, fields []Field) ([]*anode, error) {
-	if len(rec.Fields()) != len(fields) {
-		return nil, fmt.Errorf("avro record %s has %d fields, the schema %d", rec.FullName(), len(rec.Fields()), len(fields))
-	}
-	nodes := make([]*anode, len(fields))
-	for i, af := range rec.Fields() {
-		if af.Name() != fields[i].Name {
-			return nil, fmt.Errorf("avro field %q where the schema has %q", af.Name(), fields[i].Name)
+// bindRecord binds the writer's record fields, in their order, to the
+// fields of the same name; missing are the fields the writer does not have
+// (null in its rows: the schema was merged from several writers).
+func bindRecord(rec *avro.RecordSchema, fields []Field) (nodes []*anode, missing []*Field, err error) {
+	bound := make([]bool, len(fields))
+	for _, af := range rec.Fields() {
+		i := slices.IndexFunc(fields, func(f Field) bool { return f.Name == af.Name() })
+		if i < 0 {
+			return nil, nil, fmt.Errorf("avro field %q of record %s is not in the schema", af.Name(), rec.FullName())
 		}
+		bound[i] = true
 		n, err := bind(af.Type(), &fields[i])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		nodes[i] = n
+		nodes = append(nodes, n)
 	}
-	return nodes, nil
+	for i := range fields {
+		if !bound[i] {
+			missing = append(missing, &fields[i])
+		}
+	}
+	return nodes, missing, nil
 }
 
 func bind(s avro.Schema, f *Field) (*anode, error) {
@@ -108,11 +119,11 @@ func bind(s avro.Schema, f *Field) (*anode, error) {
 			n.symbols = append(n.symbols, []byte(sym))
 		}
 	case *avro.RecordSchema:
-		fields, err := bindRecord(t, f.Fields)
+		fields, missing, err := bindRecord(t, f.Fields)
 		if err != nil {
 			return nil, err
 		}
-		n.fields = fields
+		n.fields, n.missing = fields, missing
 	case *avro.ArraySchema:
 		e, err := bind(t.Items(), f.Elem)
 		if err != nil {
@@ -146,6 +157,9 @@ func (a *AvroDecoder) Decode(payload []byte, row parquet.Row) (parquet.Row, erro
 			return row, d.err
 		}
 	}
+	for _, f := range a.missing {
+		d.null(f, 0)
+	}
 	if a.i != len(a.b) {
 		return row, &Error{Class: ClassMalformedAvro, Expected: "the end of the payload", Got: strconv.Itoa(len(a.b)-a.i) + " more bytes"}
 	}
@@ -174,7 +188,7 @@ func (a *AvroDecoder) malformed(want string) bool {
 
 func (a *AvroDecoder) long() (int64, bool) {
 	u, n := binary.Uvarint(a.b[a.i:])
-	if n <= 0 || u > math.MaxUint64 {
+	if n <= 0 {
 		return 0, a.malformed("a varint")
 	}
 	a.i += n
@@ -239,6 +253,9 @@ func (a *AvroDecoder) value(n *anode, rep int) bool {
 				return false
 			}
 		}
+		for _, m := range n.missing {
+			a.d.null(m, rep)
+		}
 		a.d.stack = a.d.stack[:len(a.d.stack)-1]
 		return true
 	case avro.Array, avro.Map:
@@ -255,7 +272,12 @@ func (a *AvroDecoder) value(n *anode, rep int) bool {
 		if !ok {
 			return false
 		}
-		a.put(f, parquet.FloatValue(math.Float32frombits(binary.LittleEndian.Uint32(b))), rep)
+		x := math.Float32frombits(binary.LittleEndian.Uint32(b))
+		if f.Kind == Double { // widened by a merge
+			a.put(f, parquet.DoubleValue(float64(x)), rep)
+		} else {
+			a.put(f, parquet.FloatValue(x), rep)
+		}
 		return true
 	case avro.Double:
 		b, ok := a.take(8)

@@ -1,6 +1,5 @@
 // Package avro derives sinkd's schema from an Avro schema, so that a user of
-// a schema registry writes no field list (project issue 14, step 4: the
-// derivation only so far; decoding Avro records is not built yet).
+// a schema registry writes no field list (decoding is schema/avrodec.go).
 package avro
 
 import (
@@ -34,6 +33,34 @@ func Fields(text string) ([]conf.Field, error) {
 	if !ok {
 		return nil, fmt.Errorf("avro schema: the top level is a %s, not a record", s.Type())
 	}
+	return recordFields(rec)
+}
+
+// EnvelopeFields derives the field list of the row of a Debezium envelope
+// (the record of its after field), without the CDC columns.
+func EnvelopeFields(text string) ([]conf.Field, error) {
+	s, err := avro.ParseWithCache(text, "", new(avro.SchemaCache))
+	if err != nil {
+		return nil, fmt.Errorf("avro schema: %w", err)
+	}
+	if rec, ok := s.(*avro.RecordSchema); ok {
+		for _, f := range rec.Fields() {
+			if u, ok := f.Type().(*avro.UnionSchema); ok && f.Name() == "after" && u.Nullable() && len(u.Types()) == 2 {
+				_, typ := u.Indices()
+				t := u.Types()[typ]
+				if r, ok := t.(*avro.RefSchema); ok {
+					t = r.Schema()
+				}
+				if r, ok := t.(*avro.RecordSchema); ok {
+					return recordFields(r)
+				}
+			}
+		}
+	}
+	return nil, fmt.Errorf("avro schema: not a Debezium envelope (no after field of a null and a record)")
+}
+
+func recordFields(rec *avro.RecordSchema) ([]conf.Field, error) {
 	d := deriver{open: map[string]bool{rec.FullName(): true}}
 	fields := d.record(rec, "")
 	if len(d.errs) > 0 {

@@ -1,8 +1,9 @@
 // Package registry reads records serialised through a Confluent-compatible
 // schema registry: the wire format (a zero magic byte, the schema id as four
-// big-endian bytes, then the payload), writer schemas fetched by id with
-// franz-go's sr client and cached, and the Parquet schema derived from a
-// subject's latest schema. Avro only so far.
+// big-endian bytes, for Protobuf the message indexes, then the payload),
+// writer schemas fetched by id with franz-go's sr client and cached, the
+// Parquet schema derived from a subject's latest schema, and schema
+// evolution (input.go).
 package registry
 
 import (
@@ -14,7 +15,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"reflect"
 	"strconv"
 	"sync"
 	"time"
@@ -25,7 +25,6 @@ import (
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/schema"
-	"github.com/sinkd/sinkd/schema/avro"
 )
 
 // Classes of records that cannot be read, for dead letters (schema.Error).
@@ -34,6 +33,9 @@ const (
 	ClassTruncatedHeader = "truncated_header"
 	ClassUnknownSchemaID = "unknown_schema_id"
 	ClassSchemaMismatch  = "schema_mismatch"
+	// ClassBadMessageIndex is a Protobuf record whose message indexes are
+	// malformed or name no message of its schema.
+	ClassBadMessageIndex = "bad_message_index"
 )
 
 // Options configure a Client.
@@ -168,6 +170,17 @@ func (c *Client) Latest(ctx context.Context, subject string) (sr.SubjectSchema, 
 	return ss, err
 }
 
+// Version returns version of subject (a Protobuf schema's reference).
+func (c *Client) Version(ctx context.Context, subject string, version int) (sr.SubjectSchema, error) {
+	var ss sr.SubjectSchema
+	err := c.retry(ctx, func(ctx context.Context) error {
+		var err error
+		ss, err = c.sr.SchemaByVersion(ctx, subject, version)
+		return err
+	})
+	return ss, err
+}
+
 // SplitWire reads the wire-format header of value.
 func SplitWire(value []byte) (id int, payload []byte, err *schema.Error) {
 	switch {
@@ -177,93 +190,6 @@ func SplitWire(value []byte) (id int, payload []byte, err *schema.Error) {
 		return 0, nil, &schema.Error{Class: ClassTruncatedHeader, Expected: "a 5-byte header (magic byte and schema id)", Got: strconv.Itoa(len(value)) + " bytes"}
 	}
 	return int(binary.BigEndian.Uint32(value[1:5])), value[5:], nil
-}
-
-// AvroInput decodes wire-format Avro records into rows of the schema derived
-// from a subject's latest schema. Not safe for concurrent use.
-type AvroInput struct {
-	client   *Client
-	schema   *schema.Schema
-	fields   []config.Field
-	decoders map[int]*schema.AvroDecoder
-}
-
-// NewAvroInput derives the Parquet schema from subject's latest schema.
-func NewAvroInput(ctx context.Context, client *Client, subject string) (*AvroInput, error) {
-	latest, err := client.Latest(ctx, subject)
-	if err != nil {
-		return nil, fmt.Errorf("schema registry subject %q: %w", subject, err)
-	}
-	if latest.Type != sr.TypeAvro {
-		return nil, fmt.Errorf("schema registry subject %q holds %s schemas; only Avro is read so far", subject, latest.Type)
-	}
-	fields, err := avro.Fields(latest.Schema.Schema)
-	if err != nil {
-		return nil, fmt.Errorf("schema registry subject %q: %w", subject, err)
-	}
-	s, err := schema.New(fields)
-	if err != nil {
-		return nil, fmt.Errorf("schema registry subject %q: %w", subject, err)
-	}
-	return &AvroInput{client: client, schema: s, fields: fields, decoders: map[int]*schema.AvroDecoder{}}, nil
-}
-
-// Close releases the registry client's connections.
-func (in *AvroInput) Close() { in.client.Close() }
-
-// Schema is the Parquet schema rows are decoded into.
-func (in *AvroInput) Schema() *schema.Schema { return in.schema }
-
-// Decode decodes one record value. A record at fault gives a *schema.Error
-// (dead-letter it); a registry outage an *OutageError (retry later).
-func (in *AvroInput) Decode(ctx context.Context, value []byte, row parquet.Row) (parquet.Row, error) {
-	id, payload, werr := SplitWire(value)
-	if werr != nil {
-		return row[:0], werr
-	}
-	dec, ok := in.decoders[id]
-	if !ok {
-		s, err := in.client.SchemaByID(ctx, id)
-		if err != nil {
-			return row[:0], err
-		}
-		if s.Type != sr.TypeAvro {
-			return row[:0], &schema.Error{Class: ClassSchemaMismatch, Expected: "an Avro schema id", Got: fmt.Sprintf("id %d, a %s schema", id, s.Type)}
-		}
-		fields, err := avro.Fields(s.Schema)
-		if err != nil || !reflect.DeepEqual(fields, in.fields) {
-			// Evolution (merging writer schemas into the file schema) is
-			// not built yet: a record written with another schema is
-			// dead-lettered, not guessed at.
-			return row[:0], &schema.Error{Class: ClassSchemaMismatch, Expected: "the subject's schema the Parquet schema was derived from", Got: fmt.Sprintf("schema id %d, which differs", id)}
-		}
-		if dec, err = in.schema.NewAvroDecoder(s.Schema); err != nil {
-			// A record the pipeline cannot read is dead-lettered, never a
-			// reason to stop.
-			return row[:0], &schema.Error{Class: ClassSchemaMismatch, Expected: "a schema sinkd can bind", Got: fmt.Sprintf("schema id %d: %v", id, err)}
-		}
-		in.decoders[id] = dec
-	}
-	return dec.Decode(payload, row)
-}
-
-// Open connects to the registry of cfg and derives the Parquet schema from its
-// subject.
-func Open(ctx context.Context, cfg config.Registry) (*AvroInput, error) {
-	tc, err := tlsConfig(cfg.TLS)
-	if err != nil {
-		return nil, fmt.Errorf("schema.registry.tls: %w", err)
-	}
-	cl, err := NewClient(Options{URL: cfg.URL, Username: cfg.Username, Password: cfg.Password, TLS: tc, Timeout: cfg.Timeout.D()})
-	if err != nil {
-		return nil, err
-	}
-	in, err := NewAvroInput(ctx, cl, cfg.Subject)
-	if err != nil {
-		cl.Close()
-		return nil, err
-	}
-	return in, nil
 }
 
 func tlsConfig(c config.TLS) (*tls.Config, error) {
@@ -298,7 +224,7 @@ const maxOutageWait = 30 * time.Second
 // a growing pause, until the registry answers or ctx ends, calling onOutage
 // before each pause. The pipeline stops reading meanwhile (nothing past the
 // record is committed) instead of dead-lettering good records or exiting.
-func (in *AvroInput) DecodeWait(ctx context.Context, value []byte, row parquet.Row, onOutage func(error)) (parquet.Row, error) {
+func (in *Input) DecodeWait(ctx context.Context, value []byte, row parquet.Row, onOutage func(error)) (parquet.Row, error) {
 	wait := backoff.Policy{Base: time.Second, Max: maxOutageWait}
 	for attempt := 0; ; attempt++ {
 		out, err := in.Decode(ctx, value, row)
