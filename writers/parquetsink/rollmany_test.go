@@ -1,0 +1,111 @@
+package parquetsink
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestRollManyInParallel rolls hundreds of open files at once, as a drain
+// does, on several encoders side by side: files that only staged rows, files
+// that already hold row groups (and spooled bytes) from memory relief, and
+// files whose staged rows wait in the spool. Every file must read back row
+// for row with statistics and page index where they belong, and the budget
+// must come back to what the writer held before the files opened.
+func TestRollManyInParallel(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	sp, err := OpenSpool(t.TempDir(), "p", "i1", "e1", 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	f := newFixture(t, func(o *Options) {
+		o.Schema = assemblySchema
+		o.MaxEncoders = 2
+		o.MaxOpenFiles = 100_000
+		o.Budget = NewBudget(32 << 20)
+		o.Metrics = NewMetrics(prometheus.NewRegistry(), o.Budget)
+		o.Spool = sp
+	})
+	if f.w.rollWorkers() < 2 {
+		t.Fatalf("%d roll workers, want several", f.w.rollWorkers())
+	}
+	ctx := context.Background()
+	const buckets = 300
+	want := map[string][]assemblyRow{}
+	for b := range buckets {
+		want[fmt.Sprintf("b=%03d", b)] = makeAssemblyRows(b, 20+b%7*40)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	next := map[string]int{}
+	written := 0
+	write := func(bucket string, n int) {
+		for range n {
+			i := next[bucket]
+			if i == len(want[bucket]) {
+				return
+			}
+			next[bucket]++
+			written++
+			if err := f.w.Write(ctx, []byte(bucket), want[bucket][i].row(), rec(0, int64(written))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for range 20_000 {
+		write(fmt.Sprintf("b=%03d", rng.IntN(buckets)), 1)
+	}
+	// Some files get row groups (and spooled bytes) or spooled rows before
+	// the rest of their rows.
+	for b := 0; b < buckets; b += 3 {
+		fl := f.w.files[fmt.Sprintf("b=%03d", b)]
+		if fl == nil {
+			continue
+		}
+		if b%2 == 0 {
+			if err := f.w.finishRowGroup(fl); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.w.shrink(fl); err != nil {
+				t.Fatal(err)
+			}
+		} else if fl.enc == nil && fl.staged.rows() > 0 {
+			if err := f.w.spillRows(fl); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for b := range buckets {
+		bucket := fmt.Sprintf("b=%03d", b)
+		write(bucket, len(want[bucket]))
+	}
+	if sp.Used() == 0 {
+		t.Fatal("nothing was spooled: the test does not cover spooled files")
+	}
+	if err := f.w.RollPartitions(nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.w.OpenFiles(); n != 0 {
+		t.Fatalf("%d files still open", n)
+	}
+	f.commit(t)
+	files := f.readFiles(t)
+	if len(files) != buckets {
+		t.Fatalf("%d files, want %d", len(files), buckets)
+	}
+	for key, body := range files {
+		checkAssembledGroups(t, key, body, want[key[:len("b=000")]], 1)
+	}
+	if sp.Used() != 0 {
+		t.Errorf("spool holds %d bytes after every file rolled", sp.Used())
+	}
+	f.w.dropIdleEncoders()
+	f.w.recycled.drop()
+	if used, encs := f.budget.Used(), int64(f.w.encoders)*f.w.overhead; used != encs {
+		t.Errorf("budget used %d after every file rolled, want the %d of the encoders left", used, encs)
+	}
+}
