@@ -148,7 +148,9 @@ func (w *Writer) encodeLast(f *file, enc *rollEncoder) error {
 	if err := enc.pw.Close(); err != nil {
 		return fmt.Errorf("parquet row group of %s: %w", f.key, err)
 	}
-	b, g, err := spliceRowGroup(f.out.b, at, f.flushed(), &w.tmpl)
+	// The file's last row group goes straight into the footer, without
+	// being encoded and decoded once more on the way.
+	b, g, last, err := spliceRowGroup(f.out.b, at, f.flushed(), &w.tmpl, enc.pw.File().Metadata(), false)
 	if err != nil {
 		return fmt.Errorf("parquet row group of %s: %w", f.key, err)
 	}
@@ -158,7 +160,7 @@ func (w *Writer) encodeLast(f *file, enc *rollEncoder) error {
 	if built > max(2*w.overhead, retireAfter) {
 		enc.pw = nil // see recycle: a large row group leaves its size behind
 	}
-	tail, err := footer(&w.tmpl, f.groups, f.flushed()+int64(len(f.out.b)))
+	tail, err := footer(&w.tmpl, f.groups, last, f.flushed()+int64(len(f.out.b)))
 	if err != nil {
 		return fmt.Errorf("parquet close %s: %w", f.key, err)
 	}

@@ -1,12 +1,15 @@
 package parquetsink
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"testing"
 
+	"github.com/parquet-go/parquet-go/encoding/thrift"
+	"github.com/parquet-go/parquet-go/format"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -107,5 +110,45 @@ func TestRollManyInParallel(t *testing.T) {
 	f.w.recycled.drop()
 	if used, encs := f.budget.Used(), int64(f.w.encoders)*f.w.overhead; used != encs {
 		t.Errorf("budget used %d after every file rolled, want the %d of the encoders left", used, encs)
+	}
+}
+
+// TestShiftOffsetIndex: the hand-read offset index gives byte for byte what
+// decoding, shifting and encoding it by reflection gives, for lists short and
+// long, offsets whose varint grows, and the optional unencoded sizes.
+func TestShiftOffsetIndex(t *testing.T) {
+	for _, pages := range []int{1, 2, 14, 15, 16, 300} {
+		for _, unencoded := range []bool{false, true} {
+			for _, delta := range []int64{0, 5, 1 << 40, -3} {
+				var oi format.OffsetIndex
+				for i := range pages {
+					oi.PageLocations = append(oi.PageLocations, format.PageLocation{Offset: int64(4 + 1000*i), CompressedPageSize: int32(900 + i), FirstRowIndex: int64(64 * i)})
+					if unencoded {
+						oi.UnencodedByteArrayDataBytes = append(oi.UnencodedByteArrayDataBytes, int64(77*i))
+					}
+				}
+				src, err := thrift.Marshal(new(thrift.CompactProtocol), &oi)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for j := range oi.PageLocations {
+					oi.PageLocations[j].Offset += delta
+				}
+				want, err := thrift.Marshal(new(thrift.CompactProtocol), &oi)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, ok := shiftOffsetIndexFast([]byte("x"), src, delta)
+				if !ok {
+					t.Fatalf("%d pages, unencoded %v: the fast path refused parquet-go's encoding", pages, unencoded)
+				}
+				if !bytes.Equal(got[1:], want) || got[0] != 'x' {
+					t.Fatalf("%d pages, unencoded %v, delta %d:\n got %x\nwant %x", pages, unencoded, delta, got[1:], want)
+				}
+			}
+		}
+	}
+	if _, ok := shiftOffsetIndexFast(nil, []byte{0x15, 0x00}, 1); ok {
+		t.Fatal("a struct of another shape took the fast path")
 	}
 }

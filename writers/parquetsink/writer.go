@@ -478,7 +478,7 @@ func (w *Writer) finishRowGroup(f *file) error {
 	if err := enc.pw.Close(); err != nil {
 		return fmt.Errorf("parquet row group of %s: %w", f.key, err)
 	}
-	b, g, err := spliceRowGroup(f.out.b, start, f.flushed(), &w.tmpl)
+	b, g, _, err := spliceRowGroup(f.out.b, start, f.flushed(), &w.tmpl, enc.pw.File().Metadata(), true)
 	if err != nil {
 		return fmt.Errorf("parquet row group of %s: %w", f.key, err)
 	}
@@ -695,7 +695,7 @@ func (w *Writer) roll(f *file, reason string) error {
 	if len(f.groups) == 0 {
 		return fmt.Errorf("parquet close %s: no row group was written", f.key)
 	}
-	tail, err := footer(&w.tmpl, f.groups, f.flushed()+int64(len(f.out.b)))
+	tail, err := footer(&w.tmpl, f.groups, nil, f.flushed()+int64(len(f.out.b)))
 	if err != nil {
 		return fmt.Errorf("parquet close %s: %w", f.key, err)
 	}
