@@ -55,6 +55,20 @@ func (w *Writer) rollMany(files []*file, reason string) error {
 		}
 		return nil
 	}
+	// Files whose upload exists go first: a part waits for its upload's
+	// creation while holding an upload slot, so files still in the creation
+	// queue would stall the uploads of the others.
+	ordered := make([]*file, 0, len(files))
+	var later []*file
+	for _, f := range files {
+		select {
+		case <-f.up.created:
+			ordered = append(ordered, f)
+		default:
+			later = append(later, f)
+		}
+	}
+	files = append(ordered, later...)
 	encs := make([]*rollEncoder, workers)
 	for i := range encs {
 		encs[i] = &rollEncoder{}

@@ -99,7 +99,7 @@ type Writer struct {
 	smallSem chan struct{} // small part uploads in flight
 	createMu sync.Mutex
 	createQ  []*file        // files whose upload is not created yet, oldest first
-	creators int            // workers draining createQ (at most maxCreates)
+	creators int            // workers draining createQ
 	uploaded chan struct{}  // a part upload finished (wakes a writer waiting for memory)
 	bg       sync.WaitGroup // background creates and part uploads
 	now      time.Time
@@ -167,7 +167,8 @@ const (
 	// smallPart is the size below which a part uploads under
 	// SmallConcurrency.
 	smallPart = 1 << 20
-	// maxCreates bounds the multipart upload creations in flight.
+	// maxCreates is the least bound of the multipart upload creations in
+	// flight.
 	maxCreates = 16
 	// stealAfter is how long a file holding an encoder may go unwritten
 	// before a file that needs one takes it.
@@ -537,7 +538,10 @@ func (w *Writer) open(ctx context.Context, bucket string) (*file, error) {
 func (w *Writer) queueCreate(f *file) {
 	w.createMu.Lock()
 	w.createQ = append(w.createQ, f)
-	start := w.creators < maxCreates
+	// Creations are small, latency-bound requests like completions: as many
+	// run at once (s3.complete_concurrency, at least maxCreates). A drain
+	// of thousands of files just opened waits on them.
+	start := w.creators < max(maxCreates, w.o.SmallConcurrency)
 	if start {
 		w.creators++
 	}
