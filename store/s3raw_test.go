@@ -90,3 +90,17 @@ func TestS3SmallRequestsOnTheWire(t *testing.T) {
 		t.Errorf("first request %q", paths[0])
 	}
 }
+
+func TestUploadID(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{`<?xml version="1.0" encoding="UTF-8"?>` + "\n" + `<InitiateMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket><Key>k</Key><UploadId>VXBsb2FkIElE-1</UploadId></InitiateMultipartUploadResult>`, "VXBsb2FkIElE-1"},
+		{`<InitiateMultipartUploadResult><UploadId>a&amp;b</UploadId></InitiateMultipartUploadResult>`, "a&b"},
+		{`<InitiateMultipartUploadResult><UploadId></UploadId></InitiateMultipartUploadResult>`, ""},
+		{`<Other/>`, ""},
+	} {
+		got, err := uploadID([]byte(c.body))
+		if got != c.want || (err != nil) != (c.want == "") {
+			t.Errorf("uploadID(%s) = %q, %v; want %q", c.body, got, err, c.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -75,6 +76,12 @@ func (w *Writer) rollMany(files []*file, reason string) error {
 	}
 	w.o.Budget.Add(int64(workers) * w.overhead)
 	defer w.o.Budget.Add(-int64(workers) * w.overhead)
+	began := time.Now()
+	var encoding, sending time.Duration
+	defer func() {
+		w.o.Logger.Debug("parquet: files rolled", "route", w.o.Route, "reason", reason, "files", len(files), "workers", workers,
+			"took", time.Since(began).String(), "encoding", encoding.String(), "sending", sending.String())
+	}()
 
 	batch := workers * rollBatchPerWorker
 	jobs := make([]*file, 0, batch)
@@ -101,6 +108,7 @@ func (w *Writer) rollMany(files []*file, reason string) error {
 			}
 			jobs = append(jobs, f)
 		}
+		encStart := time.Now()
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		for _, enc := range encs[:min(workers, len(jobs))] {
@@ -117,6 +125,8 @@ func (w *Writer) rollMany(files []*file, reason string) error {
 			}()
 		}
 		wg.Wait()
+		sendStart := time.Now()
+		encoding += sendStart.Sub(encStart)
 		for i, f := range jobs {
 			if errs[i] != nil {
 				return errs[i]
@@ -125,6 +135,7 @@ func (w *Writer) rollMany(files []*file, reason string) error {
 				return err
 			}
 		}
+		sending += time.Since(sendStart)
 	}
 	return nil
 }
