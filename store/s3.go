@@ -44,6 +44,7 @@ type s3Store struct {
 	kmsKeyID     *string
 	storageClass types.StorageClass
 	metrics      *s3Metrics // nil without WithMetrics
+	raw          *rawS3     // the small requests of every file, without the SDK (s3raw.go); nil: the SDK
 }
 
 func newS3Store(ctx context.Context, bucket string, cfg S3Config, o options) (*s3Store, error) {
@@ -104,7 +105,19 @@ func newS3Store(ctx context.Context, bucket string, cfg S3Config, o options) (*s
 		so.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	})
+	s.raw = newRawS3(ctx, s.client, bucket)
 	return s, nil
+}
+
+// callRaw is call for a request rawS3 sends.
+func (s *s3Store) callRaw(ctx context.Context, op string, fn func(ctx context.Context, attempts *int) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	start := time.Now()
+	var attempts int
+	err := fn(ctx, &attempts)
+	s.metrics.observe(op, time.Since(start), attempts, err)
+	return err
 }
 
 // call runs one S3 request under the per-request timeout (which covers its
@@ -138,6 +151,17 @@ func contentMD5(body []byte) *string {
 }
 
 func (s *s3Store) CreateUpload(ctx context.Context, key string, meta map[string]string) (string, error) {
+	if s.raw != nil {
+		var id string
+		err := s.callRaw(ctx, "CreateMultipartUpload", func(ctx context.Context, attempts *int) (err error) {
+			id, err = s.raw.createUpload(ctx, s, key, meta, attempts)
+			return err
+		})
+		if err != nil {
+			return "", fmt.Errorf("store: create upload %s: %w", key, err)
+		}
+		return id, nil
+	}
 	var out *s3.CreateMultipartUploadOutput
 	_, err := s.call(ctx, "CreateMultipartUpload", func(ctx context.Context, opts func(*s3.Options)) (err error) {
 		out, err = s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
@@ -157,6 +181,17 @@ func (s *s3Store) CreateUpload(ctx context.Context, key string, meta map[string]
 }
 
 func (s *s3Store) UploadPart(ctx context.Context, key, uploadID string, number int32, body []byte) (Part, error) {
+	if s.raw != nil {
+		var etag string
+		err := s.callRaw(ctx, "UploadPart", func(ctx context.Context, attempts *int) (err error) {
+			etag, err = s.raw.uploadPart(ctx, key, uploadID, number, body, attempts)
+			return err
+		})
+		if err != nil {
+			return Part{}, fmt.Errorf("store: upload part %d of %s: %w", number, key, notFound(err))
+		}
+		return Part{Number: number, ETag: etag, Size: int64(len(body))}, nil
+	}
 	var out *s3.UploadPartOutput
 	_, err := s.call(ctx, "UploadPart", func(ctx context.Context, opts func(*s3.Options)) (err error) {
 		out, err = s.client.UploadPart(ctx, &s3.UploadPartInput{
@@ -188,15 +223,21 @@ func (s *s3Store) CompleteUpload(ctx context.Context, key, uploadID string, part
 	for i, p := range parts {
 		completed[i] = types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag)}
 	}
-	_, err = s.call(ctx, "CompleteMultipartUpload", func(ctx context.Context, opts func(*s3.Options)) error {
-		_, err := s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
-			Bucket:          &s.bucket,
-			Key:             &key,
-			UploadId:        &uploadID,
-			MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
-		}, opts)
-		return err
-	})
+	if s.raw != nil {
+		err = s.callRaw(ctx, "CompleteMultipartUpload", func(ctx context.Context, attempts *int) error {
+			return s.raw.completeUpload(ctx, key, uploadID, parts, attempts)
+		})
+	} else {
+		_, err = s.call(ctx, "CompleteMultipartUpload", func(ctx context.Context, opts func(*s3.Options)) error {
+			_, err := s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+				Bucket:          &s.bucket,
+				Key:             &key,
+				UploadId:        &uploadID,
+				MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
+			}, opts)
+			return err
+		})
+	}
 	if err == nil {
 		return nil
 	}

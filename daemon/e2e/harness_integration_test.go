@@ -103,6 +103,11 @@ func newHarness(t *testing.T, name string) *harness {
 	}
 }
 
+// config is a crash-stress configuration, not a tuning of defaults: small
+// files (target_file_size, max_file_age), 1 MiB row groups and 1 s
+// checkpoints make every kill land among many files and checkpoints in every
+// state of the protocol. Session timeout, open-file cap, inactivity and drain
+// timeout are sinkd's defaults.
 func (h *harness) config(instance string) string {
 	cfg := fmt.Sprintf(`pipeline: e2e
 instance_id: %[1]s
@@ -114,7 +119,6 @@ source:
     topics: [%[3]s]
     group: %[4]s
     start: earliest
-    session_timeout: 6s
     static_membership: %[14]t
 schema:
   format: json
@@ -129,7 +133,6 @@ routes:
       row_group_size: 1MiB
       target_file_size: %[10]s
       max_file_age: %[13]s
-      inactivity: 2s
 %[11]s
 s3:
   endpoint: %[8]s
@@ -142,10 +145,7 @@ checkpoint:
   store: s3://%[6]s/%[7]s_sinkd
 memory:
   budget: %[9]s
-  max_open_files: 64
 %[12]s
-shutdown:
-  drain_timeout: 60s
 %[15]s`, instance, h.env.KafkaBrokers, h.topic, h.group, taxi.FieldsYAML, h.env.S3Bucket, h.prefix, h.env.S3Endpoint,
 		h.budget, h.targetFile, h.extraRoute, h.dlqSection(instance), h.fileAge, h.static, h.topLevelExtras())
 	path := filepath.Join(h.dir, instance+".yaml")

@@ -3,15 +3,33 @@ package parquetsink
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/schema"
+	"github.com/sinkd/sinkd/store"
 	"github.com/sinkd/sinkd/taxi"
 	"gopkg.in/yaml.v3"
 )
+
+// discardStore accepts every upload and keeps nothing: the benchmarks
+// measure the writer, not a disk's fsyncs (store's own tests cover those).
+type discardStore struct {
+	store.Store // anything else panics
+	ids         atomic.Int64
+}
+
+func (d *discardStore) CreateUpload(context.Context, string, map[string]string) (string, error) {
+	return strconv.FormatInt(d.ids.Add(1), 10), nil
+}
+
+func (d *discardStore) UploadPart(_ context.Context, _, _ string, n int32, body []byte) (store.Part, error) {
+	return store.Part{Number: n, ETag: "e", Size: int64(len(body))}, nil
+}
 
 // BenchmarkWriteTaxiRow measures the per-row cost of the Parquet writer on
 // decoded taxi trips: staging, encoding, page compression (snappy) and the
@@ -66,11 +84,11 @@ func taxiRows(b *testing.B) (*schema.Schema, []parquet.Row, int64) {
 
 // BenchmarkWriteManyBuckets is BenchmarkWriteTaxiRow spread over 2,000
 // buckets under a 256 MiB budget with the default 64 encoders: the cost of
-// lending encoders, staging and memory relief. Rolled files upload to a
-// local directory.
+// lending encoders, staging and memory relief. Uploads go nowhere.
 func BenchmarkWriteManyBuckets(b *testing.B) {
 	s, rows, bytes := taxiRows(b)
 	f := newFixture(b, func(o *Options) {
+		o.Store = &discardStore{}
 		o.Schema = s.Parquet()
 		o.MaxEncoders = 64
 		o.MaxOpenFiles = 100_000 // the default
@@ -101,5 +119,52 @@ func BenchmarkWriteManyBuckets(b *testing.B) {
 		if err := f.w.Write(ctx, buckets[(i*7919)%len(buckets)], rows[i%len(rows)], rec(0, int64(len(buckets)+i))); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkRollSmallFiles measures what a small file costs beyond its rows:
+// 1,000 buckets of 140 taxi trips each (a bucket's share of a short run with
+// 2,000 buckets) are written, then rolled together as a drain rolls them,
+// and handed to a checkpoint. One op is one file. Uploads go nowhere.
+func BenchmarkRollSmallFiles(b *testing.B) {
+	s, rows, _ := taxiRows(b)
+	f := newFixture(b, func(o *Options) {
+		o.Store = &discardStore{}
+		o.Schema = s.Parquet()
+		o.MaxEncoders = 64
+		o.MaxOpenFiles = 100_000
+		o.Config.TargetFileSize = 128 << 20
+		o.Config.RowGroupSize = 16 << 20
+		o.PartSize = 8 << 20
+		o.Concurrency, o.SmallConcurrency = 4, 64
+		o.Budget = NewBudget(256 << 20)
+		o.Metrics = NewMetrics(nil, o.Budget)
+	})
+	const buckets, perFile = 1000, 140
+	names := make([][]byte, buckets)
+	for i := range names {
+		names[i] = []byte(fmt.Sprintf("b=%04d", i))
+	}
+	ctx := context.Background()
+	var off int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; done += buckets {
+		b.StopTimer()
+		for i := range buckets * perFile {
+			off++
+			if err := f.w.Write(ctx, names[i%buckets], rows[i%len(rows)], rec(0, off)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		if err := f.w.RollPartitions(nil, "drain"); err != nil {
+			b.Fatal(err)
+		}
+		prep, err := f.w.PreCommit(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.w.Committed(prep)
 	}
 }

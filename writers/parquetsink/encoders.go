@@ -193,7 +193,7 @@ func (w *Writer) finishRowGroup(f *file) error {
 	if err := enc.pw.Close(); err != nil {
 		return fmt.Errorf("parquet row group of %s: %w", f.key, err)
 	}
-	b, g, err := spliceRowGroup(f.out.b, start, f.flushed(), &w.tmpl)
+	b, g, _, err := spliceRowGroup(f.out.b, start, f.flushed(), &w.tmpl, enc.pw.File().Metadata(), true)
 	if err != nil {
 		return fmt.Errorf("parquet row group of %s: %w", f.key, err)
 	}

@@ -116,7 +116,10 @@ func (w *Writer) open(ctx context.Context, bucket string) (*file, error) {
 func (w *Writer) queueCreate(f *file) {
 	w.createMu.Lock()
 	w.createQ = append(w.createQ, f)
-	start := w.creators < maxCreates
+	// Creations are small, latency-bound requests like completions: as many
+	// run at once (s3.complete_concurrency, at least maxCreates). A drain
+	// of thousands of files just opened waits on them.
+	start := w.creators < max(maxCreates, w.o.SmallConcurrency)
 	if start {
 		w.creators++
 	}
@@ -272,12 +275,18 @@ func (w *Writer) roll(f *file, reason string) error {
 	if len(f.groups) == 0 {
 		return fmt.Errorf("parquet close %s: no row group was written", f.key)
 	}
-	tail, err := footer(&w.tmpl, f.groups, f.flushed()+int64(len(f.out.b)))
+	tail, err := footer(&w.tmpl, f.groups, nil, f.flushed()+int64(len(f.out.b)))
 	if err != nil {
 		return fmt.Errorf("parquet close %s: %w", f.key, err)
 	}
 	f.out.b = append(f.out.b, tail...)
 	f.groups, f.groupsMem = nil, 0
+	return w.rolled(f, reason)
+}
+
+// rolled sends the last part of f, whose footer is written, and moves it to
+// the files waiting for a checkpoint.
+func (w *Writer) rolled(f *file, reason string) error {
 	f.staged = staging{}
 	w.charge(f, f.heldBytes())
 	if err := w.sendPart(f); err != nil {
@@ -301,35 +310,34 @@ func (f *file) pendingEncoded() int64 {
 
 // Tick rolls files by age and inactivity.
 func (w *Writer) Tick() error {
+	var aged, inactive []*file
 	for _, f := range w.files {
 		switch {
 		case w.o.Config.MaxFileAge > 0 && w.now.Sub(f.opened) >= w.o.Config.MaxFileAge.D():
-			if err := w.roll(f, "age"); err != nil {
-				return err
-			}
+			aged = append(aged, f)
 		case w.o.Config.Inactivity > 0 && w.now.Sub(f.lastWrite) >= w.o.Config.Inactivity.D():
-			if err := w.roll(f, "inactivity"); err != nil {
-				return err
-			}
+			inactive = append(inactive, f)
 		}
 	}
-	return nil
+	if err := w.rollMany(aged, "age"); err != nil {
+		return err
+	}
+	return w.rollMany(inactive, "inactivity")
 }
 
 // RollPartitions closes every open file holding records of the given
 // partitions, so that they can be handed over with an exact position.
 func (w *Writer) RollPartitions(ps map[record.PartitionID]bool, reason string) error {
+	var roll []*file
 	for _, f := range w.files {
 		for p := range f.spans {
 			if ps == nil || ps[p] {
-				if err := w.roll(f, reason); err != nil {
-					return err
-				}
+				roll = append(roll, f)
 				break
 			}
 		}
 	}
-	return nil
+	return w.rollMany(roll, reason)
 }
 
 // InstanceOf returns the instance a data file key belongs to

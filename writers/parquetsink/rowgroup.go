@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
@@ -47,32 +48,41 @@ func (g *rowGroup) size() int64 { return int64(len(g.meta)+len(g.colIndex)+len(g
 // spliceRowGroup turns the complete one-row-group Parquet file at b[start:]
 // into a row group of the file b belongs to: it drops the leading magic and
 // cuts the page index and footer off for later, with every page offset moved
-// to where the page now sits. base is the file offset of b[0]. It returns the
-// new end of b.
-func spliceRowGroup(b []byte, start int, base int64, tmpl *footerTemplate) ([]byte, rowGroup, error) {
+// to where the page now sits. base is the file offset of b[0]. md is the
+// file metadata the encoder wrote (its File().Metadata() after Close: the
+// footer need not be decoded again). It returns the new end of b, the row
+// group for the footer and, in last, its metadata with the offsets moved;
+// keep reports whether g.meta must hold it encoded (the file may get more
+// row groups), which costs an encoding that a file's last row group can skip.
+func spliceRowGroup(b []byte, start int, base int64, tmpl *footerTemplate, md *format.FileMetaData, keep bool) ([]byte, rowGroup, *format.RowGroup, error) {
 	var g rowGroup
 	one := b[start:]
 	n := len(one)
 	if n < 12 || string(one[:4]) != "PAR1" || string(one[n-4:]) != "PAR1" {
-		return nil, g, errors.New("encoder output is not a Parquet file")
+		return nil, g, nil, errors.New("encoder output is not a Parquet file")
 	}
 	footerLen := int(binary.LittleEndian.Uint32(one[n-8 : n-4]))
 	if footerLen > n-12 {
-		return nil, g, errors.New("encoder output has a footer longer than the file")
+		return nil, g, nil, errors.New("encoder output has a footer longer than the file")
 	}
-	var md format.FileMetaData
-	if err := thrift.Unmarshal(new(thrift.CompactProtocol), one[n-8-footerLen:n-8], &md); err != nil {
-		return nil, g, fmt.Errorf("reading the encoder's footer: %w", err)
+	if md == nil {
+		md = new(format.FileMetaData)
+		if err := thrift.Unmarshal(new(thrift.CompactProtocol), one[n-8-footerLen:n-8], md); err != nil {
+			return nil, g, nil, fmt.Errorf("reading the encoder's footer: %w", err)
+		}
 	}
 	if len(md.RowGroups) != 1 {
-		return nil, g, fmt.Errorf("encoder wrote %d row groups, want 1", len(md.RowGroups))
+		return nil, g, nil, fmt.Errorf("encoder wrote %d row groups, want 1", len(md.RowGroups))
 	}
 	if !tmpl.encoded {
-		tmpl.encoded, tmpl.version, tmpl.schema, tmpl.columnOrders, tmpl.keyValues = true, md.Version, md.Schema, md.ColumnOrders, md.KeyValueMetadata
+		tmpl.encoded, tmpl.version, tmpl.schema, tmpl.columnOrders, tmpl.keyValues = true,
+			md.Version, slices.Clone(md.Schema), slices.Clone(md.ColumnOrders), slices.Clone(md.KeyValueMetadata)
 	}
-	rg := &md.RowGroups[0]
+	// A copy: md belongs to the encoder, which reuses it.
+	rg := md.RowGroups[0]
+	rg.Columns = slices.Clone(rg.Columns)
 	if len(rg.Columns) != len(tmpl.paths) {
-		return nil, g, fmt.Errorf("encoder wrote %d column chunks, the schema has %d columns", len(rg.Columns), len(tmpl.paths))
+		return nil, g, nil, fmt.Errorf("encoder wrote %d column chunks, the schema has %d columns", len(rg.Columns), len(tmpl.paths))
 	}
 
 	// The column chunks sit back to back after the magic; the page index
@@ -85,19 +95,28 @@ func spliceRowGroup(b []byte, start int, base int64, tmpl *footerTemplate) ([]by
 			first = m.DictionaryPageOffset
 		}
 		if first != chunksEnd {
-			return nil, g, fmt.Errorf("column chunk %d starts at %d, want %d", i, first, chunksEnd)
+			return nil, g, nil, fmt.Errorf("column chunk %d starts at %d, want %d", i, first, chunksEnd)
 		}
 		if m.BloomFilterOffset != 0 {
-			return nil, g, errors.New("bloom filters are not supported")
+			return nil, g, nil, errors.New("bloom filters are not supported")
 		}
 		chunksEnd += m.TotalCompressedSize
 	}
 	if chunksEnd > int64(n-8-footerLen) {
-		return nil, g, errors.New("column chunks overrun the footer")
+		return nil, g, nil, errors.New("column chunks overrun the footer")
 	}
 	index := one[chunksEnd : n-8-footerLen]
 	delta := base + int64(start) - 4 // chunk bytes move from offset 4 to base+start
 	rg.FileOffset += delta
+	var colIndex, offIndex int
+	for i := range rg.Columns {
+		c := &rg.Columns[i]
+		colIndex += int(c.ColumnIndexLength)
+		offIndex += int(c.OffsetIndexLength) + 16 // shifted offsets may grow a varint
+	}
+	// Held until the file rolls, by thousands of files: exact sizes.
+	g.colIndex = make([]byte, 0, colIndex)
+	offBuf := make([]byte, 0, offIndex)
 	for i := range rg.Columns {
 		c := &rg.Columns[i]
 		// The footer puts the column's path back from the schema: parquet-go
@@ -118,7 +137,7 @@ func spliceRowGroup(b []byte, start int, base int64, tmpl *footerTemplate) ([]by
 		if c.ColumnIndexLength > 0 {
 			from := c.ColumnIndexOffset - chunksEnd
 			if from < 0 || from+int64(c.ColumnIndexLength) > int64(len(index)) {
-				return nil, g, fmt.Errorf("column index of column %d is outside the page index", i)
+				return nil, g, nil, fmt.Errorf("column index of column %d is outside the page index", i)
 			}
 			c.ColumnIndexOffset = int64(len(g.colIndex))
 			// Column indexes hold no offsets: their bytes move as they are.
@@ -127,38 +146,129 @@ func spliceRowGroup(b []byte, start int, base int64, tmpl *footerTemplate) ([]by
 		if c.OffsetIndexLength > 0 {
 			from := c.OffsetIndexOffset - chunksEnd
 			if from < 0 || from+int64(c.OffsetIndexLength) > int64(len(index)) {
-				return nil, g, fmt.Errorf("offset index of column %d is outside the page index", i)
+				return nil, g, nil, fmt.Errorf("offset index of column %d is outside the page index", i)
 			}
-			var oi format.OffsetIndex
-			if err := thrift.Unmarshal(new(thrift.CompactProtocol), index[from:from+int64(c.OffsetIndexLength)], &oi); err != nil {
-				return nil, g, fmt.Errorf("reading the offset index of column %d: %w", i, err)
+			at := len(offBuf)
+			var err error
+			if offBuf, err = shiftOffsetIndex(offBuf, index[from:from+int64(c.OffsetIndexLength)], delta); err != nil {
+				return nil, g, nil, fmt.Errorf("offset index of column %d: %w", i, err)
 			}
-			for j := range oi.PageLocations {
-				oi.PageLocations[j].Offset += delta
-			}
-			enc, err := thrift.Marshal(new(thrift.CompactProtocol), &oi)
-			if err != nil {
-				return nil, g, err
-			}
-			c.OffsetIndexOffset = int64(len(g.offIndex))
-			c.OffsetIndexLength = int32(len(enc))
-			g.offIndex = append(g.offIndex, enc...)
+			c.OffsetIndexOffset = int64(at)
+			c.OffsetIndexLength = int32(len(offBuf) - at)
 		}
 	}
-	meta, err := thrift.Marshal(new(thrift.CompactProtocol), rg)
-	if err != nil {
-		return nil, g, err
+	g.offIndex = bytes.Clone(offBuf)
+	if keep {
+		meta, err := thrift.Marshal(new(thrift.CompactProtocol), &rg)
+		if err != nil {
+			return nil, g, nil, err
+		}
+		g.meta = bytes.Clone(meta)
 	}
-	// Held until the file rolls, by thousands of files: exact sizes.
-	g.meta, g.colIndex, g.offIndex = bytes.Clone(meta), bytes.Clone(g.colIndex), bytes.Clone(g.offIndex)
 	copy(one, one[4:chunksEnd])
-	return b[:start+int(chunksEnd)-4], g, nil
+	return b[:start+int(chunksEnd)-4], g, &rg, nil
+}
+
+// shiftOffsetIndex appends to dst the compact-protocol OffsetIndex src with
+// every page offset moved by delta. It reads the shape parquet-go writes
+// (page_locations first, each location's three fields in order) by hand, a
+// tenth of what decoding and encoding it by reflection costs, and takes that
+// slower path for anything else.
+func shiftOffsetIndex(dst, src []byte, delta int64) ([]byte, error) {
+	if out, ok := shiftOffsetIndexFast(dst, src, delta); ok {
+		return out, nil
+	}
+	var oi format.OffsetIndex
+	if err := thrift.Unmarshal(new(thrift.CompactProtocol), src, &oi); err != nil {
+		return dst, err
+	}
+	for j := range oi.PageLocations {
+		oi.PageLocations[j].Offset += delta
+	}
+	enc, err := thrift.Marshal(new(thrift.CompactProtocol), &oi)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, enc...), nil
+}
+
+// Compact protocol: a field header is delta<<4 | type; these are the headers
+// of fields 1, 2, 3 following each other.
+const (
+	compactI32    = 5
+	compactI64    = 6
+	compactList   = 9
+	compactStruct = 12
+)
+
+func shiftOffsetIndexFast(dst, src []byte, delta int64) ([]byte, bool) {
+	in := src
+	// Field 1, a list of structs.
+	if len(in) < 2 || in[0] != 1<<4|compactList {
+		return dst, false
+	}
+	in = in[1:]
+	size := int(in[0] >> 4)
+	if in[0]&0x0f != compactStruct {
+		return dst, false
+	}
+	in = in[1:]
+	if size == 15 {
+		v, n := binary.Uvarint(in)
+		if n <= 0 || v > uint64(len(in)) {
+			return dst, false
+		}
+		size, in = int(v), in[n:]
+	}
+	start := len(dst)
+	dst = append(dst, 1<<4|compactList)
+	if size < 15 {
+		dst = append(dst, byte(size<<4|compactStruct))
+	} else {
+		dst = append(dst, 15<<4|compactStruct)
+		dst = binary.AppendUvarint(dst, uint64(size))
+	}
+	for range size {
+		// offset: i64, compressed_page_size: i32, first_row_index: i64, stop.
+		if len(in) < 1 || in[0] != 1<<4|compactI64 {
+			return dst[:start], false
+		}
+		offset, n := binary.Varint(in[1:])
+		if n <= 0 {
+			return dst[:start], false
+		}
+		in = in[1+n:]
+		dst = append(dst, 1<<4|compactI64)
+		dst = binary.AppendVarint(dst, offset+delta)
+		// The other two fields and the stop byte are copied as they are.
+		if len(in) < 1 || in[0] != 1<<4|compactI32 {
+			return dst[:start], false
+		}
+		_, n1 := binary.Varint(in[1:])
+		if n1 <= 0 || len(in) < 2+n1 || in[1+n1] != 1<<4|compactI64 {
+			return dst[:start], false
+		}
+		_, n2 := binary.Varint(in[2+n1:])
+		if n2 <= 0 || len(in) < 3+n1+n2 || in[2+n1+n2] != 0 {
+			return dst[:start], false
+		}
+		dst = append(dst, in[:3+n1+n2]...)
+		in = in[3+n1+n2:]
+	}
+	// What follows page_locations (unencoded_byte_array_data_bytes, whose
+	// field header is relative to field 1) holds no offsets: copied as is,
+	// stop byte included.
+	if len(in) == 0 {
+		return dst[:start], false
+	}
+	return append(dst, in...), true
 }
 
 // footer returns what ends a file made of the given row groups once their
 // pages are written, starting at file offset base: every column index, every
-// offset index, the file metadata, its length and the magic.
-func footer(tmpl *footerTemplate, groups []rowGroup, base int64) ([]byte, error) {
+// offset index, the file metadata, its length and the magic. last, when not
+// nil, is the metadata of the last row group, which then holds none encoded.
+func footer(tmpl *footerTemplate, groups []rowGroup, last *format.RowGroup, base int64) ([]byte, error) {
 	if !tmpl.encoded {
 		return nil, errors.New("no row group was encoded")
 	}
@@ -170,7 +280,11 @@ func footer(tmpl *footerTemplate, groups []rowGroup, base int64) ([]byte, error)
 		KeyValueMetadata: tmpl.keyValues,
 		RowGroups:        make([]format.RowGroup, len(groups)),
 	}
-	var b []byte
+	size := 0
+	for i := range groups {
+		size += len(groups[i].colIndex) + len(groups[i].offIndex)
+	}
+	b := make([]byte, 0, size+len(groups)*len(tmpl.paths)*256+1024)
 	for i := range groups {
 		b = append(b, groups[i].colIndex...)
 	}
@@ -181,7 +295,9 @@ func footer(tmpl *footerTemplate, groups []rowGroup, base int64) ([]byte, error)
 	colAt, offAt := base, offIndexes
 	for i, g := range groups {
 		rg := &md.RowGroups[i]
-		if err := thrift.Unmarshal(new(thrift.CompactProtocol), g.meta, rg); err != nil {
+		if last != nil && i == len(groups)-1 {
+			*rg = *last
+		} else if err := thrift.Unmarshal(new(thrift.CompactProtocol), g.meta, rg); err != nil {
 			return nil, fmt.Errorf("row group %d metadata: %w", i, err)
 		}
 		for j := range rg.Columns {

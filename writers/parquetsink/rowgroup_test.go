@@ -132,6 +132,13 @@ func (f *fixture) readFiles(t *testing.T) map[string][]byte {
 
 func checkAssembledFile(t *testing.T, key string, body []byte, want []assemblyRow) {
 	t.Helper()
+	checkAssembledGroups(t, key, body, want, 5)
+}
+
+// checkAssembledGroups is checkAssembledFile for a file of at least
+// minGroups row groups.
+func checkAssembledGroups(t *testing.T, key string, body []byte, want []assemblyRow, minGroups int) {
+	t.Helper()
 	pf, err := parquet.OpenFile(bytes.NewReader(body), int64(len(body)))
 	if err != nil {
 		t.Fatalf("%s: %v", key, err)
@@ -140,7 +147,7 @@ func checkAssembledFile(t *testing.T, key string, body []byte, want []assemblyRo
 		t.Fatalf("%s: %d rows, want %d", key, pf.NumRows(), len(want))
 	}
 	groups := pf.Metadata().RowGroups
-	if len(groups) < 5 {
+	if len(groups) < minGroups {
 		t.Fatalf("%s: %d row groups; the test needs several", key, len(groups))
 	}
 

@@ -92,7 +92,7 @@ type Writer struct {
 	smallSem chan struct{} // small part uploads in flight
 	createMu sync.Mutex
 	createQ  []*file        // files whose upload is not created yet, oldest first
-	creators int            // workers draining createQ (at most maxCreates)
+	creators int            // workers draining createQ
 	uploaded chan struct{}  // a part upload finished (wakes a writer waiting for memory)
 	bg       sync.WaitGroup // background creates and part uploads
 	now      time.Time
@@ -123,7 +123,8 @@ const (
 	// smallPart is the size below which a part uploads under
 	// SmallConcurrency.
 	smallPart = 1 << 20
-	// maxCreates bounds the multipart upload creations in flight.
+	// maxCreates is the least bound of the multipart upload creations in
+	// flight.
 	maxCreates = 16
 	// stealAfter is how long a file holding an encoder may go unwritten
 	// before a file that needs one takes it.
