@@ -19,7 +19,6 @@ import (
 	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/dlq"
-	"github.com/sinkd/sinkd/internal/kgolog"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/schema/registry"
@@ -340,7 +339,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 	} else {
 		p.backlogStreams = append([]string(nil), cfg.Source.Kafka.Topics...)
 		var ks *kafka.Source
-		if ks, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, append([]kgo.Opt{kgo.WithLogger(kgolog.New(log))}, o.kafkaOpts...)...); err == nil {
+		if ks, err = kafka.New(ctx, cfg.Source.Kafka, instance, p, log, o.kafkaOpts...); err == nil {
 			src = ks
 		}
 	}
@@ -395,11 +394,6 @@ func (p *Pipeline) closeSinks(ctx context.Context) error {
 		c.Close()
 	}
 	return err
-}
-
-func (p *Pipeline) openSearchDeadLetter(ctx context.Context, d opensearch.Doc, status int, errType, reason string) error {
-	return p.deadLetter(ctx, d.Rec, dlq.StageOpenSearch, errType, reason,
-		map[string]string{dlq.DetailIndex: d.Index, "id": d.ID, "status": strconv.Itoa(status)})
 }
 
 // newBudget is memory.budget with the source's fetch buffers set aside.

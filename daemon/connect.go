@@ -15,12 +15,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/dlq"
+	"github.com/sinkd/sinkd/internal/kafkaclient"
 	"github.com/sinkd/sinkd/store"
 )
 
 // connectTimeout bounds each check of `validate --connect`.
 const connectTimeout = 20 * time.Second
+
+// toolDialTimeout bounds opening a connection for `validate --connect` and
+// `sinkd tap`: shorter than the source's, so that an unreachable broker is
+// reported quickly (the dead-letter tools use the same).
+const toolDialTimeout = 5 * time.Second
 
 // checkConnect checks that every endpoint of cfg answers and that the
 // credentials can do what the pipeline needs. It prints one line per check
@@ -71,7 +76,7 @@ func checkConnect(ctx context.Context, cfg *config.Config, w io.Writer) bool {
 }
 
 func kafkaTopicsExist(ctx context.Context, brokers []string, t config.TLS, s config.SASL, topics []string) error {
-	opts, err := dlq.KafkaClientOpts(brokers, t, s)
+	opts, err := kafkaclient.Opts(ctx, kafkaclient.Options{Brokers: brokers, TLS: t, SASL: s, DialTimeout: toolDialTimeout})
 	if err != nil {
 		return err
 	}
@@ -95,7 +100,7 @@ func kafkaTopicsExist(ctx context.Context, brokers []string, t config.TLS, s con
 }
 
 func checkDLQTopic(ctx context.Context, d config.DLQKafka) (string, error) {
-	opts, err := dlq.KafkaClientOpts(d.Brokers, d.TLS, d.SASL)
+	opts, err := kafkaclient.Opts(ctx, kafkaclient.Options{Brokers: d.Brokers, TLS: d.TLS, SASL: d.SASL, DialTimeout: toolDialTimeout})
 	if err != nil {
 		return "", err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/dlq"
 	"github.com/sinkd/sinkd/internal/cli"
+	"github.com/sinkd/sinkd/internal/kafkaclient"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/schema"
 )
@@ -166,7 +167,7 @@ func tapFile(path string, n int) ([]record.Record, error) {
 // committed): the last n of each partition, or the first n, until n are read
 // or nothing more arrives for 5 s.
 func tapKafka(ctx context.Context, brokers, topics []string, k *config.Kafka, n int, fromStart bool) ([]record.Record, error) {
-	opts, err := dlq.KafkaClientOpts(brokers, k.TLS, k.SASL)
+	opts, err := kafkaclient.Opts(ctx, kafkaclient.Options{Brokers: brokers, TLS: k.TLS, SASL: k.SASL, DialTimeout: toolDialTimeout})
 	if err != nil {
 		return nil, err
 	}

@@ -32,10 +32,3 @@ func kafkaClientOpts(brokers []string, t conf.TLS, s conf.SASL, log *slog.Logger
 		Logger: log,
 	})
 }
-
-// KafkaClientOpts are the connection options (brokers, timeouts, TLS, SASL
-// including MSK IAM) of the dead-letter tools; `sinkd tap` and
-// `validate --connect` read with them.
-func KafkaClientOpts(brokers []string, t conf.TLS, s conf.SASL) ([]kgo.Opt, error) {
-	return kafkaClientOpts(brokers, t, s, nil)
-}
