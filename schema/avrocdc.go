@@ -126,12 +126,7 @@ func (c *AvroCDCDecoder) Decode(payload []byte, row parquet.Row) (parquet.Row, e
 	a := c.a
 	d := a.d
 	row = row[:0]
-	d.err = nil
-	d.strs = d.strs[:0]
-	d.stack = d.stack[:0]
-	for _, col := range d.schema.repeated {
-		d.cols[col] = d.cols[col][:0]
-	}
+	d.resetNested()
 	a.b, a.i = payload, 0
 	before, after := -1, -1
 	var op []byte
@@ -234,17 +229,7 @@ func (c *AvroCDCDecoder) Decode(payload []byte, row parquet.Row) (parquet.Row, e
 	} else {
 		d.one[tsCol.Column] = parquet.NullValue().Level(0, 0, tsCol.Column)
 	}
-	for i := range s.fields {
-		f := &s.fields[i]
-		for col := f.Column; col < f.end; col++ {
-			if s.isRepeated[col] {
-				row = append(row, d.cols[col]...)
-			} else {
-				row = append(row, d.one[col])
-			}
-		}
-	}
-	return row, nil
+	return d.appendNestedRow(row), nil
 }
 
 // skip reads past one value of s.

@@ -145,12 +145,7 @@ func bind(s avro.Schema, f *Field) (*anode, error) {
 func (a *AvroDecoder) Decode(payload []byte, row parquet.Row) (parquet.Row, error) {
 	d := a.d
 	row = row[:0]
-	d.err = nil
-	d.strs = d.strs[:0]
-	d.stack = d.stack[:0]
-	for _, c := range d.schema.repeated {
-		d.cols[c] = d.cols[c][:0]
-	}
+	d.resetNested()
 	a.b, a.i = payload, 0
 	for _, n := range a.root {
 		if !a.value(n, 0) {
@@ -163,18 +158,7 @@ func (a *AvroDecoder) Decode(payload []byte, row parquet.Row) (parquet.Row, erro
 	if a.i != len(a.b) {
 		return row, &Error{Class: ClassMalformedAvro, Expected: "the end of the payload", Got: strconv.Itoa(len(a.b)-a.i) + " more bytes"}
 	}
-	s := d.schema
-	for i := range s.fields {
-		f := &s.fields[i]
-		for c := f.Column; c < f.end; c++ {
-			if s.isRepeated[c] {
-				row = append(row, d.cols[c]...)
-			} else {
-				row = append(row, d.one[c])
-			}
-		}
-	}
-	return row, nil
+	return d.appendNestedRow(row), nil
 }
 
 func (a *AvroDecoder) malformed(want string) bool {

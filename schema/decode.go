@@ -96,13 +96,7 @@ func (d *Decoder) Decode(value []byte, row parquet.Row) (parquet.Row, error) {
 			row = append(row, d.vals[i])
 			continue
 		}
-		for c := f.Column; c < f.end; c++ {
-			if s.isRepeated[c] {
-				row = append(row, d.cols[c]...)
-			} else {
-				row = append(row, d.one[c])
-			}
-		}
+		row = d.appendColumns(row, f)
 	}
 	return row, nil
 }

@@ -72,6 +72,39 @@ func (d *Decoder) value(f *Field, b []byte, i, depth, rep int) (int, string) {
 	return end, ""
 }
 
+// resetNested clears what one nested payload leaves in the decoder (the
+// error, the string buffer, the stack, the repeated columns): the start of
+// every Avro and Protobuf Decode.
+func (d *Decoder) resetNested() {
+	d.err = nil
+	d.strs = d.strs[:0]
+	d.stack = d.stack[:0]
+	for _, c := range d.schema.repeated {
+		d.cols[c] = d.cols[c][:0]
+	}
+}
+
+// appendColumns appends the values of f's leaf columns, in column order.
+func (d *Decoder) appendColumns(row parquet.Row, f *Field) parquet.Row {
+	for c := f.Column; c < f.end; c++ {
+		if d.schema.isRepeated[c] {
+			row = append(row, d.cols[c]...)
+		} else {
+			row = append(row, d.one[c])
+		}
+	}
+	return row
+}
+
+// appendNestedRow appends the values of every field, in column order: the
+// row of a payload decoded wholly into the nested columns (Avro, Protobuf).
+func (d *Decoder) appendNestedRow(row parquet.Row) parquet.Row {
+	for i := range d.schema.fields {
+		row = d.appendColumns(row, &d.schema.fields[i])
+	}
+	return row
+}
+
 // null gives every leaf column of f, which is null or missing, a null value.
 func (d *Decoder) null(f *Field, rep int) {
 	def := f.def

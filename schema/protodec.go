@@ -237,27 +237,11 @@ func defaultValue(fd protoreflect.FieldDescriptor, f *Field) parquet.Value {
 func (p *ProtoDecoder) Decode(payload []byte, row parquet.Row) (parquet.Row, error) {
 	d := p.d
 	row = row[:0]
-	d.err = nil
-	d.strs = d.strs[:0]
-	d.stack = d.stack[:0]
-	for _, c := range d.schema.repeated {
-		d.cols[c] = d.cols[c][:0]
-	}
+	d.resetNested()
 	if !p.message(p.root, payload, 0) {
 		return row, d.err
 	}
-	s := d.schema
-	for i := range s.fields {
-		f := &s.fields[i]
-		for c := f.Column; c < f.end; c++ {
-			if s.isRepeated[c] {
-				row = append(row, d.cols[c]...)
-			} else {
-				row = append(row, d.one[c])
-			}
-		}
-	}
-	return row, nil
+	return d.appendNestedRow(row), nil
 }
 
 var wireNames = [...]string{
