@@ -113,7 +113,7 @@ func newWriter(ctx context.Context, r *plugin.Route) (writers.Writer, error) {
 	return &Writer{
 		cfg: *c, route: r.Name, path: tmpl, dl: r.DeadLetter, st: st, dest: c.Destination, prefix: prefix,
 		instance: r.Instance, epoch: r.Epoch, partSize: r.Config.S3.PartSize.Bytes(), ctx: r.Background, log: r.Logger,
-		files: map[string]*file{}, lru: list.New(), filter: map[string]map[record.PartitionID]record.Position{},
+		files: map[string]*file{}, lru: list.New(), filter: writers.NewReplayFilter(),
 	}, nil
 }
 
@@ -138,7 +138,7 @@ type Writer struct {
 	seq     uint64
 	// filter: bucket → partition → highest position in a committed file;
 	// a replayed record at or below it is skipped.
-	filter map[string]map[record.PartitionID]record.Position
+	filter writers.ReplayFilter
 	buf    []byte // the bucket path being rendered
 	now    time.Time
 }
@@ -167,10 +167,8 @@ func (w *Writer) Write(ctx context.Context, row parquet.Row, rec *record.Record,
 	if err != nil {
 		return writers.TemplateFailure(ctx, w.dl, rec, err, w.route, "path")
 	}
-	if m, ok := w.filter[string(b)]; ok {
-		if c, ok := m[rec.Partition]; ok && rec.Position.Compare(c) <= 0 {
-			return nil // replayed, and already in a committed file
-		}
+	if w.filter.Replayed(b, rec.Partition, rec.Position) {
+		return nil // replayed, and already in a committed file
 	}
 	f := w.files[string(b)]
 	if f == nil {
@@ -319,14 +317,7 @@ func (w *Writer) Prepare(ctx context.Context, roll writers.Roll) (*writers.Prepa
 		// replayable if this checkpoint fails and the process dies, which
 		// loses the filter too.
 		for pid, s := range f.spans {
-			m := w.filter[f.bucket]
-			if m == nil {
-				m = map[record.PartitionID]record.Position{}
-				w.filter[f.bucket] = m
-			}
-			if old, ok := m[pid]; !ok || s.last.Compare(old) > 0 {
-				m[pid] = s.last
-			}
+			w.filter.Raise(f.bucket, pid, s.last)
 		}
 	}
 	for _, f := range w.files {
@@ -336,55 +327,22 @@ func (w *Writer) Prepare(ctx context.Context, roll writers.Roll) (*writers.Prepa
 			}
 		}
 	}
-	p.Filter = map[record.PartitionID]map[string]record.Position{}
-	for b, m := range w.filter {
-		for pid, pos := range m {
-			if p.Filter[pid] == nil {
-				p.Filter[pid] = map[string]record.Position{}
-			}
-			p.Filter[pid][b] = pos
-		}
-	}
+	p.Filter = w.filter.ByPartition()
 	return p, nil
 }
 
 func (w *Writer) Committed(p *writers.Prepared, restart map[record.PartitionID]checkpoint.Restart) {
 	w.closing = append(w.closing[:0], w.closing[p.State.(int):]...)
-	for b, m := range w.filter {
-		for pid, c := range m {
-			r, ok := restart[pid]
-			if !ok {
-				continue
-			}
-			if cmp := c.Compare(r.Position); cmp < 0 || (r.After && cmp == 0) {
-				delete(m, pid)
-			}
-		}
-		if len(m) == 0 {
-			delete(w.filter, b)
-		}
+	for pid, r := range restart {
+		w.filter.Prune(pid, r.Position, r.After)
 	}
 }
 
 func (w *Writer) Restore(id record.PartitionID, filter map[string]record.Position) {
-	for b, pos := range filter {
-		m := w.filter[b]
-		if m == nil {
-			m = map[record.PartitionID]record.Position{}
-			w.filter[b] = m
-		}
-		m[id] = pos
-	}
+	w.filter.Restore(id, filter)
 }
 
-func (w *Writer) Release(id record.PartitionID) {
-	for b, m := range w.filter {
-		delete(m, id)
-		if len(m) == 0 {
-			delete(w.filter, b)
-		}
-	}
-}
+func (w *Writer) Release(id record.PartitionID) { w.filter.Release(id) }
 
 // Discard aborts every upload not yet committed; recovery at the next
 // start aborts any this cannot reach.
@@ -396,7 +354,7 @@ func (w *Writer) Discard() {
 	w.files = map[string]*file{}
 	w.lru.Init()
 	w.closing = nil
-	w.filter = map[string]map[record.PartitionID]record.Position{}
+	w.filter = writers.NewReplayFilter()
 	for _, f := range drop {
 		ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
 		if err := w.st.AbortUpload(ctx, f.key, f.uploadID); err != nil {

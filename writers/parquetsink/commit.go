@@ -14,25 +14,11 @@ import (
 
 // Restore installs the committed positions of a partition from a manifest.
 func (w *Writer) Restore(p record.PartitionID, buckets map[string]record.Position) {
-	for b, pos := range buckets {
-		m := w.committed[b]
-		if m == nil {
-			m = map[record.PartitionID]record.Position{}
-			w.committed[b] = m
-		}
-		m[p] = pos
-	}
+	w.committed.Restore(p, buckets)
 }
 
 // Forget drops what the writer remembers of a partition it no longer owns.
-func (w *Writer) Forget(p record.PartitionID) {
-	for b, m := range w.committed {
-		delete(m, p)
-		if len(m) == 0 {
-			delete(w.committed, b)
-		}
-	}
-}
+func (w *Writer) Forget(p record.PartitionID) { w.committed.Release(p) }
 
 // ErrUploadLost means an open or closed file's multipart upload disappeared
 // before it was committed. Its rows are not in any committed file, so the
@@ -101,44 +87,13 @@ func (w *Writer) Committed(p *Prepared) {
 // CommittedState returns the replay filter of a partition, without the
 // entries that replay from restart can no longer reach.
 func (w *Writer) CommittedState(pid record.PartitionID, restart record.Position, after bool) map[string]record.Position {
-	var out map[string]record.Position
-	for b, m := range w.committed {
-		c, ok := m[pid]
-		if !ok {
-			continue
-		}
-		// Replay starts at restart (or just after it); a filter entry below
-		// that can never match again.
-		if cmp := c.Compare(restart); cmp < 0 || (after && cmp == 0) {
-			delete(m, pid)
-			if len(m) == 0 {
-				delete(w.committed, b)
-			}
-			continue
-		}
-		if out == nil {
-			out = map[string]record.Position{}
-		}
-		out[b] = c
-	}
-	return out
+	return w.committed.Prune(pid, restart, after)
 }
 
 // Filters is the replay filter of every partition: partition → bucket →
 // the highest position already in a committed file.
 func (w *Writer) Filters() map[record.PartitionID]map[string]record.Position {
-	out := map[record.PartitionID]map[string]record.Position{}
-	for b, m := range w.committed {
-		for pid, pos := range m {
-			f := out[pid]
-			if f == nil {
-				f = map[string]record.Position{}
-				out[pid] = f
-			}
-			f[b] = pos
-		}
-	}
-	return out
+	return w.committed.ByPartition()
 }
 
 // Discard drops every file not yet committed, open or closed, and forgets
@@ -166,7 +121,7 @@ func (w *Writer) Discard() {
 	w.files = map[string]*file{}
 	w.lru.Init()
 	w.closing = nil
-	w.committed = map[string]map[record.PartitionID]record.Position{}
+	w.committed = writers.NewReplayFilter()
 	for _, f := range drop {
 		w.bg.Add(1)
 		go func() {

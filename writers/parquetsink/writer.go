@@ -20,6 +20,7 @@ import (
 
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/store"
+	"github.com/sinkd/sinkd/writers"
 )
 
 // Options configure one writer (one route's Parquet destination).
@@ -76,7 +77,7 @@ type Writer struct {
 	recycled   stagingPool     // staging buffers given back by files that fed an encoder
 
 	// committed: bucket → partition → highest position already in a committed file.
-	committed map[string]map[record.PartitionID]record.Position
+	committed writers.ReplayFilter
 
 	bySize   []*file // reused by relieve
 	spillBuf []byte  // reused to write staged rows to the spool
@@ -181,7 +182,7 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 		ctx:          ctx,
 		files:        map[string]*file{},
 		lru:          list.New(),
-		committed:    map[string]map[record.PartitionID]record.Position{},
+		committed:    writers.NewReplayFilter(),
 		sem:          make(chan struct{}, o.Concurrency),
 		smallSem:     make(chan struct{}, max(o.SmallConcurrency, o.Concurrency)),
 		uploaded:     make(chan struct{}, 1),
@@ -196,13 +197,9 @@ func (w *Writer) SetNow(t time.Time) { w.now = t }
 // Write appends one row to its bucket's file. A replayed record that a committed
 // file already holds is skipped: that is what makes replay exactly-once.
 func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec *record.Record) error {
-	if len(w.committed) > 0 {
-		if m, ok := w.committed[string(bucket)]; ok {
-			if c, ok := m[rec.Partition]; ok && rec.Position.Compare(c) <= 0 {
-				w.rowsSkipped.Inc()
-				return nil
-			}
-		}
+	if w.committed.Replayed(bucket, rec.Partition, rec.Position) {
+		w.rowsSkipped.Inc()
+		return nil
 	}
 	f := w.files[string(bucket)]
 	if f == nil {
