@@ -17,15 +17,34 @@ var pow10 = [...]int64{
 	1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
 }
 
-// parseScaled reads a JSON number (RFC 8259 grammar) exactly, without going
-// through float64, and returns its value times 10^shift as an int64. Digits
-// below the resulting unit are an error (numFraction) unless truncate is set,
-// in which case they are dropped (rounding toward zero).
-func parseScaled(text []byte, shift int, truncate bool) (int64, numStatus) {
+// numText is a JSON number text located: its value is ±(the significant
+// digits first..last of the integer and fraction digits, read in order) ×
+// 10^e.
+type numText struct {
+	text                []byte
+	neg                 bool
+	intStart, nInt      int // the integer digits
+	fracStart           int // the fraction digits follow, up to digits
+	digits, first, last int // first == digits: the value is zero
+	e                   int // the power of ten of digit last
+}
+
+// digit is the j-th digit, integer digits then fraction digits.
+func (t *numText) digit(j int) byte {
+	if j < t.nInt {
+		return t.text[t.intStart+j] - '0'
+	}
+	return t.text[t.fracStart+j-t.nInt] - '0'
+}
+
+// lexNumber checks text against the JSON number grammar (RFC 8259) and
+// locates its significant digits; the one lexer of parseScaled and
+// parseScaled128.
+func lexNumber(text []byte) (numText, numStatus) {
+	t := numText{text: text}
 	i, n := 0, len(text)
-	neg := false
 	if i < n && text[i] == '-' {
-		neg = true
+		t.neg = true
 		i++
 	}
 	intStart := i
@@ -34,7 +53,7 @@ func parseScaled(text []byte, shift int, truncate bool) (int64, numStatus) {
 	}
 	intEnd := i
 	if intEnd == intStart || (text[intStart] == '0' && intEnd-intStart > 1) {
-		return 0, numSyntax
+		return t, numSyntax
 	}
 	fracStart, fracEnd := i, i
 	if i < n && text[i] == '.' {
@@ -45,7 +64,7 @@ func parseScaled(text []byte, shift int, truncate bool) (int64, numStatus) {
 		}
 		fracEnd = i
 		if fracEnd == fracStart {
-			return 0, numSyntax
+			return t, numSyntax
 		}
 	}
 	exp := 0
@@ -65,37 +84,43 @@ func parseScaled(text []byte, shift int, truncate bool) (int64, numStatus) {
 			i++
 		}
 		if i == expStart {
-			return 0, numSyntax
+			return t, numSyntax
 		}
 		if expNeg {
 			exp = -exp
 		}
 	}
 	if i != n {
-		return 0, numSyntax
+		return t, numSyntax
 	}
+	t.intStart, t.nInt, t.fracStart = intStart, intEnd-intStart, fracStart
+	t.digits = t.nInt + fracEnd - fracStart
+	for t.first < t.digits && t.digit(t.first) == 0 {
+		t.first++
+	}
+	if t.first == t.digits {
+		return t, numOK
+	}
+	t.last = t.digits - 1
+	for t.digit(t.last) == 0 {
+		t.last--
+	}
+	t.e = exp - (fracEnd - fracStart) + (t.digits - 1 - t.last)
+	return t, numOK
+}
 
-	nInt := intEnd - intStart
-	digits := nInt + fracEnd - fracStart
-	digitAt := func(j int) byte {
-		if j < nInt {
-			return text[intStart+j] - '0'
-		}
-		return text[fracStart+j-nInt] - '0'
+// parseScaled reads a JSON number (RFC 8259 grammar) exactly, without going
+// through float64, and returns its value times 10^shift as an int64. Digits
+// below the resulting unit are an error (numFraction) unless truncate is set,
+// in which case they are dropped (rounding toward zero).
+func parseScaled(text []byte, shift int, truncate bool) (int64, numStatus) {
+	t, st := lexNumber(text)
+	if st != numOK || t.first == t.digits {
+		return 0, st
 	}
-	lo := 0
-	for lo < digits && digitAt(lo) == 0 {
-		lo++
-	}
-	if lo == digits {
-		return 0, numOK
-	}
-	hi := digits - 1
-	for digitAt(hi) == 0 {
-		hi--
-	}
+	lo, hi := t.first, t.last
 	// value = digits[lo..hi] * 10^e
-	e := exp - (fracEnd - fracStart) + shift + (digits - 1 - hi)
+	e := t.e + shift
 	if e < 0 {
 		if !truncate {
 			return 0, numFraction
@@ -110,12 +135,12 @@ func parseScaled(text []byte, shift int, truncate bool) (int64, numStatus) {
 		return 0, numOverflow
 	}
 	limit := uint64(math.MaxInt64)
-	if neg {
+	if t.neg {
 		limit++
 	}
 	var acc uint64
 	for j := lo; j <= hi; j++ {
-		d := uint64(digitAt(j))
+		d := uint64(t.digit(j))
 		if acc > (limit-d)/10 {
 			return 0, numOverflow
 		}
@@ -128,7 +153,7 @@ func parseScaled(text []byte, shift int, truncate bool) (int64, numStatus) {
 		}
 		acc *= p
 	}
-	if neg {
+	if t.neg {
 		return int64(-acc), numOK // -(1<<63) wraps to itself, which is right
 	}
 	return int64(acc), numOK

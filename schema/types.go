@@ -38,76 +38,13 @@ func less128(ahi, alo, bhi, blo uint64) bool { return ahi < bhi || (ahi == bhi &
 // parseScaled128 is parseScaled for decimals of up to 38 digits: the JSON
 // number text times 10^shift, exactly, as a magnitude below 10^38 and a sign.
 func parseScaled128(text []byte, shift int) (hi, lo uint64, neg bool, st numStatus) {
-	i, n := 0, len(text)
-	if i < n && text[i] == '-' {
-		neg = true
-		i++
+	t, st := lexNumber(text)
+	neg = t.neg
+	if st != numOK || t.first == t.digits {
+		return 0, 0, neg, st
 	}
-	intStart := i
-	for i < n && isDigit(text[i]) {
-		i++
-	}
-	intEnd := i
-	if intEnd == intStart || (text[intStart] == '0' && intEnd-intStart > 1) {
-		return 0, 0, neg, numSyntax
-	}
-	fracStart, fracEnd := i, i
-	if i < n && text[i] == '.' {
-		i++
-		fracStart = i
-		for i < n && isDigit(text[i]) {
-			i++
-		}
-		fracEnd = i
-		if fracEnd == fracStart {
-			return 0, 0, neg, numSyntax
-		}
-	}
-	exp := 0
-	if i < n && (text[i] == 'e' || text[i] == 'E') {
-		i++
-		expNeg := false
-		if i < n && (text[i] == '+' || text[i] == '-') {
-			expNeg = text[i] == '-'
-			i++
-		}
-		expStart := i
-		for i < n && isDigit(text[i]) {
-			if exp < 1e6 {
-				exp = exp*10 + int(text[i]-'0')
-			}
-			i++
-		}
-		if i == expStart {
-			return 0, 0, neg, numSyntax
-		}
-		if expNeg {
-			exp = -exp
-		}
-	}
-	if i != n {
-		return 0, 0, neg, numSyntax
-	}
-	nInt := intEnd - intStart
-	digits := nInt + fracEnd - fracStart
-	digitAt := func(j int) uint64 {
-		if j < nInt {
-			return uint64(text[intStart+j] - '0')
-		}
-		return uint64(text[fracStart+j-nInt] - '0')
-	}
-	first := 0
-	for first < digits && digitAt(first) == 0 {
-		first++
-	}
-	if first == digits {
-		return 0, 0, neg, numOK
-	}
-	last := digits - 1
-	for digitAt(last) == 0 {
-		last--
-	}
-	e := exp - (fracEnd - fracStart) + shift + (digits - 1 - last)
+	first, last := t.first, t.last
+	e := t.e + shift
 	if e < 0 {
 		return 0, 0, neg, numFraction
 	}
@@ -117,7 +54,7 @@ func parseScaled128(text []byte, shift int) (hi, lo uint64, neg bool, st numStat
 	for j := first; j <= last; j++ {
 		hi, lo = mul128(hi, lo, 10)
 		var c uint64
-		lo, c = bits.Add64(lo, digitAt(j), 0)
+		lo, c = bits.Add64(lo, uint64(t.digit(j)), 0)
 		hi += c
 	}
 	if e > 0 {
