@@ -1,3 +1,7 @@
+// Over 500 lines on purpose: one concern, the YAML loader with its line
+// tracking and problem list; every function serves turning nodes into a
+// Config with positioned problems.
+
 package config
 
 import (

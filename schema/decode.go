@@ -1,3 +1,7 @@
+// Over 500 lines on purpose: one concern, the JSON decoder's hot path (scan a
+// value, convert each field straight into a parquet.Value); splitting it would
+// scatter one pass over files.
+
 package schema
 
 import (

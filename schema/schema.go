@@ -42,6 +42,9 @@
 //     order is not_utf8, then a byte-order mark, then too_deep, then syntax.
 package schema
 
+// Over 500 lines on purpose: one concern, building a Schema (kinds, units,
+// fields, column layout) from the configured fields; decoding is elsewhere.
+
 import (
 	"errors"
 	"fmt"

@@ -1,3 +1,7 @@
+// Over 500 lines on purpose: one concern, measuring one sinkd process during a
+// benchmark run (/proc sampling, metric scraping, the watch loop), all feeding
+// the one measure function.
+
 package main
 
 import (

@@ -5,6 +5,10 @@
 // (several instances share the stream), else all by this one instance.
 package kinesis
 
+// Over 500 lines on purpose: one concern, the source's shard lifecycle (poll,
+// commit, hand-over, drain); leases (table.go), reading a shard (reader.go)
+// and KPL are apart.
+
 import (
 	"context"
 	"errors"

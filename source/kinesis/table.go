@@ -1,3 +1,7 @@
+// Over 500 lines on purpose: one concern, the DynamoDB lease table (balance,
+// renew, take, checkpoint, release), whose conditional writes only make
+// sense read together.
+
 package kinesis
 
 import (

@@ -6,6 +6,10 @@
 // source positions.
 package opensearch
 
+// Over 500 lines on purpose: one concern, the bulk writer's buffering, dispatch
+// and flush, whose locking spans all of it; the HTTP calls (api.go, send.go)
+// and the route (route.go) are already apart.
+
 import (
 	"bytes"
 	"context"

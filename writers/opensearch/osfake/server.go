@@ -8,6 +8,9 @@
 // the side of rejecting.
 package osfake
 
+// Over 500 lines on purpose: one concern, the fake's REST routing and the
+// small endpoints, each a short handler; _bulk and mappings have their own files.
+
 import (
 	"encoding/json"
 	"fmt"
