@@ -163,16 +163,13 @@ func (d *Decoder) decodeObject(value []byte) *Error {
 			if want != "" {
 				return refused(value, i, want)
 			}
-			i = skipSpace(b, i)
-			if i < len(b) && b[i] == ',' {
-				i = skipSpace(b, i+1)
-				continue
+			var more bool
+			if i, more, want = nextMember(b, i, '}', wantObjectNext); want != "" {
+				return refused(value, i, want)
 			}
-			if i < len(b) && b[i] == '}' {
-				i++
+			if !more {
 				break
 			}
-			return refused(value, i, wantObjectNext)
 		}
 	}
 	if i = skipSpace(b, i); i != len(b) {

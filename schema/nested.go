@@ -211,16 +211,13 @@ func (d *Decoder) object(f *Field, b []byte, i, depth, rep int) (int, string) {
 			if want != "" {
 				return i, want
 			}
-			i = skipSpace(b, i)
-			if i < len(b) && b[i] == ',' {
-				i = skipSpace(b, i+1)
-				continue
+			var more bool
+			if i, more, want = nextMember(b, i, '}', wantObjectNext); want != "" {
+				return i, want
 			}
-			if i < len(b) && b[i] == '}' {
-				i++
+			if !more {
 				break
 			}
-			return i, wantObjectNext
 		}
 	}
 	if d.err == nil {
@@ -263,18 +260,16 @@ func (d *Decoder) array(f *Field, b []byte, i, depth, rep int) (int, string) {
 		if i, want = d.value(e, b, i, depth, r); want != "" {
 			return i, want
 		}
-		i = skipSpace(b, i)
-		if i < len(b) && b[i] == ',' {
-			i = skipSpace(b, i+1)
-			continue
+		var more bool
+		if i, more, want = nextMember(b, i, ']', wantArrayNext); want != "" {
+			return i, want
 		}
-		if i < len(b) && b[i] == ']' {
+		if !more {
 			break
 		}
-		return i, wantArrayNext
 	}
 	d.stack = d.stack[:top]
-	return i + 1, ""
+	return i, ""
 }
 
 // mapObject reads a map's object, whose '{' is at i. Keys are kept as given,
@@ -322,18 +317,16 @@ func (d *Decoder) mapObject(f *Field, b []byte, i, depth, rep int) (int, string)
 		if i, want = d.value(e, b, i, depth, r); want != "" {
 			return i, want
 		}
-		i = skipSpace(b, i)
-		if i < len(b) && b[i] == ',' {
-			i = skipSpace(b, i+1)
-			continue
+		var more bool
+		if i, more, want = nextMember(b, i, '}', wantObjectNext); want != "" {
+			return i, want
 		}
-		if i < len(b) && b[i] == '}' {
+		if !more {
 			break
 		}
-		return i, wantObjectNext
 	}
 	d.stack = d.stack[:top]
-	return i + 1, ""
+	return i, ""
 }
 
 // whereStack renders the path of the innermost field on the stack.

@@ -30,6 +30,20 @@ const (
 	wantShallower   = "a value nested less deeply"
 )
 
+// nextMember reads past what follows a member or element of an object or
+// array: a ',' (more, i at the next member) or close (i just past it);
+// anything else is wantNext.
+func nextMember(b []byte, i int, close byte, wantNext string) (_ int, more bool, want string) {
+	i = skipSpace(b, i)
+	if i < len(b) && b[i] == ',' {
+		return skipSpace(b, i+1), true, ""
+	}
+	if i < len(b) && b[i] == close {
+		return i + 1, false, ""
+	}
+	return i, false, wantNext
+}
+
 // skipSpace returns the index of the first byte at or after i that is not JSON
 // whitespace.
 func skipSpace(b []byte, i int) int {
@@ -204,16 +218,9 @@ func skipObject(b []byte, i, depth int) (int, string) {
 		if i, want = skipValue(b, skipSpace(b, i+1), depth); want != "" {
 			return i, want
 		}
-		i = skipSpace(b, i)
-		switch {
-		case i >= len(b):
-			return i, wantObjectNext
-		case b[i] == ',':
-			i = skipSpace(b, i+1)
-		case b[i] == '}':
-			return i + 1, ""
-		default:
-			return i, wantObjectNext
+		var more bool
+		if i, more, want = nextMember(b, i, '}', wantObjectNext); want != "" || !more {
+			return i, want
 		}
 	}
 }
@@ -233,16 +240,9 @@ func skipArray(b []byte, i, depth int) (int, string) {
 		if i, want = skipValue(b, i, depth); want != "" {
 			return i, want
 		}
-		i = skipSpace(b, i)
-		switch {
-		case i >= len(b):
-			return i, wantArrayNext
-		case b[i] == ',':
-			i = skipSpace(b, i+1)
-		case b[i] == ']':
-			return i + 1, ""
-		default:
-			return i, wantArrayNext
+		var more bool
+		if i, more, want = nextMember(b, i, ']', wantArrayNext); want != "" || !more {
+			return i, want
 		}
 	}
 }
