@@ -54,12 +54,7 @@ func (s *Schema) NewAvroCDCDecoder(envelope string, keepDeletes bool) (*AvroCDCD
 	if err != nil {
 		return nil, err
 	}
-	d := s.NewDecoder()
-	if d.cols == nil {
-		d.cols = make([][]parquet.Value, s.columns)
-		d.one = make([]parquet.Value, s.columns)
-		d.fseen = make([]bool, s.seenSize)
-	}
+	d := s.newNestedDecoder()
 	c := &AvroCDCDecoder{a: &AvroDecoder{d: d, root: root, missing: missing}, keepDelete: keepDeletes}
 	for _, f := range rec.Fields() {
 		e := envField{s: f.Type(), tsField: -1, tsNull: -1}

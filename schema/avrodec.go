@@ -59,12 +59,7 @@ func (s *Schema) NewAvroDecoder(writer string) (*AvroDecoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := s.NewDecoder()
-	if d.cols == nil {
-		d.cols = make([][]parquet.Value, s.columns)
-		d.one = make([]parquet.Value, s.columns)
-		d.fseen = make([]bool, s.seenSize)
-	}
+	d := s.newNestedDecoder()
 	return &AvroDecoder{d: d, root: root, missing: missing}, nil
 }
 

@@ -62,6 +62,19 @@ func (s *Schema) NewDecoder() *Decoder {
 	return d
 }
 
+// newNestedDecoder is NewDecoder with the nested columns always allocated:
+// the Avro and Protobuf decoders fill every field through them, even in a
+// flat schema.
+func (s *Schema) newNestedDecoder() *Decoder {
+	d := s.NewDecoder()
+	if d.cols == nil {
+		d.cols = make([][]parquet.Value, s.columns)
+		d.one = make([]parquet.Value, s.columns)
+		d.fseen = make([]bool, s.seenSize)
+	}
+	return d
+}
+
 // Decode decodes one JSON object into row[:0], appending one value per column in
 // column order with its definition level, and returns the row.
 //

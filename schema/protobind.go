@@ -44,12 +44,7 @@ func (s *Schema) NewProtoDecoder(md protoreflect.MessageDescriptor) (*ProtoDecod
 	if err != nil {
 		return nil, err
 	}
-	d := s.NewDecoder()
-	if d.cols == nil {
-		d.cols = make([][]parquet.Value, s.columns)
-		d.one = make([]parquet.Value, s.columns)
-		d.fseen = make([]bool, s.seenSize)
-	}
+	d := s.newNestedDecoder()
 	return &ProtoDecoder{d: d, root: root}, nil
 }
 
