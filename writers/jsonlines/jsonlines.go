@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
@@ -24,6 +23,7 @@ import (
 	"github.com/sinkd/sinkd/buckets"
 	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/config"
+	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/store"
 	"github.com/sinkd/sinkd/writers"
@@ -258,6 +258,9 @@ func (w *Writer) roll(f *file) error {
 // outage stalls the pipeline instead of losing data. Each attempt is bounded
 // by the store's request timeout.
 func (w *Writer) retry(op func(ctx context.Context) error) error {
+	// Exponential from 100ms, capped at 10s, equal jitter, as the Parquet
+	// writer's part uploads.
+	wait := backoff.Policy{Base: 100 * time.Millisecond, Max: 10 * time.Second}
 	for attempt := 0; ; attempt++ {
 		err := op(w.ctx)
 		if err == nil || w.ctx.Err() != nil {
@@ -269,12 +272,8 @@ func (w *Writer) retry(op func(ctx context.Context) error) error {
 		if attempt == 0 || attempt%10 == 0 {
 			w.log.Warn("object store request failed; retrying", "route", w.route, "attempt", attempt+1, "err", err)
 		}
-		backoff := min(10*time.Second, 100*time.Millisecond<<min(attempt, 7))
-		backoff = backoff/2 + rand.N(backoff/2+1)
-		select {
-		case <-w.ctx.Done():
-			return w.ctx.Err()
-		case <-time.After(backoff):
+		if err := wait.Wait(w.ctx, attempt); err != nil {
+			return err
 		}
 	}
 }
