@@ -84,7 +84,7 @@ func (c *Config) Validate() conf.Issues {
 	return v.Issues()
 }
 
-// MemoryBytes is what the source may hold in records not yet written, the
-// part of memory.budget set aside for it: 16 MiB of queued records plus one
-// GetRecords result.
-func (c *Config) MemoryBytes() int64 { return 32 << 20 }
+// MemoryBytes is what the source may hold, the part of memory.budget set
+// aside for it: GetRecords results being decoded and records not yet
+// written (sourceBytes), plus one result over the bound.
+func (c *Config) MemoryBytes() int64 { return sourceBytes + fetchOverhead*maxResultBytes }

@@ -8,11 +8,18 @@ import (
 	"github.com/sinkd/sinkd/record"
 )
 
-// queuedBytes bounds the records read from Kinesis and not yet handed to the
-// pipeline, all shards together. A GetRecords result is admitted whole, so
-// the queue may exceed the bound by one result (at most 10 MB of data on
-// AWS, more after de-aggregation).
-const queuedBytes = 16 << 20
+// sourceBytes bounds what the source holds, all shards together: GetRecords
+// calls in flight (reserved before each call, at fetchOverhead times the
+// result expected) and records read but not yet handed to the pipeline. A
+// reader reserves before it calls, so that a thousand shards cannot each hold
+// a result waiting for room; an empty gate admits any one reservation, so
+// the bound is exceeded by at most one result larger than expected.
+const sourceBytes = 48 << 20
+
+// fetchOverhead is what a GetRecords result costs while it is decoded, per
+// byte of record data: the JSON body, the base64 text of each record and the
+// decoded bytes are all alive at once.
+const fetchOverhead = 3
 
 // byteGate bounds the bytes of queued records: readers wait in acquire while
 // the queue is full, which stops them reading.
@@ -54,6 +61,18 @@ func (g *byteGate) release(n int64) {
 	g.used -= n
 	close(g.changed)
 	g.changed = make(chan struct{})
+	g.mu.Unlock()
+}
+
+// resize turns a reservation of from bytes into one of to bytes without
+// waiting: a result larger than reserved is already in memory.
+func (g *byteGate) resize(from, to int64) {
+	if to < from {
+		g.release(from - to)
+		return
+	}
+	g.mu.Lock()
+	g.used += to - from
 	g.mu.Unlock()
 }
 

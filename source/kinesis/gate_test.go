@@ -62,3 +62,51 @@ func TestNextLimitKeepsResultsNearTenMB(t *testing.T) {
 		}
 	}
 }
+
+func TestReservationBeforeReadBoundsShardsInFlight(t *testing.T) {
+	g := newByteGate(sourceBytes)
+	ctx := context.Background()
+	// Shards that know nothing yet reserve a full result each: only as
+	// many as fit call at once, however many shards there are.
+	first := fetchOverhead * expectedBytes(firstLimit, 0)
+	admitted := 0
+	for range 1000 {
+		short, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+		err := g.acquire(short, first)
+		cancel()
+		if err != nil {
+			break
+		}
+		admitted++
+	}
+	if want := int(max(1, sourceBytes/first)); admitted != want {
+		t.Fatalf("%d reads in flight, want %d (of %d bytes each under %d)", admitted, want, first, sourceBytes)
+	}
+	// A result smaller than reserved gives the rest back at once.
+	g.resize(first, 1<<20)
+	if g.used != int64(admitted-1)*first+1<<20 {
+		t.Fatalf("used %d after a resize", g.used)
+	}
+	// A result larger than reserved is counted whole, without waiting.
+	g.resize(1<<20, 40<<20)
+	if g.used != int64(admitted-1)*first+40<<20 {
+		t.Fatalf("used %d after a resize up", g.used)
+	}
+}
+
+func TestExpectedBytesFollowsTheLastResult(t *testing.T) {
+	for _, c := range []struct {
+		limit     int
+		perRecord int64
+		want      int64
+	}{
+		{100, 0, maxResultBytes},         // nothing read yet: a full result
+		{200, 45 << 10, 200 * 45 << 10},  // KPL aggregates of 45 KB
+		{10000, 2 << 10, maxResultBytes}, // capped at what a result can hold
+		{10000, 100, 10000 * 100},        // small records
+	} {
+		if got := expectedBytes(c.limit, c.perRecord); got != c.want {
+			t.Errorf("expectedBytes(%d, %d) = %d, want %d", c.limit, c.perRecord, got, c.want)
+		}
+	}
+}

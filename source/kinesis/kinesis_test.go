@@ -21,7 +21,7 @@ import (
 )
 
 func testSource() *Source {
-	return &Source{cfg: &Config{Stream: "s"}, log: slog.New(slog.DiscardHandler), m: newMetrics(nil, "s"), queue: newByteGate(queuedBytes)}
+	return &Source{cfg: &Config{Stream: "s"}, log: slog.New(slog.DiscardHandler), m: newMetrics(nil, "s"), queue: newByteGate(sourceBytes)}
 }
 
 func TestConvert(t *testing.T) {

@@ -28,8 +28,21 @@ const (
 	// server that returns more (kinesalite does not cap results) gets a
 	// lower record limit on the next call, so that memory stays bounded.
 	maxResultBytes = 10 << 20
-	firstLimit     = 1000
+	// firstLimit is low because a first result's size is unknown:
+	// 100 KPL-aggregated records of 45 KB are already 4.5 MB. The limit
+	// doubles from there while results stay under 5 MB.
+	firstLimit = 100
 )
+
+// expectedBytes is the record data a call with this limit is expected to
+// return, from the bytes per record of the shard's last result (unknown
+// before the first: then a full result).
+func expectedBytes(limit int, perRecord int64) int64 {
+	if perRecord <= 0 {
+		return maxResultBytes
+	}
+	return min(maxResultBytes, int64(limit)*perRecord)
+}
 
 // nextLimit adapts the GetRecords record limit to the size of the last
 // result: lower when it went over maxResultBytes, back up toward the
@@ -119,6 +132,7 @@ func (r *reader) run(ctx context.Context) {
 	failures := 0
 	// Start low: the first result's size is unknown.
 	limit := min(r.s.cfg.MaxRecords, firstLimit)
+	var perRecord int64 // bytes per record of the last result
 	for ctx.Err() == nil {
 		if r.s.paused.Load() {
 			// The iterator may expire meanwhile; it is then re-acquired.
@@ -137,11 +151,18 @@ func (r *reader) run(ctx context.Context) {
 			}
 			iter = it
 		}
+		// Room for the result is reserved before the call, so that memory
+		// stays bounded however many shards this instance reads.
+		reserved := fetchOverhead * expectedBytes(limit, perRecord)
+		if r.s.queue.acquire(ctx, reserved) != nil {
+			return
+		}
 		cctx, cancel := r.s.call(ctx)
 		resp, err := r.s.api.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(int32(limit))},
 			func(o *kinesis.Options) { o.RetryMaxAttempts = 1 }) // throttles are counted and backed off here
 		cancel()
 		if err != nil {
+			r.s.queue.release(reserved)
 			if ctx.Err() != nil {
 				return
 			}
@@ -167,15 +188,16 @@ func (r *reader) run(ctx context.Context) {
 		r.s.m.reads.Inc()
 		r.behind.Store(behindLatest(resp, limit, time.Now()))
 		bytes := 0
-		if len(resp.Records) > 0 {
+		if len(resp.Records) == 0 {
+			r.s.queue.release(reserved)
+		} else {
 			recs := r.convert(resp.Records)
 			for _, rec := range resp.Records {
 				bytes += len(rec.Data)
 			}
+			perRecord = int64(bytes / len(resp.Records))
 			limit = nextLimit(limit, r.s.cfg.MaxRecords, bytes)
-			if r.s.queue.acquire(ctx, queuedSize(recs)) != nil {
-				return
-			}
+			r.s.queue.resize(reserved, queuedSize(recs))
 			// Last set before the batch is queued: Lags never sees records
 			// the pipeline may have that last does not cover.
 			r.mu.Lock()

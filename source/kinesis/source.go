@@ -116,7 +116,7 @@ func New(ctx context.Context, cfg *Config, instance string, h source.Handler, lo
 	s := &Source{
 		cfg: cfg, api: api, h: h, log: log.With("source", "kinesis", "stream", cfg.Stream), instance: instance,
 		m:   newMetrics(o.reg, cfg.Stream),
-		out: make(chan batch, queuedBatches), queue: newByteGate(queuedBytes), life: life, stop: stop, coord: coord, stopCoord: stopCoord,
+		out: make(chan batch, queuedBatches), queue: newByteGate(sourceBytes), life: life, stop: stop, coord: coord, stopCoord: stopCoord,
 		runDone: make(chan struct{}), aliveDone: make(chan struct{}), wakeup: make(chan struct{}, 1), done: make(chan struct{}),
 		readers: map[string]*reader{}, backlog: newBacklogState(),
 	}
