@@ -9,7 +9,8 @@
 // consumer group's committed lag is 0), sinkd's CPU time from /proc/PID/stat,
 // its peak RSS (VmHWM) and spool (sinkd_spool_bytes), and what it committed.
 // Every run uses sinkd's default memory settings. It measures; it never gates
-// CI.
+// CI. To profile a run, set SINKD_BENCH_PPROF_ADDR=127.0.0.1:6060: sinkd then
+// serves /debug/pprof on that admin address.
 package main
 
 import (

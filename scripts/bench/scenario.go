@@ -326,9 +326,14 @@ func writeConfig(dir, name string, s spec, env stackenv.Env, src sourceConfig, p
       id: "{trip_id}"
 `, osURL)
 	}
+	httpCfg := fmt.Sprintf(`{addr: "%s"}`, addr)
+	if admin := os.Getenv("SINKD_BENCH_PPROF_ADDR"); admin != "" {
+		// Profiling a run: pprof on an admin listener, nothing else changes.
+		httpCfg = fmt.Sprintf(`{addr: "%s", pprof: true, admin: {addr: "%s"}}`, addr, admin)
+	}
 	cfg := fmt.Sprintf(`pipeline: bench-%[1]s
 instance_id: bench-%[2]s
-http: {addr: "%[3]s"}
+http: %[3]s
 source:
 %[4]sschema:
   fields:%[5]s
@@ -343,7 +348,7 @@ routes:
   path_style: true
 dlq:
   file: %[11]s
-`, s.name, strings.ReplaceAll(filepath.Base(dir), ".", "-"), addr, src, taxi.FieldsYAML, env.S3Bucket, prefix, s.path,
+`, s.name, strings.ReplaceAll(filepath.Base(dir), ".", "-"), httpCfg, src, taxi.FieldsYAML, env.S3Bucket, prefix, s.path,
 		openSearch, env.S3Endpoint, filepath.Join(dir, name+"-dlq.jsonl"))
 	path = filepath.Join(dir, name+".yaml")
 	return path, addr, os.WriteFile(path, []byte(cfg), 0o644)
