@@ -241,7 +241,16 @@ func (s *s3Store) CompleteUpload(ctx context.Context, key, uploadID string, part
 	if err == nil {
 		return nil
 	}
-	if apiCode(err) != "NoSuchUpload" {
+	code := apiCode(err)
+	if code == "InvalidPart" {
+		// A retry while an earlier attempt, whose response was lost to a
+		// timeout, is still moving the parts into place (MinIO answers
+		// so): done if the object there is the one these parts make.
+		if etag, herr := s.headETag(ctx, key); herr == nil && unquoteETag(etag) == want {
+			return nil
+		}
+	}
+	if code != "NoSuchUpload" {
 		return fmt.Errorf("store: complete %s: %w", key, err)
 	}
 	// Gone: completed earlier (a retry after a crash or a lost response) or aborted.

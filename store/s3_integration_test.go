@@ -107,6 +107,32 @@ func TestS3MultipartETagMatchesServer(t *testing.T) {
 	}
 }
 
+// TestS3CompleteWhoseObjectIsAlreadyInPlace is a complete retried while an
+// earlier attempt, whose response was lost, still holds the parts: the
+// server answers InvalidPart, and the complete succeeds when the object
+// there is the one the parts make, and fails when it is another.
+func TestS3CompleteWhoseObjectIsAlreadyInPlace(t *testing.T) {
+	st, prefix := openMinIO(t, prometheus.NewRegistry())
+	ctx := testContext(t)
+	key := prefix + "raced.parquet"
+	id, parts := upload(t, st, key, nil, payload(2000, 5))
+	if err := st.CompleteUpload(ctx, key, id, parts); err != nil {
+		t.Fatal(err)
+	}
+	// A second upload of the key that holds none of those parts stands
+	// in for the one the earlier attempt is still consuming.
+	empty, _ := upload(t, st, key, nil)
+	t.Cleanup(func() { _ = st.AbortUpload(context.Background(), key, empty) })
+	if err := st.CompleteUpload(ctx, key, empty, parts); err != nil {
+		t.Fatalf("complete whose object is in place = %v, want success", err)
+	}
+	other := []Part{{Number: 1, ETag: contentETag(payload(2000, 6)), Size: 2000}}
+	if err := st.CompleteUpload(ctx, key, empty, other); err == nil {
+		t.Fatal("complete of parts that are not the object there succeeded")
+	}
+	mustGet(t, st, key, payload(2000, 5))
+}
+
 // TestS3ListPages checks that List follows continuation tokens: with two keys
 // a page, seven keys take four requests and all come back.
 func TestS3ListPages(t *testing.T) {
