@@ -241,7 +241,7 @@ source:
     group: ${SINKD_NULL}
     tls:
       enabled: ${SINKD_TLS}
-    fetch_max_bytes: ${SINKD_FETCH:-32MiB}
+    fetch_max_bytes: ${SINKD_FETCH:-16MiB}
 schema:
   fields: [{name: id, type: int64}]
 routes:
@@ -265,7 +265,7 @@ routes:
 	if !k.TLS.Enabled {
 		t.Error("tls.enabled: a plain ${VAR} holding true did not decode as a bool")
 	}
-	if k.FetchMaxBytes != 32<<20 {
+	if k.FetchMaxBytes != 16<<20 {
 		t.Errorf("fetch_max_bytes = %v", k.FetchMaxBytes)
 	}
 	if p := c.Routes[0].Parquet; p.Path != "price=${{id}" || p.FilePrefix != "r" {
@@ -273,7 +273,7 @@ routes:
 	}
 
 	t.Setenv("SINKD_RECORDS", "many")
-	_, err := Parse("test.yaml", []byte(strings.Replace(src, "fetch_max_bytes: ${SINKD_FETCH:-32MiB}", "fetch_max_bytes: ${SINKD_FETCH", 1)))
+	_, err := Parse("test.yaml", []byte(strings.Replace(src, "fetch_max_bytes: ${SINKD_FETCH:-16MiB}", "fetch_max_bytes: ${SINKD_FETCH", 1)))
 	ps := problemsOf(t, err)
 	if len(ps) != 1 || ps[0].Line != 9 || !strings.Contains(ps[0].Msg, "unterminated") {
 		t.Errorf("problems = %v, want one about the unterminated ${ on line 9", ps)

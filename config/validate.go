@@ -85,7 +85,7 @@ func (c *Config) validate() []Problem {
 	if src := Size(c.Source.MemoryBytes()); c.Memory.Budget >= parquetsink.MinBudget && c.Memory.Budget-src < parquetsink.MinBudget {
 		hint := "raise memory.budget"
 		if c.Source.Kafka != nil {
-			hint += " or lower kafka.fetch_max_bytes (four times it is set aside)"
+			hint += " or lower kafka.fetch_max_bytes (eight times it is set aside)"
 		}
 		v.Errorf("memory.budget", "%s leaves less than 16MiB for files once the source's fetch buffers (%s) are set aside: %s", c.Memory.Budget, src, hint)
 	}
