@@ -292,7 +292,7 @@ func setMemoryLimit(cfg *config.Config, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	limit := cfg.Memory.Budget.Bytes() + 64<<20
+	limit := cfg.Memory.Budget.Bytes() + 40<<20
 	debug.SetMemoryLimit(limit)
 	log.Debug("memory limit set", "bytes", limit)
 }
