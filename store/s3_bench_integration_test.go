@@ -5,6 +5,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,4 +99,44 @@ func TestS3SmallRequestsSigned(t *testing.T) {
 			t.Fatalf("%q metadata %v, %v", name, meta, err)
 		}
 	}
+}
+
+// BenchmarkSmallFilesAt64 is the server's side of a drain of many small
+// files: 64 files at a time (s3.complete_concurrency), each a create, one
+// 40 KiB part (the average file of benchmark (e)) and a complete. It
+// reports files/s and requests/s: a drain of N such files cannot finish
+// sooner than N / files/s, whatever sinkd does.
+func BenchmarkSmallFilesAt64(b *testing.B) {
+	s, prefix := openMinIOBench(b)
+	ctx := context.Background()
+	body := make([]byte, 40<<10)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	var n atomic.Int64
+	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			key := fmt.Sprintf("%sp/%08d.parquet", prefix, n.Add(1))
+			id, err := s.CreateUpload(ctx, key, nil)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			p, err := s.UploadPart(ctx, key, id, 1, body)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if err := s.CompleteUpload(ctx, key, id, []Part{p}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	files := float64(n.Load()) / time.Since(start).Seconds()
+	b.ReportMetric(files, "files/s")
+	b.ReportMetric(3*files, "requests/s")
 }
