@@ -83,11 +83,18 @@ func taxiRows(b *testing.B) (*schema.Schema, []parquet.Row, int64) {
 }
 
 // BenchmarkWriteManyBuckets is BenchmarkWriteTaxiRow spread over 2,000
-// buckets under a 256 MiB budget with the default 64 encoders: the cost of
-// lending encoders, staging and memory relief. Uploads go nowhere.
+// buckets under the default memory settings (a 256 MiB budget, 64 encoders,
+// a 2 GiB spool): the cost of lending encoders, staging, spilling and memory
+// relief. Uploads go nowhere.
 func BenchmarkWriteManyBuckets(b *testing.B) {
 	s, rows, bytes := taxiRows(b)
+	spool, err := OpenSpool(b.TempDir(), "bench", "i", "e", DefaultSpoolBudget)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { spool.Close() })
 	f := newFixture(b, func(o *Options) {
+		o.Spool = spool
 		o.Store = &discardStore{}
 		o.Schema = s.Parquet()
 		o.MaxEncoders = 64
