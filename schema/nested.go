@@ -211,13 +211,17 @@ func (d *Decoder) object(f *Field, b []byte, i, depth, rep int) (int, string) {
 			if want != "" {
 				return i, want
 			}
-			var more bool
-			if i, more, want = nextMember(b, i, '}', wantObjectNext); want != "" {
-				return i, want
+			// Inline rather than nextMember, as in decodeObject.
+			i = skipSpace(b, i)
+			if i < len(b) && b[i] == ',' {
+				i = skipSpace(b, i+1)
+				continue
 			}
-			if !more {
+			if i < len(b) && b[i] == '}' {
+				i++
 				break
 			}
+			return i, wantObjectNext
 		}
 	}
 	if d.err == nil {
@@ -260,16 +264,18 @@ func (d *Decoder) array(f *Field, b []byte, i, depth, rep int) (int, string) {
 		if i, want = d.value(e, b, i, depth, r); want != "" {
 			return i, want
 		}
-		var more bool
-		if i, more, want = nextMember(b, i, ']', wantArrayNext); want != "" {
-			return i, want
+		i = skipSpace(b, i)
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+			continue
 		}
-		if !more {
+		if i < len(b) && b[i] == ']' {
 			break
 		}
+		return i, wantArrayNext
 	}
 	d.stack = d.stack[:top]
-	return i, ""
+	return i + 1, ""
 }
 
 // mapObject reads a map's object, whose '{' is at i. Keys are kept as given,
@@ -317,16 +323,18 @@ func (d *Decoder) mapObject(f *Field, b []byte, i, depth, rep int) (int, string)
 		if i, want = d.value(e, b, i, depth, r); want != "" {
 			return i, want
 		}
-		var more bool
-		if i, more, want = nextMember(b, i, '}', wantObjectNext); want != "" {
-			return i, want
+		i = skipSpace(b, i)
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+			continue
 		}
-		if !more {
+		if i < len(b) && b[i] == '}' {
 			break
 		}
+		return i, wantObjectNext
 	}
 	d.stack = d.stack[:top]
-	return i, ""
+	return i + 1, ""
 }
 
 // whereStack renders the path of the innermost field on the stack.
