@@ -224,7 +224,7 @@ func (c *AvroCDCDecoder) Decode(payload []byte, row parquet.Row) (parquet.Row, e
 	} else {
 		d.one[tsCol.Column] = parquet.NullValue().Level(0, 0, tsCol.Column)
 	}
-	return d.appendNestedRow(row), nil
+	return d.appendRuns(row), nil
 }
 
 // skip reads past one value of s.

@@ -153,7 +153,7 @@ func (a *AvroDecoder) Decode(payload []byte, row parquet.Row) (parquet.Row, erro
 	if a.i != len(a.b) {
 		return row, &Error{Class: ClassMalformedAvro, Expected: "the end of the payload", Got: strconv.Itoa(len(a.b)-a.i) + " more bytes"}
 	}
-	return d.appendNestedRow(row), nil
+	return d.appendRuns(row), nil
 }
 
 func (a *AvroDecoder) malformed(want string) bool {

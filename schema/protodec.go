@@ -43,7 +43,7 @@ func (p *ProtoDecoder) Decode(payload []byte, row parquet.Row) (parquet.Row, err
 	if !p.message(p.root, payload, 0) {
 		return row, d.err
 	}
-	return d.appendNestedRow(row), nil
+	return d.appendRuns(row), nil
 }
 
 var wireNames = [...]string{
