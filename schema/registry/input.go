@@ -64,6 +64,9 @@ type InputOptions struct {
 	// before image of a delete when KeepDeletes is set), plus __op and
 	// __source_ts_ms.
 	CDC, KeepDeletes bool
+	// Changes, when set, counts the outcome of every writer schema met in
+	// records (sinkd_schema_changes_total).
+	Changes *Changes
 }
 
 // maxWriters bounds the decoders kept by schema id (and by message index).
@@ -142,6 +145,11 @@ func NewInput(ctx context.Context, client *Client, o InputOptions) (*Input, erro
 		return nil, fmt.Errorf("schema registry subject %q: %w", o.Subject, err)
 	}
 	in.fields = fields
+	key := strconv.Itoa(latest.ID)
+	if o.Format == sr.TypeProtobuf {
+		key += "/" + string(in.message)
+	}
+	o.Changes.known(key)
 	return in, nil
 }
 
@@ -279,7 +287,7 @@ func (in *Input) writer(ctx context.Context, id int) (*writer, error) {
 		in.byID[id] = w
 		return w, nil
 	}
-	if err := in.merge(id, fields); err != nil {
+	if err := in.merge(strconv.Itoa(id), id, fields); err != nil {
 		var se *schema.Error
 		if errors.As(err, &se) {
 			w.err = se
@@ -323,7 +331,7 @@ func (in *Input) protoDecoder(id int, w *writer, index []byte) (*schema.ProtoDec
 	if err != nil {
 		return nil, &schema.Error{Class: ClassSchemaMismatch, Expected: "a message with a Parquet schema", Got: fmt.Sprintf("schema id %d: %v", id, err)}
 	}
-	if err := in.merge(id, fields); err != nil {
+	if err := in.merge(strconv.Itoa(id)+"/"+string(md.FullName()), id, fields); err != nil {
 		return nil, err
 	}
 	d, err := in.schema.NewProtoDecoder(md)
@@ -337,8 +345,24 @@ func (in *Input) protoDecoder(id int, w *writer, index []byte) (*schema.ProtoDec
 // merge checks a writer's fields against the file schema: nil when the file
 // schema holds them as they are, a *SchemaChange when merging changes the
 // Parquet schema, an incompatibility as a record at fault (or an
-// IncompatibleError with Stop).
-func (in *Input) merge(id int, fields []conf.Field) error {
+// IncompatibleError with Stop). key names the writer schema for Changes.
+func (in *Input) merge(key string, id int, fields []conf.Field) error {
+	err := in.mergeFields(id, fields)
+	var change *SchemaChange
+	var se *schema.Error
+	var ie *IncompatibleError
+	switch {
+	case err == nil:
+		in.o.Changes.count(key, OutcomeSameParquet)
+	case errors.As(err, &change):
+		in.o.Changes.count(key, OutcomeMerged)
+	case errors.As(err, &ie), errors.As(err, &se):
+		in.o.Changes.count(key, OutcomeIncompatible)
+	}
+	return err
+}
+
+func (in *Input) mergeFields(id int, fields []conf.Field) error {
 	merged, err := schema.Merge(in.fields, fields)
 	if err != nil {
 		if in.o.Stop {
@@ -395,8 +419,9 @@ func (in *Input) compile(ctx context.Context, s sr.Schema) (protoreflect.FileDes
 
 // Open connects to the registry of cfg and derives the Parquet schema from
 // its subject; fields, when set, are the file schema of an earlier run in
-// this process; cdc, when set, unwraps Debezium envelopes (Avro only).
-func Open(ctx context.Context, cfg config.Registry, format string, fields []conf.Field, cdc *config.CDC) (*Input, error) {
+// this process; cdc, when set, unwraps Debezium envelopes (Avro only);
+// changes, when set, counts the writer schemas met.
+func Open(ctx context.Context, cfg config.Registry, format string, fields []conf.Field, cdc *config.CDC, changes *Changes) (*Input, error) {
 	tc, err := tlsConfig(cfg.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("schema.registry.tls: %w", err)
@@ -412,7 +437,7 @@ func Open(ctx context.Context, cfg config.Registry, format string, fields []conf
 	case "jsonschema":
 		t = sr.TypeJSON
 	}
-	o := InputOptions{Format: t, Subject: cfg.Subject, Message: cfg.Message, Fields: fields, Stop: cfg.OnIncompatible == "stop"}
+	o := InputOptions{Format: t, Subject: cfg.Subject, Message: cfg.Message, Fields: fields, Stop: cfg.OnIncompatible == "stop", Changes: changes}
 	if cdc != nil {
 		o.CDC, o.KeepDeletes = true, cdc.Deletes == "keep"
 	}
