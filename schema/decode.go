@@ -30,10 +30,8 @@ type Decoder struct {
 	schema *Schema
 	// vals holds, per column outside lists and maps, the value the current
 	// record gives it: top-level scalars and the leaves of structs alike, so
-	// that a row copies runs of such columns in one append. one is the same
-	// slice, under the name the nested decoders use.
+	// that a row copies runs of such columns in one append.
 	vals []parquet.Value
-	one  []parquet.Value
 	seen []bool // per top-level field: whether the current record had its key
 	// cols holds, per leaf column under a list or map, the values the
 	// current record gives it, in order; fseen the key flags of the struct
@@ -58,7 +56,6 @@ func (s *Schema) NewDecoder() *Decoder {
 		vals:   make([]parquet.Value, s.columns),
 		seen:   make([]bool, len(s.fields)),
 	}
-	d.one = d.vals
 	if !s.flat {
 		d.cols = make([][]parquet.Value, s.columns)
 		d.fseen = make([]bool, s.seenSize)

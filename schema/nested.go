@@ -12,7 +12,7 @@ import (
 // levels (Dremel encoding, as Parquet stores them), and Decode concatenates
 // the columns in order into the row. A column under a list or map collects
 // any number of values in Decoder.cols; any other takes exactly one, in
-// Decoder.one, without the cost of appending. A missing or null
+// Decoder.vals, without the cost of appending. A missing or null
 // struct, list or map gives every leaf column under it one null value at the
 // level it stopped at; an empty list or map gives one null value at the
 // level of the list or map itself.
