@@ -88,7 +88,7 @@ type Schema struct {
 	// Registry is the Confluent-compatible schema registry that avro records
 	// are serialised through.
 	Registry *Registry `yaml:"registry"`
-	// CDC unwraps change-data-capture envelopes (formats json and avro).
+	// CDC unwraps change-data-capture envelopes (every format).
 	CDC *CDC `yaml:"cdc"`
 }
 

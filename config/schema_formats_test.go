@@ -20,7 +20,8 @@ func TestSchemaFormats(t *testing.T) {
 		{"message with avro", "schema: {format: avro, registry: {url: \"http://r:8081\", subject: s, message: m}}", "schema.registry.message"},
 		{"bad on_incompatible", "schema: {format: avro, registry: {url: \"http://r:8081\", subject: s, on_incompatible: ignore}}", "schema.registry.on_incompatible"},
 		{"cdc with avro", "schema: {format: avro, cdc: {envelope: debezium}, registry: {url: \"http://r:8081\", subject: s}}", ""},
-		{"cdc with protobuf", "schema: {format: protobuf, cdc: {envelope: debezium}, registry: {url: \"http://r:8081\", subject: s}}", "schema.cdc"},
+		{"cdc with protobuf", "schema: {format: protobuf, cdc: {envelope: debezium}, registry: {url: \"http://r:8081\", subject: s}}", ""},
+		{"cdc with jsonschema", "schema: {format: jsonschema, cdc: {envelope: debezium, deletes: drop}, registry: {url: \"http://r:8081\", subject: s}}", ""},
 		{"bad envelope", "schema: {cdc: {envelope: maxwell}, fields: [{name: id, type: int64}]}", "schema.cdc.envelope"},
 		{"bad deletes", "schema: {cdc: {envelope: debezium, deletes: hide}, fields: [{name: id, type: int64}]}", "schema.cdc.deletes"},
 	}

@@ -112,9 +112,6 @@ var fieldTypes = []string{"int32", "int64", "float", "double", "string", "bool",
 // any number of them.
 func (s *Schema) validate(v *validator) map[string]*Field {
 	v.OneOf("schema.format", s.Format, "json", "avro", "protobuf", "jsonschema")
-	if s.CDC != nil && s.Format != "json" && s.Format != "avro" {
-		v.Errorf("schema.cdc", "applies to formats json and avro only")
-	}
 	if s.Format == "avro" || s.Format == "protobuf" || s.Format == "jsonschema" {
 		// The fields come from the registry when the pipeline starts: the
 		// checks that refer to them happen then.

@@ -150,6 +150,9 @@ type options struct {
 	// fields is the file schema a schema change left (registry formats):
 	// the next run merges the subject's latest schema into it.
 	fields []config.Field
+	// schemaChanges counts writer schemas across the runs a schema change
+	// restarts (sinkd_schema_changes_total); nil makes a new one.
+	schemaChanges *registry.Changes
 }
 
 func (o options) step(name string) error {
@@ -175,7 +178,10 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 	if cfg.Source.Kafka == nil && cfg.Source.Kinesis == nil {
 		return nil, errors.New("no source configured")
 	}
-	s, dec, err := openSchema(ctx, cfg, log, o.fields)
+	if o.schemaChanges == nil {
+		o.schemaChanges = registry.NewChanges()
+	}
+	s, dec, err := openSchema(ctx, cfg, log, o.fields, o.schemaChanges)
 	if err != nil {
 		return nil, fmt.Errorf("schema: %w", err)
 	}
@@ -183,6 +189,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 	// Every series carries the pipeline's name, so that two pipelines on
 	// one stream (or one Prometheus job) stay apart.
 	labeled := prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": cfg.Pipeline}, reg)
+	labeled.MustRegister(o.schemaChanges.Collector())
 	p := &Pipeline{
 		cfg:      cfg,
 		log:      log,
@@ -407,9 +414,9 @@ func newBudget(cfg *config.Config) *parquetsink.Budget {
 // configured fields for JSON, from the registry's subject (merged into
 // fields, the file schema of an earlier run in this process) for Avro and
 // Protobuf.
-func openSchema(ctx context.Context, cfg *config.Config, log *slog.Logger, fields []config.Field) (*schema.Schema, decoder, error) {
+func openSchema(ctx context.Context, cfg *config.Config, log *slog.Logger, fields []config.Field, changes *registry.Changes) (*schema.Schema, decoder, error) {
 	if cfg.Schema.Registry != nil {
-		in, err := registry.Open(ctx, *cfg.Schema.Registry, cfg.Schema.Format, fields, cfg.Schema.CDC)
+		in, err := registry.Open(ctx, *cfg.Schema.Registry, cfg.Schema.Format, fields, cfg.Schema.CDC, changes)
 		if err != nil {
 			return nil, nil, err
 		}

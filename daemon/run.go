@@ -173,7 +173,7 @@ func lifecycle(ctx context.Context, path string, cfg *config.Config, log *slog.L
 // SIGTERM) and starts the next in this process. It returns when a generation
 // ends on its own (an error), or when ctx ends (the drain's result).
 func runReloading(ctx context.Context, cfg *config.Config, log *slog.Logger, stderr io.Writer, reloads <-chan *config.Config, drain *atomic.Int64) error {
-	var o options
+	o := options{schemaChanges: registry.NewChanges()}
 	for {
 		genCtx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
@@ -205,7 +205,7 @@ func runReloading(ctx context.Context, cfg *config.Config, log *slog.Logger, std
 		}
 		setMemoryLimit(next, log)
 		drain.Store(int64(next.Shutdown.DrainTimeout.D()))
-		cfg, o = next, options{}
+		cfg, o = next, options{schemaChanges: registry.NewChanges()}
 	}
 }
 

@@ -218,13 +218,13 @@ func (c *AvroCDCDecoder) Decode(payload []byte, row parquet.Row) (parquet.Row, e
 	}
 	opCol, tsCol := &s.fields[len(s.fields)-2], &s.fields[len(s.fields)-1]
 	d.strs = append(d.strs, opText...)
-	d.one[opCol.Column] = parquet.ByteArrayValue(d.strs[len(d.strs)-len(opText):]).Level(0, opCol.def, opCol.Column)
+	d.put(opCol.Column, false, parquet.ByteArrayValue(d.strs[len(d.strs)-len(opText):]), 0, opCol.def)
 	if hasTS {
-		d.one[tsCol.Column] = parquet.Int64Value(ts).Level(0, tsCol.def, tsCol.Column)
+		d.put(tsCol.Column, false, parquet.Int64Value(ts), 0, tsCol.def)
 	} else {
-		d.one[tsCol.Column] = parquet.NullValue().Level(0, 0, tsCol.Column)
+		d.put(tsCol.Column, false, parquet.NullValue(), 0, 0)
 	}
-	return d.appendNestedRow(row), nil
+	return d.appendRuns(row), nil
 }
 
 // skip reads past one value of s.

@@ -153,7 +153,7 @@ func (a *AvroDecoder) Decode(payload []byte, row parquet.Row) (parquet.Row, erro
 	if a.i != len(a.b) {
 		return row, &Error{Class: ClassMalformedAvro, Expected: "the end of the payload", Got: strconv.Itoa(len(a.b)-a.i) + " more bytes"}
 	}
-	return d.appendNestedRow(row), nil
+	return d.appendRuns(row), nil
 }
 
 func (a *AvroDecoder) malformed(want string) bool {
@@ -184,12 +184,7 @@ func (a *AvroDecoder) take(n int64) ([]byte, bool) {
 }
 
 func (a *AvroDecoder) put(f *Field, v parquet.Value, rep int) {
-	v = v.Level(rep, f.def, f.Column)
-	if f.inList {
-		a.d.cols[f.Column] = append(a.d.cols[f.Column], v)
-	} else {
-		a.d.one[f.Column] = v
-	}
+	a.d.put(f.Column, f.inList, v, rep, f.def)
 }
 
 func (a *AvroDecoder) bytesValue(f *Field, b []byte, fixed bool) parquet.Value {
@@ -371,7 +366,7 @@ func (a *AvroDecoder) repeated(n *anode, rep int) bool {
 				if !ok {
 					return false
 				}
-				a.d.cols[f.Column] = append(a.d.cols[f.Column], a.bytesValue(f, key, false).Level(r, f.def+1, f.Column))
+				a.d.put(f.Column, true, a.bytesValue(f, key, false), r, f.def+1)
 				a.d.stack[top].key = key
 			} else {
 				a.d.stack[top].idx = items

@@ -9,6 +9,7 @@ import (
 	"github.com/sinkd/sinkd/config/conf"
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/schema/avro"
+	"github.com/sinkd/sinkd/schema/protobuf"
 )
 
 // TestCDCDecoder unwraps Debezium change events as Kafka Connect's
@@ -154,6 +155,72 @@ func FuzzDecodeAvroCDC(f *testing.F) {
 		f.Fatal(err)
 	}
 	d, err := s.NewAvroCDCDecoder(avroEnvelope, true)
+	if err != nil {
+		f.Fatal(err)
+	}
+	columns := len(s.Parquet().Columns())
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		row, err := d.Decode(payload, nil)
+		if err != nil {
+			var se *schema.Error
+			if !errors.Is(err, schema.ErrSkip) && !errors.As(err, &se) {
+				t.Fatalf("unclassified error %v", err)
+			}
+			return
+		}
+		col := -1
+		for i, v := range row {
+			if c := v.Column(); c != col && c != col+1 {
+				t.Fatalf("value %d: column %d after %d", i, c, col)
+			} else {
+				col = c
+			}
+		}
+		if col != columns-1 {
+			t.Fatalf("row ends at column %d of %d", col, columns)
+		}
+	})
+}
+
+const protoEnvelope = `syntax = "proto3";
+package dbz;
+import "google/protobuf/wrappers.proto";
+message Envelope {
+  Value before = 1;
+  Value after = 2;
+  Source source = 3;
+  string op = 4;
+  optional int64 ts_ms = 5;
+}
+message Value { int64 id = 1; optional string name = 2; repeated string tags = 3; Inner inner = 4; }
+message Inner { double x = 1; map<string, int32> m = 2; }
+message Source { string db = 1; google.protobuf.Int64Value ts_ms = 2; }
+`
+
+// FuzzDecodeProtoCDC: whatever the payload, the Protobuf envelope decoder
+// gives a well-formed row, ErrSkip or a classified *schema.Error.
+func FuzzDecodeProtoCDC(f *testing.F) {
+	md := compileTrip(f, protoEnvelope)
+	for _, js := range []string{
+		`{"after":{"id":"1","name":"a","tags":["x"],"inner":{"x":1.5,"m":{"k":2}}},"source":{"db":"s","tsMs":"5"},"op":"c","tsMs":"6"}`,
+		`{"before":{"id":"2"},"source":{"tsMs":"0"},"op":"d"}`,
+		`{"op":"t"}`,
+	} {
+		f.Add(marshal(f, md, js))
+	}
+	value, err := schema.ProtoEnvelopeValue(md)
+	if err != nil {
+		f.Fatal(err)
+	}
+	fields, err := protobuf.Fields(value)
+	if err != nil {
+		f.Fatal(err)
+	}
+	s, err := schema.New(schema.CDCFields(fields))
+	if err != nil {
+		f.Fatal(err)
+	}
+	d, err := s.NewProtoCDCDecoder(md, true)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -28,13 +28,15 @@ const MaxDepth = 64
 // straight from their text, and skips the values of other keys.
 type Decoder struct {
 	schema *Schema
-	vals   []parquet.Value // per top-level scalar field: the value found in the current record
-	seen   []bool          // per top-level field: whether the current record had its key
-	// cols holds, per leaf column under a struct, list or map, the values
-	// the current record gives it, in order; fseen the key flags of the
-	// struct being read at each level (Field.seenAt).
+	// vals holds, per column outside lists and maps, the value the current
+	// record gives it: top-level scalars and the leaves of structs alike, so
+	// that a row copies runs of such columns in one append.
+	vals []parquet.Value
+	seen []bool // per top-level field: whether the current record had its key
+	// cols holds, per leaf column under a list or map, the values the
+	// current record gives it, in order; fseen the key flags of the struct
+	// being read at each level (Field.seenAt).
 	cols  [][]parquet.Value
-	one   []parquet.Value // the value of each nested column outside lists and maps
 	fseen []bool
 	stack []frame // the nested fields being read, for error paths
 	err   *Error  // first field problem met in the current record
@@ -51,12 +53,11 @@ type Decoder struct {
 func (s *Schema) NewDecoder() *Decoder {
 	d := &Decoder{
 		schema: s,
-		vals:   make([]parquet.Value, len(s.fields)),
+		vals:   make([]parquet.Value, s.columns),
 		seen:   make([]bool, len(s.fields)),
 	}
 	if !s.flat {
 		d.cols = make([][]parquet.Value, s.columns)
-		d.one = make([]parquet.Value, s.columns)
 		d.fseen = make([]bool, s.seenSize)
 	}
 	return d
@@ -69,7 +70,6 @@ func (s *Schema) newNestedDecoder() *Decoder {
 	d := s.NewDecoder()
 	if d.cols == nil {
 		d.cols = make([][]parquet.Value, s.columns)
-		d.one = make([]parquet.Value, s.columns)
 		d.fseen = make([]bool, s.seenSize)
 	}
 	return d
@@ -91,8 +91,8 @@ func (d *Decoder) Decode(value []byte, row parquet.Row) (parquet.Row, error) {
 		return row, err
 	}
 	s := d.schema
-	for i := range d.vals {
-		if !d.seen[i] {
+	for i, seen := range d.seen {
+		if !seen {
 			f := &s.fields[i]
 			if f.Required {
 				return row, &Error{Class: ClassMissingRequired, Field: f.Name, Expected: expected(f), Got: "no key " + strconv.Quote(f.From)}
@@ -100,22 +100,14 @@ func (d *Decoder) Decode(value []byte, row parquet.Row) (parquet.Row, error) {
 			if f.Kind.nested() {
 				d.null(f, 0)
 			} else {
-				d.vals[i] = parquet.NullValue().Level(0, 0, f.Column)
+				d.vals[f.Column] = parquet.NullValue().Level(0, 0, f.Column)
 			}
 		}
 	}
 	if s.flat {
 		return append(row, d.vals...), nil
 	}
-	for i := range s.fields {
-		f := &s.fields[i]
-		if !f.Kind.nested() {
-			row = append(row, d.vals[i])
-			continue
-		}
-		row = d.appendColumns(row, f)
-	}
-	return row, nil
+	return d.appendRuns(row), nil
 }
 
 // decodeObject scans value, filling d.vals and d.seen. A problem with the value
@@ -176,13 +168,18 @@ func (d *Decoder) decodeObject(value []byte) *Error {
 			if want != "" {
 				return refused(value, i, want)
 			}
-			var more bool
-			if i, more, want = nextMember(b, i, '}', wantObjectNext); want != "" {
-				return refused(value, i, want)
+			// The separator is read inline, not through nextMember: a call
+			// per member costs more than the check itself on the hot path.
+			i = skipSpace(b, i)
+			if i < len(b) && b[i] == ',' {
+				i = skipSpace(b, i+1)
+				continue
 			}
-			if !more {
+			if i < len(b) && b[i] == '}' {
+				i++
 				break
 			}
+			return refused(value, i, wantObjectNext)
 		}
 	}
 	if i = skipSpace(b, i); i != len(b) {
@@ -232,21 +229,20 @@ func (d *Decoder) field(b []byte, i, idx int) (int, string) {
 		return end, want
 	}
 	raw := b[start:end]
-	col := idx
-	if d.seen[col] {
+	if d.seen[idx] {
 		d.err = &Error{Class: ClassDuplicateKey, Field: f.Name, Expected: "key " + strconv.Quote(f.From) + " once", Got: "it twice"}
 		return end, ""
 	}
-	d.seen[col] = true
+	d.seen[idx] = true
 	if raw[0] == 'n' {
 		if f.Required {
 			d.err = &Error{Class: ClassNullRequired, Field: f.Name, Expected: expected(f), Got: "null"}
 			return end, ""
 		}
-		d.vals[col] = parquet.NullValue().Level(0, 0, f.Column)
+		d.vals[f.Column] = parquet.NullValue().Level(0, 0, f.Column)
 		return end, ""
 	}
-	val := &d.vals[col]
+	val := &d.vals[f.Column]
 	if d.err = d.convert(f, raw, escaped, val); d.err != nil {
 		return end, ""
 	}

@@ -114,6 +114,69 @@ func lexNumber(text []byte) (numText, numStatus) {
 // below the resulting unit are an error (numFraction) unless truncate is set,
 // in which case they are dropped (rounding toward zero).
 func parseScaled(text []byte, shift int, truncate bool) (int64, numStatus) {
+	if n, st, ok := parsePlain(text, shift, truncate); ok {
+		return n, st
+	}
+	return parseLexed(text, shift, truncate)
+}
+
+// parsePlain is parseScaled's fast path for the numbers events mostly carry
+// (ids, counts, prices, epoch timestamps): no exponent and at most 18 digits,
+// so that the digits accumulate in one pass without overflow. lexNumber's
+// value-returned state and per-digit indexing cost more than the conversion
+// itself on such short inputs. ok is false for anything else, or a result at
+// the edge of int64, which parseLexed decides.
+func parsePlain(text []byte, shift int, truncate bool) (_ int64, _ numStatus, ok bool) {
+	i, n := 0, len(text)
+	neg := n > 0 && text[0] == '-'
+	if neg {
+		i++
+	}
+	start := i
+	var m uint64
+	for ; i < n && isDigit(text[i]); i++ {
+		m = m*10 + uint64(text[i]-'0')
+	}
+	nInt := i - start
+	if nInt == 0 || (nInt > 1 && text[start] == '0') {
+		return 0, 0, false
+	}
+	frac := 0
+	if i < n && text[i] == '.' {
+		i++
+		fracStart := i
+		for ; i < n && isDigit(text[i]); i++ {
+			m = m*10 + uint64(text[i]-'0')
+		}
+		frac = i - fracStart
+	}
+	if i != n || nInt+frac > 18 || (i > start+nInt && frac == 0) {
+		return 0, 0, false
+	}
+	switch e := shift - frac; {
+	case m == 0:
+	case e >= 0:
+		if e >= len(pow10) || m > math.MaxInt64/uint64(pow10[e]) {
+			return 0, 0, false
+		}
+		m *= uint64(pow10[e])
+	case -e >= len(pow10):
+		return 0, 0, false
+	default:
+		p := uint64(pow10[-e])
+		if m%p != 0 && !truncate {
+			return 0, numFraction, true
+		}
+		m /= p
+	}
+	if neg {
+		return -int64(m), numOK, true
+	}
+	return int64(m), numOK, true
+}
+
+// parseLexed is parseScaled for any JSON number, through lexNumber.
+func parseLexed(text []byte, shift int, truncate bool) (int64, numStatus) {
 	t, st := lexNumber(text)
 	if st != numOK || t.first == t.digits {
 		return 0, st

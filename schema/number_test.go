@@ -56,6 +56,44 @@ func TestParseScaled(t *testing.T) {
 	}
 }
 
+// TestParsePlainMatchesLexed checks parseScaled's fast path against the
+// general path on numbers around every edge the fast path has: digit counts
+// at 18 and 19, shifts that overflow or drop digits, signs, leading zeros,
+// missing fractions.
+func TestParsePlainMatchesLexed(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	inputs := []string{"0", "-0", "00", "01", "-01", "0.0", "1.", "-", "-.5", "1.2.3", "922337203685477580",
+		"999999999999999999", "-999999999999999999", "9999999999999999999", "0.000000000000000001", "123456789.123456789"}
+	for range 200000 {
+		digits := strconv.FormatUint(rng.Uint64N(1<<63), 10)
+		digits = digits[:1+rng.IntN(len(digits))]
+		if rng.IntN(8) == 0 {
+			digits = "0" + digits
+		}
+		if p := rng.IntN(len(digits) + 2); p < len(digits) {
+			digits = digits[:p] + "." + digits[p:]
+		}
+		if rng.IntN(2) == 0 {
+			digits = "-" + digits
+		}
+		inputs = append(inputs, digits)
+	}
+	for _, in := range inputs {
+		for shift := -3; shift <= 20; shift++ {
+			for _, truncate := range []bool{false, true} {
+				got, gst := parseScaled([]byte(in), shift, truncate)
+				want, wst := parseLexed([]byte(in), shift, truncate)
+				if got != want || gst != wst {
+					t.Fatalf("parseScaled(%q, %d, %v) = %d, %d; the lexer says %d, %d", in, shift, truncate, got, gst, want, wst)
+				}
+			}
+		}
+	}
+	if _, _, ok := parsePlain([]byte("1234567"), 0, false); !ok {
+		t.Error("the common case missed the fast path")
+	}
+}
+
 func TestParseFloatExactMatchesStrconv(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	inputs := []string{"0", "-0", "40.8012", "-73.9612", "0.1", "0.3", "6.8", "-2.25e-3", "123456789012345", "1234567890123456", "0.0000000000000000000001", "1e5"}

@@ -43,7 +43,7 @@ func (p *ProtoDecoder) Decode(payload []byte, row parquet.Row) (parquet.Row, err
 	if !p.message(p.root, payload, 0) {
 		return row, d.err
 	}
-	return d.appendNestedRow(row), nil
+	return d.appendRuns(row), nil
 }
 
 var wireNames = [...]string{
@@ -68,12 +68,7 @@ func (p *ProtoDecoder) malformed(f *Field, want, got string) bool {
 }
 
 func (p *ProtoDecoder) put(f *Field, v parquet.Value, rep int) {
-	v = v.Level(rep, f.def, f.Column)
-	if f.inList {
-		p.d.cols[f.Column] = append(p.d.cols[f.Column], v)
-	} else {
-		p.d.one[f.Column] = v
-	}
+	p.d.put(f.Column, f.inList, v, rep, f.def)
 }
 
 // message reads the fields of one message in b; rep is the repetition level
@@ -233,7 +228,7 @@ func (p *ProtoDecoder) entry(pf *pfield, typ protowire.Type, b []byte, rep, top 
 		d.strs = append(d.strs, '0')
 	}
 	d.stack[top].key = d.strs[start:]
-	d.cols[f.Column] = append(d.cols[f.Column], parquet.ByteArrayValue(d.strs[start:]).Level(rep, f.def+1, f.Column))
+	d.put(f.Column, true, parquet.ByteArrayValue(d.strs[start:]), rep, f.def+1)
 	e := pf.elem
 	switch {
 	case hasVal:

@@ -198,10 +198,20 @@ type Schema struct {
 	// number of values per row; the others take exactly one.
 	repeated   []int
 	isRepeated []bool
-	byName     map[string]int
-	byKey      map[string]int // JSON key -> index in fields
-	minTime    []int64        // per column: smallest accepted timestamp, in the field's unit
-	maxTime    []int64
+	// runs cuts the columns into what a row is assembled from: a run of
+	// columns that take one value each, copied from Decoder.vals in one
+	// append, or a single repeated column, copied from Decoder.cols.
+	runs    []colRun
+	byName  map[string]int
+	byKey   map[string]int // JSON key -> index in fields
+	minTime []int64        // per column: smallest accepted timestamp, in the field's unit
+	maxTime []int64
+}
+
+// colRun is the columns from..to-1, all repeated (then exactly one) or none.
+type colRun struct {
+	from, to int
+	repeated bool
 }
 
 // MaxDecimalPrecision is the largest precision a decimal can have: 38 digits,
@@ -250,8 +260,14 @@ func New(fields []conf.Field) (*Schema, error) {
 		}
 	})
 	for c, r := range s.isRepeated {
-		if r {
+		switch n := len(s.runs); {
+		case r:
 			s.repeated = append(s.repeated, c)
+			s.runs = append(s.runs, colRun{from: c, to: c + 1, repeated: true})
+		case n > 0 && !s.runs[n-1].repeated:
+			s.runs[n-1].to = c + 1
+		default:
+			s.runs = append(s.runs, colRun{from: c, to: c + 1})
 		}
 	}
 	walk(s.fields, func(f *Field) {

@@ -54,6 +54,34 @@ func Fields(text string) ([]conf.Field, error) {
 	return fields, nil
 }
 
+// EnvelopeFields derives the field list of the row of a Debezium change
+// event's JSON Schema (the object schema of its after property, which may
+// be a union with null or a reference), without the CDC columns.
+func EnvelopeFields(text string) ([]conf.Field, error) {
+	var p fastjson.Parser
+	root, err := p.Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("json schema: %w", err)
+	}
+	d := deriver{root: root, open: map[string]bool{}}
+	var after *fastjson.Value
+	if top := d.resolve(root, "", 0); top != nil && isObject(top) {
+		if after = d.resolve(top.Get("properties", "after"), "after", 0); after != nil {
+			after, _ = d.nullUnion(after, "after", 0)
+			after = d.resolve(after, "after", 0)
+		}
+	}
+	if after == nil || !isObject(after) || after.Get("properties") == nil {
+		d.errs = append(d.errs, "not a Debezium envelope (no after property holding an object schema with properties)")
+		return nil, fmt.Errorf("json schema: %s", strings.Join(d.errs, "; "))
+	}
+	fields := d.object(after, "", 1)
+	if len(d.errs) > 0 {
+		return nil, fmt.Errorf("json schema: %s", strings.Join(d.errs, "; "))
+	}
+	return fields, nil
+}
+
 type deriver struct {
 	root *fastjson.Value
 	open map[string]bool

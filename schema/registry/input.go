@@ -60,10 +60,14 @@ type InputOptions struct {
 	// Stop makes an incompatible schema end the run (IncompatibleError)
 	// instead of dead-lettering its records.
 	Stop bool
-	// CDC reads Avro Debezium envelopes: the row is the after image (the
-	// before image of a delete when KeepDeletes is set), plus __op and
-	// __source_ts_ms.
+	// CDC reads Debezium envelopes (Avro, Protobuf or JSON Schema): the row
+	// is the after image (the before image of a delete when KeepDeletes is
+	// set), plus __op and __source_ts_ms; tombstones (empty values) are
+	// skipped.
 	CDC, KeepDeletes bool
+	// Changes, when set, counts the outcome of every writer schema met in
+	// records (sinkd_schema_changes_total).
+	Changes *Changes
 }
 
 // maxWriters bounds the decoders kept by schema id (and by message index).
@@ -83,6 +87,7 @@ type Input struct {
 	message protoreflect.FullName
 	byID    map[int]*writer
 	json    *schema.Decoder // JSON Schema: one decoder reads every writer's records
+	jsonCDC *schema.CDCDecoder
 }
 
 // writer is what one schema id decodes with.
@@ -90,11 +95,12 @@ type writer struct {
 	avro    rowDecoder // an *AvroDecoder or *AvroCDCDecoder
 	json    bool
 	file    protoreflect.FileDescriptor
-	byIndex map[string]*schema.ProtoDecoder // Protobuf: by the raw message indexes
-	err     error                           // a record at fault whatever its payload
+	byIndex map[string]rowDecoder // Protobuf: a *ProtoDecoder or *ProtoCDCDecoder, by the raw message indexes
+	err     error                 // a record at fault whatever its payload
 }
 
-// rowDecoder is the Avro or Protobuf decoder of one writer schema.
+// rowDecoder is the Avro or Protobuf decoder (plain or CDC) of one writer
+// schema.
 type rowDecoder interface {
 	Decode(payload []byte, row parquet.Row) (parquet.Row, error)
 }
@@ -124,8 +130,7 @@ func NewInput(ctx context.Context, client *Client, o InputOptions) (*Input, erro
 			return nil, fmt.Errorf("schema registry subject %q: %w", o.Subject, err)
 		}
 		in.message = md.FullName()
-		fields, err = protobuf.Fields(md)
-		if err != nil {
+		if fields, err = protoFields(md, o.CDC); err != nil {
 			return nil, fmt.Errorf("schema registry subject %q: %w", o.Subject, err)
 		}
 	} else {
@@ -142,13 +147,41 @@ func NewInput(ctx context.Context, client *Client, o InputOptions) (*Input, erro
 		return nil, fmt.Errorf("schema registry subject %q: %w", o.Subject, err)
 	}
 	in.fields = fields
+	key := strconv.Itoa(latest.ID)
+	if o.Format == sr.TypeProtobuf {
+		key += "/" + string(in.message)
+	}
+	o.Changes.known(key)
 	return in, nil
 }
 
-// derive derives the fields of an Avro or JSON Schema text (an Avro
-// Debezium envelope's row and the CDC columns, with CDC).
+// protoFields derives the fields of a Protobuf message (a Debezium
+// envelope's row message and the CDC columns, with cdc).
+func protoFields(md protoreflect.MessageDescriptor, cdc bool) ([]conf.Field, error) {
+	if !cdc {
+		return protobuf.Fields(md)
+	}
+	value, err := schema.ProtoEnvelopeValue(md)
+	if err != nil {
+		return nil, err
+	}
+	fields, err := protobuf.Fields(value)
+	if err != nil {
+		return nil, err
+	}
+	return schema.CDCFields(fields), nil
+}
+
+// derive derives the fields of an Avro or JSON Schema text (a Debezium
+// envelope's row and the CDC columns, with CDC).
 func (in *Input) derive(text string) ([]conf.Field, error) {
 	switch {
+	case in.o.Format == sr.TypeJSON && in.o.CDC:
+		fields, err := jsonschema.EnvelopeFields(text)
+		if err != nil {
+			return nil, err
+		}
+		return schema.CDCFields(fields), nil
 	case in.o.Format == sr.TypeJSON:
 		return jsonschema.Fields(text)
 	case in.o.CDC:
@@ -180,6 +213,9 @@ func (in *Input) Fields() []conf.Field { return in.fields }
 // writer schema that changes the file schema a *SchemaChange; an
 // incompatible one with Stop set an *IncompatibleError.
 func (in *Input) Decode(ctx context.Context, value []byte, row parquet.Row) (parquet.Row, error) {
+	if in.o.CDC && len(value) == 0 {
+		return row[:0], schema.ErrSkip // a tombstone, which compaction needs after a delete
+	}
 	id, payload, werr := SplitWire(value)
 	if werr != nil {
 		return row[:0], werr
@@ -201,6 +237,16 @@ func (in *Input) Decode(ctx context.Context, value []byte, row parquet.Row) (par
 	}
 	if w.avro != nil {
 		return w.avro.Decode(payload, row)
+	}
+	if w.json && in.o.CDC {
+		if in.jsonCDC == nil {
+			d, err := in.schema.NewCDCDecoder(in.o.KeepDeletes)
+			if err != nil {
+				return row[:0], err
+			}
+			in.jsonCDC = d
+		}
+		return in.jsonCDC.Decode(payload, row)
 	}
 	if w.json {
 		if in.json == nil {
@@ -269,7 +315,7 @@ func (in *Input) writer(ctx context.Context, id int) (*writer, error) {
 			}
 			w.err = &schema.Error{Class: ClassSchemaMismatch, Expected: "a Protobuf schema sinkd can compile", Got: fmt.Sprintf("schema id %d: %v", id, err)}
 		}
-		w.file, w.byIndex = fd, map[string]*schema.ProtoDecoder{}
+		w.file, w.byIndex = fd, map[string]rowDecoder{}
 		in.byID[id] = w
 		return w, nil
 	}
@@ -279,7 +325,7 @@ func (in *Input) writer(ctx context.Context, id int) (*writer, error) {
 		in.byID[id] = w
 		return w, nil
 	}
-	if err := in.merge(id, fields); err != nil {
+	if err := in.merge(strconv.Itoa(id), id, fields); err != nil {
 		var se *schema.Error
 		if errors.As(err, &se) {
 			w.err = se
@@ -304,7 +350,7 @@ func (in *Input) writer(ctx context.Context, id int) (*writer, error) {
 }
 
 // protoDecoder prepares the decoder of one message of a Protobuf writer.
-func (in *Input) protoDecoder(id int, w *writer, index []byte) (*schema.ProtoDecoder, error) {
+func (in *Input) protoDecoder(id int, w *writer, index []byte) (rowDecoder, error) {
 	var path []int
 	count, n := binary.Varint(index)
 	for i := int64(0); i < count; i++ {
@@ -319,14 +365,19 @@ func (in *Input) protoDecoder(id int, w *writer, index []byte) (*schema.ProtoDec
 	if md.FullName() != in.message {
 		return nil, &schema.Error{Class: ClassSchemaMismatch, Expected: "a " + string(in.message) + " message", Got: fmt.Sprintf("a %s (schema id %d)", md.FullName(), id)}
 	}
-	fields, err := protobuf.Fields(md)
+	fields, err := protoFields(md, in.o.CDC)
 	if err != nil {
 		return nil, &schema.Error{Class: ClassSchemaMismatch, Expected: "a message with a Parquet schema", Got: fmt.Sprintf("schema id %d: %v", id, err)}
 	}
-	if err := in.merge(id, fields); err != nil {
+	if err := in.merge(strconv.Itoa(id)+"/"+string(md.FullName()), id, fields); err != nil {
 		return nil, err
 	}
-	d, err := in.schema.NewProtoDecoder(md)
+	var d rowDecoder
+	if in.o.CDC {
+		d, err = in.schema.NewProtoCDCDecoder(md, in.o.KeepDeletes)
+	} else {
+		d, err = in.schema.NewProtoDecoder(md)
+	}
 	if err != nil {
 		return nil, &schema.Error{Class: ClassSchemaMismatch, Expected: "a schema sinkd can bind", Got: fmt.Sprintf("schema id %d: %v", id, err)}
 	}
@@ -337,8 +388,24 @@ func (in *Input) protoDecoder(id int, w *writer, index []byte) (*schema.ProtoDec
 // merge checks a writer's fields against the file schema: nil when the file
 // schema holds them as they are, a *SchemaChange when merging changes the
 // Parquet schema, an incompatibility as a record at fault (or an
-// IncompatibleError with Stop).
-func (in *Input) merge(id int, fields []conf.Field) error {
+// IncompatibleError with Stop). key names the writer schema for Changes.
+func (in *Input) merge(key string, id int, fields []conf.Field) error {
+	err := in.mergeFields(id, fields)
+	var change *SchemaChange
+	var se *schema.Error
+	var ie *IncompatibleError
+	switch {
+	case err == nil:
+		in.o.Changes.count(key, OutcomeSameParquet)
+	case errors.As(err, &change):
+		in.o.Changes.count(key, OutcomeMerged)
+	case errors.As(err, &ie), errors.As(err, &se):
+		in.o.Changes.count(key, OutcomeIncompatible)
+	}
+	return err
+}
+
+func (in *Input) mergeFields(id int, fields []conf.Field) error {
 	merged, err := schema.Merge(in.fields, fields)
 	if err != nil {
 		if in.o.Stop {
@@ -355,7 +422,7 @@ func (in *Input) merge(id int, fields []conf.Field) error {
 	}
 	if s.Parquet().String() == in.schema.Parquet().String() {
 		// The same Parquet schema: no reason to roll files.
-		in.fields, in.schema, in.json = merged, s, nil
+		in.fields, in.schema, in.json, in.jsonCDC = merged, s, nil, nil
 		clear(in.byID)
 		return nil
 	}
@@ -395,8 +462,9 @@ func (in *Input) compile(ctx context.Context, s sr.Schema) (protoreflect.FileDes
 
 // Open connects to the registry of cfg and derives the Parquet schema from
 // its subject; fields, when set, are the file schema of an earlier run in
-// this process; cdc, when set, unwraps Debezium envelopes (Avro only).
-func Open(ctx context.Context, cfg config.Registry, format string, fields []conf.Field, cdc *config.CDC) (*Input, error) {
+// this process; cdc, when set, unwraps Debezium envelopes;
+// changes, when set, counts the writer schemas met.
+func Open(ctx context.Context, cfg config.Registry, format string, fields []conf.Field, cdc *config.CDC, changes *Changes) (*Input, error) {
 	tc, err := tlsConfig(cfg.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("schema.registry.tls: %w", err)
@@ -412,7 +480,7 @@ func Open(ctx context.Context, cfg config.Registry, format string, fields []conf
 	case "jsonschema":
 		t = sr.TypeJSON
 	}
-	o := InputOptions{Format: t, Subject: cfg.Subject, Message: cfg.Message, Fields: fields, Stop: cfg.OnIncompatible == "stop"}
+	o := InputOptions{Format: t, Subject: cfg.Subject, Message: cfg.Message, Fields: fields, Stop: cfg.OnIncompatible == "stop", Changes: changes}
 	if cdc != nil {
 		o.CDC, o.KeepDeletes = true, cdc.Deletes == "keep"
 	}
