@@ -15,16 +15,15 @@ import (
 
 // jsonLinesRoute adds the registered JSON-lines writer to the trips route,
 // beside its Parquet destination: the writer added through the registry
-// must keep the same exactly-once promise as the built-in one.
+// must keep the same exactly-once promise as the built-in one. It runs at the
+// writer's defaults (file size, age, inactivity, open files): the group
+// drains because files roll after a minute without records.
 func (h *harness) jsonLinesRoute() {
 	h.extraRoute = fmt.Sprintf(`    writers:
       jsonlines:
         destination: s3://%s/%slines
         path: type={type}
         event_time: {field: pickup_datetime}
-        target_file_size: 12MiB
-        max_file_age: 6s
-        max_open_files: 8
 `, h.env.S3Bucket, h.prefix)
 }
 
