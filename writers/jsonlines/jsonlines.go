@@ -166,6 +166,10 @@ const (
 	fileOverhead = 1 << 10
 	// minBuf is the least capacity a file's buffer starts with.
 	minBuf = 1 << 10
+	// growStep is the most a buffer grows by at once: it bounds what
+	// capacity a file holds beyond its bytes, and what one growth takes
+	// from the budget.
+	growStep = 1 << 20
 	// minPartSize is S3's least size of a part that is not the last one: a
 	// file uploads a part early to relieve memory only once it has this
 	// much.
@@ -229,14 +233,16 @@ func (w *Writer) Write(ctx context.Context, row parquet.Row, rec *record.Record,
 }
 
 // newCap is the capacity f's buffer grows to for n more bytes. Growth
-// doubles, as append does, but stops at a part's size, where the buffer
-// uploads: append's own growth would leave a part-sized buffer with twice its
-// capacity.
+// doubles, as append does, up to growStep, then goes by growStep up to a
+// part's size, where the buffer uploads: append's own growth would leave a
+// part-sized buffer with up to twice its capacity, and jump past S3's least
+// part size at which a file can relieve memory by uploading early.
 func (w *Writer) newCap(f *file, n int) int {
 	if f == nil {
 		return max(n, minBuf)
 	}
-	return max(len(f.buf)+n, minBuf, min(2*cap(f.buf), int(w.partSize)))
+	c := cap(f.buf)
+	return max(len(f.buf)+n, minBuf, min(2*c, c+growStep, int(w.partSize)))
 }
 
 // growth is what making room for n more bytes in f (nil: a new file) adds
