@@ -42,7 +42,7 @@ type testRoute struct {
 	partSize int64
 }
 
-func newWriterOn(t *testing.T, settings string, tr testRoute) (writers.Writer, store.Store, string) {
+func newWriterOn(t testing.TB, settings string, tr testRoute) (writers.Writer, store.Store, string) {
 	t.Helper()
 	ctx := context.Background()
 	dest := "file://" + t.TempDir() + "/lines"
