@@ -14,14 +14,12 @@ const quietWrites = 256
 
 // relieve makes room for need more bytes under the budget, down to its low
 // mark (an eighth under the limit) so that relief is not needed again for a
-// while, largest holders
-// first, without closing files while something else frees enough. Files
-// that hold S3's least part size upload a part early (no smaller file
-// results); then, while this writer holds more than half its fair share,
-// the files holding the most roll. Rolling the largest, never the least
-// recently written, keeps files as large as memory allows: each one rolled
-// holds at least the average of the open ones. Open files are never closed
-// by a count.
+// while, largest holders first. Files that hold S3's least part size upload
+// a part early (no smaller file results); then, while this writer holds more
+// than half its fair share, the files holding the most roll. Rolling the
+// largest, never the least recently written, keeps files as large as memory
+// allows: each one rolled holds more than most open ones. Open files are
+// never closed by a count.
 func (w *Writer) relieve(need int64) error {
 	limit := w.budget.Limit()
 	if w.quiet > 0 && w.budget.Used() < limit+limit/16 {
