@@ -41,7 +41,7 @@ func TestFloodAtMemoryBound(t *testing.T) {
 		// so relief uploads parts early rather than rolling.
 		early bool
 	}{
-		{name: "2,000 buckets", budget: 32 << 20, buckets: 2000, records: 120_000},
+		{name: "1,000 buckets", budget: 16 << 20, buckets: 1000, records: 60_000},
 		{name: "40 buckets", budget: 16 << 20, buckets: 40, records: 100_000},
 		{name: "3 buckets", budget: 16 << 20, buckets: 3, records: 100_000, early: true},
 	} {
