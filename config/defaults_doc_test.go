@@ -133,6 +133,11 @@ func checkDefault(t *testing.T, doc string, refs []*Config, d documented) bool {
 	if strings.HasPrefix(v, "$") || strings.Contains(v, "<") {
 		return false
 	}
+	if strings.HasPrefix(d.path, "routes[].writers.") {
+		// A registered writer's settings are YAML to this package: its own
+		// tests check these rows (writers/jsonlines: TestDocumentedDefaults).
+		return false
+	}
 	for _, c := range refs {
 		field, ok := resolve(c, d)
 		if !ok {

@@ -305,6 +305,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 				Config: cfg, Index: i, Name: r.name, Settings: &settings, Schema: s,
 				Background: writerCtx, Instance: instance, Epoch: p.epoch, Version: Version,
 				OpenStore: openStore, DeadLetter: p.writerDeadLetter, Registerer: labeled, Logger: log,
+				Budget: p.budget,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("writer %s (route %s): %w", k.Name, r.name, err)

@@ -4,18 +4,18 @@
 // smallest complete writer on the writers contract and the example that
 // docs/design.md ("How to add a writer") walks through.
 //
-// Memory: an open file holds at most one part (s3.part_size) in memory before
-// the part uploads, and at most max_open_files files are open; the least
-// recently written rolls when another bucket needs a file.
+// Memory: open files' buffers count against memory.budget, which the writer
+// shares with the Parquet writers and the source (relief.go); a file's lines
+// upload as a part once they reach s3.part_size.
 package jsonlines
 
 import (
-	"cmp"
 	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
@@ -30,36 +30,6 @@ import (
 	"github.com/sinkd/sinkd/writers/plugin"
 )
 
-// Config is a route's `writers.jsonlines` settings.
-type Config struct {
-	// Destination is s3://bucket/prefix or file:///dir.
-	Destination string `yaml:"destination"`
-	// Path is the bucket template, as for Parquet.
-	Path           string           `yaml:"path"`
-	EventTime      config.EventTime `yaml:"event_time"`
-	TimeZone       string           `yaml:"timezone"`
-	FilePrefix     string           `yaml:"file_prefix"`
-	TargetFileSize config.Size      `yaml:"target_file_size"`
-	MaxFileAge     config.Duration  `yaml:"max_file_age"`
-	MaxOpenFiles   int              `yaml:"max_open_files"`
-}
-
-// The defaults of Config; the package README lists them.
-const (
-	DefaultTargetFileSize = 64 << 20
-	DefaultMaxFileAge     = 5 * time.Minute
-	DefaultMaxOpenFiles   = 256
-)
-
-func (c *Config) setDefaults(route string) {
-	c.FilePrefix = cmp.Or(c.FilePrefix, route)
-	c.TimeZone = cmp.Or(c.TimeZone, "UTC")
-	c.EventTime.Source = cmp.Or(c.EventTime.Source, "broker")
-	c.TargetFileSize = cmp.Or(c.TargetFileSize, config.Size(DefaultTargetFileSize))
-	c.MaxFileAge = cmp.Or(c.MaxFileAge, config.Duration(DefaultMaxFileAge))
-	c.MaxOpenFiles = cmp.Or(c.MaxOpenFiles, DefaultMaxOpenFiles)
-}
-
 // Kind registers the writer under `writers: {jsonlines: …}`.
 var Kind = plugin.Kind{Name: "jsonlines", Check: check, New: newWriter}
 
@@ -69,16 +39,10 @@ func load(r *plugin.Route) (*Config, *buckets.Template, []config.Problem) {
 	if err := r.Decode(&c); err != nil {
 		return nil, nil, []config.Problem{r.Config.Problem(path, "%v", err)}
 	}
-	c.setDefaults(r.Name)
+	c.SetDefaults(r.Name)
 	var problems []config.Problem
-	if c.Destination == "" {
-		problems = append(problems, r.Config.Problem(path+".destination", "a destination is required"))
-	}
-	if c.Path == "" {
-		problems = append(problems, r.Config.Problem(path+".path", "a path template is required"))
-	}
-	if c.TargetFileSize < 1 || c.MaxFileAge < 0 || c.MaxOpenFiles < 1 {
-		problems = append(problems, r.Config.Problem(path, "target_file_size and max_open_files must be positive, max_file_age not negative"))
+	for _, is := range c.Validate() {
+		problems = append(problems, r.Config.Problem(path+"."+is.Path, "%s", is.Msg))
 	}
 	var tmpl *buckets.Template
 	if c.Path != "" {
@@ -110,10 +74,32 @@ func newWriter(ctx context.Context, r *plugin.Route) (writers.Writer, error) {
 	if err != nil {
 		return nil, err
 	}
+	budget := r.Budget
+	if budget == nil {
+		// Built outside a pipeline (tests, tools): a budget of its own.
+		mem := r.Config.Memory
+		mem.SetDefaults(true)
+		budget = &ownBudget{limit: mem.Budget.Bytes()}
+	}
+	// Writers that share the budget: each relieves its own files while it
+	// holds more than half a fair share (relief.go).
+	sharing := 0
+	for _, rc := range r.Config.Routes {
+		if rc.Parquet != nil {
+			sharing++
+		}
+		sharing += len(rc.Writers)
+	}
+	partSize := r.Config.S3.PartSize.Bytes()
+	if partSize <= 0 {
+		partSize = int64(store.DefaultPartSize)
+	}
 	return &Writer{
 		cfg: *c, route: r.Name, path: tmpl, dl: r.DeadLetter, st: st, dest: c.Destination, prefix: prefix,
-		instance: r.Instance, epoch: r.Epoch, partSize: r.Config.S3.PartSize.Bytes(), ctx: r.Background, log: r.Logger,
+		instance: r.Instance, epoch: r.Epoch, partSize: partSize, ctx: r.Background, log: r.Logger,
+		concurrency: max(1, r.Config.S3.CompleteConcurrency), budget: budget, sharing: max(1, sharing),
 		files: map[string]*file{}, lru: list.New(), filter: writers.NewReplayFilter(),
+		m: newMetrics(r.Registerer, r.Name),
 	}, nil
 }
 
@@ -129,8 +115,23 @@ type Writer struct {
 	instance string
 	epoch    string
 	partSize int64
-	ctx      context.Context // background: lives through the drain
-	log      *slog.Logger
+	// concurrency bounds the part uploads of files rolled together (a
+	// drain, a handover, many files reaching age or inactivity at once).
+	concurrency int
+	ctx         context.Context // background: lives through the drain
+	log         *slog.Logger
+	m           *metrics
+
+	budget  plugin.Budget
+	sharing int   // writers sharing budget
+	held    int64 // what this writer's open files charge to budget
+	// quiet counts writes that skip relief after one that found the budget's
+	// excess held by other writers.
+	quiet int
+	// When the budget and max_open_files were last found full, for
+	// warnings at most once a minute.
+	fullWarned, capWarned time.Time
+	bySize                []*file // reused by relieve
 
 	files   map[string]*file
 	lru     *list.List // of *file, least recently written at the front
@@ -149,12 +150,31 @@ type file struct {
 	bucket, key string
 	uploadID    string
 	parts       []store.Part
-	buf         []byte // lines not yet uploaded: less than a part
+	buf         []byte // lines not yet uploaded
 	size, rows  int64
+	held        int64 // charged to the budget: buf's capacity and fileOverhead
 	opened      time.Time
+	lastWrite   time.Time
 	spans       map[record.PartitionID]*span
 	elem        *list.Element
 }
+
+const (
+	// fileOverhead is charged for every open file: its bookkeeping (structs,
+	// maps, key) is small but, with tens of thousands of buckets, not
+	// nothing.
+	fileOverhead = 1 << 10
+	// minBuf is the least capacity a file's buffer starts with.
+	minBuf = 1 << 10
+	// growStep is the most a buffer grows by at once: it bounds what
+	// capacity a file holds beyond its bytes, and what one growth takes
+	// from the budget.
+	growStep = 1 << 20
+	// minPartSize is S3's least size of a part that is not the last one: a
+	// file uploads a part early to relieve memory only once it has this
+	// much.
+	minPartSize = 5 << 20
+)
 
 var _ writers.Writer = (*Writer)(nil)
 
@@ -171,43 +191,104 @@ func (w *Writer) Write(ctx context.Context, row parquet.Row, rec *record.Record,
 		return nil // replayed, and already in a committed file
 	}
 	f := w.files[string(b)]
-	if f == nil {
-		if f, err = w.open(string(b)); err != nil {
-			return err
+	n := len(rec.Value) + 1
+	if f == nil || cap(f.buf)-len(f.buf) < n {
+		// Memory is relieved before it is taken, so that the budget holds
+		// with a buffer's growth in it, not only after it.
+		if need := w.growth(f, n); w.budget.Used()+need > w.budget.Limit() {
+			if err := w.relieve(need); err != nil {
+				return err
+			}
+			f = w.files[string(b)] // relief may have rolled it
 		}
-	} else {
-		w.lru.MoveToBack(f.elem)
+		if f == nil {
+			if f, err = w.open(string(b)); err != nil {
+				return err
+			}
+		}
+		if cap(f.buf)-len(f.buf) < n {
+			w.grow(f, n)
+		}
 	}
+	w.lru.MoveToBack(f.elem)
 	f.buf = append(f.buf, rec.Value...)
 	f.buf = append(f.buf, '\n')
-	f.size += int64(len(rec.Value)) + 1
+	f.size += int64(n)
 	f.rows++
+	f.lastWrite = now
 	if s := f.spans[rec.Partition]; s != nil {
 		s.last = rec.Position
 	} else {
 		f.spans[rec.Partition] = &span{first: rec.Position, last: rec.Position}
 	}
 	if f.size >= w.cfg.TargetFileSize.Bytes() {
-		return w.roll(f)
+		return w.rollMany([]*file{f}, "size")
 	}
 	if int64(len(f.buf)) >= w.partSize {
-		return w.sendPart(f)
+		if err := w.sendParts([]*file{f}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
+// newCap is the capacity f's buffer grows to for n more bytes. Growth
+// doubles, as append does, up to growStep, then goes by growStep up to a
+// part's size, where the buffer uploads: append's own growth would leave a
+// part-sized buffer with up to twice its capacity, and jump past S3's least
+// part size at which a file can relieve memory by uploading early.
+func (w *Writer) newCap(f *file, n int) int {
+	if f == nil {
+		return max(n, minBuf)
+	}
+	c := cap(f.buf)
+	return max(len(f.buf)+n, minBuf, min(2*c, c+growStep, int(w.partSize)))
+}
+
+// growth is what making room for n more bytes in f (nil: a new file) adds
+// to the budget.
+func (w *Writer) growth(f *file, n int) int64 {
+	if f == nil {
+		return fileOverhead + int64(w.newCap(nil, n))
+	}
+	return int64(w.newCap(f, n) - cap(f.buf))
+}
+
+// grow makes room for n more bytes in f's buffer.
+func (w *Writer) grow(f *file, n int) {
+	c := w.newCap(f, n)
+	nb := make([]byte, len(f.buf), c)
+	copy(nb, f.buf)
+	f.buf = nb
+	w.charge(f, fileOverhead+int64(c))
+}
+
+func (w *Writer) charge(f *file, held int64) {
+	w.budget.Add(held - f.held)
+	w.held += held - f.held
+	f.held = held
+}
+
 func (w *Writer) open(bucket string) (*file, error) {
 	for len(w.files) >= w.cfg.MaxOpenFiles {
-		if err := w.roll(w.lru.Front().Value.(*file)); err != nil {
+		// A safety net far above what the budget holds: reaching it means a
+		// file rolls early for every new bucket.
+		if w.now.Sub(w.capWarned) >= time.Minute {
+			w.capWarned = w.now
+			w.log.Warn("jsonlines max_open_files reached: the least recently written file rolls early for each new bucket, which makes small files; raise max_open_files (and memory.budget if memory is full too)",
+				"route", w.route, "max_open_files", w.cfg.MaxOpenFiles)
+		}
+		if err := w.rollMany([]*file{w.lru.Front().Value.(*file)}, "evicted"); err != nil {
 			return nil, err
 		}
 	}
 	w.seq++
 	f := &file{
-		bucket: bucket,
-		key:    w.prefix + bucket + "/" + checkpoint.ObjectName(w.cfg.FilePrefix, w.instance, w.epoch, w.seq, "jsonl"),
-		opened: w.now,
-		spans:  map[record.PartitionID]*span{},
+		bucket:    bucket,
+		key:       w.prefix + bucket + "/" + checkpoint.ObjectName(w.cfg.FilePrefix, w.instance, w.epoch, w.seq, "jsonl"),
+		opened:    w.now,
+		lastWrite: w.now,
+		spans:     map[record.PartitionID]*span{},
 	}
 	meta := map[string]string{"sinkd-instance": w.instance, "sinkd-epoch": w.epoch, "sinkd-route": w.route}
 	if err := w.retry(func(ctx context.Context) error {
@@ -219,38 +300,79 @@ func (w *Writer) open(bucket string) (*file, error) {
 	}
 	f.elem = w.lru.PushBack(f)
 	w.files[bucket] = f
+	w.charge(f, fileOverhead)
+	w.m.open.Inc()
 	return f, nil
 }
 
-// sendPart uploads what the file buffers as its next part. Uploads are
-// synchronous: the pipeline waits, which is the backpressure.
-func (w *Writer) sendPart(f *file) error {
-	if len(f.buf) == 0 {
-		return nil
+// sendParts uploads what each file buffers as its next part, side by side,
+// concurrency at a time. Uploads are synchronous: the pipeline waits, which
+// is the backpressure.
+func (w *Writer) sendParts(files []*file) error {
+	errs := make([]error, len(files))
+	parts := make([]store.Part, len(files))
+	upload := func(i int) {
+		f := files[i]
+		number := int32(len(f.parts) + 1)
+		errs[i] = w.retry(func(ctx context.Context) error {
+			var err error
+			parts[i], err = w.st.UploadPart(ctx, f.key, f.uploadID, number, f.buf)
+			return err
+		})
 	}
-	number := int32(len(f.parts) + 1)
-	var part store.Part
-	if err := w.retry(func(ctx context.Context) error {
-		var err error
-		part, err = w.st.UploadPart(ctx, f.key, f.uploadID, number, f.buf)
-		return err
-	}); err != nil {
+	if len(files) == 1 {
+		if len(files[0].buf) > 0 {
+			upload(0)
+		}
+	} else {
+		sem := make(chan struct{}, w.concurrency)
+		var wg sync.WaitGroup
+		for i, f := range files {
+			if len(f.buf) == 0 {
+				continue
+			}
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				upload(i)
+			}()
+		}
+		wg.Wait()
+	}
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	f.parts = append(f.parts, part)
-	f.buf = f.buf[:0]
+	for i, f := range files {
+		if len(f.buf) == 0 {
+			continue
+		}
+		f.parts = append(f.parts, parts[i])
+		// The buffer goes: a file's next lines may be a long time coming,
+		// and thousands of part-sized buffers kept for them would be the
+		// budget.
+		f.buf = nil
+		w.charge(f, fileOverhead)
+	}
 	return nil
 }
 
-// roll uploads the file's last part; the file waits for the next checkpoint.
-func (w *Writer) roll(f *file) error {
-	if err := w.sendPart(f); err != nil {
+// rollMany uploads the files' last parts; they wait for the next checkpoint.
+func (w *Writer) rollMany(files []*file, reason string) error {
+	if len(files) == 0 {
+		return nil
+	}
+	if err := w.sendParts(files); err != nil {
 		return err
 	}
-	f.buf = nil
-	delete(w.files, f.bucket)
-	w.lru.Remove(f.elem)
-	w.closing = append(w.closing, f)
+	for _, f := range files {
+		w.charge(f, 0)
+		delete(w.files, f.bucket)
+		w.lru.Remove(f.elem)
+		w.closing = append(w.closing, f)
+	}
+	w.m.open.Sub(float64(len(files)))
+	w.m.rolled.WithLabelValues(w.route, reason).Add(float64(len(files)))
 	return nil
 }
 
@@ -278,32 +400,45 @@ func (w *Writer) retry(op func(ctx context.Context) error) error {
 	}
 }
 
+// Tick rolls files by age and inactivity.
 func (w *Writer) Tick(now time.Time) error {
 	w.now = now
-	if w.cfg.MaxFileAge <= 0 {
-		return nil
-	}
+	var aged, inactive []*file
 	for _, f := range w.files {
-		if now.Sub(f.opened) >= w.cfg.MaxFileAge.D() {
-			if err := w.roll(f); err != nil {
-				return err
-			}
+		switch {
+		case now.Sub(f.opened) >= w.cfg.MaxFileAge.D():
+			aged = append(aged, f)
+		case now.Sub(f.lastWrite) >= w.cfg.Inactivity.D():
+			inactive = append(inactive, f)
 		}
 	}
+	if err := w.rollMany(aged, "age"); err != nil {
+		return err
+	}
+	if err := w.rollMany(inactive, "inactivity"); err != nil {
+		return err
+	}
+	w.m.held.Set(float64(w.held))
 	return nil
 }
 
 func (w *Writer) Prepare(ctx context.Context, roll writers.Roll) (*writers.Prepared, error) {
 	if roll.Any() {
+		var rolling []*file
 		for _, f := range w.files {
 			for pid := range f.spans {
 				if roll.All || roll.Partitions[pid] {
-					if err := w.roll(f); err != nil {
-						return nil, err
-					}
+					rolling = append(rolling, f)
 					break
 				}
 			}
+		}
+		reason := roll.Reason
+		if reason == "" {
+			reason = "handover"
+		}
+		if err := w.rollMany(rolling, reason); err != nil {
+			return nil, err
 		}
 	}
 	p := &writers.Prepared{OpenLow: map[record.PartitionID]record.Position{}, State: len(w.closing)}
@@ -348,8 +483,10 @@ func (w *Writer) Release(id record.PartitionID) { w.filter.Release(id) }
 func (w *Writer) Discard() {
 	drop := w.closing
 	for _, f := range w.files {
+		w.charge(f, 0)
 		drop = append(drop, f)
 	}
+	w.m.open.Sub(float64(len(w.files)))
 	w.files = map[string]*file{}
 	w.lru.Init()
 	w.closing = nil
@@ -363,4 +500,11 @@ func (w *Writer) Discard() {
 	}
 }
 
-func (w *Writer) Close(context.Context) error { return nil }
+// Close gives back what open files still charge to the shared budget (none
+// after a drain; an abandoned run's files stay in progress until recovery
+// aborts them).
+func (w *Writer) Close(context.Context) error {
+	w.budget.Add(-w.held)
+	w.held = 0
+	return nil
+}

@@ -2,6 +2,7 @@ package jsonlines
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sinkd/sinkd/checkpoint"
@@ -27,13 +29,32 @@ type letter struct{ stage, class string }
 // from YAML settings, on a real local object store.
 func newTestWriter(t *testing.T, settings string, letters *[]letter) (writers.Writer, store.Store, string) {
 	t.Helper()
+	w, st, dest := newWriterOn(t, settings, testRoute{letters: letters})
+	return w, st, dest
+}
+
+// testRoute is what a test varies in the route a writer is built from.
+type testRoute struct {
+	letters  *[]letter
+	fields   []config.Field
+	budget   plugin.Budget
+	reg      prometheus.Registerer
+	partSize int64
+}
+
+func newWriterOn(t testing.TB, settings string, tr testRoute) (writers.Writer, store.Store, string) {
+	t.Helper()
 	ctx := context.Background()
 	dest := "file://" + t.TempDir() + "/lines"
 	var node yaml.Node
 	if err := yaml.Unmarshal([]byte(fmt.Sprintf(settings, dest)), &node); err != nil {
 		t.Fatal(err)
 	}
-	s, err := schema.New([]config.Field{{Name: "id", Type: "int64"}, {Name: "type", Type: "string"}})
+	fields := tr.fields
+	if fields == nil {
+		fields = []config.Field{{Name: "id", Type: "int64"}, {Name: "type", Type: "string"}}
+	}
+	s, err := schema.New(fields)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,16 +62,20 @@ func newTestWriter(t *testing.T, settings string, letters *[]letter) (writers.Wr
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &config.Config{S3: config.S3{PartSize: config.Size(5 << 20)}}
+	cfg := &config.Config{S3: config.S3{PartSize: config.Size(cmp.Or(tr.partSize, 5<<20))}}
 	r := &plugin.Route{
 		Config: cfg, Name: "trips", Settings: node.Content[0], Schema: s,
 		Background: ctx, Instance: "i1", Epoch: "e1",
 		OpenStore: func(string) (store.Store, string, error) { return st, prefix, nil },
 		DeadLetter: func(_ context.Context, _ *record.Record, stage, class, _ string, _ map[string]string) error {
-			*letters = append(*letters, letter{stage, class})
+			if tr.letters != nil {
+				*tr.letters = append(*tr.letters, letter{stage, class})
+			}
 			return nil
 		},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Budget:     tr.budget,
+		Registerer: tr.reg,
 	}
 	if problems := Kind.Check(r); len(problems) > 0 {
 		t.Fatalf("check: %v", problems)

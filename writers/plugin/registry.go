@@ -58,6 +58,21 @@ type Route struct {
 	DeadLetter writers.DeadLetter
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// Budget is memory.budget, shared with the Parquet writers and the
+	// source's fetch buffers: a writer that holds data in memory charges it
+	// here and relieves pressure when it is over. Nil gives the writer a
+	// budget of its own of memory.budget.
+	Budget Budget
+}
+
+// Budget is the process's one memory bound (DESIGN §4). It counts, it does
+// not allocate: writers Add what they hold (negative when they let go) and
+// act when Over.
+type Budget interface {
+	Add(n int64)
+	Used() int64
+	Limit() int64
+	Over() bool
 }
 
 // Path is the configuration path of the writer's settings, for problems.
