@@ -52,12 +52,6 @@ type op struct {
 	versionType string // internal | external | external_gte
 	ifSeqNo     *int64
 	source      []byte
-	parsed      any   // source decoded before taking the lock, for index and create
-	parseErr    error // why source is not JSON
-	// flat holds the members of a source that scanFlat read (flatOK): such
-	// a source is checked against the mapping without being decoded.
-	flat   []flatField
-	flatOK bool
 }
 
 // bulkParseError is a request-level failure: the whole request gets a 400.
@@ -142,9 +136,6 @@ func parseBulk(body []byte, pathIndex string) ([]op, *bulkParseError) {
 	lines := bytes.Split(body[:len(body)-1], []byte{'\n'})
 	ops := make([]op, 0, len(lines)/2+1)
 	var invalid []string
-	// The members of every flat source share one backing array: a document
-	// then costs no allocation of its own to scan.
-	var flat []flatField
 	for i := 0; i < len(lines); i++ {
 		lineNo := i + 1
 		line := bytes.TrimSuffix(lines[i], []byte{'\r'})
@@ -161,15 +152,6 @@ func parseBulk(body []byte, pathIndex string) ([]op, *bulkParseError) {
 			}
 			i++
 			o.source = lines[i]
-			if o.action != "update" {
-				start := len(flat)
-				if flat, o.flatOK = scanFlat(o.source, flat); o.flatOK {
-					o.flat = flat[start:len(flat):len(flat)]
-				} else {
-					flat = flat[:start]
-					o.parsed, o.parseErr = decodeJSON(o.source)
-				}
-			}
 		}
 		if msg := validateOp(o); msg != "" {
 			invalid = append(invalid, msg)
@@ -333,18 +315,23 @@ func (s *Server) apply(o op) itemOut {
 	if conflict := versionConflict(o, existing); conflict != nil {
 		return itemOut{m: conflict}
 	}
+	// A flat document is checked without being decoded, in members kept
+	// from one document to the next; the general path decides about the rest
+	// and says why it rejects one.
 	var src []byte
-	if added, ok := idx.mapping.applyFlat(o.flat); o.flatOK && ok {
-		for k, t := range added {
-			idx.mapping[k] = t
+	var flat, added bool
+	if s.flat, flat = scanFlat(o.source, s.flat[:0]); flat {
+		var m mapping
+		if m, added = idx.mapping.applyFlat(s.flat); added {
+			for k, t := range m {
+				idx.mapping[k] = t
+			}
+			src = append([]byte(nil), o.source...)
 		}
-		src = append([]byte(nil), o.source...)
-	} else {
-		if o.flatOK { // rejected: the general path says why
-			o.parsed, o.parseErr = decodeJSON(o.source)
-		}
+	}
+	if !added {
 		var failure map[string]any
-		if src, failure = s.checkParsed(idx, o, o.source, o.parsed, o.parseErr); failure != nil {
+		if src, failure = s.checkSource(idx, o, o.source); failure != nil {
 			return itemOut{m: failure}
 		}
 	}

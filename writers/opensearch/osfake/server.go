@@ -82,6 +82,7 @@ type Server struct {
 	indices   map[string]*index
 	templates map[string]template
 	stats     Stats
+	flat      []flatField // the members of the document being applied, reused
 
 	bulkInFlight atomic.Int64
 }
