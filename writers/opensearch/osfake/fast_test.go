@@ -19,6 +19,7 @@ func TestFastAnswerMatchesGeneral(t *testing.T) {
 		{fast: true, r: okResult{"index", "trips-yellow-2018.01", "1", "created", 1, 0, 201}},
 		{fast: true, r: okResult{"create", "trips-green-2018.01", "2", "created", 1, 1, 201}},
 		{fast: true, r: okResult{"index", "odd<&>\"é", "x\\y", "updated", 7, 12, 200}},
+		{fast: true, r: okResult{"create", "a<b", "c&d>e", "created", 1, 13, 201}},
 	}
 	filters := []string{
 		"", // no filter
@@ -27,7 +28,7 @@ func TestFastAnswerMatchesGeneral(t *testing.T) {
 		"took", "nothing", "**.status", "**", "items.*._i*", "items.create", "errors,items.index._id,took",
 	}
 	for _, fp := range filters {
-		for _, n := range []int{1, 2, 3} {
+		for _, n := range []int{1, 2, 3, 4} {
 			fast, general := httptest.NewRecorder(), httptest.NewRecorder()
 			var fw, gw http.ResponseWriter = fast, general
 			if fp != "" {
