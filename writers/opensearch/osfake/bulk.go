@@ -52,8 +52,6 @@ type op struct {
 	versionType string // internal | external | external_gte
 	ifSeqNo     *int64
 	source      []byte
-	parsed      any   // source decoded before taking the lock, for index and create
-	parseErr    error // why source is not JSON
 }
 
 // bulkParseError is a request-level failure: the whole request gets a 400.
@@ -83,27 +81,37 @@ func (s *Server) serveBulk(w http.ResponseWriter, r *http.Request, body []byte, 
 	}
 	s.mu.Lock()
 	itemFaults := s.faults.ItemReject429
-	items := make([]any, len(ops))
-	errors := false
+	outs := make([]itemOut, len(ops))
+	allFast := true
 	for i, o := range ops {
-		var res map[string]any
 		if itemFaults > 0 && s.rng.Float64() < itemFaults {
 			s.stats.Rejected429++
-			res = itemError(o, http.StatusTooManyRequests, "rejected_execution_exception",
-				"rejected execution of primary operation [shard_detail=["+o.index+"][0]]", nil)
+			outs[i] = itemOut{m: itemError(o, http.StatusTooManyRequests, "rejected_execution_exception",
+				"rejected execution of primary operation [shard_detail=["+o.index+"][0]]", nil)}
 		} else {
-			res = s.apply(o)
+			outs[i] = s.apply(o)
 		}
-		if _, failed := res["error"]; failed {
-			errors = true
-		}
-		items[i] = map[string]any{o.action: res}
+		allFast = allFast && outs[i].fast
 	}
 	s.mu.Unlock()
 	if r.URL.Query().Get("refresh") == "true" {
 		s.serveRefreshQuiet(ops)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"took": time.Since(start).Milliseconds(), "errors": errors, "items": items})
+	took := time.Since(start).Milliseconds()
+	if allFast {
+		writeFastAnswer(w, took, outs)
+		return
+	}
+	items := make([]any, len(ops))
+	errors := false
+	for i, o := range ops {
+		res := outs[i].result()
+		if _, failed := res["error"]; failed {
+			errors = true
+		}
+		items[i] = map[string]any{o.action: res}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"took": took, "errors": errors, "items": items})
 }
 
 func (s *Server) serveRefreshQuiet(ops []op) {
@@ -126,13 +134,17 @@ func parseBulk(body []byte, pathIndex string) ([]op, *bulkParseError) {
 		return nil, &bulkParseError{"illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]"}
 	}
 	lines := bytes.Split(body[:len(body)-1], []byte{'\n'})
-	var ops []op
+	ops := make([]op, 0, len(lines)/2+1)
 	var invalid []string
 	for i := 0; i < len(lines); i++ {
 		lineNo := i + 1
-		o, err := parseAction(bytes.TrimSuffix(lines[i], []byte{'\r'}), lineNo, pathIndex)
-		if err != nil {
-			return nil, err
+		line := bytes.TrimSuffix(lines[i], []byte{'\r'})
+		o, fast := parseActionFast(line, pathIndex)
+		if !fast {
+			var err *bulkParseError
+			if o, err = parseAction(line, lineNo, pathIndex); err != nil {
+				return nil, err
+			}
 		}
 		if o.action != "delete" {
 			if i+1 >= len(lines) {
@@ -140,9 +152,6 @@ func parseBulk(body []byte, pathIndex string) ([]op, *bulkParseError) {
 			}
 			i++
 			o.source = lines[i]
-			if o.action != "update" {
-				o.parsed, o.parseErr = decodeJSON(o.source)
-			}
 		}
 		if msg := validateOp(o); msg != "" {
 			invalid = append(invalid, msg)
@@ -265,9 +274,9 @@ func invalidIndexName(name string) string {
 }
 
 // apply executes one operation. Callers hold s.mu.
-func (s *Server) apply(o op) map[string]any {
+func (s *Server) apply(o op) itemOut {
 	if why := invalidIndexName(o.index); why != "" {
-		return itemError(o, http.StatusBadRequest, "invalid_index_name_exception", fmt.Sprintf("Invalid index name [%s], %s", o.index, why), nil)
+		return itemOut{m: itemError(o, http.StatusBadRequest, "invalid_index_name_exception", fmt.Sprintf("Invalid index name [%s], %s", o.index, why), nil)}
 	}
 	idx, ok := s.indices[o.index]
 	if !ok {
@@ -283,39 +292,55 @@ func (s *Server) apply(o op) map[string]any {
 		if existing != nil {
 			current = existing.seqNo
 		}
-		return itemError(o, http.StatusConflict, "version_conflict_engine_exception",
-			fmt.Sprintf("[%s]: version conflict, required seqNo [%d], primary term [1]. current document has seqNo [%d] and primary term [1]", o.id, *o.ifSeqNo, current), nil)
+		return itemOut{m: itemError(o, http.StatusConflict, "version_conflict_engine_exception",
+			fmt.Sprintf("[%s]: version conflict, required seqNo [%d], primary term [1]. current document has seqNo [%d] and primary term [1]", o.id, *o.ifSeqNo, current), nil)}
 	}
 	switch o.action {
 	case "delete":
 		if existing == nil {
-			return itemResult(o, http.StatusNotFound, "not_found", 1, idx.nextSeqNo())
+			return itemOut{m: itemResult(o, http.StatusNotFound, "not_found", 1, idx.nextSeqNo())}
 		}
 		if conflict := versionConflict(o, existing); conflict != nil {
-			return conflict
+			return itemOut{m: conflict}
 		}
 		delete(idx.docs, o.id)
-		return itemResult(o, http.StatusOK, "deleted", nextVersion(o, existing), idx.nextSeqNo())
+		return itemOut{m: itemResult(o, http.StatusOK, "deleted", nextVersion(o, existing), idx.nextSeqNo())}
 	case "update":
-		return s.applyUpdate(idx, o, existing)
+		return itemOut{m: s.applyUpdate(idx, o, existing)}
 	}
 	if o.action == "create" && existing != nil {
-		return itemError(o, http.StatusConflict, "version_conflict_engine_exception",
-			fmt.Sprintf("[%s]: version conflict, document already exists (current version [%d])", o.id, existing.version), nil)
+		return itemOut{m: itemError(o, http.StatusConflict, "version_conflict_engine_exception",
+			fmt.Sprintf("[%s]: version conflict, document already exists (current version [%d])", o.id, existing.version), nil)}
 	}
 	if conflict := versionConflict(o, existing); conflict != nil {
-		return conflict
+		return itemOut{m: conflict}
 	}
-	src, failure := s.checkParsed(idx, o, o.source, o.parsed, o.parseErr)
-	if failure != nil {
-		return failure
+	// A flat document is checked without being decoded, in members kept
+	// from one document to the next; the general path decides about the rest
+	// and says why it rejects one.
+	var src []byte
+	var flat, added bool
+	if s.flat, flat = scanFlat(o.source, s.flat[:0]); flat {
+		var m mapping
+		if m, added = idx.mapping.applyFlat(s.flat); added {
+			for k, t := range m {
+				idx.mapping[k] = t
+			}
+			src = append([]byte(nil), o.source...)
+		}
+	}
+	if !added {
+		var failure map[string]any
+		if src, failure = s.checkSource(idx, o, o.source); failure != nil {
+			return itemOut{m: failure}
+		}
 	}
 	d := &doc{source: src, version: nextVersion(o, existing), seqNo: idx.nextSeqNo()}
 	idx.docs[o.id] = d
 	if existing == nil {
-		return itemResult(o, http.StatusCreated, "created", d.version, d.seqNo)
+		return itemOut{fast: true, r: okResult{o.action, o.index, o.id, "created", d.version, d.seqNo, http.StatusCreated}}
 	}
-	return itemResult(o, http.StatusOK, "updated", d.version, d.seqNo)
+	return itemOut{fast: true, r: okResult{o.action, o.index, o.id, "updated", d.version, d.seqNo, http.StatusOK}}
 }
 
 func (s *Server) applyUpdate(idx *index, o op, existing *doc) map[string]any {
