@@ -87,7 +87,7 @@ dlq:
 		{"max_record_size", c.MaxRecordSize, Size(1 << 20)},
 		{"instance_id", c.InstanceID, "host-1"},
 		{"kafka.start", k.Start, "earliest"},
-		{"kafka.fetch_max_bytes", k.FetchMaxBytes, Size(8 << 20)},
+		{"kafka.fetch_max_bytes", k.FetchMaxBytes, Size(4 << 20)},
 		{"kafka.fetch_max_partition_bytes", k.PartitionBytes, Size(1 << 20)},
 		{"kafka.session_timeout", k.SessionTimeout, Duration(45 * time.Second)},
 		{"kafka.request_timeout", k.RequestTimeout, Duration(30 * time.Second)},

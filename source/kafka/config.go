@@ -36,7 +36,7 @@ type Config struct {
 // keeps both in step with these).
 const (
 	// Four times this is set aside in memory.budget for fetched records.
-	DefaultFetchMaxBytes  = 8 * conf.MiB
+	DefaultFetchMaxBytes  = 4 * conf.MiB
 	DefaultPartitionBytes = 1 * conf.MiB
 	DefaultStart          = "earliest" // an archive must not skip data
 	DefaultSessionTimeout = conf.Duration(45 * time.Second)
@@ -101,5 +101,6 @@ func (c *Config) Validate() conf.Issues {
 // franz-go and one broker on taxi JSON (heap profiles of benchmark (e)): one
 // fetch buffered and one being handed out, decompressed (s2: about 4×), plus
 // franz-go's record structs and the source's own, peak at 55 to 65 MB for
-// fetch_max_bytes 8MiB: eight times fetch_max_bytes.
+// fetch_max_bytes 8MiB: eight times fetch_max_bytes. The default fetch is
+// 4MiB so that the 32MiB set aside leaves a 64MiB budget room for files.
 func (c *Config) MemoryBytes() int64 { return 8 * c.FetchMaxBytes.Bytes() }

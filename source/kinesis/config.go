@@ -86,5 +86,5 @@ func (c *Config) Validate() conf.Issues {
 
 // MemoryBytes is what the source may hold, the part of memory.budget set
 // aside for it: GetRecords results being decoded and records not yet
-// written (sourceBytes), plus one result over the bound.
-func (c *Config) MemoryBytes() int64 { return sourceBytes + fetchOverhead*maxResultBytes }
+// written.
+func (c *Config) MemoryBytes() int64 { return sourceBytes }

@@ -13,8 +13,9 @@ import (
 // result expected) and records read but not yet handed to the pipeline. A
 // reader reserves before it calls, so that a thousand shards cannot each hold
 // a result waiting for room; an empty gate admits any one reservation, so
-// the bound is exceeded by at most one result larger than expected.
-const sourceBytes = 48 << 20
+// the bound is exceeded only by a result larger than its reservation (never
+// on AWS for a first read, which reserves a full 10 MB result).
+const sourceBytes = 40 << 20
 
 // fetchOverhead is what a GetRecords result costs while it is decoded, per
 // byte of record data: the JSON body, the base64 text of each record and the
