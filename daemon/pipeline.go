@@ -92,8 +92,11 @@ type Pipeline struct {
 	// stale and must not be processed after the partitions come back.
 	gen      atomic.Uint64
 	loopDone chan struct{}
-	fatal    chan error
-	ready    chan struct{}
+	// afterLoop serialises the state between the final checkpoint, which
+	// runs after the loop has ended, and source callbacks run by do then.
+	afterLoop chan struct{}
+	fatal     chan error
+	ready     chan struct{}
 	// neverRan is closed when a pipeline is closed without its loop having
 	// run: group callbacks then refuse instead of waiting for a loop that
 	// will never come (see closeBuilt).
@@ -122,12 +125,18 @@ func (p *Pipeline) Stats() Stats {
 }
 
 // do runs fn on the loop goroutine and waits for it; once the loop has ended
-// it runs fn directly, as nothing else touches the state then.
+// it runs fn directly, never while the final checkpoint runs.
 func (p *Pipeline) do(ctx context.Context, fn func()) error {
 	done := make(chan struct{})
 	select {
 	case p.control <- func() { fn(); close(done) }:
 	case <-p.loopDone:
+		select {
+		case p.afterLoop <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-p.afterLoop }()
 		fn()
 		return nil
 	case <-p.neverRan:
@@ -231,7 +240,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	drainCtx, cancel := context.WithTimeout(work, p.cfg.Shutdown.DrainTimeout.D())
 	defer cancel()
 	p.log.Info("draining: final checkpoint")
-	if err := p.checkpoint(drainCtx, cpOptions{rollAll: true, commit: true}); err != nil {
+	// Held for the checkpoint only: closing the source below runs the
+	// revoke callback, which goes through do.
+	p.afterLoop <- struct{}{}
+	err = p.checkpoint(drainCtx, cpOptions{rollAll: true, commit: true})
+	<-p.afterLoop
+	if err != nil {
 		p.src.Close()
 		fetchWG.Wait()
 		return fmt.Errorf("final checkpoint: %w", err)
