@@ -74,12 +74,8 @@ func newWriter(ctx context.Context, r *plugin.Route) (writers.Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	budget := r.Budget
-	if budget == nil {
-		// Built outside a pipeline (tests, tools): a budget of its own.
-		mem := r.Config.Memory
-		mem.SetDefaults(true)
-		budget = &ownBudget{limit: mem.Budget.Bytes()}
+	if r.Budget == nil {
+		return nil, errors.New("jsonlines: no memory budget (plugin.Route.Budget)")
 	}
 	// Writers that share the budget: each relieves its own files while it
 	// holds more than half a fair share (relief.go).
@@ -97,7 +93,7 @@ func newWriter(ctx context.Context, r *plugin.Route) (writers.Writer, error) {
 	return &Writer{
 		cfg: *c, route: r.Name, path: tmpl, dl: r.DeadLetter, st: st, dest: c.Destination, prefix: prefix,
 		instance: r.Instance, epoch: r.Epoch, partSize: partSize, ctx: r.Background, log: r.Logger,
-		concurrency: max(1, r.Config.S3.CompleteConcurrency), budget: budget, sharing: max(1, sharing),
+		concurrency: max(1, r.Config.S3.CompleteConcurrency), budget: r.Budget, sharing: max(1, sharing),
 		files: map[string]*file{}, lru: list.New(), filter: writers.NewReplayFilter(),
 		m: newMetrics(r.Registerer, r.Name),
 	}, nil

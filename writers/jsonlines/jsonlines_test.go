@@ -20,6 +20,7 @@ import (
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/store"
 	"github.com/sinkd/sinkd/writers"
+	"github.com/sinkd/sinkd/writers/parquetsink"
 	"github.com/sinkd/sinkd/writers/plugin"
 )
 
@@ -74,7 +75,7 @@ func newWriterOn(t testing.TB, settings string, tr testRoute) (writers.Writer, s
 			return nil
 		},
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Budget:     tr.budget,
+		Budget:     cmp.Or[plugin.Budget](tr.budget, defaultBudget()),
 		Registerer: tr.reg,
 	}
 	if problems := Kind.Check(r); len(problems) > 0 {
@@ -182,4 +183,11 @@ func TestCheckReportsBadSettings(t *testing.T) {
 			t.Errorf("%s: problems %v, want one about %s", tt.yaml, problems, tt.want)
 		}
 	}
+}
+
+// defaultBudget is memory.budget at its default, as the pipeline builds it.
+func defaultBudget() plugin.Budget {
+	var mem config.Memory
+	mem.SetDefaults(true)
+	return parquetsink.NewBudget(mem.Budget.Bytes())
 }

@@ -3,7 +3,6 @@ package jsonlines
 import (
 	"cmp"
 	"slices"
-	"sync/atomic"
 	"time"
 )
 
@@ -80,14 +79,3 @@ func (w *Writer) relieve(need int64) error {
 	}
 	return nil
 }
-
-// ownBudget is a budget for a writer built outside a pipeline.
-type ownBudget struct {
-	limit int64
-	used  atomic.Int64
-}
-
-func (b *ownBudget) Add(n int64)  { b.used.Add(n) }
-func (b *ownBudget) Used() int64  { return b.used.Load() }
-func (b *ownBudget) Limit() int64 { return b.limit }
-func (b *ownBudget) Over() bool   { return b.used.Load() > b.limit }
