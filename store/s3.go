@@ -242,26 +242,23 @@ func (s *s3Store) CompleteUpload(ctx context.Context, key, uploadID string, part
 		return nil
 	}
 	code := apiCode(err)
-	if code == "InvalidPart" {
-		// A retry while an earlier attempt, whose response was lost to a
-		// timeout, is still moving the parts into place (MinIO answers
-		// so): done if the object there is the one these parts make.
-		if etag, herr := s.headETag(ctx, key); herr == nil && unquoteETag(etag) == want {
-			return nil
-		}
-	}
-	if code != "NoSuchUpload" {
+	if code != "NoSuchUpload" && code != "InvalidPart" {
 		return fmt.Errorf("store: complete %s: %w", key, err)
 	}
-	// Gone: completed earlier (a retry after a crash or a lost response) or aborted.
-	etag, err := s.headETag(ctx, key)
-	if err != nil {
-		return fmt.Errorf("store: complete %s: upload %s is gone: %w", key, uploadID, err)
+	// The upload is gone (completed earlier: a retry after a crash or a lost
+	// response; or aborted), or its parts are (MinIO, while an earlier
+	// attempt whose response timed out still moves them into place): done
+	// if the object there is the one these parts make.
+	etag, herr := s.headETag(ctx, key)
+	switch {
+	case herr == nil && unquoteETag(etag) == want:
+		return nil
+	case code == "InvalidPart":
+		return fmt.Errorf("store: complete %s: %w", key, err)
+	case herr != nil:
+		return fmt.Errorf("store: complete %s: upload %s is gone: %w", key, uploadID, herr)
 	}
-	if unquoteETag(etag) != want {
-		return fmt.Errorf("store: complete %s: upload %s is gone and the object there has ETag %s, not the %s its parts make", key, uploadID, etag, want)
-	}
-	return nil
+	return fmt.Errorf("store: complete %s: upload %s is gone and the object there has ETag %s, not the %s its parts make", key, uploadID, etag, want)
 }
 
 func (s *s3Store) headETag(ctx context.Context, key string) (string, error) {
