@@ -344,6 +344,10 @@ func thousands(v float64) string {
 func printResult(w io.Writer, r result) {
 	if !r.ok() {
 		fmt.Fprintf(w, "%-8s %s\n", r.spec.name, r.err)
+		if v, _, ok := r.rate(); ok {
+			cpu, _, _ := r.cpuPerEvent()
+			fmt.Fprintf(w, "         until stopped: %s events/s  %.2f CPU µs/event\n", thousands(v), cpu)
+		}
 		if r.committed.files > 0 {
 			fmt.Fprintf(w, "         until stopped: files %d  buckets %d  files per bucket %.2f  average file %s  peak RSS %.0f MiB\n",
 				r.committed.files, r.committed.buckets, r.filesPerBucket(), bytesText(r.averageFileBytes()), r.m.peakRSSMiB)

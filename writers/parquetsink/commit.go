@@ -111,7 +111,8 @@ func (w *Writer) Discard() {
 		}
 		// The abort below may outlive a store outage: it needs the file's
 		// upload, not its bytes.
-		f.out.b, f.staged, f.groups, f.groupsMem = nil, staging{}, nil, 0
+		f.out.b, f.groups, f.groupsMem = nil, nil, 0
+		f.staged.release(&w.recycled)
 		w.o.Spool.release(&f.spill)
 		w.o.Spool.release(&f.rowSpill)
 		w.charge(f, 0)

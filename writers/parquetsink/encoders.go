@@ -139,24 +139,13 @@ func (w *Writer) feed(f *file, enc *encoder) error {
 	}
 	n := f.staged.rows()
 	if n > 0 {
-		w.feedValues = w.feedValues[:0]
-		for i := range n {
-			w.feedValues = f.staged.appendRow(w.feedValues, i)
-		}
-		start := 0
-		for i := range n {
-			end := int(f.staged.ends[i])
-			w.feedRows = append(w.feedRows, w.feedValues[start:end:end])
-			start = end
-		}
+		w.feedValues, w.feedRows = f.staged.appendRows(w.feedValues[:0], w.feedRows[:0])
 		_, err := enc.pw.WriteRows(w.feedRows)
-		// Drop the references into the arena, which reset may release.
+		// Drop the references into the chunks, which release hands on.
 		clear(w.feedRows)
 		clear(w.feedValues)
 		w.feedRows = w.feedRows[:0]
-		if !f.staged.reset() {
-			w.recycled.put(&f.staged)
-		}
+		f.staged.release(&w.recycled)
 		if err != nil {
 			return fmt.Errorf("parquet encode into %s: %w", f.key, err)
 		}

@@ -287,7 +287,7 @@ func (w *Writer) roll(f *file, reason string) error {
 // rolled sends the last part of f, whose footer is written, and moves it to
 // the files waiting for a checkpoint.
 func (w *Writer) rolled(f *file, reason string) error {
-	f.staged = staging{}
+	f.staged.release(&w.recycled)
 	w.charge(f, f.heldBytes())
 	if err := w.sendPart(f); err != nil {
 		return err

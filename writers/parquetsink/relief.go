@@ -25,7 +25,6 @@ const (
 // waits for uploads to drain, which stops the pipeline from reading.
 func (w *Writer) relieve(ctx context.Context) error {
 	w.dropIdleEncoders()
-	w.recycled.drop()
 	// Files with an encoder are charged a raw estimate between refreshes.
 	for e := w.leases.Front(); e != nil; e = e.Next() {
 		f := e.Value.(*file)
@@ -45,6 +44,9 @@ func (w *Writer) relieve(ctx context.Context) error {
 			return err
 		}
 	}
+	// The pool's chunks are kept while shrinking (the spilled files' chunks
+	// go there, for the rows that come next), and given back only now.
+	w.recycled.drop()
 	// Memory and spool are both full: roll what holds the most in both, as
 	// long as this writer holds its share (otherwise what is over is another
 	// route's to relieve, and rolling here would only make small files).
@@ -148,9 +150,7 @@ func (w *Writer) spillRows(f *file) error {
 	if err := w.o.Spool.write(&f.rowSpill, w.spillBuf); err != nil {
 		return err
 	}
-	// The buffers go too, however small: thousands of files each keeping
-	// a few KiB of empty staging add up to the budget.
-	w.recycled.put(&f.staged)
+	f.staged.release(&w.recycled)
 	w.charge(f, f.heldBytes())
 	return nil
 }
@@ -162,18 +162,10 @@ func (w *Writer) loadRows(f *file) error {
 		return fmt.Errorf("parquet rows of %s: %w", f.key, err)
 	}
 	var st staging
-	if err := st.unmarshalAppend(b); err != nil {
+	if err := st.unmarshalAppend(b, &w.recycled); err != nil {
 		return fmt.Errorf("parquet rows of %s: %w", f.key, err)
 	}
-	if f.staged.rows() > 0 {
-		w.spillBuf = f.staged.marshal(w.spillBuf[:0])
-		if err := st.unmarshalAppend(w.spillBuf); err != nil {
-			return err
-		}
-	}
-	if !f.staged.reset() {
-		w.recycled.put(&f.staged)
-	}
+	st.take(&f.staged)
 	f.staged = st
 	w.charge(f, f.heldBytes())
 	return nil

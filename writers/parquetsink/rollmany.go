@@ -150,17 +150,7 @@ func (w *Writer) encodeLast(f *file, enc *rollEncoder) error {
 	} else {
 		enc.pw.Reset(f.out)
 	}
-	n := f.staged.rows()
-	enc.values = enc.values[:0]
-	for i := range n {
-		enc.values = f.staged.appendRow(enc.values, i)
-	}
-	start := 0
-	for i := range n {
-		end := int(f.staged.ends[i])
-		enc.rows = append(enc.rows, enc.values[start:end:end])
-		start = end
-	}
+	enc.values, enc.rows = f.staged.appendRows(enc.values[:0], enc.rows[:0])
 	_, err := enc.pw.WriteRows(enc.rows)
 	clear(enc.rows)
 	clear(enc.values)

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/parquet-go/parquet-go"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -254,34 +253,4 @@ func counterOf(c prometheus.Counter) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
-}
-
-// TestStagedRowsRoundTrip: rows spooled in two chunks and read back equal the
-// rows staged, bytes, nulls and levels included.
-func TestStagedRowsRoundTrip(t *testing.T) {
-	rows := []parquet.Row{
-		{parquet.Int64Value(1).Level(0, 0, 0), parquet.ByteArrayValue([]byte("alpha")).Level(0, 1, 1), parquet.NullValue().Level(0, 0, 2)},
-		{parquet.Int64Value(-7).Level(0, 0, 0), parquet.ByteArrayValue([]byte("")).Level(0, 1, 1), parquet.DoubleValue(2.5).Level(0, 1, 2)},
-		{parquet.Int64Value(3).Level(0, 0, 0), parquet.ByteArrayValue([]byte("γάμμα")).Level(0, 1, 1), parquet.BooleanValue(true).Level(0, 1, 2)},
-	}
-	var a, b staging
-	a.add(rows[0])
-	a.add(rows[1])
-	b.add(rows[2])
-	var back staging
-	if err := back.unmarshalAppend(b.marshal(a.marshal(nil))); err != nil {
-		t.Fatal(err)
-	}
-	if back.rows() != 3 || back.raw != a.raw+b.raw {
-		t.Fatalf("rows %d raw %d, want 3 and %d", back.rows(), back.raw, a.raw+b.raw)
-	}
-	for i, want := range rows {
-		got := parquet.Row(back.appendRow(nil, i))
-		if !got.Equal(want) {
-			t.Errorf("row %d: got %v, want %v", i, got, want)
-		}
-	}
-	if err := back.unmarshalAppend([]byte{1, 2, 3}); err == nil {
-		t.Error("a truncated chunk was accepted")
-	}
 }

@@ -3,6 +3,7 @@ package parquetsink
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 
@@ -10,26 +11,30 @@ import (
 	"github.com/parquet-go/parquet-go/deprecated"
 )
 
-// staging holds a file's rows that no encoder has taken yet, in a form the
-// garbage collector need not scan: with thousands of open files most of the
-// budget can be staged rows, and parquet.Value holds a pointer. A value's
-// bytes live in the file's arena, referenced by offset.
+// staging holds a file's rows that no encoder has taken yet, as bytes the
+// garbage collector need not scan: parquet.Value holds a pointer, and with
+// thousands of open files most of the budget can be staged rows.
+//
+// Rows are written one after another into fixed-size chunks that never move.
+// A file staging more takes one more chunk instead of copying what it has
+// into a larger buffer, and the chunks a file gives back (its rows spilled or
+// encoded) go to the next file that stages: once a writer is warm, staging
+// allocates next to nothing, which with thousands of files is most of what
+// the garbage collector would otherwise have to keep up with. A row never
+// spans two chunks, so a byte value read back can point into its chunk.
+//
+// A row is its value count (uvarint) and its values. A value is its column
+// (2 bytes), kind (1 byte, null for a null value) and levels (1 byte:
+// repetition<<4 | definition), then its payload: nothing for a null, 1 byte
+// for a boolean, 4 for int32 and float, 8 for int64 and double, 12 for int96,
+// a uvarint length and the bytes for byte arrays.
 type staging struct {
-	values []stagedValue
-	ends   []int32 // row i is values[ends[i-1]:ends[i]]
-	arena  []byte
+	chunks [][]byte
+	n      int   // rows
+	values int   // values in all rows
+	bytes  int64 // bytes written into the chunks
 	raw    int64 // the rows' plain size: what the encoder will buffer for them
 	mem    int64 // memory held, by capacity
-}
-
-// stagedValue is a parquet.Value without pointers: a fixed-size value in
-// bits, or bytes at arena[bits:bits+n].
-type stagedValue struct {
-	bits   uint64
-	n      uint32
-	col    uint16
-	kind   int8 // a parquet.Kind, or null
-	levels uint8
 }
 
 const (
@@ -37,151 +42,311 @@ const (
 	// maxLevel bounds the repetition and definition levels a staged value
 	// keeps (four bits each); New rejects deeper schemas.
 	maxLevel = 15
+	// stageChunk is the size of a staging chunk: small, because with
+	// thousands of files open each holds a partly filled one; a row larger
+	// than a chunk gets a chunk of its own size.
+	stageChunk   = 4 << 10
+	chunkPointer = 24 // a []byte header in the chunk list
 )
 
-func (s *staging) rows() int { return len(s.ends) }
+func (s *staging) rows() int { return s.n }
 
 // used is the memory the staged rows take, without spare capacity.
-func (s *staging) used() int64 {
-	return int64(len(s.values))*16 + int64(len(s.ends))*4 + int64(len(s.arena))
-}
+func (s *staging) used() int64 { return s.bytes }
 
-func (s *staging) add(row parquet.Row) {
-	before := int64(cap(s.values))*16 + int64(cap(s.ends))*4 + int64(cap(s.arena))
-	if len(s.values) == 0 && cap(s.values) == 0 {
-		s.values = make([]stagedValue, 0, 4*len(row))
-	}
+// add appends row, taking a chunk from pool when the last one is full.
+func (s *staging) add(row parquet.Row, pool *chunkPool) {
+	need := binary.MaxVarintLen32
 	for _, v := range row {
-		sv := stagedValue{col: uint16(v.Column()), kind: int8(v.Kind()), levels: uint8(v.RepetitionLevel()<<4 | v.DefinitionLevel())}
-		switch {
-		case v.IsNull():
-			sv.kind = null
+		need += 4 + 12
+		if k := v.Kind(); (k == parquet.ByteArray || k == parquet.FixedLenByteArray) && !v.IsNull() {
+			need += binary.MaxVarintLen32 + len(v.ByteArray())
+		}
+	}
+	c := s.room(need, pool)
+	start := len(c)
+	c = binary.AppendUvarint(c, uint64(len(row)))
+	for _, v := range row {
+		kind := v.Kind()
+		if v.IsNull() {
+			kind = null
+		}
+		c = binary.LittleEndian.AppendUint16(c, uint16(v.Column()))
+		c = append(c, byte(kind), byte(v.RepetitionLevel()<<4|v.DefinitionLevel()))
+		switch kind {
+		case null:
 			s.raw++
-		case v.Kind() == parquet.ByteArray || v.Kind() == parquet.FixedLenByteArray:
+		case parquet.ByteArray, parquet.FixedLenByteArray:
 			b := v.ByteArray()
-			sv.bits, sv.n = uint64(len(s.arena)), uint32(len(b))
-			s.arena = append(s.arena, b...)
+			c = binary.AppendUvarint(c, uint64(len(b)))
+			c = append(c, b...)
 			s.raw += int64(len(b)) + 4
-		case v.Kind() == parquet.Int96:
-			i := v.Int96()
-			sv.bits, sv.n = uint64(len(s.arena)), 12
-			for _, w := range i {
-				s.arena = binary.LittleEndian.AppendUint32(s.arena, w)
+		case parquet.Int96:
+			for _, w := range v.Int96() {
+				c = binary.LittleEndian.AppendUint32(c, w)
 			}
 			s.raw += 12
-		case v.Kind() == parquet.Boolean:
+		case parquet.Boolean:
 			if v.Boolean() {
-				sv.bits = 1
+				c = append(c, 1)
+			} else {
+				c = append(c, 0)
 			}
 			s.raw++
-		case v.Kind() == parquet.Int32:
-			sv.bits = uint64(uint32(v.Int32()))
+		case parquet.Int32:
+			c = binary.LittleEndian.AppendUint32(c, uint32(v.Int32()))
 			s.raw += 4
-		case v.Kind() == parquet.Float:
-			sv.bits = uint64(math.Float32bits(v.Float()))
+		case parquet.Float:
+			c = binary.LittleEndian.AppendUint32(c, math.Float32bits(v.Float()))
 			s.raw += 4
-		case v.Kind() == parquet.Double:
-			sv.bits = math.Float64bits(v.Double())
+		case parquet.Double:
+			c = binary.LittleEndian.AppendUint64(c, math.Float64bits(v.Double()))
 			s.raw += 8
 		default: // Int64
-			sv.bits = uint64(v.Int64())
+			c = binary.LittleEndian.AppendUint64(c, uint64(v.Int64()))
 			s.raw += 8
 		}
-		s.values = append(s.values, sv)
 	}
-	s.ends = append(s.ends, int32(len(s.values)))
-	s.mem += int64(cap(s.values))*16 + int64(cap(s.ends))*4 + int64(cap(s.arena)) - before
+	s.chunks[len(s.chunks)-1] = c
+	s.n++
+	s.values += len(row)
+	s.bytes += int64(len(c) - start)
 }
 
-// appendRow appends staged row i to dst as parquet values; byte values point
-// into the arena, so they stay valid until reset.
-func (s *staging) appendRow(dst []parquet.Value, i int) []parquet.Value {
-	start := int32(0)
-	if i > 0 {
-		start = s.ends[i-1]
-	}
-	for _, sv := range s.values[start:s.ends[i]] {
-		var v parquet.Value
-		switch parquet.Kind(sv.kind) {
-		case null:
-			v = parquet.NullValue()
-		case parquet.ByteArray:
-			v = parquet.ByteArrayValue(s.arena[sv.bits : sv.bits+uint64(sv.n) : sv.bits+uint64(sv.n)])
-		case parquet.FixedLenByteArray:
-			v = parquet.FixedLenByteArrayValue(s.arena[sv.bits : sv.bits+uint64(sv.n) : sv.bits+uint64(sv.n)])
-		case parquet.Int96:
-			b := s.arena[sv.bits:]
-			v = parquet.Int96Value(deprecated.Int96{binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:]), binary.LittleEndian.Uint32(b[8:])})
-		case parquet.Boolean:
-			v = parquet.BooleanValue(sv.bits == 1)
-		case parquet.Int32:
-			v = parquet.Int32Value(int32(uint32(sv.bits)))
-		case parquet.Float:
-			v = parquet.FloatValue(math.Float32frombits(uint32(sv.bits)))
-		case parquet.Double:
-			v = parquet.DoubleValue(math.Float64frombits(sv.bits))
-		default:
-			v = parquet.Int64Value(int64(sv.bits))
+// room returns the last chunk once it has need bytes free, adding one if not.
+func (s *staging) room(need int, pool *chunkPool) []byte {
+	if k := len(s.chunks); k > 0 {
+		if c := s.chunks[k-1]; cap(c)-len(c) >= need {
+			return c
 		}
-		dst = append(dst, v.Level(int(sv.levels>>4), int(sv.levels&maxLevel), int(sv.col)))
 	}
-	return dst
-}
-
-// reset empties the staging and reports whether it kept its memory: a small
-// one keeps it for the next rows; a large one (a file that staged without an
-// encoder) is given back, because thousands of idle files must not each keep
-// their peak.
-func (s *staging) reset() bool {
-	if s.mem > 16<<10 {
-		return false
+	var c []byte
+	if need <= stageChunk {
+		c = pool.get()
+	} else {
+		c = make([]byte, 0, need)
 	}
-	s.values = s.values[:0]
-	s.ends = s.ends[:0]
-	s.arena = s.arena[:0]
-	s.raw = 0
-	return true
+	before := cap(s.chunks)
+	s.chunks = append(s.chunks, c)
+	s.mem += int64(cap(c)) + int64(cap(s.chunks)-before)*chunkPointer
+	return c
 }
 
-// stagingPool recycles the buffers of large stagings between files, so that
-// a file starting to stage does not grow them again from nothing. What it
-// keeps is charged to the budget.
-type stagingPool struct {
-	kept   []staging
-	budget *Budget
-}
-
-const stagingPoolSize = 8
-
-func (p *stagingPool) put(s *staging) {
-	if len(p.kept) < stagingPoolSize && s.mem <= 2*maxStageLimit {
-		kept := staging{
-			values: s.values[:0], ends: s.ends[:0], arena: s.arena[:0],
-			mem: int64(cap(s.values))*16 + int64(cap(s.ends))*4 + int64(cap(s.arena)),
+// appendRows appends the staged rows to rows, their values to values. Byte
+// values point into the chunks: they are valid until release.
+func (s *staging) appendRows(values []parquet.Value, rows []parquet.Row) ([]parquet.Value, []parquet.Row) {
+	// Grown once, so that rows can point into values as they are read.
+	values = slices.Grow(values, s.values)
+	for _, c := range s.chunks {
+		for len(c) > 0 {
+			nv, k := binary.Uvarint(c)
+			c = c[k:]
+			start := len(values)
+			for range nv {
+				var v parquet.Value
+				col, kind, levels := binary.LittleEndian.Uint16(c), parquet.Kind(int8(c[2])), c[3]
+				c = c[4:]
+				switch kind {
+				case null:
+					v = parquet.NullValue()
+				case parquet.ByteArray, parquet.FixedLenByteArray:
+					n, k := binary.Uvarint(c)
+					b := c[k : k+int(n) : k+int(n)]
+					c = c[k+int(n):]
+					if kind == parquet.ByteArray {
+						v = parquet.ByteArrayValue(b)
+					} else {
+						v = parquet.FixedLenByteArrayValue(b)
+					}
+				case parquet.Int96:
+					v = parquet.Int96Value(deprecated.Int96{binary.LittleEndian.Uint32(c), binary.LittleEndian.Uint32(c[4:]), binary.LittleEndian.Uint32(c[8:])})
+					c = c[12:]
+				case parquet.Boolean:
+					v = parquet.BooleanValue(c[0] == 1)
+					c = c[1:]
+				case parquet.Int32:
+					v = parquet.Int32Value(int32(binary.LittleEndian.Uint32(c)))
+					c = c[4:]
+				case parquet.Float:
+					v = parquet.FloatValue(math.Float32frombits(binary.LittleEndian.Uint32(c)))
+					c = c[4:]
+				case parquet.Double:
+					v = parquet.DoubleValue(math.Float64frombits(binary.LittleEndian.Uint64(c)))
+					c = c[8:]
+				default:
+					v = parquet.Int64Value(int64(binary.LittleEndian.Uint64(c)))
+					c = c[8:]
+				}
+				values = append(values, v.Level(int(levels>>4), int(levels&maxLevel), int(col)))
+			}
+			rows = append(rows, values[start:len(values):len(values)])
 		}
-		p.kept = append(p.kept, kept)
-		p.budget.Add(kept.mem)
+	}
+	return values, rows
+}
+
+// release empties the staging and gives its chunks to pool.
+func (s *staging) release(pool *chunkPool) {
+	for _, c := range s.chunks {
+		pool.put(c)
 	}
 	*s = staging{}
 }
 
-// get hands out kept buffers; from then on the file taking them is charged.
-func (p *stagingPool) get() staging {
-	if len(p.kept) == 0 {
-		return staging{}
-	}
-	s := p.kept[len(p.kept)-1]
-	p.kept[len(p.kept)-1] = staging{}
-	p.kept = p.kept[:len(p.kept)-1]
-	p.budget.Add(-s.mem)
-	return s
+// take moves every row of o to the end of s.
+func (s *staging) take(o *staging) {
+	before := cap(s.chunks)
+	s.chunks = append(s.chunks, o.chunks...)
+	s.mem += o.mem - int64(cap(o.chunks))*chunkPointer + int64(cap(s.chunks)-before)*chunkPointer
+	s.n += o.n
+	s.values += o.values
+	s.bytes += o.bytes
+	s.raw += o.raw
+	*o = staging{}
 }
 
-// drop gives every kept buffer back.
-func (p *stagingPool) drop() {
-	for len(p.kept) > 0 {
-		p.get()
+// marshal appends the staged rows to b in the spool's form: a header (rows,
+// values, raw size, chunks), then each chunk's length and bytes.
+func (s *staging) marshal(b []byte) []byte {
+	b = binary.LittleEndian.AppendUint32(b, uint32(s.n))
+	b = binary.LittleEndian.AppendUint32(b, uint32(s.values))
+	b = binary.LittleEndian.AppendUint64(b, uint64(s.raw))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(s.chunks)))
+	for _, c := range s.chunks {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(c)))
+		b = append(b, c...)
 	}
+	return b
+}
+
+// unmarshalAppend appends every group of rows marshal wrote in b to s, each
+// chunk checked whole first: the spool is a local disk, and a bad read must be
+// an error, not a panic in the encoder.
+func (s *staging) unmarshalAppend(b []byte, pool *chunkPool) error {
+	const header = 20
+	for len(b) > 0 {
+		if len(b) < header {
+			return errors.New("spooled rows: truncated header")
+		}
+		rows, values := int(binary.LittleEndian.Uint32(b)), int(binary.LittleEndian.Uint32(b[4:]))
+		raw := int64(binary.LittleEndian.Uint64(b[8:]))
+		chunks := int(binary.LittleEndian.Uint32(b[16:]))
+		b = b[header:]
+		var got staging
+		for range chunks {
+			if len(b) < 4 {
+				return errors.New("spooled rows: truncated chunk")
+			}
+			n := int(binary.LittleEndian.Uint32(b))
+			if len(b) < 4+n {
+				return errors.New("spooled rows: truncated chunk")
+			}
+			src := b[4 : 4+n]
+			b = b[4+n:]
+			r, v, err := checkChunk(src)
+			if err != nil {
+				return fmt.Errorf("spooled rows: %w", err)
+			}
+			c := got.room(n, pool)
+			got.chunks[len(got.chunks)-1] = append(c, src...)
+			got.n, got.values, got.bytes = got.n+r, got.values+v, got.bytes+int64(n)
+		}
+		if got.n != rows || got.values != values {
+			got.release(pool)
+			return fmt.Errorf("spooled rows: %d rows of %d values, the header says %d of %d", got.n, got.values, rows, values)
+		}
+		got.raw = raw
+		s.take(&got)
+	}
+	return nil
+}
+
+// checkChunk walks a chunk's rows and reports how many rows and values it
+// holds, or why it cannot be read.
+func checkChunk(c []byte) (rows, values int, err error) {
+	for len(c) > 0 {
+		nv, k := binary.Uvarint(c)
+		if k <= 0 {
+			return 0, 0, errors.New("bad value count")
+		}
+		c = c[k:]
+		for range nv {
+			if len(c) < 4 {
+				return 0, 0, errors.New("truncated value")
+			}
+			kind := parquet.Kind(int8(c[2]))
+			c = c[4:]
+			var n int
+			switch kind {
+			case null:
+			case parquet.ByteArray, parquet.FixedLenByteArray:
+				l, k := binary.Uvarint(c)
+				if k <= 0 || l > uint64(len(c)-k) {
+					return 0, 0, errors.New("truncated byte array")
+				}
+				n = k + int(l)
+			case parquet.Int96:
+				n = 12
+			case parquet.Boolean:
+				n = 1
+			case parquet.Int32, parquet.Float:
+				n = 4
+			case parquet.Int64, parquet.Double:
+				n = 8
+			default:
+				return 0, 0, fmt.Errorf("unknown kind %d", kind)
+			}
+			if len(c) < n {
+				return 0, 0, errors.New("truncated value")
+			}
+			c = c[n:]
+		}
+		rows++
+		values += int(nv)
+	}
+	return rows, values, nil
+}
+
+// chunkPool keeps the staging chunks files give back for the next file that
+// stages. What it keeps is memory held, charged to the budget, and bounded: a
+// sixteenth of the budget covers what files stage between two reliefs, and
+// the rest goes back to the runtime.
+type chunkPool struct {
+	free   [][]byte
+	limit  int // chunks
+	budget *Budget
+}
+
+func newChunkPool(budget *Budget) chunkPool {
+	return chunkPool{budget: budget, limit: int(budget.Limit() / 16 / stageChunk)}
+}
+
+// get hands out a kept chunk; from then on the file taking it is charged.
+func (p *chunkPool) get() []byte {
+	n := len(p.free)
+	if n == 0 {
+		return make([]byte, 0, stageChunk)
+	}
+	c := p.free[n-1]
+	p.free[n-1] = nil
+	p.free = p.free[:n-1]
+	p.budget.Add(-stageChunk)
+	return c
+}
+
+func (p *chunkPool) put(c []byte) {
+	if cap(c) != stageChunk || len(p.free) >= p.limit {
+		return // a row's own chunk, or more than the pool keeps
+	}
+	p.free = append(p.free, c[:0])
+	p.budget.Add(stageChunk)
+}
+
+// drop gives every kept chunk back to the runtime.
+func (p *chunkPool) drop() {
+	p.budget.Add(-int64(len(p.free)) * stageChunk)
+	clear(p.free)
+	p.free = p.free[:0]
 }
 
 // rowBatch holds the few rows a file with an encoder collects before it hands
@@ -228,66 +393,4 @@ func (b *rowBatch) take() []parquet.Row {
 	b.n = 0
 	b.arena = b.arena[:0]
 	return b.view
-}
-
-// marshal appends the staged rows to b in the spool's form: a header (values,
-// rows, arena bytes, raw size), then each value in 16 bytes, each row end in
-// 4, and the arena.
-func (s *staging) marshal(b []byte) []byte {
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(s.values)))
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(s.ends)))
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(s.arena)))
-	b = binary.LittleEndian.AppendUint64(b, uint64(s.raw))
-	for _, v := range s.values {
-		b = binary.LittleEndian.AppendUint64(b, v.bits)
-		b = binary.LittleEndian.AppendUint32(b, v.n)
-		b = binary.LittleEndian.AppendUint16(b, v.col)
-		b = append(b, byte(v.kind), v.levels)
-	}
-	for _, e := range s.ends {
-		b = binary.LittleEndian.AppendUint32(b, uint32(e))
-	}
-	return append(b, s.arena...)
-}
-
-// unmarshalAppend appends every chunk marshal wrote in b to s, moving arena
-// offsets and row ends to where they land.
-func (s *staging) unmarshalAppend(b []byte) error {
-	const header = 20
-	for len(b) > 0 {
-		if len(b) < header {
-			return errors.New("spooled rows: truncated header")
-		}
-		nv, nr, na := int(binary.LittleEndian.Uint32(b)), int(binary.LittleEndian.Uint32(b[4:])), int(binary.LittleEndian.Uint32(b[8:]))
-		raw := int64(binary.LittleEndian.Uint64(b[12:]))
-		b = b[header:]
-		if len(b) < nv*16+nr*4+na {
-			return errors.New("spooled rows: truncated chunk")
-		}
-		before := int64(cap(s.values))*16 + int64(cap(s.ends))*4 + int64(cap(s.arena))
-		base, first := uint64(len(s.arena)), int32(len(s.values))
-		s.values = slices.Grow(s.values, nv)
-		for range nv {
-			v := stagedValue{
-				bits: binary.LittleEndian.Uint64(b), n: binary.LittleEndian.Uint32(b[8:]),
-				col: binary.LittleEndian.Uint16(b[12:]), kind: int8(b[14]), levels: b[15],
-			}
-			switch parquet.Kind(v.kind) {
-			case parquet.ByteArray, parquet.FixedLenByteArray, parquet.Int96:
-				v.bits += base
-			}
-			s.values = append(s.values, v)
-			b = b[16:]
-		}
-		s.ends = slices.Grow(s.ends, nr)
-		for range nr {
-			s.ends = append(s.ends, int32(binary.LittleEndian.Uint32(b))+first)
-			b = b[4:]
-		}
-		s.arena = append(s.arena, b[:na]...)
-		b = b[na:]
-		s.raw += raw
-		s.mem += int64(cap(s.values))*16 + int64(cap(s.ends))*4 + int64(cap(s.arena)) - before
-	}
-	return nil
 }

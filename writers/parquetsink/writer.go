@@ -74,7 +74,7 @@ type Writer struct {
 	tmpl       footerTemplate  // what every file's footer shares (rowgroup.go)
 	feedRows   []parquet.Row   // reused by feed
 	feedValues []parquet.Value // reused by feed
-	recycled   stagingPool     // staging buffers given back by files that fed an encoder
+	recycled   chunkPool       // staging chunks given back by files
 
 	// committed: bucket → partition → highest position already in a committed file.
 	committed writers.ReplayFilter
@@ -168,7 +168,7 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 		tmpl:        footerTemplate{createdBy: cmp.Or(o.CreatedBy, "sinkd"), paths: o.Schema.Columns()},
 		maxEncoders: maxEncoders,
 		leases:      list.New(),
-		recycled:    stagingPool{budget: o.Budget},
+		recycled:    newChunkPool(o.Budget),
 		rowsWritten: o.Metrics.rows.WithLabelValues(o.Route),
 		rowsSkipped: o.Metrics.skipped.WithLabelValues(o.Route),
 		// Resolved up front, which also makes series that stay at zero in
@@ -263,10 +263,7 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 // its share it borrows an encoder, or else makes a row group of what it
 // staged.
 func (w *Writer) stage(f *file, row parquet.Row) error {
-	if f.staged.values == nil {
-		f.staged = w.recycled.get()
-	}
-	f.staged.add(row)
+	f.staged.add(row, &w.recycled)
 	if f.staged.used()+f.rowSpill.n < w.stageLimit() {
 		return nil
 	}

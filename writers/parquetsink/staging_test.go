@@ -1,0 +1,176 @@
+package parquetsink
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/deprecated"
+)
+
+// stagingRows is one row of every kind a staged value can hold, levels and
+// nulls included, a row longer than a chunk, and enough small rows to fill
+// several chunks.
+func stagingRows() []parquet.Row {
+	rows := []parquet.Row{
+		{parquet.Int64Value(1).Level(0, 0, 0), parquet.ByteArrayValue([]byte("alpha")).Level(0, 1, 1), parquet.NullValue().Level(0, 0, 2)},
+		{parquet.Int64Value(-7).Level(0, 0, 0), parquet.ByteArrayValue([]byte("")).Level(0, 1, 1), parquet.DoubleValue(2.5).Level(0, 1, 2)},
+		{parquet.Int32Value(-3).Level(1, 3, 0), parquet.FloatValue(-1.25).Level(15, 15, 1), parquet.BooleanValue(true).Level(0, 1, 2), parquet.BooleanValue(false).Level(0, 1, 3)},
+		{parquet.Int96Value(deprecated.Int96{1, 2, 0xffffffff}).Level(0, 0, 0), parquet.FixedLenByteArrayValue([]byte("0123456789abcdef")).Level(0, 0, 1)},
+		{parquet.ByteArrayValue(bytes.Repeat([]byte("γ"), 3*stageChunk)).Level(0, 1, 0)}, // larger than a chunk
+	}
+	for i := range 200 {
+		rows = append(rows, parquet.Row{parquet.Int64Value(int64(i)).Level(0, 0, 0), parquet.ByteArrayValue(fmt.Appendf(nil, "row %d", i)).Level(0, 1, 1)})
+	}
+	return rows
+}
+
+func readBack(s *staging) []parquet.Row {
+	_, rows := s.appendRows(nil, nil)
+	return rows
+}
+
+func sameRows(t *testing.T, got, want []parquet.Row) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d rows, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !got[i].Equal(want[i]) {
+			t.Fatalf("row %d: got %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+// TestStagingRoundTrip: rows staged, read back directly, through the spool's
+// form in several groups, or moved behind older rows, equal the rows given,
+// in order; the memory charged is what the chunks hold.
+func TestStagingRoundTrip(t *testing.T) {
+	budget := NewBudget(64 << 20)
+	pool := newChunkPool(budget)
+	rows := stagingRows()
+	split := len(rows) / 3
+	for _, tc := range []struct {
+		name  string
+		stage func() staging
+	}{
+		{"direct", func() staging {
+			var s staging
+			for _, r := range rows {
+				s.add(r, &pool)
+			}
+			return s
+		}},
+		{"spooled in two groups", func() staging {
+			var a, b, back staging
+			for _, r := range rows[:split] {
+				a.add(r, &pool)
+			}
+			for _, r := range rows[split:] {
+				b.add(r, &pool)
+			}
+			if err := back.unmarshalAppend(b.marshal(a.marshal(nil)), &pool); err != nil {
+				t.Fatal(err)
+			}
+			if back.raw != a.raw+b.raw {
+				t.Errorf("raw %d, want %d", back.raw, a.raw+b.raw)
+			}
+			a.release(&pool)
+			b.release(&pool)
+			return back
+		}},
+		{"older rows taken in front", func() staging {
+			var older, newer staging
+			for _, r := range rows[:split] {
+				older.add(r, &pool)
+			}
+			for _, r := range rows[split:] {
+				newer.add(r, &pool)
+			}
+			older.take(&newer)
+			if newer.rows() != 0 || newer.mem != 0 {
+				t.Errorf("the staging taken from still holds %d rows, %d bytes", newer.rows(), newer.mem)
+			}
+			return older
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.stage()
+			if s.rows() != len(rows) {
+				t.Fatalf("rows() = %d, want %d", s.rows(), len(rows))
+			}
+			sameRows(t, readBack(&s), rows)
+			var held int64
+			for _, c := range s.chunks {
+				held += int64(cap(c))
+			}
+			held += int64(cap(s.chunks)) * chunkPointer
+			if s.mem != held {
+				t.Errorf("mem = %d, the chunks hold %d", s.mem, held)
+			}
+			if len(s.chunks) < 3 {
+				t.Errorf("%d chunks: the rows should need several", len(s.chunks))
+			}
+			s.release(&pool)
+		})
+	}
+}
+
+// TestStagingRejectsBadSpool: a spooled group cut short or corrupted is an
+// error, never a panic when the rows are read.
+func TestStagingRejectsBadSpool(t *testing.T) {
+	pool := newChunkPool(NewBudget(64 << 20))
+	var s staging
+	for _, r := range stagingRows()[:4] {
+		s.add(r, &pool)
+	}
+	good := s.marshal(nil)
+	badKind := bytes.Clone(good)
+	badKind[20+4+1+2] = 99 // the first value's kind
+	for name, b := range map[string][]byte{
+		"truncated header":  good[:10],
+		"truncated chunk":   good[:len(good)-3],
+		"unknown kind":      badKind,
+		"rows and a header": append(bytes.Clone(good), 1, 2, 3),
+	} {
+		var back staging
+		if err := back.unmarshalAppend(b, &pool); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// TestChunkPoolBound: the pool keeps at most a sixteenth of the budget, and
+// what it keeps is charged; a file's chunks and the pool's add up to what
+// was taken, so staging and releasing leaves the budget where it was.
+func TestChunkPoolBound(t *testing.T) {
+	budget := NewBudget(1 << 20) // 16 chunks kept at most
+	pool := newChunkPool(budget)
+	if pool.limit != 16 {
+		t.Fatalf("limit %d chunks, want 16", pool.limit)
+	}
+	var files [40]staging
+	for i := range files {
+		for j := range 20 {
+			files[i].add(parquet.Row{parquet.ByteArrayValue(bytes.Repeat([]byte{byte(j)}, 400)).Level(0, 0, 0)}, &pool)
+		}
+		budget.Add(files[i].mem) // as the writer charges a file
+	}
+	for i := range files {
+		budget.Add(-files[i].mem)
+		files[i].release(&pool)
+	}
+	if len(pool.free) != 16 || budget.Used() != 16*stageChunk {
+		t.Fatalf("pool keeps %d chunks, budget used %d; want 16 and %d", len(pool.free), budget.Used(), 16*stageChunk)
+	}
+	var s staging
+	s.add(parquet.Row{parquet.Int64Value(1).Level(0, 0, 0)}, &pool)
+	if len(pool.free) != 15 || budget.Used() != 15*stageChunk {
+		t.Fatalf("after a get: pool %d chunks, budget used %d", len(pool.free), budget.Used())
+	}
+	pool.drop()
+	if budget.Used() != 0 || len(pool.free) != 0 {
+		t.Fatalf("after drop: budget used %d, %d chunks kept", budget.Used(), len(pool.free))
+	}
+}
