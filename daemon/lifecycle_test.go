@@ -237,7 +237,8 @@ func (s *stallingSearch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // writes) ends hard, with exit code 1 and no final checkpoint, either on a
 // second SIGTERM at once, or on its own once it outlives
 // shutdown.drain_timeout by drainOverrun; nothing exits from a goroutine, so
-// the process reports how it ended.
+// the process reports how it ended. Until then /readyz says "stopping" and
+// /metrics answers.
 func TestHardStop(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
@@ -295,6 +296,13 @@ func TestHardStop(t *testing.T) {
 			time.Sleep(time.Second)
 			if p.exited() {
 				t.Fatalf("the drain finished (exit %d) while OpenSearch hangs", p.code)
+			}
+			// The listeners answer through the drain.
+			if got := status("http://" + addr + "/readyz"); got != http.StatusServiceUnavailable {
+				t.Errorf("/readyz during the drain: %d, want 503 (stopping)", got)
+			}
+			if got := status("http://" + addr + "/metrics"); got != http.StatusOK {
+				t.Errorf("/metrics during the drain: %d, want 200", got)
 			}
 			if tt.second {
 				p.signal(t, syscall.SIGTERM)

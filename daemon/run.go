@@ -240,13 +240,21 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, o options, s
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	var runErr error
+	pipelineDone := make(chan struct{})
 	g.Add(func() error {
+		defer close(pipelineDone)
 		runErr = p.Run(runCtx)
 		return runErr
 	}, func(error) { stopRun() })
 
+	// A listener stops only once the pipeline has: /metrics, /healthz and
+	// /readyz ("stopping") answer through the drain. Interrupts run in
+	// order, so the pipeline's soft stop has begun by then.
 	for _, srv := range servers {
-		g.Add(srv.serve, srv.shutdown)
+		g.Add(srv.serve, func(err error) {
+			<-pipelineDone
+			srv.shutdown(err)
+		})
 	}
 
 	// Readiness: the demo's callback, then READY=1 once the source answers.
