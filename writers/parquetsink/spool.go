@@ -184,9 +184,11 @@ func (s *Spool) Limit() int64 {
 	return s.limit
 }
 
-// room tells whether n more bytes fit.
+// room tells whether n more bytes fit. A write of n bytes adds at most
+// roundUp(n) of blocks, so that a write room allowed is not refused at the
+// bound (unless another writer's came first).
 func (s *Spool) room(n int64) bool {
-	return s.limit > 0 && !s.full.Load() && s.used.Load()+n <= s.limit
+	return s.limit > 0 && !s.full.Load() && s.used.Load()+s.roundUp(n) <= s.limit
 }
 
 // Close removes the directory; what is in it is of no use to a next start.

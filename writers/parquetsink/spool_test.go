@@ -420,6 +420,7 @@ func TestSpoolSegmentsRoundTrip(t *testing.T) {
 		{"spills larger than a segment", 1, 20, 600, 300 << 10, 64 << 20, 128 << 10, true, 100, false},
 		{"at the bound", 1, 300, 20_000, 6000, 1 << 20, 64 << 10, true, 50, true},
 		{"no hole punching, at the bound", 1, 300, 20_000, 6000, 1 << 20, 64 << 10, false, 20, true},
+		{"at a bound that is not whole blocks", 1, 300, 20_000, 6000, 1_000_000, 64 << 10, true, 50, true},
 		{"four writers at once", 4, 100, 5_000, 6000, 64 << 20, 256 << 10, true, 20, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -432,7 +433,7 @@ func TestSpoolSegmentsRoundTrip(t *testing.T) {
 			var wg sync.WaitGroup
 			for w := range tt.writers {
 				wg.Go(func() {
-					errs <- roundTrip(sp, uint64(w), tt.spills, tt.ops, tt.maxSize, &refused)
+					errs <- roundTrip(sp, uint64(w), tt.spills, tt.ops, tt.maxSize, tt.writers == 1, &refused)
 				})
 			}
 			// Checked while the writers run: what the spool says it holds
@@ -483,7 +484,9 @@ func TestSpoolSegmentsRoundTrip(t *testing.T) {
 
 // roundTrip writes, takes and releases spills at random as one writer does,
 // checking what it takes against what it wrote.
-func roundTrip(sp *Spool, seed uint64, spills, ops, maxSize int, refused *atomic.Bool) error {
+// alone says no other writer shares the spool: a write room allowed must
+// then pass.
+func roundTrip(sp *Spool, seed uint64, spills, ops, maxSize int, alone bool, refused *atomic.Bool) error {
 	rnd := rand.New(rand.NewPCG(seed, 7))
 	all := make([]spill, spills)
 	want := make([][]byte, spills)
@@ -509,9 +512,13 @@ func roundTrip(sp *Spool, seed uint64, spills, ops, maxSize int, refused *atomic
 			for j := range b {
 				b[j] = byte(rnd.Uint32())
 			}
+			roomy := sp.room(int64(len(b)))
 			if err := sp.write(&all[i], b); err != nil {
 				if !errors.Is(err, errSpoolBound) {
 					return err
+				}
+				if roomy && alone {
+					return fmt.Errorf("a write of %d bytes that room allowed was refused (used %d of %d)", len(b), sp.Used(), sp.Limit())
 				}
 				refused.Store(true)
 				continue
