@@ -57,7 +57,8 @@ const (
 	// A segment is a sixteenth of the bound, within [minSegment,
 	// maxSegment]: big enough that rotating costs nothing next to the
 	// spills, small enough that on a filesystem that cannot punch holes one
-	// live spill pins at most a sixteenth of the bound with dead bytes.
+	// live spill keeps at most a segment of dead bytes counted (a sixteenth
+	// of a bound of 16 MiB or more).
 	minSegment = 1 << 20
 	maxSegment = 64 << 20
 	// spoolFiles bounds the segment descriptors open at once: the one
