@@ -56,61 +56,68 @@ func (s *staging) used() int64 { return s.bytes }
 
 // add appends row, taking a chunk from pool when the last one is full.
 func (s *staging) add(row parquet.Row, pool *chunkPool) {
+	// A null's Kind is null (-1): the kind alone tells what follows.
 	need := binary.MaxVarintLen32
-	for _, v := range row {
+	for i := range row {
 		need += 4 + 12
-		if k := v.Kind(); (k == parquet.ByteArray || k == parquet.FixedLenByteArray) && !v.IsNull() {
-			need += binary.MaxVarintLen32 + len(v.ByteArray())
+		if k := row[i].Kind(); k == parquet.ByteArray || k == parquet.FixedLenByteArray {
+			need += binary.MaxVarintLen32 + len(row[i].ByteArray())
 		}
 	}
 	c := s.room(need, pool)
 	start := len(c)
-	c = binary.AppendUvarint(c, uint64(len(row)))
-	for _, v := range row {
+	c = c[:cap(c)] // room left need bytes free after start
+	p := start + binary.PutUvarint(c[start:], uint64(len(row)))
+	for i := range row {
+		v := &row[i]
 		kind := v.Kind()
-		if v.IsNull() {
-			kind = null
-		}
-		c = binary.LittleEndian.AppendUint16(c, uint16(v.Column()))
-		c = append(c, byte(kind), byte(v.RepetitionLevel()<<4|v.DefinitionLevel()))
+		binary.LittleEndian.PutUint16(c[p:], uint16(v.Column()))
+		c[p+2] = byte(kind)
+		c[p+3] = byte(v.RepetitionLevel()<<4 | v.DefinitionLevel())
+		p += 4
 		switch kind {
 		case null:
 			s.raw++
 		case parquet.ByteArray, parquet.FixedLenByteArray:
 			b := v.ByteArray()
-			c = binary.AppendUvarint(c, uint64(len(b)))
-			c = append(c, b...)
+			p += binary.PutUvarint(c[p:], uint64(len(b)))
+			p += copy(c[p:], b)
 			s.raw += int64(len(b)) + 4
 		case parquet.Int96:
 			for _, w := range v.Int96() {
-				c = binary.LittleEndian.AppendUint32(c, w)
+				binary.LittleEndian.PutUint32(c[p:], w)
+				p += 4
 			}
 			s.raw += 12
 		case parquet.Boolean:
+			c[p] = 0
 			if v.Boolean() {
-				c = append(c, 1)
-			} else {
-				c = append(c, 0)
+				c[p] = 1
 			}
+			p++
 			s.raw++
 		case parquet.Int32:
-			c = binary.LittleEndian.AppendUint32(c, uint32(v.Int32()))
+			binary.LittleEndian.PutUint32(c[p:], uint32(v.Int32()))
+			p += 4
 			s.raw += 4
 		case parquet.Float:
-			c = binary.LittleEndian.AppendUint32(c, math.Float32bits(v.Float()))
+			binary.LittleEndian.PutUint32(c[p:], math.Float32bits(v.Float()))
+			p += 4
 			s.raw += 4
 		case parquet.Double:
-			c = binary.LittleEndian.AppendUint64(c, math.Float64bits(v.Double()))
+			binary.LittleEndian.PutUint64(c[p:], math.Float64bits(v.Double()))
+			p += 8
 			s.raw += 8
 		default: // Int64
-			c = binary.LittleEndian.AppendUint64(c, uint64(v.Int64()))
+			binary.LittleEndian.PutUint64(c[p:], uint64(v.Int64()))
+			p += 8
 			s.raw += 8
 		}
 	}
-	s.chunks[len(s.chunks)-1] = c
+	s.chunks[len(s.chunks)-1] = c[:p]
 	s.n++
 	s.values += len(row)
-	s.bytes += int64(len(c) - start)
+	s.bytes += int64(p - start)
 }
 
 // room returns the last chunk once it has need bytes free, adding one if not.
@@ -138,44 +145,44 @@ func (s *staging) appendRows(values []parquet.Value, rows []parquet.Row) ([]parq
 	// Grown once, so that rows can point into values as they are read.
 	values = slices.Grow(values, s.values)
 	for _, c := range s.chunks {
-		for len(c) > 0 {
-			nv, k := binary.Uvarint(c)
-			c = c[k:]
+		for p := 0; p < len(c); {
+			nv, k := uvarint(c[p:])
+			p += k
 			start := len(values)
 			for range nv {
+				col, kind, levels := binary.LittleEndian.Uint16(c[p:]), parquet.Kind(int8(c[p+2])), c[p+3]
+				p += 4
 				var v parquet.Value
-				col, kind, levels := binary.LittleEndian.Uint16(c), parquet.Kind(int8(c[2])), c[3]
-				c = c[4:]
 				switch kind {
 				case null:
-					v = parquet.NullValue()
 				case parquet.ByteArray, parquet.FixedLenByteArray:
-					n, k := binary.Uvarint(c)
-					b := c[k : k+int(n) : k+int(n)]
-					c = c[k+int(n):]
+					n, k := uvarint(c[p:])
+					p += k
+					b := c[p : p+n : p+n]
+					p += n
 					if kind == parquet.ByteArray {
 						v = parquet.ByteArrayValue(b)
 					} else {
 						v = parquet.FixedLenByteArrayValue(b)
 					}
 				case parquet.Int96:
-					v = parquet.Int96Value(deprecated.Int96{binary.LittleEndian.Uint32(c), binary.LittleEndian.Uint32(c[4:]), binary.LittleEndian.Uint32(c[8:])})
-					c = c[12:]
+					v = parquet.Int96Value(deprecated.Int96{binary.LittleEndian.Uint32(c[p:]), binary.LittleEndian.Uint32(c[p+4:]), binary.LittleEndian.Uint32(c[p+8:])})
+					p += 12
 				case parquet.Boolean:
-					v = parquet.BooleanValue(c[0] == 1)
-					c = c[1:]
+					v = parquet.BooleanValue(c[p] == 1)
+					p++
 				case parquet.Int32:
-					v = parquet.Int32Value(int32(binary.LittleEndian.Uint32(c)))
-					c = c[4:]
+					v = parquet.Int32Value(int32(binary.LittleEndian.Uint32(c[p:])))
+					p += 4
 				case parquet.Float:
-					v = parquet.FloatValue(math.Float32frombits(binary.LittleEndian.Uint32(c)))
-					c = c[4:]
+					v = parquet.FloatValue(math.Float32frombits(binary.LittleEndian.Uint32(c[p:])))
+					p += 4
 				case parquet.Double:
-					v = parquet.DoubleValue(math.Float64frombits(binary.LittleEndian.Uint64(c)))
-					c = c[8:]
+					v = parquet.DoubleValue(math.Float64frombits(binary.LittleEndian.Uint64(c[p:])))
+					p += 8
 				default:
-					v = parquet.Int64Value(int64(binary.LittleEndian.Uint64(c)))
-					c = c[8:]
+					v = parquet.Int64Value(int64(binary.LittleEndian.Uint64(c[p:])))
+					p += 8
 				}
 				values = append(values, v.Level(int(levels>>4), int(levels&maxLevel), int(col)))
 			}
@@ -183,6 +190,16 @@ func (s *staging) appendRows(values []parquet.Value, rows []parquet.Row) ([]parq
 		}
 	}
 	return values, rows
+}
+
+// uvarint reads a varint the chunk was written with (checked on the way
+// in), most often a single byte.
+func uvarint(b []byte) (int, int) {
+	if b[0] < 0x80 {
+		return int(b[0]), 1
+	}
+	v, k := binary.Uvarint(b)
+	return int(v), k
 }
 
 // release empties the staging and gives its chunks to pool.

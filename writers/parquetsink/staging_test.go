@@ -174,3 +174,25 @@ func TestChunkPoolBound(t *testing.T) {
 		t.Fatalf("after drop: budget used %d, %d chunks kept", budget.Used(), len(pool.free))
 	}
 }
+
+// BenchmarkStaging stages 1,024 decoded taxi trips and reads them back, as a
+// file without an encoder does between its first row and its row group. One
+// op is one row staged and read back.
+func BenchmarkStaging(b *testing.B) {
+	_, rows, bytes := taxiRows(b)
+	pool := newChunkPool(NewBudget(256 << 20))
+	var values []parquet.Value
+	var back []parquet.Row
+	b.SetBytes(bytes / int64(len(rows)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += len(rows) {
+		var s staging
+		for _, r := range rows[:min(len(rows), b.N-i)] {
+			s.add(r, &pool)
+		}
+		values, back = s.appendRows(values[:0], back[:0])
+		clear(values)
+		s.release(&pool)
+	}
+}
