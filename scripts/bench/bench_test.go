@@ -187,7 +187,8 @@ func TestTargets(t *testing.T) {
 		{"(a)", "≥ 200,000 events/s", "met"},
 		{"(a)", "≤ 5 µs", "met"},
 		{"(d)", "events/s ≥ 50% of (a)'s", "met"},
-		{"(a) to (d)", "CPU per event within 1.5× from ≈10 to ≈2,000 buckets (2,000,000 events)", "met"}, // 6 of 4 µs: 1.5×
+		// 6 of 4 µs: 1.5×.
+		{"(a) to (d)", "CPU per event within 1.5× from ≈10 to ≈2,000 buckets (2,000,000 events)", "met"},
 		{"(e)", "events/s ≥ 25% of (a)'s", "missed by 99%"}, // 380 of 200,000 events/s: 0.19%
 		{"(a)", "peak RSS", "met"},
 		{"(d)", "peak RSS", "missed by 0%"}, // 357 of 356 MiB
