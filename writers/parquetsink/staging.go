@@ -240,42 +240,50 @@ func (s *staging) marshal(b []byte) []byte {
 // chunk checked whole first: the spool is a local disk, and a bad read must be
 // an error, not a panic in the encoder.
 func (s *staging) unmarshalAppend(b []byte, pool *chunkPool) error {
-	const header = 20
 	for len(b) > 0 {
-		if len(b) < header {
-			return errors.New("spooled rows: truncated header")
-		}
-		rows, values := int(binary.LittleEndian.Uint32(b)), int(binary.LittleEndian.Uint32(b[4:]))
-		raw := int64(binary.LittleEndian.Uint64(b[8:]))
-		chunks := int(binary.LittleEndian.Uint32(b[16:]))
-		b = b[header:]
 		var got staging
-		for range chunks {
-			if len(b) < 4 {
-				return errors.New("spooled rows: truncated chunk")
-			}
-			n := int(binary.LittleEndian.Uint32(b))
-			if len(b) < 4+n {
-				return errors.New("spooled rows: truncated chunk")
-			}
-			src := b[4 : 4+n]
-			b = b[4+n:]
-			r, v, err := checkChunk(src)
-			if err != nil {
-				return fmt.Errorf("spooled rows: %w", err)
-			}
-			c := got.room(n, pool)
-			got.chunks[len(got.chunks)-1] = append(c, src...)
-			got.n, got.values, got.bytes = got.n+r, got.values+v, got.bytes+int64(n)
-		}
-		if got.n != rows || got.values != values {
+		rest, err := got.unmarshalGroup(b, pool)
+		if err != nil {
 			got.release(pool)
-			return fmt.Errorf("spooled rows: %d rows of %d values, the header says %d of %d", got.n, got.values, rows, values)
+			return fmt.Errorf("spooled rows: %w", err)
 		}
-		got.raw = raw
 		s.take(&got)
+		b = rest
 	}
 	return nil
+}
+
+// unmarshalGroup reads the group of rows at the front of b into s, an empty
+// staging, and returns what follows it.
+func (s *staging) unmarshalGroup(b []byte, pool *chunkPool) ([]byte, error) {
+	const header = 20
+	if len(b) < header {
+		return nil, errors.New("truncated header")
+	}
+	rows, values := int(binary.LittleEndian.Uint32(b)), int(binary.LittleEndian.Uint32(b[4:]))
+	raw := int64(binary.LittleEndian.Uint64(b[8:]))
+	chunks := int(binary.LittleEndian.Uint32(b[16:]))
+	b = b[header:]
+	for range chunks {
+		if len(b) < 4 || len(b) < 4+int(binary.LittleEndian.Uint32(b)) {
+			return nil, errors.New("truncated chunk")
+		}
+		n := int(binary.LittleEndian.Uint32(b))
+		src := b[4 : 4+n]
+		b = b[4+n:]
+		r, v, err := checkChunk(src)
+		if err != nil {
+			return nil, err
+		}
+		c := s.room(n, pool)
+		s.chunks[len(s.chunks)-1] = append(c, src...)
+		s.n, s.values, s.bytes = s.n+r, s.values+v, s.bytes+int64(n)
+	}
+	if s.n != rows || s.values != values {
+		return nil, fmt.Errorf("%d rows of %d values, the header says %d of %d", s.n, s.values, rows, values)
+	}
+	s.raw = raw
+	return b, nil
 }
 
 // checkChunk walks a chunk's rows and reports how many rows and values it

@@ -47,8 +47,7 @@ func sameRows(t *testing.T, got, want []parquet.Row) {
 // form in several groups, or moved behind older rows, equal the rows given,
 // in order; the memory charged is what the chunks hold.
 func TestStagingRoundTrip(t *testing.T) {
-	budget := NewBudget(64 << 20)
-	pool := newChunkPool(budget)
+	pool := newChunkPool(defaultBudget())
 	rows := stagingRows()
 	split := len(rows) / 3
 	for _, tc := range []struct {
@@ -120,7 +119,7 @@ func TestStagingRoundTrip(t *testing.T) {
 // TestStagingRejectsBadSpool: a spooled group cut short or corrupted is an
 // error, never a panic when the rows are read.
 func TestStagingRejectsBadSpool(t *testing.T) {
-	pool := newChunkPool(NewBudget(64 << 20))
+	pool := newChunkPool(defaultBudget())
 	var s staging
 	for _, r := range stagingRows()[:4] {
 		s.add(r, &pool)
@@ -141,32 +140,38 @@ func TestStagingRejectsBadSpool(t *testing.T) {
 	}
 }
 
-// TestChunkPoolBound: the pool keeps at most a sixteenth of the budget, and
-// what it keeps is charged; a file's chunks and the pool's add up to what
-// was taken, so staging and releasing leaves the budget where it was.
+// TestChunkPoolBound: at the shipped budget the pool keeps at most a
+// sixteenth of it, and what it keeps is charged; a file's chunks and the
+// pool's add up to what was taken, so staging and releasing leaves the budget
+// where it was.
 func TestChunkPoolBound(t *testing.T) {
-	budget := NewBudget(1 << 20) // 16 chunks kept at most
+	budget := defaultBudget()
 	pool := newChunkPool(budget)
-	if pool.limit != 16 {
-		t.Fatalf("limit %d chunks, want 16", pool.limit)
+	bound := int(budget.Limit() / 16 / stageChunk)
+	if pool.limit != bound {
+		t.Fatalf("limit %d chunks, want %d", pool.limit, bound)
 	}
-	var files [40]staging
+	// More chunks than the pool keeps: 100 files of about 50 chunks.
+	var files [100]staging
 	for i := range files {
-		for j := range 20 {
+		for j := range 500 {
 			files[i].add(parquet.Row{parquet.ByteArrayValue(bytes.Repeat([]byte{byte(j)}, 400)).Level(0, 0, 0)}, &pool)
 		}
 		budget.Add(files[i].mem) // as the writer charges a file
+	}
+	if taken := len(files) * len(files[0].chunks); taken <= bound {
+		t.Fatalf("the files took %d chunks, not more than the pool keeps (%d)", taken, bound)
 	}
 	for i := range files {
 		budget.Add(-files[i].mem)
 		files[i].release(&pool)
 	}
-	if len(pool.free) != 16 || budget.Used() != 16*stageChunk {
-		t.Fatalf("pool keeps %d chunks, budget used %d; want 16 and %d", len(pool.free), budget.Used(), 16*stageChunk)
+	if len(pool.free) != bound || budget.Used() != int64(bound)*stageChunk {
+		t.Fatalf("pool keeps %d chunks, budget used %d; want %d and %d", len(pool.free), budget.Used(), bound, int64(bound)*stageChunk)
 	}
 	var s staging
 	s.add(parquet.Row{parquet.Int64Value(1).Level(0, 0, 0)}, &pool)
-	if len(pool.free) != 15 || budget.Used() != 15*stageChunk {
+	if len(pool.free) != bound-1 || budget.Used() != int64(bound-1)*stageChunk {
 		t.Fatalf("after a get: pool %d chunks, budget used %d", len(pool.free), budget.Used())
 	}
 	pool.drop()
@@ -175,12 +180,19 @@ func TestChunkPoolBound(t *testing.T) {
 	}
 }
 
+// defaultBudget is memory.budget at its shipped default.
+func defaultBudget() *Budget {
+	var mem MemoryConfig
+	mem.SetDefaults(false)
+	return NewBudget(mem.Budget.Bytes())
+}
+
 // BenchmarkStaging stages 1,024 decoded taxi trips and reads them back, as a
 // file without an encoder does between its first row and its row group. One
 // op is one row staged and read back.
 func BenchmarkStaging(b *testing.B) {
 	_, rows, bytes := taxiRows(b)
-	pool := newChunkPool(NewBudget(256 << 20))
+	pool := newChunkPool(defaultBudget())
 	var values []parquet.Value
 	var back []parquet.Row
 	b.SetBytes(bytes / int64(len(rows)))
