@@ -139,12 +139,7 @@ func (w *Writer) feed(f *file, enc *encoder) error {
 	}
 	n := f.staged.rows()
 	if n > 0 {
-		w.feedValues, w.feedRows = f.staged.appendRows(w.feedValues[:0], w.feedRows[:0])
-		_, err := enc.pw.WriteRows(w.feedRows)
-		// Drop the references into the chunks, which release hands on.
-		clear(w.feedRows)
-		clear(w.feedValues)
-		w.feedRows = w.feedRows[:0]
+		err := writeStaged(&f.staged, enc.pw, &w.columns)
 		f.staged.release(&w.recycled)
 		if err != nil {
 			return fmt.Errorf("parquet encode into %s: %w", f.key, err)
@@ -159,6 +154,17 @@ func (w *Writer) feed(f *file, enc *encoder) error {
 		f.encRows += int64(len(rows))
 	}
 	return nil
+}
+
+// writeStaged hands the staged rows to pw a column at a time.
+func writeStaged(s *staging, pw *parquet.GenericWriter[any], feed *columnFeed) error {
+	// Drop the references into the chunks, which release hands on.
+	defer feed.reset()
+	ws := pw.ColumnWriters()
+	if err := s.appendColumns(feed, len(ws)); err != nil {
+		return err
+	}
+	return feed.writeTo(ws)
 }
 
 // finishRowGroup turns every row of f not yet in a row group into one. A

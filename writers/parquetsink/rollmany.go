@@ -31,9 +31,8 @@ const (
 
 // rollEncoder is one worker's parquet-go writer and scratch.
 type rollEncoder struct {
-	pw     *parquet.GenericWriter[any]
-	rows   []parquet.Row
-	values []parquet.Value
+	pw   *parquet.GenericWriter[any]
+	feed columnFeed
 }
 
 // rollWorkers is how many encoders a many-file roll may use: one per CPU,
@@ -150,12 +149,7 @@ func (w *Writer) encodeLast(f *file, enc *rollEncoder) error {
 	} else {
 		enc.pw.Reset(f.out)
 	}
-	enc.values, enc.rows = f.staged.appendRows(enc.values[:0], enc.rows[:0])
-	_, err := enc.pw.WriteRows(enc.rows)
-	clear(enc.rows)
-	clear(enc.values)
-	enc.rows = enc.rows[:0]
-	if err != nil {
+	if err := writeStaged(&f.staged, enc.pw, &enc.feed); err != nil {
 		return fmt.Errorf("parquet encode into %s: %w", f.key, err)
 	}
 	built := enc.pw.Size()

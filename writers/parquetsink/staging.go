@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/deprecated"
@@ -139,19 +138,43 @@ func (s *staging) room(need int, pool *chunkPool) []byte {
 	return c
 }
 
-// appendRows appends the staged rows to rows, their values to values. Byte
-// values point into the chunks: they are valid until release.
-func (s *staging) appendRows(values []parquet.Value, rows []parquet.Row) ([]parquet.Value, []parquet.Row) {
-	// Grown once, so that rows can point into values as they are read.
-	values = slices.Grow(values, s.values)
+// columnFeed holds staged rows split by column, for an encoder that takes one
+// column at a time (parquet.ColumnWriter.WriteRowValues). WriteRows sends
+// every value of every row through a per-row, per-column dispatch; at
+// thousands of buckets every row is staged first, and that dispatch was a
+// quarter of encoding them.
+type columnFeed struct {
+	cols [][]parquet.Value
+	// ends holds, after every feedPageRows rows and after the last, where
+	// each column's values for those rows end: column c's k-th end is
+	// ends[k*len(cols)+c].
+	ends []int
+}
+
+// feedPageRows is how many rows go to a column at a time: the encoder can
+// start a page only between calls, so this bounds how far a page passes
+// its size.
+const feedPageRows = 256
+
+// appendColumns appends the staged rows to feed, split into columns columns.
+// Byte values point into the chunks: they are valid until release.
+func (s *staging) appendColumns(feed *columnFeed, columns int) error {
+	for len(feed.cols) < columns {
+		feed.cols = append(feed.cols, nil)
+	}
+	feed.cols = feed.cols[:columns]
+	cols := feed.cols
+	rows := 0
 	for _, c := range s.chunks {
 		for p := 0; p < len(c); {
 			nv, k := uvarint(c[p:])
 			p += k
-			start := len(values)
 			for range nv {
-				col, kind, levels := binary.LittleEndian.Uint16(c[p:]), parquet.Kind(int8(c[p+2])), c[p+3]
+				col, kind, levels := int(binary.LittleEndian.Uint16(c[p:])), parquet.Kind(int8(c[p+2])), c[p+3]
 				p += 4
+				if col >= columns {
+					return fmt.Errorf("staged value of column %d in a schema of %d columns", col, columns)
+				}
 				var v parquet.Value
 				switch kind {
 				case null:
@@ -184,12 +207,53 @@ func (s *staging) appendRows(values []parquet.Value, rows []parquet.Row) ([]parq
 					v = parquet.Int64Value(int64(binary.LittleEndian.Uint64(c[p:])))
 					p += 8
 				}
-				values = append(values, v.Level(int(levels>>4), int(levels&maxLevel), int(col)))
+				cols[col] = append(cols[col], v.Level(int(levels>>4), int(levels&maxLevel), col))
 			}
-			rows = append(rows, values[start:len(values):len(values)])
+			if rows++; rows%feedPageRows == 0 {
+				feed.mark()
+			}
 		}
 	}
-	return values, rows
+	if rows%feedPageRows != 0 {
+		feed.mark()
+	}
+	return nil
+}
+
+func (feed *columnFeed) mark() {
+	for _, c := range feed.cols {
+		feed.ends = append(feed.ends, len(c))
+	}
+}
+
+// writeTo hands every column's values to its writer, whole rows at a time.
+func (feed *columnFeed) writeTo(ws []*parquet.ColumnWriter) error {
+	if len(feed.ends) == 0 {
+		return nil
+	}
+	if len(ws) != len(feed.cols) {
+		return fmt.Errorf("%d columns staged for an encoder of %d", len(feed.cols), len(ws))
+	}
+	for c, w := range ws {
+		start := 0
+		for k := c; k < len(feed.ends); k += len(ws) {
+			end := feed.ends[k]
+			if _, err := w.WriteRowValues(feed.cols[c][start:end]); err != nil {
+				return err
+			}
+			start = end
+		}
+	}
+	return nil
+}
+
+// reset empties feed, dropping its references into staging chunks.
+func (feed *columnFeed) reset() {
+	for i := range feed.cols {
+		clear(feed.cols[i])
+		feed.cols[i] = feed.cols[i][:0]
+	}
+	feed.ends = feed.ends[:0]
 }
 
 // uvarint reads a varint the chunk was written with (checked on the way

@@ -3,6 +3,7 @@ package parquetsink
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/parquet-go/parquet-go"
@@ -20,25 +21,54 @@ func stagingRows() []parquet.Row {
 		{parquet.Int96Value(deprecated.Int96{1, 2, 0xffffffff}).Level(0, 0, 0), parquet.FixedLenByteArrayValue([]byte("0123456789abcdef")).Level(0, 0, 1)},
 		{parquet.ByteArrayValue(bytes.Repeat([]byte("γ"), 3*stageChunk)).Level(0, 1, 0)}, // larger than a chunk
 	}
-	for i := range 200 {
+	for i := range 2*feedPageRows + 10 {
 		rows = append(rows, parquet.Row{parquet.Int64Value(int64(i)).Level(0, 0, 0), parquet.ByteArrayValue(fmt.Appendf(nil, "row %d", i)).Level(0, 1, 1)})
 	}
 	return rows
 }
 
-func readBack(s *staging) []parquet.Row {
-	_, rows := s.appendRows(nil, nil)
-	return rows
+// stagingColumns is as many columns as stagingRows uses.
+const stagingColumns = 4
+
+// readBack reads the staged rows back split by column, as an encoder is fed.
+func readBack(t *testing.T, s *staging) columnFeed {
+	t.Helper()
+	var feed columnFeed
+	if err := s.appendColumns(&feed, stagingColumns); err != nil {
+		t.Fatal(err)
+	}
+	return feed
 }
 
-func sameRows(t *testing.T, got, want []parquet.Row) {
+// sameRows checks that feed holds want's values column by column, in order,
+// and that its ends mark a row boundary every feedPageRows rows and at the
+// last row.
+func sameRows(t *testing.T, feed columnFeed, want []parquet.Row) {
 	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%d rows, want %d", len(got), len(want))
+	var cols [stagingColumns][]parquet.Value
+	var ends []int
+	for i, r := range want {
+		for _, v := range r {
+			cols[v.Column()] = append(cols[v.Column()], v)
+		}
+		if (i+1)%feedPageRows == 0 || i == len(want)-1 {
+			for c := range cols {
+				ends = append(ends, len(cols[c]))
+			}
+		}
 	}
-	for i := range want {
-		if !got[i].Equal(want[i]) {
-			t.Fatalf("row %d: got %v, want %v", i, got[i], want[i])
+	if !slices.Equal(feed.ends, ends) {
+		t.Fatalf("ends %v, want %v", feed.ends, ends)
+	}
+	for c := range cols {
+		got := feed.cols[c]
+		if len(got) != len(cols[c]) {
+			t.Fatalf("column %d: %d values, want %d", c, len(got), len(cols[c]))
+		}
+		for i, v := range cols[c] {
+			if !parquet.Equal(got[i], v) || got[i].RepetitionLevel() != v.RepetitionLevel() || got[i].DefinitionLevel() != v.DefinitionLevel() || got[i].Column() != v.Column() {
+				t.Fatalf("column %d value %d: got %v, want %v", c, i, got[i], v)
+			}
 		}
 	}
 }
@@ -99,7 +129,7 @@ func TestStagingRoundTrip(t *testing.T) {
 			if s.rows() != len(rows) {
 				t.Fatalf("rows() = %d, want %d", s.rows(), len(rows))
 			}
-			sameRows(t, readBack(&s), rows)
+			sameRows(t, readBack(t, &s), rows)
 			var held int64
 			for _, c := range s.chunks {
 				held += int64(cap(c))
@@ -137,6 +167,18 @@ func TestStagingRejectsBadSpool(t *testing.T) {
 		if err := back.unmarshalAppend(b, &pool); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestStagingRejectsColumnOutsideSchema: a staged value whose column the
+// encoder does not have is an error, never an index out of range.
+func TestStagingRejectsColumnOutsideSchema(t *testing.T) {
+	pool := newChunkPool(defaultBudget())
+	var s staging
+	s.add(parquet.Row{parquet.Int64Value(1).Level(0, 0, 0), parquet.Int64Value(2).Level(0, 0, stagingColumns)}, &pool)
+	var feed columnFeed
+	if err := s.appendColumns(&feed, stagingColumns); err == nil {
+		t.Fatal("accepted a value of column 4 in a schema of 4 columns")
 	}
 }
 
@@ -193,8 +235,8 @@ func defaultBudget() *Budget {
 func BenchmarkStaging(b *testing.B) {
 	_, rows, bytes := taxiRows(b)
 	pool := newChunkPool(defaultBudget())
-	var values []parquet.Value
-	var back []parquet.Row
+	var feed columnFeed
+	columns := len(rows[0])
 	b.SetBytes(bytes / int64(len(rows)))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -203,8 +245,10 @@ func BenchmarkStaging(b *testing.B) {
 		for _, r := range rows[:min(len(rows), b.N-i)] {
 			s.add(r, &pool)
 		}
-		values, back = s.appendRows(values[:0], back[:0])
-		clear(values)
+		if err := s.appendColumns(&feed, columns); err != nil {
+			b.Fatal(err)
+		}
+		feed.reset()
 		s.release(&pool)
 	}
 }

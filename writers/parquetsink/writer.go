@@ -71,10 +71,9 @@ type Writer struct {
 	maxEncoders int
 	leases      *list.List
 
-	tmpl       footerTemplate  // what every file's footer shares (rowgroup.go)
-	feedRows   []parquet.Row   // reused by feed
-	feedValues []parquet.Value // reused by feed
-	recycled   chunkPool       // staging chunks given back by files
+	tmpl     footerTemplate // what every file's footer shares (rowgroup.go)
+	columns  columnFeed     // reused by feed
+	recycled chunkPool      // staging chunks given back by files
 
 	// committed: bucket → partition → highest position already in a committed file.
 	committed writers.ReplayFilter
