@@ -55,6 +55,25 @@ func (s *staging) used() int64 { return s.bytes }
 
 // add appends row, taking a chunk from pool when the last one is full.
 func (s *staging) add(row parquet.Row, pool *chunkPool) {
+	var c []byte
+	if k := len(s.chunks); k > 0 {
+		c = s.chunks[k-1]
+	}
+	end, raw, ok := encodeRow(c, row)
+	if !ok {
+		// Rarely: once a chunk, or for a row larger than one.
+		c = s.room(rowBound(row), pool)
+		end, raw, _ = encodeRow(c, row)
+	}
+	s.bytes += int64(end - len(c))
+	s.chunks[len(s.chunks)-1] = c[:end]
+	s.n++
+	s.values += len(row)
+	s.raw += raw
+}
+
+// rowBound is the most bytes encodeRow can take for row.
+func rowBound(row parquet.Row) int {
 	// A null's Kind is null (-1): the kind alone tells what follows.
 	need := binary.MaxVarintLen32
 	for i := range row {
@@ -63,60 +82,73 @@ func (s *staging) add(row parquet.Row, pool *chunkPool) {
 			need += binary.MaxVarintLen32 + len(row[i].ByteArray())
 		}
 	}
-	c := s.room(need, pool)
-	start := len(c)
-	c = c[:cap(c)] // room left need bytes free after start
-	p := start + binary.PutUvarint(c[start:], uint64(len(row)))
+	return need
+}
+
+// encodeRow writes row after the end of c, within its capacity, in one
+// pass: it reports where the row ends and its plain size, or false if it
+// does not fit.
+func encodeRow(c []byte, row parquet.Row) (end int, raw int64, ok bool) {
+	p := len(c)
+	c = c[:cap(c)]
+	if len(c)-p < binary.MaxVarintLen32 {
+		return 0, 0, false
+	}
+	p += binary.PutUvarint(c[p:], uint64(len(row)))
 	for i := range row {
 		v := &row[i]
 		kind := v.Kind()
+		// 16 bytes hold the header and any fixed-size payload.
+		if len(c)-p < 16 {
+			return 0, 0, false
+		}
 		binary.LittleEndian.PutUint16(c[p:], uint16(v.Column()))
 		c[p+2] = byte(kind)
 		c[p+3] = byte(v.RepetitionLevel()<<4 | v.DefinitionLevel())
 		p += 4
 		switch kind {
 		case null:
-			s.raw++
+			raw++
 		case parquet.ByteArray, parquet.FixedLenByteArray:
 			b := v.ByteArray()
+			if len(c)-p < binary.MaxVarintLen32+len(b) {
+				return 0, 0, false
+			}
 			p += binary.PutUvarint(c[p:], uint64(len(b)))
 			p += copy(c[p:], b)
-			s.raw += int64(len(b)) + 4
+			raw += int64(len(b)) + 4
 		case parquet.Int96:
 			for _, w := range v.Int96() {
 				binary.LittleEndian.PutUint32(c[p:], w)
 				p += 4
 			}
-			s.raw += 12
+			raw += 12
 		case parquet.Boolean:
 			c[p] = 0
 			if v.Boolean() {
 				c[p] = 1
 			}
 			p++
-			s.raw++
+			raw++
 		case parquet.Int32:
 			binary.LittleEndian.PutUint32(c[p:], uint32(v.Int32()))
 			p += 4
-			s.raw += 4
+			raw += 4
 		case parquet.Float:
 			binary.LittleEndian.PutUint32(c[p:], math.Float32bits(v.Float()))
 			p += 4
-			s.raw += 4
+			raw += 4
 		case parquet.Double:
 			binary.LittleEndian.PutUint64(c[p:], math.Float64bits(v.Double()))
 			p += 8
-			s.raw += 8
+			raw += 8
 		default: // Int64
 			binary.LittleEndian.PutUint64(c[p:], uint64(v.Int64()))
 			p += 8
-			s.raw += 8
+			raw += 8
 		}
 	}
-	s.chunks[len(s.chunks)-1] = c[:p]
-	s.n++
-	s.values += len(row)
-	s.bytes += int64(p - start)
+	return p, raw, true
 }
 
 // room returns the last chunk once it has need bytes free, adding one if not.
