@@ -91,6 +91,10 @@ func newS3Store(ctx context.Context, bucket string, cfg S3Config, o options) (*s
 			return retry.NewStandard(func(so *retry.StandardOptions) { so.MaxAttempts = maxAttempts })
 		},
 		Logger: o.logger,
+		// Every request a writer may have in flight at once (parts,
+		// completions, the small parts and creations bounded like them)
+		// finds an open connection afterwards, instead of a new handshake.
+		IdleConnsPerHost: idleConns(cfg),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -107,6 +111,12 @@ func newS3Store(ctx context.Context, bucket string, cfg S3Config, o options) (*s
 	})
 	s.raw = newRawS3(ctx, s.client, bucket)
 	return s, nil
+}
+
+// idleConns is the connections to keep open: uploads, and twice the
+// latency-bound requests (creations and small parts, then completions).
+func idleConns(cfg S3Config) int {
+	return cfg.UploadConcurrency + 2*cfg.CompleteConcurrency
 }
 
 // callRaw is call for a request rawS3 sends.

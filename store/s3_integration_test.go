@@ -7,7 +7,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net"
+	neturl "net/url"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -159,4 +163,88 @@ func TestS3ListPages(t *testing.T) {
 	if n := m.GetHistogram().GetSampleCount(); n != 4 {
 		t.Fatalf("ListObjectsV2 requests = %d, want 4 pages of at most 2", n)
 	}
+}
+
+// TestS3KeepsAConnectionForEveryRequestInFlight: a second wave of as many
+// requests as the writers may have in flight at once (S3Config's
+// concurrencies) opens no new connection: the first wave's stay open. The
+// HTTP client's default keeps ten, and every request beyond them paid a new
+// TCP (and, against S3, TLS) handshake.
+func TestS3KeepsAConnectionForEveryRequestInFlight(t *testing.T) {
+	env := stackenv.Load(t)
+	env.Setenv(t)
+	endpoint, dials := countingProxy(t, env.S3Endpoint)
+	cfg := S3Config{Endpoint: endpoint, Region: env.Region, PathStyle: true}
+	cfg.SetDefaults()
+	var run [6]byte
+	rand.Read(run[:])
+	url := fmt.Sprintf("s3://%s/store-test/conns-%s", env.S3Bucket, hex.EncodeToString(run[:]))
+	st, prefix, err := Open(testContext(t), url, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeAll(t, st, prefix) })
+	inFlight := idleConns(cfg)
+	wave := func(n int) {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range inFlight {
+			wg.Go(func() {
+				<-start
+				if _, err := st.CreateUpload(testContext(t), fmt.Sprintf("%sw%d-%03d", prefix, n, i), nil); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+	}
+	before := dials.Load()
+	wave(1)
+	first := dials.Load() - before
+	wave(2)
+	second := dials.Load() - before - first
+	t.Logf("%d requests at once: %d connections opened in the first wave, %d in the second", inFlight, first, second)
+	if first < 20 {
+		t.Fatalf("the first wave opened %d connections: the requests did not run side by side", first)
+	}
+	if second > first/10 {
+		t.Fatalf("the second wave opened %d new connections of %d", second, first)
+	}
+}
+
+// countingProxy forwards TCP connections to target's host and counts them;
+// it returns its own endpoint URL.
+func countingProxy(t *testing.T, target string) (string, *atomic.Int64) {
+	t.Helper()
+	u, err := neturl.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var dials atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			dials.Add(1)
+			go func() {
+				defer c.Close()
+				up, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { io.Copy(up, c); up.Close() }()
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String(), &dials
 }

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
@@ -59,6 +60,11 @@ type Options struct {
 	Retryer func() aws.Retryer
 	// Logger receives the SDK's log lines; nil is slog.Default().
 	Logger *slog.Logger
+	// IdleConnsPerHost is how many connections to one host stay open
+	// between requests; 0 keeps the SDK's 10. A client with more requests
+	// in flight than this closes connections after use and dials new ones,
+	// each a TCP and TLS handshake.
+	IdleConnsPerHost int
 }
 
 // Load returns the AWS configuration for o.
@@ -73,7 +79,12 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	opts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(o.Timeout)),
+		awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(o.Timeout).WithTransportOptions(func(t *http.Transport) {
+			if o.IdleConnsPerHost > 0 {
+				t.MaxIdleConnsPerHost = o.IdleConnsPerHost
+				t.MaxIdleConns = max(t.MaxIdleConns, o.IdleConnsPerHost)
+			}
+		})),
 		awsconfig.WithLogger(NewLogger(log)),
 		awsconfig.WithClientLogMode(clientLogMode(log)),
 	}
