@@ -118,7 +118,7 @@ func TestParseScenarios(t *testing.T) {
 		want    []string
 		wantErr bool
 	}{
-		{"all", []string{"a", "b", "c", "d", "e", "sweep"}, false},
+		{"all", []string{"a", "b", "c", "d", "sweep", "e"}, false},
 		{"a", []string{"a"}, false},
 		{"d, e, sweep", []string{"d", "e", "sweep"}, false},
 		{"f", nil, true},

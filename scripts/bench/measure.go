@@ -186,6 +186,25 @@ func machineBusyTicks() float64 {
 	return busyTicks(line)
 }
 
+// machineWaitTicks is the time all CPUs idled waiting for I/O (iowait,
+// field 5 of /proc/stat's first line); 0 when it cannot be read.
+func machineWaitTicks() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0
+	}
+	n, err := strconv.ParseFloat(f[5], 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
 // busyTicks sums user, nice, system, irq, softirq and steal of a "cpu" line
 // of /proc/stat (idle and iowait are fields 4 and 5).
 func busyTicks(line string) float64 {

@@ -612,7 +612,7 @@ func (rep report) markdown() string {
 	p("- other CPUs busy: CPU time of the whole machine (`/proc/stat`) minus sinkd's, per second of the run: the stack's servers ")
 	p("(kfake broker, MinIO, the OpenSearch fake) and anything else running, such as other test suites on a shared machine. ")
 	p("Figures taken while it is well above what the servers need (about 0.5–1 CPU) are disturbed; load before is the 1-minute load average at sinkd's start. ")
-	p("Before each run the benchmark waits (at most 90 s) until the whole machine uses under 0.3 CPU, so that MinIO deleting the previous run's objects does not run beside it.\n")
+	p("Before each run the benchmark waits (at most 90 s) until the whole machine uses under 0.3 CPU, waiting for the disk included, so that MinIO deleting the previous run's objects does not run beside it.\n")
 	p("- files, buckets, files per bucket, average file: committed `.parquet` objects in MinIO, their distinct bucket paths and their sizes, ")
 	p("listed before the run's prefix is deleted. One file per bucket is what a run this short should make.\n\n")
 	var preloads []string
