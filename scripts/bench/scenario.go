@@ -367,9 +367,9 @@ func memoryBudget(cfgPath string) (int64, error) {
 }
 
 // waitQuiet waits, at most quietWait, until the machine is nearly idle: the
-// servers still deleting the last run's objects (20,000 aborted uploads
-// after (e)) would otherwise take CPU from the next run: the sweep after (e)
-// measured 5.4 µs an event at 1 partition where a quiet machine gives 3.9.
+// servers may still be deleting the last run's objects (after (e), 20,000
+// files and as many aborted uploads), and a run beside that competes with
+// them for the CPUs and the disk.
 func (b *bench) waitQuiet(ctx context.Context, name string) {
 	const (
 		quietBusy = 0.3 // CPUs busy with anything or waiting for the disk
