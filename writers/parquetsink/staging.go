@@ -259,13 +259,8 @@ func (feed *columnFeed) mark() {
 }
 
 // writeTo hands every column's values to its writer, whole rows at a time.
+// ws must be the writers of the columns appendColumns split the rows into.
 func (feed *columnFeed) writeTo(ws []*parquet.ColumnWriter) error {
-	if len(feed.ends) == 0 {
-		return nil
-	}
-	if len(ws) != len(feed.cols) {
-		return fmt.Errorf("%d columns staged for an encoder of %d", len(feed.cols), len(ws))
-	}
 	for c, w := range ws {
 		start := 0
 		for k := c; k < len(feed.ends); k += len(ws) {
