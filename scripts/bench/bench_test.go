@@ -66,6 +66,13 @@ func TestBusyTicks(t *testing.T) {
 			t.Errorf("busyTicks(%q) = %v, want %v", tt.line, got, tt.want)
 		}
 	}
+	// What waitQuiet counts: busy and waiting for the disk.
+	if got := activeTicks(tests[0].line); got != 190 {
+		t.Errorf("activeTicks(%q) = %v, want 190", tests[0].line, got)
+	}
+	if got := activeTicks(tests[2].line); got != 0 {
+		t.Errorf("activeTicks(%q) = %v, want 0", tests[2].line, got)
+	}
 }
 
 func TestParseMetrics(t *testing.T) {

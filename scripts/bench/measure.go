@@ -178,31 +178,33 @@ func vmHWM(status []byte) int64 {
 // machineBusyTicks is the time all CPUs spent on anything but idling, from
 // the first line of /proc/stat; 0 when it cannot be read.
 func machineBusyTicks() float64 {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	return busyTicks(line)
+	return busyTicks(statCPULine())
 }
 
-// machineWaitTicks is the time all CPUs idled waiting for I/O (iowait,
-// field 5 of /proc/stat's first line); 0 when it cannot be read.
-func machineWaitTicks() float64 {
+// machineActiveTicks is machineBusyTicks plus the time the CPUs idled
+// waiting for I/O (iowait, field 5); 0 when /proc/stat cannot be read.
+func machineActiveTicks() float64 {
+	return activeTicks(statCPULine())
+}
+
+// activeTicks is busyTicks of a "cpu" line plus its iowait.
+func activeTicks(line string) float64 {
+	busy := busyTicks(line)
+	if busy == 0 {
+		return 0
+	}
+	iowait, _ := strconv.ParseFloat(strings.Fields(line)[5], 64)
+	return busy + iowait
+}
+
+// statCPULine is the first line of /proc/stat, all CPUs together.
+func statCPULine() string {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0
+		return ""
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 6 || f[0] != "cpu" {
-		return 0
-	}
-	n, err := strconv.ParseFloat(f[5], 64)
-	if err != nil {
-		return 0
-	}
-	return n
+	return line
 }
 
 // busyTicks sums user, nice, system, irq, softirq and steal of a "cpu" line

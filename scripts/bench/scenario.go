@@ -378,14 +378,14 @@ func (b *bench) waitQuiet(ctx context.Context, name string) {
 	)
 	began := time.Now()
 	for time.Since(began) < quietWait {
-		before := machineBusyTicks() + machineWaitTicks()
+		before := machineActiveTicks()
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(sample):
 		}
 		// Waiting for the disk counts: MinIO deleting objects mostly waits.
-		busy := (machineBusyTicks() + machineWaitTicks() - before) / b.tck / sample.Seconds()
+		busy := (machineActiveTicks() - before) / b.tck / sample.Seconds()
 		if busy < quietBusy {
 			if waited := time.Since(began); waited > 2*sample {
 				b.log.Info("machine quiet", "scenario", name, "waited", waited.Round(time.Second).String())
