@@ -7,8 +7,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	neturl "net/url"
 	"slices"
 	"sync"
@@ -213,38 +215,23 @@ func TestS3KeepsAConnectionForEveryRequestInFlight(t *testing.T) {
 	}
 }
 
-// countingProxy forwards TCP connections to target's host and counts them;
-// it returns its own endpoint URL.
+// countingProxy is a reverse proxy to target that counts the connections
+// clients open to it; it returns its own endpoint URL. The Host header is
+// kept, so SigV4 signatures still verify.
 func countingProxy(t *testing.T, target string) (string, *atomic.Int64) {
 	t.Helper()
 	u, err := neturl.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var dials atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			dials.Add(1)
-			go func() {
-				defer c.Close()
-				up, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				go func() { io.Copy(up, c); up.Close() }()
-				io.Copy(c, up)
-			}()
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(u))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
 		}
-	}()
-	return "http://" + ln.Addr().String(), &dials
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.URL, &conns
 }
