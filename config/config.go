@@ -72,6 +72,24 @@ func (s Source) MemoryBytes() int64 {
 	return 32 << 20
 }
 
+// maxGarbageRoom caps GarbageRoom: what the runtime needs between collections
+// follows the allocation rate, not the budget, so a large budget keeps the
+// rest for files.
+const maxGarbageRoom = 256 << 20
+
+// GarbageRoom is the part of memory.budget that nothing holds: room for the
+// Go runtime's garbage between collections. It is half the budget, at most
+// 256 MiB, and never so much that files keep less than
+// parquetsink.MinBudget. Without it the open files of thousands of buckets
+// filled the whole budget, the heap sat at the runtime's memory limit
+// (budget + 40 MiB), and the runtime collected garbage more than ten times a
+// second (docs/scaling.md, "Memory", has the cost). Half is about the room
+// Go's default (GOGC=100) gives a heap.
+func (c *Config) GarbageRoom() int64 {
+	total := c.Memory.Budget.Bytes()
+	return max(0, min(total/2, maxGarbageRoom, total-c.Source.MemoryBytes()-int64(parquetsink.MinBudget)))
+}
+
 // The blocks below are defined beside the code that reads them; config
 // composes them into the file (see README.md, "Where settings live").
 type (

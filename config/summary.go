@@ -74,7 +74,7 @@ func (c *Config) Summary(w io.Writer) {
 	if c.Memory.SpoolBudget > 0 {
 		spool = fmt.Sprintf("spool %s in %s", c.Memory.SpoolBudget, c.Memory.SpoolDir)
 	}
-	s.line("memory", "budget %s, %s, at most %d open files and %d encoders per route", c.Memory.Budget, spool, c.Memory.MaxOpenFiles, c.Memory.MaxEncoders)
+	s.line("memory", "budget %s (%s of it room for garbage), %s, at most %d open files and %d encoders per route", c.Memory.Budget, Size(c.GarbageRoom()), spool, c.Memory.MaxOpenFiles, c.Memory.MaxEncoders)
 	s.line("dlq", "%s", dlqText(c.DLQ))
 	http := "off"
 	if c.HTTP.Addr != "" {

@@ -38,7 +38,7 @@ dlq:
 		"file:///lake/all",
 		"opensearch off",
 		"every 10s, store s3://bucket/prefix/_sinkd",
-		"budget 256MiB, spool 2GiB in ",
+		"budget 256MiB (128MiB of it room for garbage), spool 2GiB in ",
 		"kafka topic dead-letters on 127.0.0.1:9092",
 		"http://127.0.0.1:9464",
 	} {

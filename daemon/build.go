@@ -405,9 +405,10 @@ func (p *Pipeline) closeSinks(ctx context.Context) error {
 	return err
 }
 
-// newBudget is memory.budget with the source's fetch buffers set aside.
+// newBudget is what files and fetched records may hold: memory.budget less
+// the runtime's room for garbage, with the source's fetch buffers set aside.
 func newBudget(cfg *config.Config) *parquetsink.Budget {
-	b := parquetsink.NewBudget(cfg.Memory.Budget.Bytes())
+	b := parquetsink.NewBudget(cfg.Memory.Budget.Bytes() - cfg.GarbageRoom())
 	b.Reserve(cfg.Source.MemoryBytes())
 	return b
 }

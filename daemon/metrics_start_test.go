@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,9 @@ import (
 
 // TestMetricsFromStartWithPipelineLabel: before any record, the dead-letter
 // counter exists at zero for every reason (the rules and the dashboard rate
-// it), and every sinkd series carries the pipeline's name.
+// it), every sinkd series carries the pipeline's name, and the memory budget
+// is what files and fetched records may hold: memory.budget less the room
+// left for garbage, of which the fetch buffers are held from the start.
 func TestMetricsFromStartWithPipelineLabel(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "quiet"))
 	if err != nil {
@@ -53,4 +56,32 @@ func TestMetricsFromStartWithPipelineLabel(t *testing.T) {
 			t.Errorf("series without the pipeline label: %s", strings.TrimSpace(line))
 		}
 	}
+	room := cfg.GarbageRoom()
+	if room <= 0 {
+		t.Fatalf("the demo's budget %s leaves no room for garbage", cfg.Memory.Budget)
+	}
+	for name, want := range map[string]int64{
+		"sinkd_memory_budget_bytes":   cfg.Memory.Budget.Bytes() - room,
+		"sinkd_memory_buffered_bytes": cfg.Source.MemoryBytes(),
+	} {
+		if got := gaugeValue(t, body, name+`{pipeline="demo"}`); got != float64(want) {
+			t.Errorf("%s = %.0f, want %d", name, got, want)
+		}
+	}
+}
+
+// gaugeValue reads one series' value from a text exposition.
+func gaugeValue(t *testing.T, body, series string) float64 {
+	t.Helper()
+	for line := range strings.Lines(body) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", series, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics lacks %s", series)
+	return 0
 }

@@ -294,8 +294,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, o options, s
 
 // setMemoryLimit tells the Go runtime how much memory sinkd may use, so that
 // garbage collection tightens near the limit instead of letting the heap
-// double: the budget (files and the source's fetch buffers) plus room for the
-// runtime and garbage. An explicit GOMEMLIMIT wins.
+// double: the budget (files, the source's fetch buffers and room for garbage,
+// config.GarbageRoom) plus 40 MiB for the runtime itself. An explicit
+// GOMEMLIMIT wins.
 func setMemoryLimit(cfg *config.Config, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return

@@ -56,10 +56,10 @@ func NewMetrics(reg prometheus.Registerer, b *Budget) *Metrics {
 			Name: "sinkd_parquet_uploads_in_flight", Help: "Part uploads in flight.",
 		}),
 		buffered: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "sinkd_memory_buffered_bytes", Help: "Bytes held against the memory budget (row groups being built and parts not yet uploaded).",
+			Name: "sinkd_memory_buffered_bytes", Help: "Bytes held against the memory budget: row groups being built, parts not yet uploaded, and the share set aside for fetched records.",
 		}, func() float64 { return float64(b.Used()) }),
 		budget: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "sinkd_memory_budget_bytes", Help: "The configured memory budget.",
+			Name: "sinkd_memory_budget_bytes", Help: "What open files and fetched records may hold: memory.budget less the Go runtime's room for garbage.",
 		}, func() float64 { return float64(b.Limit()) }),
 	}
 	if reg != nil {
