@@ -83,8 +83,8 @@ const maxGarbageRoom = 256 << 20
 // parquetsink.MinBudget. Without it the open files of thousands of buckets
 // filled the whole budget, the heap sat at the runtime's memory limit
 // (budget + 40 MiB), and the runtime collected garbage more than ten times a
-// second (docs/scaling.md, "Memory", has the cost). Half is about the room
-// Go's default (GOGC=100) gives a heap.
+// second (docs/scaling.md, "Vertical sizing", has the cost). Half is about
+// the room Go's default (GOGC=100) gives a heap.
 func (c *Config) GarbageRoom() int64 {
 	total := c.Memory.Budget.Bytes()
 	return max(0, min(total/2, maxGarbageRoom, total-c.Source.MemoryBytes()-int64(parquetsink.MinBudget)))
