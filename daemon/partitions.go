@@ -94,7 +94,14 @@ func (p *Pipeline) Revoked(ctx context.Context, ps []record.PartitionID) (map[re
 		for _, id := range ps {
 			set[id] = true
 		}
-		if err = p.checkpoint(ctx, cpOptions{roll: set}); err != nil {
+		var o cpOptions
+		if p.leftOpen == 0 {
+			o.roll = set
+		}
+		// else leaving the group after a drain that ran short of time: the
+		// final checkpoint left files open on purpose, and the manifest
+		// this one writes keeps their records replayable.
+		if err = p.checkpoint(ctx, o); err != nil {
 			// Keeping the partitions would commit their open files later,
 			// beside what the next owner writes, and the partitions we keep
 			// cannot be rewound here: stop; the restart recovers from the

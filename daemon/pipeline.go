@@ -85,6 +85,10 @@ type Pipeline struct {
 
 	lastStarts map[record.PartitionID]source.Start
 	owned      map[record.PartitionID]*partState
+	// leftOpen counts the files the final checkpoint left open: the drain's
+	// time ran short (drainRollPercent). They stay uncommitted; the manifest
+	// replays their records at the next start.
+	leftOpen int
 
 	control chan func()
 	batches chan batch
@@ -237,18 +241,23 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		fetchWG.Wait()
 		return err
 	}
-	drainCtx, cancel := context.WithTimeout(work, p.cfg.Shutdown.DrainTimeout.D())
+	timeout := p.cfg.Shutdown.DrainTimeout.D()
+	drainCtx, cancel := context.WithTimeout(work, timeout)
 	defer cancel()
 	p.log.Info("draining: final checkpoint")
 	// Held for the checkpoint only: closing the source below runs the
 	// revoke callback, which goes through do.
 	p.afterLoop <- struct{}{}
-	err = p.checkpoint(drainCtx, cpOptions{rollAll: true, commit: true})
+	err = p.checkpoint(drainCtx, cpOptions{rollAll: true, commit: true, rollUntil: time.Now().Add(timeout * drainRollPercent / 100)})
 	<-p.afterLoop
 	if err != nil {
 		p.src.Close()
 		fetchWG.Wait()
 		return fmt.Errorf("final checkpoint: %w", err)
+	}
+	if p.leftOpen > 0 {
+		p.log.Warn("drain: files left open, to be read again at the next start: closing them all would outlast shutdown.drain_timeout; raise it, or s3.complete_concurrency, to commit every file",
+			"open", p.leftOpen, "drain_timeout", timeout.String())
 	}
 	// Leaving the group runs the revoke callback, which now finds nothing open.
 	p.src.Close()

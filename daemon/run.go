@@ -29,7 +29,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Usage = cli.Usage(fs, `Usage: sinkd run [--config] FILE
 
 Runs the pipeline until SIGTERM or SIGINT, then drains: stops reading, closes
-every open file, takes a final checkpoint and exits 0 within shutdown.drain_timeout.
+every open file, takes a final checkpoint and exits 0 within shutdown.drain_timeout
+(files it cannot close in time stay open and are read again at the next start).
 A second signal exits at once; nothing partial is ever committed. SIGHUP
 re-reads the configuration (see docs/operations.md).
 

@@ -60,6 +60,10 @@ type Roll struct {
 	All        bool
 	Partitions map[record.PartitionID]bool
 	Reason     string
+	// Until, when set, is when a roller stops starting to close files (a
+	// drain against its timeout): the files it leaves open stay open, and
+	// Prepared.OpenLow keeps their records replayable.
+	Until time.Time
 }
 
 // Any reports whether the roll closes anything.
@@ -72,6 +76,8 @@ type Prepared struct {
 	// OpenLow: partition → the lowest position still only in open files,
 	// which replay must start from.
 	OpenLow map[record.PartitionID]record.Position
+	// Open is how many files are still open after the roll.
+	Open int
 	// Filter: partition → bucket → the highest position in files committed
 	// once this manifest is: replayed records at or below it are skipped.
 	Filter map[record.PartitionID]map[string]record.Position

@@ -851,10 +851,11 @@ func startDynalite(t *testing.T, stackDir string) string {
 // client gave up while it waited is not forwarded; one forwarded is finished.
 // The Host header is kept, so SigV4 signatures still verify.
 type slowProxy struct {
-	url     string
-	delay   atomic.Int64 // nanoseconds
-	held    atomic.Int64 // requests delayed so far
-	dropped atomic.Int64 // requests whose client left while they waited
+	url       string
+	delay     atomic.Int64 // nanoseconds
+	partsOnly atomic.Bool  // delay part uploads only
+	held      atomic.Int64 // requests delayed so far
+	dropped   atomic.Int64 // requests whose client left while they waited
 }
 
 func newSlowProxy(t *testing.T, target string) *slowProxy {
@@ -871,7 +872,8 @@ func newSlowProxy(t *testing.T, target string) *slowProxy {
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.ErrorLog = log.New(io.Discard, "", 0) // sinkd going away mid-request is the point
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if d := time.Duration(p.delay.Load()); d > 0 {
+		isPart := r.Method == http.MethodPut && r.URL.Query().Has("partNumber")
+		if d := time.Duration(p.delay.Load()); d > 0 && (isPart || !p.partsOnly.Load()) {
 			p.held.Add(1)
 			select {
 			case <-time.After(d):

@@ -172,49 +172,78 @@ func drainOpenBuckets(t *testing.T, name string, trips int, seed int64, days, mi
 	s.verifyArchive()
 }
 
-// TestDrainTimeoutLeavesCleanArchive: taxi-kafka.yaml unchanged, about 1,000
-// open buckets, S3 reached through a proxy of the test's own that delays
-// every request by 2 s from the moment SIGTERM is sent, so that the drain
-// cannot finish within the default drain_timeout and sinkd exits without a
-// final checkpoint. The store is then healthy again and the same instance
-// starts: afterwards every trip must be committed exactly once and no
-// multipart upload may be left in progress.
-func TestDrainTimeoutLeavesCleanArchive(t *testing.T) {
-	s := newShippedKafka(t, "draintimeout")
-	px := newSlowProxy(t, s.env.S3Endpoint)
-	s.vars["SINKD_S3_ENDPOINT"] = px.url
-	const partitions = 6
-	s.produceKafka(30_000, partitions, newSpread(1204, quarterStart, quarterDays), 0)()
-	p, _ := s.startAssigned(3 * time.Minute)
-	// The drain has to find files open, not every record read: a run too
-	// slow to catch up is stopped after 90 s all the same.
-	if _, behind := s.awaitCaughtUp(p, partitions, 90*time.Second); behind != "" {
-		t.Logf("SIGTERM before everything was read: %s", behind)
+// TestDrainShortOfTimeLeavesCleanArchive: taxi-kafka.yaml unchanged, about
+// 1,000 open buckets, S3 reached through a proxy of the test's own that slows
+// requests from the moment SIGTERM is sent, so that the default drain_timeout
+// cannot close every file:
+//   - "timed out": every request takes 15 s, so even the final manifest
+//     cannot be written in time, and sinkd exits 1 without a final checkpoint;
+//   - "left open": part uploads take 2 s, so the drain closes files during
+//     the first 45% of its timeout only, commits those, and exits 0 with
+//     the rest left open, their records to be read again.
+//
+// The store is then healthy again and the same instance starts: afterwards
+// every trip must be committed exactly once and no multipart upload may be
+// left in progress.
+func TestDrainShortOfTimeLeavesCleanArchive(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		delay     time.Duration
+		partsOnly bool
+	}{
+		{"timed out", 15 * time.Second, false},
+		{"left open", 2 * time.Second, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newShippedKafka(t, "drainshort")
+			px := newSlowProxy(t, s.env.S3Endpoint)
+			s.vars["SINKD_S3_ENDPOINT"] = px.url
+			const partitions = 6
+			s.produceKafka(30_000, partitions, newSpread(1204, quarterStart, quarterDays), 0)()
+			p, _ := s.startAssigned(3 * time.Minute)
+			// The drain has to find files open, not every record read: a run
+			// too slow to catch up is stopped after 90 s all the same.
+			if _, behind := s.awaitCaughtUp(p, partitions, 90*time.Second); behind != "" {
+				t.Logf("SIGTERM before everything was read: %s", behind)
+			}
+			if m, err := scrapeSamples(s.httpAddr); err == nil {
+				t.Logf("before SIGTERM: %.0f files open", m.sum("sinkd_parquet_open_files"))
+			}
+			px.partsOnly.Store(tt.partsOnly)
+			px.delay.Store(int64(tt.delay))
+			took, err := p.drain(2 * time.Minute)
+			t.Logf("SIGTERM with S3 requests delayed by %s (part uploads only: %v): exited in %s (%v); the proxy delayed %d requests, %d of them abandoned by sinkd",
+				tt.delay, tt.partsOnly, took.Round(time.Millisecond), err, px.held.Load(), px.dropped.Load())
+			limit := defaultConfig(t).Shutdown.DrainTimeout.D()
+			switch tt.name {
+			case "timed out":
+				if s.logHas("drain: files committed") || !errExit(err, 1) {
+					t.Fatalf("the drain did not time out (exit %v): the slow store did not force what this test is about; log tail:\n%s", err, tail(p.logFile.Name(), 15))
+				}
+			case "left open":
+				if err != nil || took > limit {
+					t.Fatalf("the drain did not exit 0 within the default drain_timeout (%s): exit %v after %s; log tail:\n%s", limit, err, took.Round(time.Millisecond), tail(p.logFile.Name(), 15))
+				}
+				if !s.logHas("drain: files left open") {
+					t.Fatalf("the drain committed every file: the slow store did not force what this test is about; log tail:\n%s", tail(p.logFile.Name(), 15))
+				}
+			}
+			px.delay.Store(0)
+			st, _ := s.store()
+			if left, err := st.ListUploads(context.Background(), s.prefix); err == nil {
+				t.Logf("after the drain: %d multipart uploads in progress (the next start must clean them up)", len(left))
+			}
+			p, d := s.startAssigned(3 * time.Minute)
+			t.Logf("restarted: first partition assigned after %s", d.Round(time.Millisecond))
+			s.waitCaughtUp(p, partitions, 3*time.Minute)
+			took, err = p.drain(2 * time.Minute)
+			t.Logf("second SIGTERM, store healthy: exited in %s (%v)", took.Round(time.Millisecond), err)
+			if err != nil {
+				t.Errorf("the drain with a healthy store did not exit 0: %v; log tail:\n%s", err, tail(p.logFile.Name(), 15))
+			}
+			s.verifyArchive()
+		})
 	}
-	if m, err := scrapeSamples(s.httpAddr); err == nil {
-		t.Logf("before SIGTERM: %.0f files open", m.sum("sinkd_parquet_open_files"))
-	}
-	px.delay.Store(int64(2 * time.Second))
-	took, err := p.drain(2 * time.Minute)
-	t.Logf("SIGTERM with every S3 request delayed by 2 s: exited in %s (%v); the proxy delayed %d requests, %d of them abandoned by sinkd",
-		took.Round(time.Millisecond), err, px.held.Load(), px.dropped.Load())
-	if !s.logHas("drain timed out") || !errExit(err, 1) {
-		t.Fatalf("the drain did not time out (exit %v): the slow store did not force what this test is about; log tail:\n%s", err, tail(p.logFile.Name(), 15))
-	}
-	px.delay.Store(0)
-	st, _ := s.store()
-	if left, err := st.ListUploads(context.Background(), s.prefix); err == nil {
-		t.Logf("after the timed-out drain: %d multipart uploads in progress (the next start must clean them up)", len(left))
-	}
-	p, d := s.startAssigned(3 * time.Minute)
-	t.Logf("restarted: first partition assigned after %s", d.Round(time.Millisecond))
-	s.waitCaughtUp(p, partitions, 3*time.Minute)
-	took, err = p.drain(2 * time.Minute)
-	t.Logf("second SIGTERM, store healthy: exited in %s (%v)", took.Round(time.Millisecond), err)
-	if err != nil {
-		t.Errorf("the drain with a healthy store did not exit 0: %v; log tail:\n%s", err, tail(p.logFile.Name(), 15))
-	}
-	s.verifyArchive()
 }
 
 // defaultConfig is the Kafka example as loaded, for the defaults it leaves in

@@ -493,6 +493,10 @@ func measure(ctx context.Context, bin, cfgPath, addr, logPath string, tck float6
 		return m
 	}
 	m.exit = "0"
+	if left := drainLeftOpen(logPath); left != "" {
+		m.err = "the drain after SIGTERM ran short of time and left " + left + " files open (read again at the next start)"
+		return m
+	}
 	if durable != nil {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ok, err := durable(cctx, &w)
@@ -502,6 +506,21 @@ func measure(ctx context.Context, bin, cfgPath, addr, logPath string, tck float6
 		}
 	}
 	return m
+}
+
+// drainLeftOpen is how many files sinkd's drain left open, from its log
+// ("drain: files committed" with left_open), or "" when it left none.
+func drainLeftOpen(path string) string {
+	for _, line := range tail(path, 50) {
+		var entry struct {
+			Msg      string `json:"msg"`
+			LeftOpen int    `json:"left_open"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "drain: files committed" && entry.LeftOpen > 0 {
+			return thousands(float64(entry.LeftOpen))
+		}
+	}
+	return ""
 }
 
 // tail returns the last n lines of a log file.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/record"
 	"github.com/sinkd/sinkd/store"
+	"github.com/sinkd/sinkd/writers"
 )
 
 type span struct{ first, last record.Position }
@@ -319,25 +321,37 @@ func (w *Writer) Tick() error {
 			inactive = append(inactive, f)
 		}
 	}
-	if err := w.rollMany(aged, "age"); err != nil {
+	if err := w.rollMany(aged, "age", time.Time{}); err != nil {
 		return err
 	}
-	return w.rollMany(inactive, "inactivity")
+	return w.rollMany(inactive, "inactivity", time.Time{})
 }
 
 // RollPartitions closes every open file holding records of the given
-// partitions, so that they can be handed over with an exact position.
+// partitions (of every partition when ps is nil), so that they can be handed
+// over with an exact position.
 func (w *Writer) RollPartitions(ps map[record.PartitionID]bool, reason string) error {
-	var roll []*file
+	return w.Roll(writers.Roll{All: ps == nil, Partitions: ps, Reason: reason})
+}
+
+// Roll closes the open files roll names, oldest first when roll.Until is set,
+// and none after it.
+func (w *Writer) Roll(roll writers.Roll) error {
+	var files []*file
 	for _, f := range w.files {
 		for p := range f.spans {
-			if ps == nil || ps[p] {
-				roll = append(roll, f)
+			if roll.All || roll.Partitions[p] {
+				files = append(files, f)
 				break
 			}
 		}
 	}
-	return w.rollMany(roll, reason)
+	if !roll.Until.IsZero() {
+		// What a drain leaves open is read again after the restart: the
+		// files open longest go first, as they hold the oldest records.
+		slices.SortFunc(files, func(a, b *file) int { return a.opened.Compare(b.opened) })
+	}
+	return w.rollMany(files, roll.Reason, roll.Until)
 }
 
 // InstanceOf returns the instance a data file key belongs to

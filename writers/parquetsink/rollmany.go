@@ -30,6 +30,10 @@ const (
 	rollBatchPerWorker = 16
 )
 
+// wallClock is what a roll's deadline is held against (a drain's timeout
+// runs on the wall clock, not the pipeline's); tests step it.
+var wallClock = time.Now
+
 // rollEncoder is one worker's parquet-go writer and scratch.
 type rollEncoder struct {
 	pw   *parquet.GenericWriter[any]
@@ -43,11 +47,16 @@ func (w *Writer) rollWorkers() int {
 	return max(1, min(runtime.GOMAXPROCS(0), int(share/(4*w.overhead))))
 }
 
-// rollMany rolls every file of files that is still open, for reason.
-func (w *Writer) rollMany(files []*file, reason string) error {
+// rollMany rolls every file of files that is still open, for reason, in
+// their order; after until (when set) it starts no more.
+func (w *Writer) rollMany(files []*file, reason string, until time.Time) error {
+	late := func() bool { return !until.IsZero() && !wallClock().Before(until) }
 	workers := w.rollWorkers()
 	if workers < 2 || len(files) < minParallelRolls {
 		for _, f := range files {
+			if late() {
+				return nil
+			}
 			if w.files[f.bucket] == f {
 				if err := w.roll(f, reason); err != nil {
 					return err
@@ -86,7 +95,7 @@ func (w *Writer) rollMany(files []*file, reason string) error {
 	batch := workers * rollBatchPerWorker
 	jobs := make([]*file, 0, batch)
 	errs := make([]error, batch)
-	for start := 0; start < len(files); start += batch {
+	for start := 0; start < len(files) && !late(); start += batch {
 		jobs = jobs[:0]
 		for _, f := range files[start:min(start+batch, len(files))] {
 			if w.files[f.bucket] != f {

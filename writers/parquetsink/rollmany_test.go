@@ -7,10 +7,13 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sinkd/sinkd/writers"
 )
 
 // TestRollManyInParallel rolls hundreds of open files at once, as a drain
@@ -150,5 +153,83 @@ func TestShiftOffsetIndex(t *testing.T) {
 	}
 	if _, ok := shiftOffsetIndexFast(nil, []byte{0x15, 0x00}, 1); ok {
 		t.Fatal("a struct of another shape took the fast path")
+	}
+}
+
+// TestRollUntil: a roll with a deadline (a drain short of time) closes the
+// files open longest first and starts none once the deadline has passed;
+// the files it leaves open stay open, and the checkpoint's restart point
+// stays at the oldest record they hold. Both paths are covered: one file at
+// a time (few files) and batches on parallel encoders (many).
+func TestRollUntil(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	for _, tt := range []struct {
+		name          string
+		files         int
+		checksAllowed int // deadline checks that find time left
+		wantRolled    int
+	}{
+		{"serial, deadline passed", 4, 0, 0},
+		{"serial, cut after 2 files", 4, 2, 2},
+		{"serial, time for all", 4, 100, 4},
+		{"parallel, deadline passed", 100, 0, 0},
+		{"parallel, cut after one batch", 100, 1, 2 * rollBatchPerWorker},
+		{"parallel, time for all", 100, 100, 100},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, func(o *Options) { o.MaxOpenFiles = 100_000 })
+			if tt.files >= minParallelRolls && f.w.rollWorkers() != 2 {
+				t.Fatalf("%d roll workers, want 2", f.w.rollWorkers())
+			}
+			ctx := context.Background()
+			start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			// Bucket b opens at minute files-b: the last bucket is the oldest.
+			// Its first record has offset b; a second record comes later.
+			for b := tt.files - 1; b >= 0; b-- {
+				f.w.SetNow(start.Add(time.Duration(tt.files-b) * time.Minute))
+				if err := f.w.Write(ctx, []byte(fmt.Sprintf("b=%03d", b)), testRow(int64(b), "x"), rec(0, int64(b))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for b := range tt.files {
+				if err := f.w.Write(ctx, []byte(fmt.Sprintf("b=%03d", b)), testRow(int64(1000+b), "x"), rec(0, int64(1000+b))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			until := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+			checks := 0
+			defer func(c func() time.Time) { wallClock = c }(wallClock)
+			wallClock = func() time.Time {
+				checks++
+				if checks > tt.checksAllowed {
+					return until
+				}
+				return until.Add(-time.Hour)
+			}
+			if err := f.w.Roll(writers.Roll{All: true, Reason: "test", Until: until}); err != nil {
+				t.Fatal(err)
+			}
+			if open := f.w.OpenFiles(); open != tt.files-tt.wantRolled {
+				t.Fatalf("%d files open after the roll, want %d", open, tt.files-tt.wantRolled)
+			}
+			// Oldest first: the files left open are the newest, buckets
+			// 0 .. open-1.
+			for b := range tt.files {
+				_, open := f.w.files[fmt.Sprintf("b=%03d", b)]
+				if want := b < tt.files-tt.wantRolled; open != want {
+					t.Errorf("bucket %d open: %v, want %v", b, open, want)
+				}
+			}
+			prep := f.commit(t)
+			if len(prep.Uploads) != tt.wantRolled {
+				t.Errorf("%d files committed, want %d", len(prep.Uploads), tt.wantRolled)
+			}
+			low, ok := prep.OpenLow[rec(0, 0).Partition]
+			if left := tt.files - tt.wantRolled; left == 0 && ok {
+				t.Errorf("restart point %v with no file open", low)
+			} else if left > 0 && (!ok || low.Offset != 0) {
+				t.Errorf("restart point %v (set: %v), want offset 0, the first record of the files left open", low, ok)
+			}
+		})
 	}
 }

@@ -57,11 +57,7 @@ func (r *Route) Roll(roll writers.Roll) error {
 	if !roll.Any() {
 		return nil
 	}
-	ps := roll.Partitions
-	if roll.All {
-		ps = nil
-	}
-	return r.w.RollPartitions(ps, roll.Reason)
+	return r.w.Roll(roll)
 }
 
 func (r *Route) Prepare(ctx context.Context, roll writers.Roll) (*writers.Prepared, error) {
@@ -78,7 +74,7 @@ func (r *Route) Prepare(ctx context.Context, roll writers.Roll) (*writers.Prepar
 	for pid, highs := range prep.Highs {
 		r.w.Restore(pid, highs)
 	}
-	return &writers.Prepared{Entries: prep.Uploads, OpenLow: prep.OpenLow, Filter: r.w.Filters(), State: prep}, nil
+	return &writers.Prepared{Entries: prep.Uploads, OpenLow: prep.OpenLow, Open: r.w.OpenFiles(), Filter: r.w.Filters(), State: prep}, nil
 }
 
 func (r *Route) Committed(p *writers.Prepared, restart map[record.PartitionID]checkpoint.Restart) {
