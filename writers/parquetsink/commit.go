@@ -120,7 +120,6 @@ func (w *Writer) Discard() {
 		w.o.Metrics.openFiles.WithLabelValues(w.o.Route).Dec()
 	}
 	w.files = map[string]*file{}
-	w.lru.Init()
 	w.closing = nil
 	w.committed = writers.NewReplayFilter()
 	for _, f := range drop {

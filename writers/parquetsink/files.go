@@ -1,6 +1,7 @@
 package parquetsink
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"errors"
@@ -32,7 +33,7 @@ type file struct {
 	opened    time.Time
 	lastWrite time.Time
 	spans     map[record.PartitionID]*span
-	elem      *list.Element
+	lastSeq   uint64 // the writer's write count at this file's last row
 	up        *upload
 
 	// A file without an encoder stages its rows compactly; one with an
@@ -80,15 +81,15 @@ func (p *partBuffer) Write(b []byte) (int, error) {
 }
 
 func (w *Writer) open(ctx context.Context, bucket string) (*file, error) {
-	for len(w.files) >= w.o.MaxOpenFiles {
+	if len(w.files) >= w.o.MaxOpenFiles {
 		// A safety net far above any working set the budget can hold:
-		// reaching it means a file rolls early for every new bucket.
+		// reaching it means files roll early as new buckets come.
 		if w.now.Sub(w.capWarned) >= time.Minute {
 			w.capWarned = w.now
-			w.o.Logger.Warn("memory.max_open_files reached: the least recently written file rolls early for each new bucket, which makes small files; raise memory.max_open_files (and memory.budget or memory.spool_budget if memory or spool are full too)",
+			w.o.Logger.Warn("memory.max_open_files reached: the least recently written files roll early as new buckets come, which makes small files; raise memory.max_open_files (and memory.budget or memory.spool_budget if memory or spool are full too)",
 				"route", w.o.Route, "max_open_files", w.o.MaxOpenFiles)
 		}
-		if err := w.roll(w.lru.Front().Value.(*file), "evicted"); err != nil {
+		if err := w.evict(); err != nil {
 			return nil, err
 		}
 	}
@@ -103,11 +104,28 @@ func (w *Writer) open(ctx context.Context, bucket string) (*file, error) {
 		spans:     map[record.PartitionID]*span{},
 		up:        &upload{created: make(chan struct{})},
 	}
-	f.elem = w.lru.PushBack(f)
 	w.files[bucket] = f
 	w.o.Metrics.openFiles.WithLabelValues(w.o.Route).Inc()
 	w.queueCreate(f)
 	return f, nil
+}
+
+// evictShare: at memory.max_open_files, the least recently written 64th of
+// the open files rolls at once (at least one). Finding them sorts every open
+// file, paid once a batch rather than for every new bucket; keeping the open
+// files in write order instead cost every row a list move (3% of the CPU
+// with 2,000 buckets, and nothing is evicted below the cap).
+const evictShare = 64
+
+// evict rolls the least recently written files, to make room for one more.
+func (w *Writer) evict() error {
+	files := make([]*file, 0, len(w.files))
+	for _, f := range w.files {
+		files = append(files, f)
+	}
+	slices.SortFunc(files, func(a, b *file) int { return cmp.Compare(a.lastSeq, b.lastSeq) })
+	n := max(1, len(files)-w.o.MaxOpenFiles+1, w.o.MaxOpenFiles/evictShare)
+	return w.rollMany(files[:min(n, len(files))], "evicted", time.Time{})
 }
 
 // queueCreate has the file's multipart upload created in the background, so
@@ -296,7 +314,6 @@ func (w *Writer) rolled(f *file, reason string) error {
 	}
 	w.charge(f, 0)
 	delete(w.files, f.bucket)
-	w.lru.Remove(f.elem)
 	w.closing = append(w.closing, f)
 	w.o.Metrics.openFiles.WithLabelValues(w.o.Route).Dec()
 	w.o.Metrics.rolled.WithLabelValues(w.o.Route, reason).Inc()

@@ -59,8 +59,8 @@ type Writer struct {
 	ctx   context.Context // lives as long as the writer; cancels background uploads
 
 	files   map[string]*file
-	lru     *list.List // of *file, least recently written at the front
-	closing []*file    // rolled, waiting for the next checkpoint
+	writes  uint64  // rows written, the clock of least recently written
+	closing []*file // rolled, waiting for the next checkpoint
 	seq     uint64
 
 	// The encoder pool (encoders.go): idle encoders, how many exist, and
@@ -180,7 +180,6 @@ func New(ctx context.Context, o Options) (*Writer, error) {
 		codec:        codec,
 		ctx:          ctx,
 		files:        map[string]*file{},
-		lru:          list.New(),
 		committed:    writers.NewReplayFilter(),
 		sem:          make(chan struct{}, o.Concurrency),
 		smallSem:     make(chan struct{}, max(o.SmallConcurrency, o.Concurrency)),
@@ -206,9 +205,9 @@ func (w *Writer) Write(ctx context.Context, bucket []byte, row parquet.Row, rec 
 		if f, err = w.open(ctx, string(bucket)); err != nil {
 			return err
 		}
-	} else {
-		w.lru.MoveToBack(f.elem)
 	}
+	w.writes++
+	f.lastSeq = w.writes
 	if f.enc != nil {
 		w.leases.MoveToBack(f.leaseElem)
 		f.enc.batch.add(row)

@@ -260,23 +260,50 @@ func TestRollPolicies(t *testing.T) {
 	}
 }
 
+// TestMaxOpenFilesEvictsLeastRecentlyWritten: at memory.max_open_files a new
+// bucket rolls the files written least recently (a 64th of the cap at once,
+// at least one), never more than the cap stay open, and every row is kept.
 func TestMaxOpenFilesEvictsLeastRecentlyWritten(t *testing.T) {
-	f := newFixture(t, func(o *Options) { o.MaxOpenFiles = 4 })
-	ctx := context.Background()
-	for i := 0; i < 40; i++ {
-		if err := f.w.Write(ctx, []byte(fmt.Sprintf("b=%d", i)), testRow(int64(i), "x"), rec(0, int64(i))); err != nil {
-			t.Fatal(err)
-		}
-		if f.w.OpenFiles() > 4 {
-			t.Fatalf("%d files open, bound is 4", f.w.OpenFiles())
-		}
-	}
-	if err := f.w.RollPartitions(nil, "test"); err != nil {
-		t.Fatal(err)
-	}
-	f.commit(t)
-	if ids := f.readIDs(t); len(ids) != 40 {
-		t.Fatalf("rows = %d, want 40", len(ids))
+	for _, tt := range []struct {
+		cap, evicted int
+	}{{4, 1}, {128, 2}} {
+		t.Run(fmt.Sprint(tt.cap), func(t *testing.T) {
+			f := newFixture(t, func(o *Options) { o.MaxOpenFiles = tt.cap })
+			ctx := context.Background()
+			n := int64(0)
+			write := func(b int) {
+				n++
+				if err := f.w.Write(ctx, []byte(fmt.Sprintf("b=%d", b)), testRow(n, "x"), rec(0, n)); err != nil {
+					t.Fatal(err)
+				}
+				if f.w.OpenFiles() > tt.cap {
+					t.Fatalf("%d files open, bound is %d", f.w.OpenFiles(), tt.cap)
+				}
+			}
+			for b := range tt.cap {
+				write(b)
+			}
+			// Bucket 0 is written again: bucket 1 and those after it are now
+			// the least recently written.
+			write(0)
+			write(tt.cap)
+			for b := range tt.cap + 1 {
+				_, open := f.w.files[fmt.Sprintf("b=%d", b)]
+				if want := b == 0 || b > tt.evicted; open != want {
+					t.Errorf("bucket %d open: %v, want %v", b, open, want)
+				}
+			}
+			for b := tt.cap + 1; b < 3*tt.cap; b++ {
+				write(b)
+			}
+			if err := f.w.RollPartitions(nil, "test"); err != nil {
+				t.Fatal(err)
+			}
+			f.commit(t)
+			if ids := f.readIDs(t); int64(len(ids)) != n {
+				t.Fatalf("rows = %d, want %d", len(ids), n)
+			}
+		})
 	}
 }
 
