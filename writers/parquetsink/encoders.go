@@ -3,6 +3,7 @@ package parquetsink
 import (
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -185,6 +186,11 @@ func (w *Writer) finishRowGroup(f *file) error {
 	}
 	built := enc.pw.Size()
 	start := len(f.out.b)
+	// Grown once to what the row group takes (an upper bound: its last
+	// pages are not compressed yet) instead of by each page appended: for a
+	// large row group that regrowth, a quarter more each time, copied its
+	// bytes about four times over, a sixth of (a)'s CPU.
+	f.out.b = slices.Grow(f.out.b, int(built)+len(w.tmpl.paths)*footerBytesPerColumn)
 	if err := enc.pw.Close(); err != nil {
 		return fmt.Errorf("parquet row group of %s: %w", f.key, err)
 	}
