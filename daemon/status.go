@@ -45,7 +45,7 @@ type PartitionStatus struct {
 type FileStatus struct {
 	Open          float64 `json:"open"`
 	BufferedBytes float64 `json:"buffered_bytes"` // what open files and fetched records hold (the spool)
-	BudgetBytes   float64 `json:"budget_bytes"`
+	BudgetBytes   float64 `json:"budget_bytes"`   // what they may hold: memory.budget less its room for garbage
 }
 
 type CheckpointStatus struct {
@@ -256,7 +256,7 @@ pre{background:#f7f7f7;padding:1em;overflow:auto}
 {{range .Partitions}}<tr><td>{{.Stream}}</td><td>{{.Partition}}</td><td>{{.Next}}</td><td class="num">{{num .Lag}}</td><td class="num">{{num .DurableLag}}</td></tr>
 {{else}}<tr><td colspan="5">no partition owned</td></tr>{{end}}</table>
 <h2>Files and spool</h2>
-<p id="files">{{num .Files.Open}} open files · {{mib .Files.BufferedBytes}} buffered of a {{mib .Files.BudgetBytes}} budget</p>
+<p id="files">{{num .Files.Open}} open files · {{mib .Files.BufferedBytes}} buffered of the {{mib .Files.BudgetBytes}} that files and fetched records may hold</p>
 <h2>Checkpoints</h2>
 <p id="checkpoints">{{.Checkpoints.Count}} checkpoints · last success {{when .Checkpoints.LastSuccess}} · {{num .Checkpoints.FilesCommitted}} files and {{mib .Checkpoints.BytesCommitted}} committed · {{num .Checkpoints.Failures}} failures</p>
 <h2>Dead letters</h2>
