@@ -94,13 +94,13 @@ func (p *Pipeline) Revoked(ctx context.Context, ps []record.PartitionID) (map[re
 		for _, id := range ps {
 			set[id] = true
 		}
+		// After a drain short of time (leftOpen), what it left open stays
+		// open: this checkpoint only writes the positions that keep those
+		// records replayable.
 		var o cpOptions
 		if p.leftOpen == 0 {
 			o.roll = set
 		}
-		// else leaving the group after a drain that ran short of time: the
-		// final checkpoint left files open on purpose, and the manifest
-		// this one writes keeps their records replayable.
 		if err = p.checkpoint(ctx, o); err != nil {
 			// Keeping the partitions would commit their open files later,
 			// beside what the next owner writes, and the partitions we keep

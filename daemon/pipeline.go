@@ -259,7 +259,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.log.Warn("drain: files left open, to be read again at the next start: closing them all would outlast shutdown.drain_timeout; raise it, or s3.complete_concurrency, to commit every file",
 			"open", p.leftOpen, "drain_timeout", timeout.String())
 	}
-	// Leaving the group runs the revoke callback, which now finds nothing open.
+	// Leaving the group runs the revoke callback, which now finds nothing
+	// open, or only what a drain short of time left open on purpose.
 	p.src.Close()
 	fetchWG.Wait()
 	if change != nil {

@@ -113,8 +113,9 @@ func (w *Writer) open(ctx context.Context, bucket string) (*file, error) {
 // evictShare: at memory.max_open_files, the least recently written 64th of
 // the open files rolls at once (at least one). Finding them sorts every open
 // file, paid once a batch rather than for every new bucket; keeping the open
-// files in write order instead cost every row a list move (3% of the CPU
-// with 2,000 buckets, and nothing is evicted below the cap).
+// files in write order instead cost every row a list move (3% of sinkd's
+// CPU in a profile of 300,000 events into 2,119 buckets, where nothing is
+// evicted).
 const evictShare = 64
 
 // evict rolls the least recently written files, to make room for one more.
