@@ -257,7 +257,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	if p.leftOpen > 0 {
 		p.log.Warn("drain: files left open, to be read again at the next start: closing them all would outlast shutdown.drain_timeout; raise it, or s3.complete_concurrency, to commit every file",
-			"open", p.leftOpen, "drain_timeout", timeout.String())
+			"left_open", p.leftOpen, "drain_timeout", timeout.String())
 	}
 	// Leaving the group runs the revoke callback, which now finds nothing
 	// open, or only what a drain short of time left open on purpose.

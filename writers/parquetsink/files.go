@@ -355,6 +355,10 @@ func (w *Writer) RollPartitions(ps map[record.PartitionID]bool, reason string) e
 // Roll closes the open files roll names, oldest first when roll.Until is set,
 // and none after it.
 func (w *Writer) Roll(roll writers.Roll) error {
+	if !roll.Until.IsZero() && !wallClock().Before(roll.Until) {
+		// Prepare rolls again after a drain's Roll: nothing to list or sort.
+		return nil
+	}
 	var files []*file
 	for _, f := range w.files {
 		for p := range f.spans {

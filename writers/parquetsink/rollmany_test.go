@@ -166,14 +166,14 @@ func TestRollUntil(t *testing.T) {
 	for _, tt := range []struct {
 		name          string
 		files         int
-		checksAllowed int // deadline checks that find time left
+		checksAllowed int // deadline checks that find time left: one before listing the files, then one a file or batch
 		wantRolled    int
 	}{
 		{"serial, deadline passed", 4, 0, 0},
-		{"serial, cut after 2 files", 4, 2, 2},
+		{"serial, cut after 2 files", 4, 3, 2},
 		{"serial, time for all", 4, 100, 4},
 		{"parallel, deadline passed", 100, 0, 0},
-		{"parallel, cut after one batch", 100, 1, 2 * rollBatchPerWorker},
+		{"parallel, cut after one batch", 100, 2, 2 * rollBatchPerWorker},
 		{"parallel, time for all", 100, 100, 100},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
