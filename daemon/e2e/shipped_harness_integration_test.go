@@ -57,10 +57,10 @@ type shipped struct {
 	instance string // $HOSTNAME: the instance id the example defaults to
 	httpAddr string // $SINKD_HTTP_ADDR, to scrape /metrics
 	vars     map[string]string
-	// base is the rows of the trips route committed before the current
-	// process started: with the rows it writes, they must cover every input
+	// base is the rows of each route committed before the current process
+	// started: with the rows it writes, they must cover the route's inputs
 	// before it has caught up.
-	base int64
+	base map[string]int64
 }
 
 // newShipped prepares a run of config/examples/<example>.yaml with a bucket of
@@ -224,7 +224,10 @@ const assignedLine = `"msg":"partition assigned"`
 func (s *shipped) startAssigned(within time.Duration) (*proc, time.Duration) {
 	s.t.Helper()
 	// What earlier runs committed, for waitCaughtUp; no process runs now.
-	s.base = s.committedRows("trips")
+	s.base = map[string]int64{}
+	for _, r := range shippedRoutes {
+		s.base[r.name] = s.committedRows(r.name)
+	}
 	began := time.Now()
 	p := s.start()
 	if !p.waitLine(assignedLine, within) {
@@ -364,21 +367,26 @@ func (m samples) sumWith(name, label string) float64 {
 }
 
 // caughtUp reports whether the instance has processed everything its source
-// holds: the rows it wrote into the trips route (which takes every trip),
-// with those committed before it started (base), cover every input; no
-// partition is pending (unread with no reader, as Kinesis children are until
-// their parents are done); and every owned partition's fetched lag is 0.
-// Kafka also has to own all of its partitions and report lag for each (0:
-// any number, for Kinesis, whose emulator always reports 0 ms behind, so
-// that only the rows tell).
-func caughtUp(m samples, partitions int, base int64, inputs int) (bool, string) {
+// holds: in every route, the rows it wrote, with those committed before it
+// started (base), cover the inputs the route selects (want); no partition is
+// pending (unread with no reader, as Kinesis children are until their
+// parents are done); and every owned partition's fetched lag is 0. Kafka
+// also has to own all of its partitions and report lag for each (0: any
+// number, for Kinesis, whose emulator always reports 0 ms behind, so that
+// only the rows tell). Every route counts: a restart after a drain that left
+// one route's files open finds the other route complete.
+func caughtUp(m samples, partitions int, base, want map[string]int64) (bool, string) {
 	owned := m.sum("sinkd_source_partitions_owned")
 	pending := m.sum("sinkd_source_partitions_pending")
 	lag := m.sum("sinkd_source_lag_records")
-	rows := int64(m.sumWith("sinkd_parquet_rows_total", `route="trips"`))
-	state := fmt.Sprintf("owned %.0f, pending %.0f, fetched lag %.0f records; trips rows: %d committed before this start + %d written by it, for %d inputs",
-		owned, pending, lag, base, rows, inputs)
-	if owned == 0 || pending > 0 || lag > 0 || base+rows < int64(inputs) {
+	state := fmt.Sprintf("owned %.0f, pending %.0f, fetched lag %.0f records", owned, pending, lag)
+	short := false
+	for _, r := range shippedRoutes {
+		rows := int64(m.sumWith("sinkd_parquet_rows_total", `route="`+r.name+`"`))
+		state += fmt.Sprintf("; %s rows: %d committed before this start + %d written by it, for %d inputs", r.name, base[r.name], rows, want[r.name])
+		short = short || base[r.name]+rows < want[r.name]
+	}
+	if owned == 0 || pending > 0 || lag > 0 || short {
 		return false, state
 	}
 	if partitions > 0 && (owned != float64(partitions) || len(m["sinkd_source_lag_records"]) != partitions) {
@@ -404,9 +412,7 @@ func (s *shipped) awaitCaughtUp(p *proc, partitions int, within time.Duration) (
 	s.t.Helper()
 	began := time.Now()
 	ok, state := 0, "no scrape"
-	s.mu.Lock()
-	inputs := len(s.inputs)
-	s.mu.Unlock()
+	want := s.selectedInputs()
 	report := began.Add(30 * time.Second)
 	for time.Since(began) < within {
 		if p.exited() {
@@ -415,7 +421,7 @@ func (s *shipped) awaitCaughtUp(p *proc, partitions int, within time.Duration) (
 		m, err := scrapeSamples(s.httpAddr)
 		if err == nil {
 			var caught bool
-			caught, state = caughtUp(m, partitions, s.base, inputs)
+			caught, state = caughtUp(m, partitions, s.base, want)
 			if caught {
 				ok++
 				if ok == 3 {
@@ -523,6 +529,26 @@ func (s *shipped) expectedBuckets() map[string]int {
 			}
 		}
 		out[r.name] = len(seen)
+	}
+	return out
+}
+
+// selectedInputs counts the inputs each route selects.
+func (s *shipped) selectedInputs() map[string]int64 {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int64{}
+	for _, v := range s.inputs {
+		var trip taxi.Trip
+		if err := json.Unmarshal(v, &trip); err != nil {
+			s.t.Fatal(err)
+		}
+		for _, r := range shippedRoutes {
+			if _, ok := r.bucket(&trip); ok {
+				out[r.name]++
+			}
+		}
 	}
 	return out
 }

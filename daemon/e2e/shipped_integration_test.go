@@ -73,18 +73,7 @@ func TestShippedKafkaExample(t *testing.T) {
 // so everything is read well inside the 5 min inactivity default; the
 // archive is checked as for Kafka.
 func TestShippedKinesisExample(t *testing.T) {
-	s := newShipped(t, "shipkinesis", "taxi-kinesis")
-	s.vars["SINKD_DYNAMODB_ENDPOINT"] = startDynalite(t, s.env.Dir)
-	s.vars["SINKD_KINESIS_ENDPOINT"] = s.env.KinesisEndpoint
-	s.vars["SINKD_KINESIS_STREAM"] = s.topic
-	s.vars["SINKD_DLQ_STREAM"] = s.topic + "-dlq"
-	k := &kinesisRun{harness: s.harness}
-	k.createStream(4)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	if _, err := taxi.NewKinesisSink(ctx, s.topic+"-dlq", s.env.KinesisEndpoint, s.env.Region, 1, false); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
+	s, k := newShippedStream(t, "shipkinesis", 4)
 	produced := s.produceKinesis(40_000, newSpread(1202, quarterStart, quarterDays), 1000)
 	began := time.Now()
 	p, waits := s.killLoop(3, time.Now().UnixNano(), func(run int) {
@@ -112,6 +101,25 @@ func TestShippedKinesisExample(t *testing.T) {
 		t.Errorf("everything was not read until %s after the last record was produced, want well inside the 5 min inactivity default (< 1 min)", caught.Round(time.Second))
 	}
 	s.drainAndVerify(p, behind)
+}
+
+// newShippedStream is newShipped for taxi-kinesis.yaml: a stream of the
+// given shards and its dead-letter stream on kinesalite, and a dynalite of the
+// test's own for the lease table.
+func newShippedStream(t *testing.T, name string, shards int32) (*shipped, *kinesisRun) {
+	s := newShipped(t, name, "taxi-kinesis")
+	s.vars["SINKD_DYNAMODB_ENDPOINT"] = startDynalite(t, s.env.Dir)
+	s.vars["SINKD_KINESIS_ENDPOINT"] = s.env.KinesisEndpoint
+	s.vars["SINKD_KINESIS_STREAM"] = s.topic
+	s.vars["SINKD_DLQ_STREAM"] = s.topic + "-dlq"
+	k := &kinesisRun{harness: s.harness}
+	k.createStream(shards)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := taxi.NewKinesisSink(ctx, s.topic+"-dlq", s.env.KinesisEndpoint, s.env.Region, 1, false); err != nil {
+		t.Fatal(err)
+	}
+	return s, k
 }
 
 // TestDrainManyOpenBuckets: taxi-kafka.yaml unchanged, 30,000 trips over half
@@ -172,15 +180,18 @@ func drainOpenBuckets(t *testing.T, name string, trips int, seed int64, days, mi
 	s.verifyArchive()
 }
 
-// TestDrainShortOfTimeLeavesCleanArchive: taxi-kafka.yaml unchanged, about
-// 1,000 open buckets, S3 reached through a proxy of the test's own that slows
-// requests from the moment SIGTERM is sent, so that the default drain_timeout
-// cannot close every file:
-//   - "timed out": every request takes 15 s, so even the final manifest
-//     cannot be written in time, and sinkd exits 1 without a final checkpoint;
-//   - "left open": part uploads take 2 s, so the drain closes files during
-//     the first 45% of its timeout only, commits those, and exits 0 with
-//     the rest left open, their records to be read again.
+// TestDrainShortOfTimeLeavesCleanArchive: an example configuration unchanged,
+// about 1,000 open buckets, S3 reached through a proxy of the test's own that
+// slows requests from the moment SIGTERM is sent, so that the default
+// drain_timeout cannot close every file:
+//   - "timed out" (taxi-kafka.yaml): every request takes 15 s, so even the
+//     final manifest cannot be written in time, and sinkd exits 1 without a
+//     final checkpoint;
+//   - "left open" (taxi-kafka.yaml and taxi-kinesis.yaml): part uploads take
+//     2 s, so the drain closes files during the first 45% of its timeout
+//     only, commits those, and exits 0 with the rest left open, their
+//     records to be read again: for Kafka from the committed offsets, for
+//     Kinesis from the lease table's checkpoints.
 //
 // The store is then healthy again and the same instance starts: afterwards
 // every trip must be committed exactly once and no multipart upload may be
@@ -188,19 +199,28 @@ func drainOpenBuckets(t *testing.T, name string, trips int, seed int64, days, mi
 func TestDrainShortOfTimeLeavesCleanArchive(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
+		kinesis   bool
 		delay     time.Duration
 		partsOnly bool
 		leftOpen  bool // else the drain times out
 	}{
-		{"timed out", 15 * time.Second, false, false},
-		{"left open", 2 * time.Second, true, true},
+		{"timed out", false, 15 * time.Second, false, false},
+		{"left open", false, 2 * time.Second, true, true},
+		{"left open kinesis", true, 2 * time.Second, true, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newShippedKafka(t, "drainshort")
+			var s *shipped
+			partitions := 0 // Kinesis: every shard, however many there are
+			if tt.kinesis {
+				s, _ = newShippedStream(t, "drainshortkin", 4)
+				s.produceKinesis(12_000, newSpread(1205, quarterStart, quarterDays), 0)()
+			} else {
+				s = newShippedKafka(t, "drainshort")
+				partitions = 6
+				s.produceKafka(30_000, int32(partitions), newSpread(1204, quarterStart, quarterDays), 0)()
+			}
 			px := newSlowProxy(t, s.env.S3Endpoint)
 			s.vars["SINKD_S3_ENDPOINT"] = px.url
-			const partitions = 6
-			s.produceKafka(30_000, partitions, newSpread(1204, quarterStart, quarterDays), 0)()
 			p, _ := s.startAssigned(3 * time.Minute)
 			// The drain has to find files open, not every record read: a run
 			// too slow to catch up is stopped after 90 s all the same.
