@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"reflect"
 	"strings"
@@ -435,5 +436,33 @@ func TestBucketCounts(t *testing.T) {
 		} else {
 			t.Logf("(%s) %s: %d buckets", tt.scenario, templates[i], got)
 		}
+	}
+}
+
+func TestCPUPerFile(t *testing.T) {
+	run := func(cpu float64, files int) result {
+		r := finished("p8", 300_000, time.Second, cpu, 100)
+		r.committed = committed{files: files, buckets: files}
+		return r
+	}
+	for _, tt := range []struct {
+		name        string
+		runs        []result
+		micros, row float64
+		ok          bool
+	}{
+		// 2.1 s more CPU for 2,100 more files: 1 ms a file, 300,000 / 2,112.
+		{"sweep", []result{run(1.5, 12), run(3.6, 2112)}, 1000, 300_000.0 / 2112, true},
+		{"no more files", []result{run(1.5, 12), run(3.6, 12)}, 0, 0, false},
+		{"one run", []result{run(1.5, 12)}, 0, 0, false},
+		{"failed run", []result{run(1.5, 12), {err: "boom"}}, 0, 0, false},
+		{"different inputs", []result{run(1.5, 12), {input: input{events: 1}, committed: committed{files: 2112}}}, 0, 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			micros, rows, ok := cpuPerFile(tt.runs)
+			if ok != tt.ok || math.Abs(micros-tt.micros) > 1e-6 || math.Abs(rows-tt.row) > 1e-9 {
+				t.Errorf("cpuPerFile = %.3f µs, %.3f rows, %v; want %.3f, %.3f, %v", micros, rows, ok, tt.micros, tt.row, tt.ok)
+			}
+		})
 	}
 }

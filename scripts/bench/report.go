@@ -91,6 +91,21 @@ func (r result) measuredRSS() bool { return r.m.peakRSSMiB > 0 && r.budget > 0 }
 
 // filesPerBucket is committed files over the distinct buckets they are in: 1
 // when every bucket became one file.
+// cpuPerFile is what one more committed file costs in sinkd CPU (µs),
+// from two complete runs of the same input that differ in their buckets,
+// with the rows per file of the run with more files.
+func cpuPerFile(runs []result) (micros, rowsPerFile float64, ok bool) {
+	if len(runs) != 2 || !runs[0].ok() || !runs[1].ok() || runs[0].input.events != runs[1].input.events {
+		return 0, 0, false
+	}
+	few, many := runs[0], runs[1]
+	extra := many.committed.files - few.committed.files
+	if extra <= 0 {
+		return 0, 0, false
+	}
+	return (many.m.cpuDurable - few.m.cpuDurable) / float64(extra) * 1e6, float64(many.input.events) / float64(many.committed.files), true
+}
+
 func (r result) filesPerBucket() float64 {
 	if r.committed.buckets == 0 {
 		return 0
@@ -543,6 +558,10 @@ func (rep report) markdown() string {
 				r.cpuMicrosPerEvent(), r.m.peakRSSMiB, r.filesPerBucket())
 		}
 		p("\n")
+		if perFile, rows, ok := cpuPerFile(sw.buckets); ok {
+			p("The extra CPU of the ≈2,000-bucket run is per committed file: %.0f µs of sinkd CPU a file (the runs' CPU difference over their difference in files), at %.0f rows a file. ", perFile, rows)
+			p("CPU per event rises by about that ÷ rows per file; `docs/scaling.md` (\"Small files also cost CPU\") says where it goes.\n\n")
+		}
 	}
 
 	var failed []result
