@@ -559,7 +559,7 @@ func (rep report) markdown() string {
 		}
 		p("\n")
 		if perFile, rows, ok := cpuPerFile(sw.buckets); ok {
-			p("The extra CPU of the ≈2,000-bucket run is per committed file: %.0f µs of sinkd CPU a file (the runs' CPU difference over their difference in files), at %.0f rows a file. ", perFile, rows)
+			p("The extra CPU of the ≈2,000-bucket run is per committed file: %s µs of sinkd CPU a file (the runs' CPU difference over their difference in files), at %.0f rows a file. ", thousands(perFile), rows)
 			p("CPU per event rises by about that ÷ rows per file; `docs/scaling.md` (\"Small files also cost CPU\") says where it goes.\n\n")
 		}
 	}
