@@ -89,8 +89,6 @@ func (r result) rssBoundMiB() float64 { return r.budgetMiB() + rssOverheadMiB }
 // measuredRSS is whether the run got as far as sampling sinkd's memory.
 func (r result) measuredRSS() bool { return r.m.peakRSSMiB > 0 && r.budget > 0 }
 
-// filesPerBucket is committed files over the distinct buckets they are in: 1
-// when every bucket became one file.
 // cpuPerFile is what one more committed file costs in sinkd CPU (µs),
 // from two complete runs of the same input that differ in their buckets,
 // with the rows per file of the run with more files.
@@ -106,6 +104,8 @@ func cpuPerFile(runs []result) (micros, rowsPerFile float64, ok bool) {
 	return (many.m.cpuDurable - few.m.cpuDurable) / float64(extra) * 1e6, float64(many.input.events) / float64(many.committed.files), true
 }
 
+// filesPerBucket is committed files over the distinct buckets they are in: 1
+// when every bucket became one file.
 func (r result) filesPerBucket() float64 {
 	if r.committed.buckets == 0 {
 		return 0
