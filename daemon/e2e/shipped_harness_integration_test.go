@@ -412,7 +412,7 @@ func (s *shipped) awaitCaughtUp(p *proc, partitions int, within time.Duration) (
 	s.t.Helper()
 	began := time.Now()
 	ok, state := 0, "no scrape"
-	want := s.selectedInputs()
+	want, _ := s.routeInputs()
 	report := began.Add(30 * time.Second)
 	for time.Since(began) < within {
 		if p.exited() {
@@ -513,44 +513,39 @@ type archiveStats struct {
 	rows           int64
 }
 
-// expectedBuckets counts the buckets the inputs fall into, per route.
-func (s *shipped) expectedBuckets() map[string]int {
-	s.t.Helper()
-	out := map[string]int{}
-	for _, r := range shippedRoutes {
-		seen := map[string]bool{}
-		for _, v := range s.inputs {
-			var trip taxi.Trip
-			if err := json.Unmarshal(v, &trip); err != nil {
-				s.t.Fatal(err)
-			}
-			if b, ok := r.bucket(&trip); ok {
-				seen[b] = true
-			}
-		}
-		out[r.name] = len(seen)
-	}
-	return out
-}
-
-// selectedInputs counts the inputs each route selects.
-func (s *shipped) selectedInputs() map[string]int64 {
+// routeInputs counts, per route, the inputs it selects and the distinct
+// buckets they fall into.
+func (s *shipped) routeInputs() (rows map[string]int64, buckets map[string]int) {
 	s.t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[string]int64{}
+	rows, buckets = map[string]int64{}, map[string]int{}
+	for _, r := range shippedRoutes {
+		rows[r.name], buckets[r.name] = 0, 0
+	}
+	seen := map[string]bool{}
 	for _, v := range s.inputs {
 		var trip taxi.Trip
 		if err := json.Unmarshal(v, &trip); err != nil {
 			s.t.Fatal(err)
 		}
 		for _, r := range shippedRoutes {
-			if _, ok := r.bucket(&trip); ok {
-				out[r.name]++
+			if b, ok := r.bucket(&trip); ok {
+				rows[r.name]++
+				if k := r.name + "|" + b; !seen[k] {
+					seen[k] = true
+					buckets[r.name]++
+				}
 			}
 		}
 	}
-	return out
+	return rows, buckets
+}
+
+// expectedBuckets counts the buckets the inputs fall into, per route.
+func (s *shipped) expectedBuckets() map[string]int {
+	_, buckets := s.routeInputs()
+	return buckets
 }
 
 // verifyArchive reads back, route by route, every Parquet file the manifests
