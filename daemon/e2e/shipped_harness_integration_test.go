@@ -224,10 +224,7 @@ const assignedLine = `"msg":"partition assigned"`
 func (s *shipped) startAssigned(within time.Duration) (*proc, time.Duration) {
 	s.t.Helper()
 	// What earlier runs committed, for waitCaughtUp; no process runs now.
-	s.base = map[string]int64{}
-	for _, r := range shippedRoutes {
-		s.base[r.name] = s.committedRows(r.name)
-	}
+	s.base = s.committedRows()
 	began := time.Now()
 	p := s.start()
 	if !p.waitLine(assignedLine, within) {
@@ -237,21 +234,21 @@ func (s *shipped) startAssigned(within time.Duration) (*proc, time.Duration) {
 	return p, time.Since(began)
 }
 
-// committedRows sums the rows of the route's files that the manifests
-// commit.
-func (s *shipped) committedRows(route string) int64 {
+// committedRows sums, per route, the rows of the files the manifests commit
+// (one read of the manifests for every route).
+func (s *shipped) committedRows() map[string]int64 {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var rows int64
+	rows := map[string]int64{}
 	k := &kinesisRun{harness: s.harness}
-	dir := s.prefix + route + "/"
 	seen := map[string]bool{}
 	if err := k.readManifests(ctx, nil, func(_ string, m *checkpoint.Manifest) {
 		for _, u := range m.Uploads {
-			if strings.HasPrefix(u.Key, dir) && !seen[u.Key] {
+			route, _, ok := strings.Cut(strings.TrimPrefix(u.Key, s.prefix), "/")
+			if ok && strings.HasPrefix(u.Key, s.prefix) && !seen[u.Key] {
 				seen[u.Key] = true
-				rows += u.Rows
+				rows[route] += u.Rows
 			}
 		}
 	}); err != nil {

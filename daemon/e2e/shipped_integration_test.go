@@ -190,8 +190,9 @@ func drainOpenBuckets(t *testing.T, name string, trips int, seed int64, days, mi
 //   - "left open" (taxi-kafka.yaml and taxi-kinesis.yaml): part uploads take
 //     2 s, so the drain closes files during the first 45% of its timeout
 //     only, commits those, and exits 0 with the rest left open, their
-//     records to be read again: for Kafka from the committed offsets, for
-//     Kinesis from the lease table's checkpoints.
+//     records to be read again from the restart points of the last manifest
+//     (which the Kafka group's committed offsets, or the Kinesis leases,
+//     refer to).
 //
 // The store is then healthy again and the same instance starts: afterwards
 // every trip must be committed exactly once and no multipart upload may be
