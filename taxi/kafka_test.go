@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -203,15 +204,29 @@ func TestProduceSpeedup(t *testing.T) {
 	}
 
 	// Each record left at its event-time offset divided by the speed-up:
-	// the producer stamps records when they are sent.
+	// the producer stamps records when they are sent, truncated to the
+	// millisecond. Never early (beyond the truncation and the time the
+	// first record took to leave, which all others are measured from).
+	// Late only by scheduling: a loaded machine
+	// can stall the sender for 100 ms or more (CI saw 110 ms), after which
+	// the overdue records go at once, so one stall may not fail the test,
+	// but lateness that is typical of the run (the median) must stay small.
+	// Sending everything at the start fails the first bound; sending the
+	// whole batch at the end, or pacing at x1, fails the other two.
 	recs := consume(t, brokers, "replay", len(offsets))
 	sent0 := recs[0].Timestamp
+	late := make([]time.Duration, len(recs))
 	for i, r := range recs {
 		got := r.Timestamp.Sub(sent0)
 		want := time.Duration(float64(offsets[i]) / speedup)
-		if d := got - want; d < -5*time.Millisecond || d > 100*time.Millisecond {
+		late[i] = got - want
+		if late[i] < -10*time.Millisecond || late[i] > 500*time.Millisecond {
 			t.Errorf("event %d sent at +%v, want +%v", i, got, want)
 		}
+	}
+	slices.Sort(late)
+	if median := late[len(late)/2]; median > 25*time.Millisecond {
+		t.Errorf("events were sent a median %v after their due time, want under 25ms", median)
 	}
 }
 
