@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -26,6 +28,7 @@ import (
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sinkd run", flag.ContinueOnError)
 	flagPath := fs.String("config", "", "configuration file (default: the argument, else $SINKD_CONFIG)")
+	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the whole run, drain included, to this file (see docs/benchmarks.md)")
 	fs.Usage = cli.Usage(fs, `Usage: sinkd run [--config] FILE
 
 Runs the pipeline until SIGTERM or SIGINT, then drains: stops reading, closes
@@ -49,11 +52,40 @@ problems (systemd does not restart on 2 or 78).`)
 	}
 	log := newLogger(cfg.Log, stderr)
 	setMemoryLimit(cfg, log)
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "sinkd run: %v\n", err)
+			return cli.ExitUsage
+		}
+		defer stop(log)
+	}
 	if err := lifecycle(ctx, path, cfg, log, stderr); err != nil {
 		log.Error("sinkd stopped", "err", err)
 		return exitCode(err)
 	}
 	return cli.ExitOK
+}
+
+// startCPUProfile profiles the process from now until stop: the whole run,
+// where /debug/pprof/profile covers a window chosen in advance and ends
+// with the HTTP server, before the drain has committed the last files.
+// Profiles of the benchmark's runs are what default.pgo is made of.
+func startCPUProfile(path string) (stop func(*slog.Logger), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile %s: %w", path, err)
+	}
+	return func(log *slog.Logger) {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Error("cpu profile not written", "file", path, "err", err)
+		}
+	}, nil
 }
 
 // drainOverrun is how long a drain may outlive shutdown.drain_timeout

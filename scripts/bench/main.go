@@ -56,6 +56,7 @@ type flags struct {
 	micro       string
 	command     string
 	keepLogs    bool
+	pgo         string
 }
 
 func run() error {
@@ -67,6 +68,7 @@ func run() error {
 	flag.StringVar(&f.micro, "micro", "", "file holding `go test -bench` output to include in -out")
 	flag.StringVar(&f.command, "command", "", "the command line to record in -out (default: this one)")
 	flag.BoolVar(&f.keepLogs, "keep-logs", false, "keep sinkd's configs and logs (their directory is printed)")
+	flag.StringVar(&f.pgo, "pgo", "", "profile every run (sinkd run --cpu-profile) and merge the profiles into this file, the build's default.pgo")
 	flag.Parse()
 	if f.command == "" {
 		f.command = "go run ./scripts/bench " + strings.Join(os.Args[1:], " ")
@@ -100,6 +102,7 @@ func run() error {
 	} else {
 		defer os.RemoveAll(work)
 	}
+	profileRuns = f.pgo != ""
 	bins, err := buildBinaries(ctx, work)
 	if err != nil {
 		return err
@@ -130,6 +133,12 @@ func run() error {
 	printTargets(os.Stdout, report.targets())
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("interrupted: %w", err)
+	}
+	if f.pgo != "" {
+		if err := mergeProfiles(work, f.pgo); err != nil {
+			return err
+		}
+		log.Info("wrote the merged CPU profile", "file", f.pgo)
 	}
 	if f.out == "" {
 		return nil
@@ -235,4 +244,18 @@ func must(b []byte, err error) []byte {
 		return nil
 	}
 	return b
+}
+
+// mergeProfiles merges the CPU profiles of every measured run under work
+// into out, with go tool pprof (-proto writes the merge as a profile).
+func mergeProfiles(work, out string) error {
+	runs, err := filepath.Glob(filepath.Join(work, "*", cpuProfileName))
+	if err != nil || len(runs) == 0 {
+		return fmt.Errorf("no CPU profiles to merge under %s (%v)", work, err)
+	}
+	merged, err := exec.Command("go", append([]string{"tool", "pprof", "-proto"}, runs...)...).Output()
+	if err != nil {
+		return fmt.Errorf("merging %d CPU profiles: %w", len(runs), err)
+	}
+	return os.WriteFile(out, merged, 0o644)
 }

@@ -36,12 +36,22 @@ type proc struct {
 	cpuTicks float64 // utime + stime, latest sample
 }
 
-func startSinkd(bin, cfgPath, logPath string, tck float64) (*proc, error) {
+// profileRuns makes every measured run write a CPU profile of its whole
+// life (cpuProfileName, in the run's directory): -pgo.
+var profileRuns bool
+
+const cpuProfileName = "cpu.pprof"
+
+func startSinkd(bin, cfgPath, logPath string, tck float64, profile bool) (*proc, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "run", "--config", cfgPath)
+	args := []string{"run", "--config", cfgPath}
+	if profile {
+		args = append(args, "--cpu-profile", filepath.Join(filepath.Dir(cfgPath), cpuProfileName))
+	}
+	cmd := exec.Command(bin, args...)
 	// The run's own directory: a default that names a relative path (a
 	// spool directory, say) lands there and goes with it, not in the checkout.
 	cmd.Dir = filepath.Dir(cfgPath)
@@ -412,7 +422,7 @@ func measure(ctx context.Context, bin, cfgPath, addr, logPath string, tck float6
 	m.loadBefore = loadAverage()
 	busyBefore := machineBusyTicks()
 	start := time.Now()
-	p, err := startSinkd(bin, cfgPath, logPath, tck)
+	p, err := startSinkd(bin, cfgPath, logPath, tck, profileRuns)
 	if err != nil {
 		m.err = err.Error()
 		return m

@@ -243,7 +243,7 @@ func (b *bench) probe(ctx context.Context, s spec, src sourceConfig, prefix, dir
 	if err != nil {
 		return err.Error(), false
 	}
-	p, err := startSinkd(b.bins.sinkd, cfgPath, filepath.Join(dir, "probe.log"), b.tck)
+	p, err := startSinkd(b.bins.sinkd, cfgPath, filepath.Join(dir, "probe.log"), b.tck, false)
 	if err != nil {
 		return err.Error(), false
 	}
