@@ -10,7 +10,7 @@ BENCHTIME   ?= 1s
 
 # Integration packages run one at a time (-p 1): they share one stack, and a
 # fault test that stops a server must not break another package's run.
-.PHONY: all build browser test unit integration e2e-large demo bench pgo lint fuzz stack-up stack-down stack-status
+.PHONY: all build browser test unit integration e2e-large demo bench lint fuzz stack-up stack-down stack-status
 
 all: build
 
@@ -57,12 +57,6 @@ e2e-large: stack-up
 # writes docs/benchmarks.md.
 bench:
 	BENCHTIME=$(BENCHTIME) bash scripts/bench/run.sh
-
-# default.pgo, the profile every `go build` of sinkd optimises with (PGO):
-# made anew from whole-run CPU profiles of the Kafka, OpenSearch, Kinesis and
-# many-bucket scenarios. Commit it after a change that moves the hot paths.
-pgo: stack-up
-	$(GO) run ./scripts/bench -scenario a,b,c,d -pgo default.pgo
 
 lint:
 	$(GO) mod tidy -diff

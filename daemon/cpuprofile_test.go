@@ -18,7 +18,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sinkd/sinkd/config/examples"
-	"github.com/sinkd/sinkd/taxi"
 )
 
 // TestCPUProfileCoversTheDrain: `sinkd run --cpu-profile` writes a complete
@@ -39,14 +38,7 @@ func TestCPUProfileCoversTheDrain(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		sink, err := taxi.NewKafkaSink(ctx, cluster.ListenAddrs(), "profiled", 2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := taxi.WriteTopic(ctx, sink, taxi.NewGenerator(3, taxi.DefaultStart()), 2000, 0); err != nil {
-			t.Fatal(err)
-		}
-		sink.Close()
+		produceTrips(ctx, t, cluster.ListenAddrs(), "profiled", 2, 3, 2000, 0)
 
 		profile := filepath.Join(dir, "cpu.pprof")
 		addr := freeAddr(t)

@@ -23,7 +23,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/taxi"
 	"github.com/sinkd/sinkd/writers/opensearch/osfake"
 )
 
@@ -278,14 +277,7 @@ func TestHardStop(t *testing.T) {
 			}
 
 			search.stall.Store(true)
-			sink, err := taxi.NewKafkaSink(ctx, cluster.ListenAddrs(), "hard", 2)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := taxi.WriteTopic(ctx, sink, taxi.NewGenerator(9, taxi.DefaultStart()), 500, 0); err != nil {
-				t.Fatal(err)
-			}
-			sink.Close()
+			produceTrips(ctx, t, cluster.ListenAddrs(), "hard", 2, 9, 500, 0)
 			waitFor(ctx, t, "a bulk request hanging", func() bool { return search.stalled.Load() > 0 || p.exited() })
 
 			p.signal(t, syscall.SIGTERM)

@@ -346,16 +346,7 @@ func TestDeployMetricsExported(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	sink, err := taxi.NewKafkaSink(ctx, cluster.ListenAddrs(), topic, partitions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := taxi.WriteTopic(ctx, sink, taxi.NewGenerator(3, taxi.DefaultStart()), events, 0.1)
-	sink.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ps.Bad == 0 {
+	if ps := produceTrips(ctx, t, cluster.ListenAddrs(), topic, partitions, 3, events, 0.1); ps.Bad == 0 {
 		t.Fatal("the generator produced no bad events: dead-letter metrics would stay empty")
 	}
 
@@ -527,6 +518,23 @@ func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool, d
 }
 
 // freeAddr returns a loopback address no one listens on at the moment.
+// produceTrips writes n taxi trips of generator seed into topic (created
+// with partitions if missing), badRatio of them broken, and says what it
+// wrote.
+func produceTrips(ctx context.Context, t *testing.T, brokers []string, topic string, partitions int32, seed int64, n int, badRatio float64) taxi.Stats {
+	t.Helper()
+	sink, err := taxi.NewKafkaSink(ctx, brokers, topic, partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	stats, err := taxi.WriteTopic(ctx, sink, taxi.NewGenerator(seed, taxi.DefaultStart()), n, badRatio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stats
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

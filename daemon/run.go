@@ -68,9 +68,9 @@ problems (systemd does not restart on 2 or 78).`)
 }
 
 // startCPUProfile profiles the process from now until stop: the whole run,
-// where /debug/pprof/profile covers a window chosen in advance and ends
-// with the HTTP server, before the drain has committed the last files.
-// Profiles of the benchmark's runs are what default.pgo is made of.
+// drain included, where /debug/pprof/profile covers a window chosen in
+// advance and is lost when the process exits before it ends.
+// go run ./scripts/bench -cpu-profile FILE merges those of its runs.
 func startCPUProfile(path string) (stop func(*slog.Logger), err error) {
 	f, err := os.Create(path)
 	if err != nil {

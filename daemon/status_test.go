@@ -19,7 +19,6 @@ import (
 
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/config/examples"
-	"github.com/sinkd/sinkd/taxi"
 )
 
 // chromium runs headless Chromium with a fresh profile and the flags that
@@ -67,14 +66,7 @@ func TestStatusPage(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sink, err := taxi.NewKafkaSink(ctx, cluster.ListenAddrs(), topic, partitions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := taxi.WriteTopic(ctx, sink, taxi.NewGenerator(5, taxi.DefaultStart()), events, 0.1); err != nil {
-		t.Fatal(err)
-	}
-	sink.Close()
+	produceTrips(ctx, t, cluster.ListenAddrs(), topic, partitions, 5, events, 0.1)
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	p, stop, done := startRun(ctx, t, cfg, log)
 	defer func() { stop(); <-done }()

@@ -51,14 +51,7 @@ func TestTap(t *testing.T) {
 	defer cluster.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sink, err := taxi.NewKafkaSink(ctx, cluster.ListenAddrs(), "tap-trips", 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := taxi.WriteTopic(ctx, sink, taxi.NewGenerator(2, taxi.DefaultStart()), 100, 0); err != nil {
-		t.Fatal(err)
-	}
-	sink.Close()
+	produceTrips(ctx, t, cluster.ListenAddrs(), "tap-trips", 2, 2, 100, 0)
 	env = append(env, "SINKD_KAFKA_BROKERS="+strings.Join(cluster.ListenAddrs(), ","), "SINKD_KAFKA_TOPIC=tap-trips")
 	r = sinkd(t, dir, env, "tap", good, "--n", "6")
 	if r.code != 0 || !strings.Contains(r.stdout, "6 records; nothing written") || strings.Count(r.stdout, "route by-type: path type=") != 6 {

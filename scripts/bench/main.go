@@ -9,8 +9,10 @@
 // consumer group's committed lag is 0), sinkd's CPU time from /proc/PID/stat,
 // its peak RSS (VmHWM) and spool (sinkd_spool_bytes), and what it committed.
 // Every run uses sinkd's default memory settings. It measures; it never gates
-// CI. To profile a run, set SINKD_BENCH_PPROF_ADDR=127.0.0.1:6060: sinkd then
-// serves /debug/pprof on that admin address.
+// CI. To profile the runs whole, drain included, pass -cpu-profile FILE: each
+// run writes its profile (sinkd run --cpu-profile) and FILE gets their merge.
+// To look at a run while it runs, set SINKD_BENCH_PPROF_ADDR=127.0.0.1:6060:
+// sinkd then serves /debug/pprof on that admin address.
 package main
 
 import (
@@ -56,7 +58,7 @@ type flags struct {
 	micro       string
 	command     string
 	keepLogs    bool
-	pgo         string
+	cpuProfile  string
 }
 
 func run() error {
@@ -68,7 +70,7 @@ func run() error {
 	flag.StringVar(&f.micro, "micro", "", "file holding `go test -bench` output to include in -out")
 	flag.StringVar(&f.command, "command", "", "the command line to record in -out (default: this one)")
 	flag.BoolVar(&f.keepLogs, "keep-logs", false, "keep sinkd's configs and logs (their directory is printed)")
-	flag.StringVar(&f.pgo, "pgo", "", "profile every run (sinkd run --cpu-profile) and merge the profiles into this file, the build's default.pgo")
+	flag.StringVar(&f.cpuProfile, "cpu-profile", "", "profile every run, drain included (sinkd run --cpu-profile), and merge the profiles into this file")
 	flag.Parse()
 	if f.command == "" {
 		f.command = "go run ./scripts/bench " + strings.Join(os.Args[1:], " ")
@@ -102,7 +104,7 @@ func run() error {
 	} else {
 		defer os.RemoveAll(work)
 	}
-	profileRuns = f.pgo != ""
+	profileRuns = f.cpuProfile != ""
 	bins, err := buildBinaries(ctx, work)
 	if err != nil {
 		return err
@@ -134,11 +136,11 @@ func run() error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("interrupted: %w", err)
 	}
-	if f.pgo != "" {
-		if err := mergeProfiles(work, f.pgo); err != nil {
+	if f.cpuProfile != "" {
+		if err := mergeProfiles(work, f.cpuProfile); err != nil {
 			return err
 		}
-		log.Info("wrote the merged CPU profile", "file", f.pgo)
+		log.Info("wrote the merged CPU profile", "file", f.cpuProfile)
 	}
 	if f.out == "" {
 		return nil

@@ -37,7 +37,7 @@ type proc struct {
 }
 
 // profileRuns makes every measured run write a CPU profile of its whole
-// life (cpuProfileName, in the run's directory): -pgo.
+// life (cpuProfileName, in the run's directory): -cpu-profile.
 var profileRuns bool
 
 const cpuProfileName = "cpu.pprof"

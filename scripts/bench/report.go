@@ -615,7 +615,7 @@ func (rep report) markdown() string {
 	p("so a slow build costs at most about 5 minutes a scenario.\n")
 	p("- Buckets: (a), (b), (c) `%s`; (d) `%s`; (e) `%s`, chosen because the generator draws zones uniformly ", typeDay, manyBuckets, hugeBuckets)
 	p("(pickup × dropoff zone would be 70,225 buckets, zone × day 265 a day) and seconds of the minute keep every bucket receiving records.\n")
-	p("- sinkd: `bin/sinkd` built once per run, with the committed `default.pgo` as every `go build` is (`make pgo` remakes it); one route into Parquet, every setting at its default ")
+	p("- sinkd: `bin/sinkd` built once per run; one route into Parquet, every setting at its default ")
 	p("(`memory.*` and `parquet.inactivity` included: no `memory` section in the configuration), ")
 	p("except dead letters to a local file (there is no default destination). ")
 	p("Configurations are kept with `-keep-logs`.\n")
