@@ -28,7 +28,7 @@ import (
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sinkd run", flag.ContinueOnError)
 	flagPath := fs.String("config", "", "configuration file (default: the argument, else $SINKD_CONFIG)")
-	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the whole run, drain included, to this file (see docs/benchmarks.md)")
+	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the whole run, drain included, to this file (for go tool pprof)")
 	fs.Usage = cli.Usage(fs, `Usage: sinkd run [--config] FILE
 
 Runs the pipeline until SIGTERM or SIGINT, then drains: stops reading, closes
