@@ -1,15 +1,12 @@
 package daemon
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -84,26 +81,4 @@ func TestCPUProfileCoversTheDrain(t *testing.T) {
 			t.Errorf("exit %d, stderr %q: want 2 and the profile's error", r.code, r.stderr)
 		}
 	})
-}
-
-// sumMetric adds up every series of a metric on addr's /metrics; 0 when
-// nothing answers.
-func sumMetric(addr, metric string) float64 {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || (name != metric && !strings.HasPrefix(name, metric+"{")) {
-			continue
-		}
-		if v, err := strconv.ParseFloat(value, 64); err == nil {
-			sum += v
-		}
-	}
-	return sum
 }

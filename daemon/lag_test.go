@@ -22,32 +22,58 @@ import (
 // scrape returns the value of every series of a metric, by partition label.
 func scrape(t *testing.T, addr, metric string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	series, err := metricSeries(addr, metric)
 	if err != nil {
 		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for labels, v := range series {
+		_, part, ok := strings.Cut(labels, `partition="`)
+		if !ok {
+			continue
+		}
+		part, _, _ = strings.Cut(part, `"`)
+		out[part] = v
+	}
+	return out
+}
+
+// sumMetric adds up every series of a metric on addr's /metrics; 0 when
+// nothing answers.
+func sumMetric(addr, metric string) float64 {
+	series, _ := metricSeries(addr, metric)
+	var sum float64
+	for _, v := range series {
+		sum += v
+	}
+	return sum
+}
+
+// metricSeries returns every series of a metric on addr's /metrics, by its
+// label set ("" for none).
+func metricSeries(addr, metric string) (map[string]float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
 	}
 	defer resp.Body.Close()
 	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, metric+"{") {
+		// The value follows the last space: label values may hold spaces.
+		end := strings.LastIndexByte(line, ' ')
+		labels, isMetric := strings.CutPrefix(line[:max(end, 0)], metric)
+		if end < 0 || !isMetric || (labels != "" && labels[0] != '{') {
 			continue
 		}
-		i := strings.Index(line, `partition="`)
-		j := strings.LastIndexByte(line, ' ')
-		if i < 0 || j < 0 {
-			continue
-		}
-		part := line[i+len(`partition="`):]
-		part = part[:strings.IndexByte(part, '"')]
-		v, err := strconv.ParseFloat(line[j+1:], 64)
+		v, err := strconv.ParseFloat(line[end+1:], 64)
 		if err != nil {
-			t.Fatal(err)
+			return nil, fmt.Errorf("%s: %w", line, err)
 		}
-		out[part] = v
+		out[labels] = v
 	}
-	return out
+	return out, sc.Err()
 }
 
 func post(t *testing.T, url string) {
