@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"errors"
 	"math/rand/v2"
 	"os/exec"
@@ -143,12 +142,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	began := time.Now()
 	p.stop(t, 70*time.Second)
 	t.Logf("drained and exited 0 in %s", time.Since(began).Round(time.Millisecond))
-	st, prefix := h.store()
-	uploads, err := st.ListUploads(context.Background(), prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(uploads) != 0 {
+	if uploads := uploadsInProgress(t, h.env, h.prefix); len(uploads) != 0 {
 		t.Fatalf("%d multipart uploads left in progress after the drain (first %s)", len(uploads), uploads[0].Key)
 	}
 	produced()

@@ -547,32 +547,3 @@ func (k *kinesisRun) tripIDs(key string) []int64 {
 	}
 	return ids
 }
-
-// dropRacedUploads aborts the in-progress uploads whose object is already
-// complete, and only those. MinIO leaves such an entry behind when a killed
-// process's CompleteMultipartUpload is still running on the server while
-// recovery completes the same upload (S3 itself completes an upload once);
-// the entry holds no data of its own. Any other upload left in progress still
-// fails verify.
-func (k *kinesisRun) dropRacedUploads() {
-	k.t.Helper()
-	ctx := context.Background()
-	st, prefix := k.store()
-	uploads, err := st.ListUploads(ctx, prefix)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	for _, u := range uploads {
-		objects, err := st.List(ctx, u.Key)
-		if err != nil {
-			k.t.Fatal(err)
-		}
-		if len(objects) != 1 || objects[0] != u.Key {
-			continue
-		}
-		k.t.Logf("upload %s is listed in progress though its object is complete (completions raced on MinIO): aborting it", u.Key)
-		if err := st.AbortUpload(ctx, u.Key, u.UploadID); err != nil {
-			k.t.Fatal(err)
-		}
-	}
-}

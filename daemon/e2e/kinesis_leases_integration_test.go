@@ -17,11 +17,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/sinkd/sinkd/taxi"
 )
@@ -39,15 +37,7 @@ type shippedKinesis struct {
 func newShippedKinesis(t *testing.T, name string) *shippedKinesis {
 	k := newKinesisRun(t, name)
 	bucket := k.topic // e2e-<name>-<id>: a valid, unique bucket name
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	api := s3.New(s3.Options{
-		Region: k.env.Region, BaseEndpoint: aws.String(k.env.S3Endpoint), UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider(k.env.AccessKey, k.env.SecretKey, ""),
-	})
-	if _, err := api.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		t.Fatal(err)
-	}
+	createBucket(t, k.env, bucket)
 	k.env.S3Bucket = bucket
 	k.prefix = "taxi-kinesis/"                 // the example's destinations and checkpoint store
 	k.leaseTable = "sinkd-taxi-kinesis-leases" // the example's (leases are keyed by stream)
@@ -118,7 +108,6 @@ func (s *shippedKinesis) verifyShipped() {
 	s.t.Helper()
 	ctx := context.Background()
 	st, _ := s.store()
-	s.dropRacedUploads()
 	for _, route := range []string{"trips", "by-location"} {
 		want := map[int64]bool{}
 		s.mu.Lock()
@@ -169,11 +158,7 @@ func (s *shippedKinesis) verifyShipped() {
 			s.t.Fatalf("route %s: exactly-once violated", route)
 		}
 	}
-	uploads, err := st.ListUploads(ctx, "taxi-kinesis/")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if len(uploads) > 0 {
+	if uploads := uploadsInProgress(s.t, s.env, "taxi-kinesis/"); len(uploads) > 0 {
 		s.t.Fatalf("%d multipart uploads left in progress (first: %s)", len(uploads), uploads[0].Key)
 	}
 }

@@ -29,9 +29,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/sinkd/sinkd/checkpoint"
@@ -70,7 +67,7 @@ func newShipped(t *testing.T, name, example string) *shipped {
 	h := newHarness(t, name)
 	// h.topic is "e2e-<name>-<base36>": a valid, unique bucket name.
 	bucket := strings.ToLower(h.topic)
-	createBucket(t, h.env.S3Endpoint, h.env.Region, bucket)
+	createBucket(t, h.env, bucket)
 	h.env.S3Bucket = bucket
 	h.prefix = example + "/"
 	abs, err := filepath.Abs(filepath.Join("..", "..", "config", "examples", example+".yaml"))
@@ -117,23 +114,6 @@ func (s *shipped) start() *proc {
 		}
 	})
 	return p
-}
-
-func createBucket(t *testing.T, endpoint, region, bucket string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.BaseEndpoint = aws.String(endpoint)
-		o.UsePathStyle = true
-	})
-	if _, err := cl.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		t.Fatalf("creating bucket %s: %v", bucket, err)
-	}
 }
 
 // ---- data: trips spread over many buckets ----
@@ -644,11 +624,7 @@ func (s *shipped) verifyArchive() map[string]archiveStats {
 // the example's prefix.
 func (s *shipped) checkNoUploads() {
 	s.t.Helper()
-	st, _ := s.store()
-	uploads, err := st.ListUploads(context.Background(), s.prefix)
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	uploads := uploadsInProgress(s.t, s.env, s.prefix)
 	s.t.Logf("%d multipart uploads in progress under s3://%s/%s", len(uploads), s.env.S3Bucket, s.prefix)
 	if len(uploads) > 0 {
 		var first []string
