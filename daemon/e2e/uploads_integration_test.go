@@ -94,6 +94,7 @@ func uploadsInProgress(t testing.TB, env stackenv.Env, prefix string) []store.Up
 // leaves one, on the stack's MinIO).
 func TestUploadsInProgressCountsRealUploadsOnly(t *testing.T) {
 	env := stackenv.Load(t)
+	env.Setenv(t) // the store's credentials, as every test's sinkd gets them
 	ctx := context.Background()
 	api := s3API(env)
 	prefix := "e2e/phantom-" + time.Now().UTC().Format("150405.000000") + "/"
