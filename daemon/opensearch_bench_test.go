@@ -1,14 +1,12 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/sinkd/sinkd/schema"
 	"github.com/sinkd/sinkd/taxi"
 	"github.com/sinkd/sinkd/writers/opensearch"
+	"github.com/sinkd/sinkd/writers/opensearch/osfake"
 )
 
 // BenchmarkOpenSearchDoc is sinkd's own cost per document on the OpenSearch
@@ -33,7 +32,7 @@ import (
 // goroutines and the stub included, per document. Settings are the shipped
 // defaults.
 func BenchmarkOpenSearchDoc(b *testing.B) {
-	srv := httptest.NewServer(http.HandlerFunc(bulkStub))
+	srv := httptest.NewServer(http.HandlerFunc(osfake.Stub))
 	defer srv.Close()
 	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`pipeline: bench
 http: {addr: ""}
@@ -111,41 +110,4 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// bulkStub answers GET / and _bulk: every item created, in OpenSearch's
-// shape, or in the shape filter_path asks for.
-func bulkStub(w http.ResponseWriter, r *http.Request) {
-	// Lines are counted as the body streams in, so that the stub's own
-	// work (it runs in the benchmark's process) stays small.
-	lines, chunk := 0, make([]byte, 64<<10)
-	for {
-		n, err := r.Body.Read(chunk)
-		lines += bytes.Count(chunk[:n], []byte{'\n'})
-		if err != nil {
-			break
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	if r.URL.Path == "/" {
-		io.WriteString(w, `{"version":{"number":"2.11.0","distribution":"opensearch"}}`)
-		return
-	}
-	items := lines / 2
-	full := `{"index":{"_index":"trips-yellow-2018.01","_id":"1234567","_version":1,"result":"created","_shards":{"total":2,"successful":1,"failed":0},"_seq_no":42,"_primary_term":1,"status":201}}`
-	head := `{"took":3,"errors":false,"items":[`
-	if fp := r.URL.Query().Get("filter_path"); fp != "" {
-		full, head = `{"index":{"status":201}}`, `{"errors":false,"items":[`
-	}
-	var out strings.Builder
-	out.Grow(len(head) + items*(len(full)+1) + 2)
-	out.WriteString(head)
-	for i := 0; i < items; i++ {
-		if i > 0 {
-			out.WriteByte(',')
-		}
-		out.WriteString(full)
-	}
-	out.WriteString("]}")
-	io.WriteString(w, out.String())
 }

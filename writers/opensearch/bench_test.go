@@ -1,13 +1,11 @@
 package opensearch
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -31,7 +29,7 @@ func BenchmarkWriteDoc(b *testing.B) {
 		name    string
 		handler http.Handler
 	}{
-		{"stub", http.HandlerFunc(bulkStub)},
+		{"stub", http.HandlerFunc(osfake.Stub)},
 		{"osfake", osfake.New()},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
@@ -81,32 +79,4 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// bulkStub answers GET / and _bulk with every item created, in the shape
-// filter_path asks for, counting lines as the body streams in.
-func bulkStub(w http.ResponseWriter, r *http.Request) {
-	lines, chunk := 0, make([]byte, 64<<10)
-	for {
-		n, err := r.Body.Read(chunk)
-		lines += bytes.Count(chunk[:n], []byte{'\n'})
-		if err != nil {
-			break
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	if r.URL.Path == "/" {
-		io.WriteString(w, `{"version":{"number":"2.11.0","distribution":"opensearch"}}`)
-		return
-	}
-	var out strings.Builder
-	out.WriteString(`{"errors":false,"items":[`)
-	for i := 0; i < lines/2; i++ {
-		if i > 0 {
-			out.WriteByte(',')
-		}
-		out.WriteString(`{"index":{"status":201}}`)
-	}
-	out.WriteString("]}")
-	io.WriteString(w, out.String())
 }
