@@ -70,9 +70,12 @@ func uploadsInProgress(t testing.TB, env stackenv.Env, prefix string) []store.Up
 	api := s3API(env)
 	var live []store.Upload
 	for _, u := range listed {
-		_, err := api.ListParts(ctx, &s3.ListPartsInput{
+		// A timeout per request: a failed drain can leave thousands listed.
+		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := api.ListParts(rctx, &s3.ListPartsInput{
 			Bucket: aws.String(env.S3Bucket), Key: aws.String(u.Key), UploadId: aws.String(u.UploadID), MaxParts: aws.Int32(1),
 		})
+		cancel()
 		var apiErr smithy.APIError
 		switch {
 		case err == nil:
