@@ -231,16 +231,24 @@ func FuzzDecodeAvro(f *testing.F) {
 			}
 			return
 		}
-		col := -1
-		for i, v := range row {
-			if c := v.Column(); c != col && c != col+1 {
-				t.Fatalf("value %d: column %d after %d", i, c, col)
-			} else {
-				col = c
-			}
-		}
-		if col != columns-1 {
-			t.Fatalf("row ends at column %d of %d", col, columns)
-		}
+		checkColumnOrder(t, row, columns)
 	})
+}
+
+// checkColumnOrder fails t unless row holds the values of all columns leaf
+// columns in order, each column at least once (a repeated column's values
+// follow one another).
+func checkColumnOrder(t *testing.T, row parquet.Row, columns int) {
+	t.Helper()
+	col := -1
+	for i, v := range row {
+		if c := v.Column(); c != col && c != col+1 {
+			t.Fatalf("value %d: column %d after %d", i, c, col)
+		} else {
+			col = c
+		}
+	}
+	if col != columns-1 {
+		t.Fatalf("row ends at column %d of %d", col, columns)
+	}
 }

@@ -168,17 +168,7 @@ func FuzzDecodeAvroCDC(f *testing.F) {
 			}
 			return
 		}
-		col := -1
-		for i, v := range row {
-			if c := v.Column(); c != col && c != col+1 {
-				t.Fatalf("value %d: column %d after %d", i, c, col)
-			} else {
-				col = c
-			}
-		}
-		if col != columns-1 {
-			t.Fatalf("row ends at column %d of %d", col, columns)
-		}
+		checkColumnOrder(t, row, columns)
 	})
 }
 
@@ -234,16 +224,6 @@ func FuzzDecodeProtoCDC(f *testing.F) {
 			}
 			return
 		}
-		col := -1
-		for i, v := range row {
-			if c := v.Column(); c != col && c != col+1 {
-				t.Fatalf("value %d: column %d after %d", i, c, col)
-			} else {
-				col = c
-			}
-		}
-		if col != columns-1 {
-			t.Fatalf("row ends at column %d of %d", col, columns)
-		}
+		checkColumnOrder(t, row, columns)
 	})
 }
