@@ -284,16 +284,6 @@ func FuzzDecodeProtobuf(f *testing.F) {
 		if perr != nil {
 			t.Fatalf("sinkd reads what protobuf-go refuses (%v)", perr)
 		}
-		col := -1
-		for i, v := range row {
-			if c := v.Column(); c != col && c != col+1 {
-				t.Fatalf("value %d: column %d after %d", i, c, col)
-			} else {
-				col = c
-			}
-		}
-		if col != columns-1 {
-			t.Fatalf("row ends at column %d of %d", col, columns)
-		}
+		checkColumnOrder(t, row, columns)
 	})
 }
