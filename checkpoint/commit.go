@@ -2,7 +2,9 @@ package checkpoint
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -12,6 +14,11 @@ import (
 // KindMultipart is the entry kind of an object-store multipart upload whose
 // completion makes a file visible.
 const KindMultipart = "multipart"
+
+// ErrLost marks an entry whose upload can no longer be completed while no
+// object holds its file: the store lost the file after a manifest committed
+// it, and no retry brings it back.
+var ErrLost = errors.New("the store lost a file a manifest commits")
 
 // Committer applies the entries of one kind. Apply must be idempotent: an
 // entry is applied again after every crash until a manifest no longer lists
@@ -43,13 +50,22 @@ type Multipart struct {
 }
 
 // Apply completes one upload; the stores make completing a completed upload a
-// success.
+// success. An upload that cannot be completed while no object has its key is
+// ErrLost: aborted by a lifecycle rule or another process, or lost by a store
+// that does not complete uploads atomically (docs/guarantees.md).
 func (m Multipart) Apply(ctx context.Context, e Entry) error {
 	s, ok := m.Stores[e.Store]
 	if !ok {
 		return fmt.Errorf("the manifest names destination %s, which this configuration does not have", e.Store)
 	}
-	return s.CompleteUpload(ctx, e.Key, e.UploadID, e.Parts)
+	err := s.CompleteUpload(ctx, e.Key, e.UploadID, e.Parts)
+	if err == nil {
+		return nil
+	}
+	if keys, lerr := s.List(ctx, e.Key); lerr == nil && !slices.Contains(keys, e.Key) {
+		return fmt.Errorf("%w: upload %s of %s (%d rows) can no longer be completed and no object is there: %w", ErrLost, e.UploadID, e.Key, e.Rows, err)
+	}
+	return err
 }
 
 // ObjectName is the name of a data file a writer uploads:

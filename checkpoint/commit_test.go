@@ -3,10 +3,12 @@ package checkpoint
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sinkd/sinkd/store"
 )
@@ -77,4 +79,107 @@ func TestUnknownEntryKindIsAnError(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "iceberg-append") {
 		t.Fatalf("got %v, want an error naming the kind", err)
 	}
+}
+
+// TestLostFileIsNamed: an entry whose upload is gone while no object has its
+// key (the store lost the file after the manifest committed it) fails as
+// ErrLost, with its key and rows in the message and without the retries a
+// transient failure gets; an entry whose upload is gone because it was
+// completed, or whose key holds another object, is not called lost.
+func TestLostFileIsNamed(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name     string
+		afterPut func(t *testing.T, st store.Store, key, id string, parts []store.Part)
+		lost     bool
+		ok       bool
+	}{
+		{"aborted, no object", func(t *testing.T, st store.Store, key, id string, _ []store.Part) {
+			if err := st.AbortUpload(ctx, key, id); err != nil {
+				t.Fatal(err)
+			}
+		}, true, false},
+		{"completed already", func(t *testing.T, st store.Store, key, id string, parts []store.Part) {
+			if err := st.CompleteUpload(ctx, key, id, parts); err != nil {
+				t.Fatal(err)
+			}
+		}, false, true},
+		{"aborted, another object there", func(t *testing.T, st store.Store, key, id string, _ []store.Part) {
+			if err := st.AbortUpload(ctx, key, id); err != nil {
+				t.Fatal(err)
+			}
+			other, err := st.CreateUpload(ctx, key, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := st.UploadPart(ctx, key, other, 1, []byte("other"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.CompleteUpload(ctx, key, other, []store.Part{p}); err != nil {
+				t.Fatal(err)
+			}
+		}, false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dest := "file://" + t.TempDir() + "/lake"
+			st, _, err := store.Open(ctx, dest, store.S3Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := "type=yellow/trips.i.e.000001.parquet"
+			id, err := st.CreateUpload(ctx, key, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			part, err := st.UploadPart(ctx, key, id, 1, []byte("hello"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.afterPut(t, st, key, id, []store.Part{part})
+			m := &Manifest{Pipeline: "p", Instance: "i", Seq: 7, Uploads: []Entry{
+				{Store: dest, Key: key, UploadID: id, Parts: []store.Part{part}, Rows: 140, Bytes: 5},
+			}}
+			var attempts int
+			c := &Coordinator{
+				Committers: Committers{KindMultipart: Multipart{Stores: map[string]store.Store{dest: st}}},
+				Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+			}
+			c.Committers[KindMultipart] = countingCommitter{c.Committers[KindMultipart], &attempts}
+			began := time.Now()
+			err = c.Apply(ctx, m)
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("Apply = %v, want nil", err)
+			case tc.ok:
+				return
+			case err == nil:
+				t.Fatal("Apply succeeded")
+			case errors.Is(err, ErrLost) != tc.lost:
+				t.Fatalf("errors.Is(err, ErrLost) = %v, want %v: %v", !tc.lost, tc.lost, err)
+			case !tc.lost:
+				return
+			}
+			for _, want := range []string{Ref("i", 7), key, "140 rows", "guarantees.md"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not name %q", err, want)
+				}
+			}
+			if attempts != 1 || time.Since(began) > time.Second {
+				t.Errorf("a lost file was tried %d times in %s, want once", attempts, time.Since(began))
+			}
+		})
+	}
+}
+
+// countingCommitter counts the applications it passes on.
+type countingCommitter struct {
+	Committer
+	n *int
+}
+
+func (c countingCommitter) Apply(ctx context.Context, e Entry) error {
+	*c.n++
+	return c.Committer.Apply(ctx, e)
 }

@@ -82,8 +82,11 @@ func (c *Coordinator) Write(ctx context.Context, m *Manifest) error {
 // Complete applies the entries of m, just written; those that fail are
 // listed again by the next manifest, and the error says how many.
 func (c *Coordinator) Complete(ctx context.Context, m *Manifest) error {
-	failed := c.applyAll(ctx, m.Uploads)
+	failed, err := c.applyAll(ctx, m.Uploads)
 	c.uncompleted = failed
+	if errors.Is(err, ErrLost) {
+		return lostError(Ref(m.Instance, m.Seq), len(failed), err)
+	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d uploads of manifest %d not completed yet (retried at the next checkpoint): %s", len(failed), m.Seq, failed[0].Key)
 	}
@@ -109,21 +112,33 @@ func (c *Coordinator) Apply(ctx context.Context, m *Manifest) error {
 	if c.applied[ref] {
 		return nil
 	}
-	if failed := c.applyAll(ctx, m.Uploads); len(failed) > 0 {
+	failed, err := c.applyAll(ctx, m.Uploads)
+	if errors.Is(err, ErrLost) {
+		return lostError(ref, len(failed), err)
+	}
+	if len(failed) > 0 {
 		return fmt.Errorf("re-applying manifest %s: %d uploads could not be completed (first %s)", ref, len(failed), failed[0].Key)
 	}
 	c.markApplied(ref)
 	return nil
 }
 
+// lostError says what a lost file means for a manifest: it committed source
+// positions past records that no file holds, so sinkd stops there rather than
+// skip them.
+func lostError(ref string, failed int, err error) error {
+	return fmt.Errorf("manifest %s (%d of its uploads not completed): %w; sinkd will not resume past records that no file holds "+
+		"(docs/guarantees.md, \"The store must complete a multipart upload atomically\")", ref, failed, err)
+}
+
 // applyAll applies entries in parallel, each retried a few times, and
-// returns those that could not be applied.
-func (c *Coordinator) applyAll(ctx context.Context, entries []Entry) []Entry {
+// returns those that could not be applied and an error among theirs,
+// ErrLost's if any.
+func (c *Coordinator) applyAll(ctx context.Context, entries []Entry) (failed []Entry, firstErr error) {
 	// Completing is a small request per file: many at once keep a
 	// checkpoint short even when memory pressure rolled many small files.
 	sem := make(chan struct{}, max(1, c.Concurrency))
 	var mu sync.Mutex
-	var failed []Entry
 	var wg sync.WaitGroup
 	for _, e := range entries {
 		wg.Add(1)
@@ -137,11 +152,14 @@ func (c *Coordinator) applyAll(ctx context.Context, entries []Entry) []Entry {
 			c.Log.Warn("completing an upload failed", "key", e.Key, "err", err)
 			mu.Lock()
 			failed = append(failed, e)
+			if firstErr == nil || (errors.Is(err, ErrLost) && !errors.Is(firstErr, ErrLost)) {
+				firstErr = err
+			}
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return failed
+	return failed, firstErr
 }
 
 func (c *Coordinator) applyOne(ctx context.Context, e Entry) error {
@@ -155,7 +173,7 @@ func (c *Coordinator) applyOne(ctx context.Context, e Entry) error {
 			}
 			return nil
 		}
-		if ctx.Err() != nil || attempt == 4 {
+		if ctx.Err() != nil || attempt == 4 || errors.Is(err, ErrLost) {
 			return err
 		}
 		if err := wait.Wait(ctx, attempt); err != nil {
