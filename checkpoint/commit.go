@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -59,10 +58,7 @@ func (m Multipart) Apply(ctx context.Context, e Entry) error {
 		return fmt.Errorf("the manifest names destination %s, which this configuration does not have", e.Store)
 	}
 	err := s.CompleteUpload(ctx, e.Key, e.UploadID, e.Parts)
-	if err == nil {
-		return nil
-	}
-	if keys, lerr := s.List(ctx, e.Key); lerr == nil && !slices.Contains(keys, e.Key) {
+	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("%w: upload %s of %s (%d rows) can no longer be completed and no object is there: %w", ErrLost, e.UploadID, e.Key, e.Rows, err)
 	}
 	return err

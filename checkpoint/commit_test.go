@@ -93,17 +93,18 @@ func TestLostFileIsNamed(t *testing.T) {
 		afterPut func(t *testing.T, st store.Store, key, id string, parts []store.Part)
 		lost     bool
 		ok       bool
+		wrap     func(store.Store) store.Store
 	}{
 		{"aborted, no object", func(t *testing.T, st store.Store, key, id string, _ []store.Part) {
 			if err := st.AbortUpload(ctx, key, id); err != nil {
 				t.Fatal(err)
 			}
-		}, true, false},
+		}, true, false, nil},
 		{"completed already", func(t *testing.T, st store.Store, key, id string, parts []store.Part) {
 			if err := st.CompleteUpload(ctx, key, id, parts); err != nil {
 				t.Fatal(err)
 			}
-		}, false, true},
+		}, false, true, nil},
 		{"aborted, another object there", func(t *testing.T, st store.Store, key, id string, _ []store.Part) {
 			if err := st.AbortUpload(ctx, key, id); err != nil {
 				t.Fatal(err)
@@ -119,7 +120,11 @@ func TestLostFileIsNamed(t *testing.T) {
 			if err := st.CompleteUpload(ctx, key, other, []store.Part{p}); err != nil {
 				t.Fatal(err)
 			}
-		}, false, false},
+		}, false, false, nil},
+		// A store that fails (a 503, a timeout) while the upload is intact
+		// and no object is there yet: retried, not called lost.
+		{"store failing once, no object yet", func(*testing.T, store.Store, string, string, []store.Part) {},
+			false, true, func(st store.Store) store.Store { return &failingOnce{Store: st} }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,6 +151,9 @@ func TestLostFileIsNamed(t *testing.T) {
 				Committers: Committers{KindMultipart: Multipart{Stores: map[string]store.Store{dest: st}}},
 				Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 			}
+			if tc.wrap != nil {
+				c.Committers[KindMultipart] = Multipart{Stores: map[string]store.Store{dest: tc.wrap(st)}}
+			}
 			c.Committers[KindMultipart] = countingCommitter{c.Committers[KindMultipart], &attempts}
 			began := time.Now()
 			err = c.Apply(ctx, m)
@@ -171,6 +179,21 @@ func TestLostFileIsNamed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// failingOnce fails its first CompleteUpload the way a store that is down
+// does, before touching the upload.
+type failingOnce struct {
+	store.Store
+	failed bool
+}
+
+func (f *failingOnce) CompleteUpload(ctx context.Context, key, uploadID string, parts []store.Part) error {
+	if !f.failed {
+		f.failed = true
+		return errors.New("store: complete: 503 Service Unavailable: SlowDown")
+	}
+	return f.Store.CompleteUpload(ctx, key, uploadID, parts)
 }
 
 // countingCommitter counts the applications it passes on.

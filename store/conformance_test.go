@@ -200,10 +200,26 @@ func runConformance(t *testing.T, open openFunc) {
 			bad := []Part{{Number: 1, ETag: contentETag(payload(1000, 4)), Size: 1000}}
 			if err := s.CompleteUpload(ctx, key, id, bad); err == nil {
 				t.Fatal("CompleteUpload with a wrong ETag succeeded")
+			} else if errors.Is(err, ErrNotFound) {
+				t.Fatalf("CompleteUpload with a wrong ETag = %v, want an error that does not call the file gone", err)
 			}
 			mustNotFound(t, s, key)
 			if err := s.CompleteUpload(ctx, key, id, parts); err != nil {
 				t.Fatalf("CompleteUpload with the right ETag after a failed one: %v", err)
+			}
+			mustGet(t, s, key, small)
+		}},
+		{"complete naming a part the upload lacks is not found", func(t *testing.T, s Store, p string) {
+			ctx := testContext(t)
+			key := p + "missing-part.parquet"
+			id, parts := upload(t, s, key, nil, small)
+			absent := []Part{{Number: 2, ETag: parts[0].ETag, Size: parts[0].Size}}
+			if err := s.CompleteUpload(ctx, key, id, absent); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("CompleteUpload naming part 2 of an upload with only part 1 = %v, want ErrNotFound", err)
+			}
+			mustNotFound(t, s, key)
+			if err := s.CompleteUpload(ctx, key, id, parts); err != nil {
+				t.Fatalf("CompleteUpload with its real part after a failed one: %v", err)
 			}
 			mustGet(t, s, key, small)
 		}},

@@ -71,4 +71,4 @@ func isAnswer(err error) bool {
 
 // s3Operations are the operation label values of the S3 store's calls.
 var s3Operations = []string{"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "HeadObject",
-	"AbortMultipartUpload", "ListMultipartUploads", "PutObject", "GetObject", "ListObjectsV2", "DeleteObject"}
+	"AbortMultipartUpload", "ListMultipartUploads", "ListParts", "PutObject", "GetObject", "ListObjectsV2", "DeleteObject"}

@@ -263,12 +263,51 @@ func (s *s3Store) CompleteUpload(ctx context.Context, key, uploadID string, part
 	switch {
 	case herr == nil && unquoteETag(etag) == want:
 		return nil
+	case code == "InvalidPart" && errors.Is(herr, ErrNotFound):
+		// A wrong ETag is a caller's mistake; a part that is not there
+		// (never sent, or moved away by a completion that then failed) is a
+		// file the store no longer has.
+		if missing, lerr := s.missingPart(ctx, key, uploadID, parts); lerr != nil {
+			return fmt.Errorf("store: complete %s: %w (listing its parts: %w)", key, err, lerr)
+		} else if missing != "" {
+			return fmt.Errorf("store: complete %s: %s: %w (%w)", key, missing, ErrNotFound, err)
+		}
+		return fmt.Errorf("store: complete %s: %w", key, err)
 	case code == "InvalidPart":
 		return fmt.Errorf("store: complete %s: %w", key, err)
 	case herr != nil:
 		return fmt.Errorf("store: complete %s: upload %s is gone: %w", key, uploadID, herr)
 	}
 	return fmt.Errorf("store: complete %s: upload %s is gone and the object there has ETag %s, not the %s its parts make", key, uploadID, etag, want)
+}
+
+// missingPart names the first of parts the upload does not hold, or says the
+// upload itself is gone; "" when it holds them all (with whatever ETags).
+func (s *s3Store) missingPart(ctx context.Context, key, uploadID string, parts []Part) (string, error) {
+	held := make(map[int32]bool)
+	pages := s3.NewListPartsPaginator(s.client, &s3.ListPartsInput{Bucket: &s.bucket, Key: &key, UploadId: &uploadID})
+	for pages.HasMorePages() {
+		var out *s3.ListPartsOutput
+		_, err := s.call(ctx, "ListParts", func(ctx context.Context, opts func(*s3.Options)) (err error) {
+			out, err = pages.NextPage(ctx, opts)
+			return err
+		})
+		if isNotFound(err) {
+			return fmt.Sprintf("upload %s is gone", uploadID), nil
+		}
+		if err != nil {
+			return "", err
+		}
+		for _, p := range out.Parts {
+			held[aws.ToInt32(p.PartNumber)] = true
+		}
+	}
+	for _, p := range parts {
+		if !held[p.Number] {
+			return fmt.Sprintf("upload %s has no part %d", uploadID, p.Number), nil
+		}
+	}
+	return "", nil
 }
 
 func (s *s3Store) headETag(ctx context.Context, key string) (string, error) {

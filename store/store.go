@@ -44,7 +44,9 @@ type Store interface {
 	CreateUpload(ctx context.Context, key string, meta map[string]string) (uploadID string, err error)
 	UploadPart(ctx context.Context, key, uploadID string, number int32, body []byte) (Part, error)
 	// CompleteUpload is idempotent: if the upload is already gone but the object exists with
-	// the multipart ETag the parts imply, it returns nil.
+	// the multipart ETag the parts imply, it returns nil. It wraps ErrNotFound only when no
+	// object has the key and the upload, or a part it names, is not there: the file is gone,
+	// and no retry completes it.
 	CompleteUpload(ctx context.Context, key, uploadID string, parts []Part) error
 	// AbortUpload is idempotent (an unknown upload is not an error).
 	AbortUpload(ctx context.Context, key, uploadID string) error
