@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -205,4 +206,105 @@ type countingCommitter struct {
 func (c countingCommitter) Apply(ctx context.Context, e Entry) error {
 	*c.n++
 	return c.Committer.Apply(ctx, e)
+}
+
+// TestAcceptLost: an operator who accepts the lost files of a manifest
+// (sinkd run --accept-lost REF) gets sinkd past exactly those: recovery
+// completes the manifest's other files, reports each accepted file once and
+// carries nothing into the next manifest; an older manifest listing the same
+// lost file is accepted too (a partition's state can come from it); a
+// reference to a manifest that does not list the file accepts nothing.
+func TestAcceptLost(t *testing.T) {
+	ctx := context.Background()
+	put := func(t *testing.T, st store.Store, key string) Entry {
+		t.Helper()
+		id, err := st.CreateUpload(ctx, key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		part, err := st.UploadPart(ctx, key, id, 1, []byte(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Entry{Key: key, UploadID: id, Parts: []store.Part{part}, Rows: 140, Bytes: int64(len(key))}
+	}
+	cases := []struct {
+		name       string
+		acceptLost string
+		wantLost   bool // Recover fails as ErrLost
+	}{
+		{"not accepted", "", true},
+		{"accepted by the manifest that lists it", Ref("i", 7), false},
+		{"accepted by an older manifest that lists it", Ref("i", 6), false},
+		{"a manifest that does not list it accepts nothing", Ref("i", 5), true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dest := "file://" + t.TempDir() + "/lake"
+			st, _, err := store.Open(ctx, dest, store.S3Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lost := put(t, st, "type=yellow/trips.i.e.000001.parquet")
+			kept := put(t, st, "type=green/trips.i.e.000002.parquet")
+			if err := st.AbortUpload(ctx, lost.Key, lost.UploadID); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range []*Entry{&lost, &kept} {
+				e.Store = dest
+			}
+			manifests := newStore(t)
+			m5 := manifest("i", 5, "t/0")
+			m6 := manifest("i", 6, "t/1")
+			m6.Uploads = []Entry{lost}
+			m7 := manifest("i", 7, "t/0")
+			m7.Uploads = []Entry{lost, kept}
+			for _, m := range []*Manifest{m5, m6, m7} {
+				if err := manifests.Write(ctx, m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var accepted []string
+			c := &Coordinator{
+				Manifests: manifests, Instance: "i", Epoch: "e2",
+				Committers: Committers{KindMultipart: Multipart{Stores: map[string]store.Store{dest: st}}},
+				Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+				AcceptLost: tc.acceptLost,
+				Lost:       func(e Entry) { accepted = append(accepted, e.Key) },
+			}
+			latest, _, err := c.Recover(ctx, nil)
+			if tc.wantLost {
+				if !errors.Is(err, ErrLost) {
+					t.Fatalf("Recover = %v, want ErrLost", err)
+				}
+				if want := "--accept-lost " + Ref("i", 7); !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+				if len(accepted) != 0 {
+					t.Errorf("accepted %v", accepted)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Recover: %v", err)
+			}
+			if latest == nil || latest.Seq != 7 {
+				t.Fatalf("recovered from %+v, want manifest 7", latest)
+			}
+			if _, err := st.Get(ctx, kept.Key); err != nil {
+				t.Errorf("the manifest's other file was not completed: %v", err)
+			}
+			if c.Carried() != 0 {
+				t.Errorf("the next manifest carries %d entries, want none", c.Carried())
+			}
+			// t/1's state is in manifest 6 only, which lists the lost file too.
+			state, err := c.State(ctx, Ref("i", 6), true, "t/1")
+			if err != nil || state == nil {
+				t.Fatalf("State of t/1 from manifest 6 = %v, %v", state, err)
+			}
+			if want := []string{lost.Key}; !slices.Equal(accepted, want) {
+				t.Errorf("accepted %v, want %v (once, however many manifests list it)", accepted, want)
+			}
+		})
+	}
 }

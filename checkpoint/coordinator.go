@@ -31,6 +31,20 @@ type Coordinator struct {
 	Log         *slog.Logger
 	// Applied, when set, is told of every entry applied (metrics).
 	Applied func(Entry)
+	// AcceptLost, when set, is the reference of a manifest whose lost files
+	// an operator accepts (sinkd run --accept-lost): an entry it lists that
+	// fails as ErrLost, in any manifest re-applied, is logged, told to
+	// Lost and counts as applied, so that sinkd resumes without its
+	// records. Every other failure stays one.
+	AcceptLost string
+	// Lost, when set, is told of every lost file accepted (metrics).
+	Lost func(Entry)
+	// acceptable holds the entries AcceptLost's manifest lists, read by
+	// Recover before anything is applied; accepted, those accepted so far
+	// (reported once, however many manifests list them).
+	acceptable map[string]bool
+	acceptMu   sync.Mutex
+	accepted   map[string]bool
 
 	seq uint64
 	// recoveredSeq is the first manifest seq this process writes: every
@@ -125,11 +139,54 @@ func (c *Coordinator) Apply(ctx context.Context, m *Manifest) error {
 
 // lostError says what a lost file means for a manifest: it committed source
 // positions past records that no file holds, so sinkd stops there rather than
-// skip them.
+// skip them, until an operator accepts the loss.
 func lostError(ref string, failed int, err error) error {
 	return fmt.Errorf("manifest %s (%d of its uploads not completed): %w; sinkd will not resume past records that no file holds "+
-		"(docs/guarantees.md, \"The store must complete a multipart upload atomically\")", ref, failed, err)
+		"(docs/guarantees.md, \"The store must complete a multipart upload atomically\"); "+
+		"to resume without them, start it once with --accept-lost %s (docs/operations.md, \"A lost file\")", ref, failed, err, ref)
 }
+
+// loadAcceptable reads the manifest AcceptLost names and notes its entries.
+func (c *Coordinator) loadAcceptable(ctx context.Context) error {
+	if c.AcceptLost == "" || c.acceptable != nil {
+		return nil
+	}
+	inst, seq, ok := ParseRef(c.AcceptLost)
+	if !ok {
+		return fmt.Errorf("--accept-lost %q is not a manifest reference (sinkd:v1:INSTANCE:SEQ, as the error that named the lost file gives it)", c.AcceptLost)
+	}
+	m, err := c.Manifests.Read(ctx, inst, seq)
+	if err != nil {
+		return fmt.Errorf("reading manifest %s, whose lost files --accept-lost accepts: %w", c.AcceptLost, err)
+	}
+	c.acceptable = make(map[string]bool, len(m.Uploads))
+	for _, e := range m.Uploads {
+		c.acceptable[entryID(e)] = true
+	}
+	return nil
+}
+
+// accept reports a lost file the operator accepted, the first time only.
+func (c *Coordinator) accept(e Entry, err error) {
+	c.acceptMu.Lock()
+	defer c.acceptMu.Unlock()
+	if c.accepted[entryID(e)] {
+		return
+	}
+	if c.accepted == nil {
+		c.accepted = map[string]bool{}
+	}
+	c.accepted[entryID(e)] = true
+	c.Log.Error("a lost file is accepted: the archive will not hold its records",
+		"key", e.Key, "upload", e.UploadID, "rows", e.Rows, "accepted_by", c.AcceptLost, "err", err)
+	if c.Lost != nil {
+		c.Lost(e)
+	}
+}
+
+// entryID tells entries apart across manifests: an upload id is unique
+// within its destination.
+func entryID(e Entry) string { return e.Store + "\x00" + e.Key + "\x00" + e.UploadID }
 
 // applyAll applies entries in parallel, each retried a few times, and
 // returns those that could not be applied and an error among theirs,
@@ -171,6 +228,10 @@ func (c *Coordinator) applyOne(ctx context.Context, e Entry) error {
 			if c.Applied != nil {
 				c.Applied(e)
 			}
+			return nil
+		}
+		if errors.Is(err, ErrLost) && c.acceptable[entryID(e)] {
+			c.accept(e, err)
 			return nil
 		}
 		if ctx.Err() != nil || attempt == 4 || errors.Is(err, ErrLost) {

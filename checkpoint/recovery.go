@@ -26,6 +26,9 @@ type Destination struct {
 // run died. It returns the newest manifest (nil when there is none) and how
 // many uploads it aborted.
 func (c *Coordinator) Recover(ctx context.Context, dests []Destination) (latest *Manifest, aborted int, err error) {
+	if err := c.loadAcceptable(ctx); err != nil {
+		return nil, 0, err
+	}
 	latest, err = c.Manifests.Latest(ctx, c.Instance)
 	if err != nil {
 		return nil, 0, fmt.Errorf("reading the last manifest: %w", err)

@@ -153,6 +153,9 @@ type options struct {
 	// schemaChanges counts writer schemas across the runs a schema change
 	// restarts (sinkd_schema_changes_total); nil makes a new one.
 	schemaChanges *registry.Changes
+	// acceptLost is sinkd run --accept-lost: the manifest whose lost files
+	// the operator accepts (checkpoint.Coordinator.AcceptLost).
+	acceptLost string
 }
 
 func (o options) step(name string) error {
@@ -288,6 +291,8 @@ func newPipeline(ctx context.Context, cfg *config.Config, log *slog.Logger, reg 
 			p.m.cpFiles.Inc()
 			p.m.cpBytes.Add(float64(e.Bytes))
 		},
+		AcceptLost: o.acceptLost,
+		Lost:       func(checkpoint.Entry) { p.m.cpFilesLost.Inc() },
 	}
 	if err := o.step("checkpoint store"); err != nil {
 		return nil, err

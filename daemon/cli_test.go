@@ -201,6 +201,9 @@ func TestConfigArgumentAndExitCodes(t *testing.T) {
 	if r := sinkd(t, "", nil, "run", bad); r.code != 78 {
 		t.Errorf("run with configuration problems: exit %d, want 78\n%s", r.code, r.stderr)
 	}
+	if r := sinkd(t, "", nil, "run", "--accept-lost", "manifest 7", good); r.code != 2 || !strings.Contains(r.stderr, "sinkd:v1:INSTANCE:SEQ") {
+		t.Errorf("run --accept-lost with no manifest reference: exit %d, want 2\n%s", r.code, r.stderr)
+	}
 	// A runtime failure: the HTTP address is taken.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

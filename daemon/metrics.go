@@ -20,6 +20,7 @@ type metrics struct {
 	cpLastSuccess     prometheus.Gauge
 	cpFailures        prometheus.Counter
 	cpFiles           prometheus.Counter
+	cpFilesLost       prometheus.Counter
 	cpBytes           prometheus.Counter
 	ownedPartitions   prometheus.Gauge
 	busy              prometheus.Counter
@@ -67,6 +68,9 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 		cpFiles: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sinkd_checkpoint_files_committed_total", Help: "Parquet files made visible by checkpoints.",
 		}),
+		cpFilesLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sinkd_checkpoint_files_lost_total", Help: "Files the store lost after a manifest committed them, accepted with sinkd run --accept-lost: their records are not in the archive.",
+		}),
 		cpBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sinkd_checkpoint_bytes_committed_total", Help: "Parquet bytes made visible by checkpoints.",
 		}),
@@ -82,7 +86,7 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 	})
 	info.Set(1)
 	reg.MustRegister(m.recordsIn, m.bytesIn, m.lagRecords, m.durableLagRecords, m.millisBehind, m.groupLagRecords, m.pendingMillis, m.pendingParts, m.cpDuration,
-		m.cpLastSuccess, m.cpFailures, m.cpFiles, m.cpBytes, m.ownedPartitions, m.busy, info,
+		m.cpLastSuccess, m.cpFailures, m.cpFiles, m.cpFilesLost, m.cpBytes, m.ownedPartitions, m.busy, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

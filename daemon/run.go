@@ -19,6 +19,7 @@ import (
 	oklog "github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sinkd/sinkd/checkpoint"
 	"github.com/sinkd/sinkd/config"
 	"github.com/sinkd/sinkd/internal/backoff"
 	"github.com/sinkd/sinkd/internal/cli"
@@ -29,6 +30,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sinkd run", flag.ContinueOnError)
 	flagPath := fs.String("config", "", "configuration file (default: the argument, else $SINKD_CONFIG)")
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the whole run, drain included, to this file (for go tool pprof)")
+	acceptLost := fs.String("accept-lost", "", "resume past the files the store lost that this manifest lists (the reference the error gives, sinkd:v1:INSTANCE:SEQ): their records will not be in the archive; see docs/operations.md, \"A lost file\"")
 	fs.Usage = cli.Usage(fs, `Usage: sinkd run [--config] FILE
 
 Runs the pipeline until SIGTERM or SIGINT, then drains: stops reading, closes
@@ -46,6 +48,10 @@ problems (systemd does not restart on 2 or 78).`)
 	if path == "" {
 		return code
 	}
+	if _, _, ok := checkpoint.ParseRef(*acceptLost); *acceptLost != "" && !ok {
+		fmt.Fprintf(stderr, "sinkd run: --accept-lost %q is not a manifest reference: give the sinkd:v1:INSTANCE:SEQ the lost-file error names\n", *acceptLost)
+		return cli.ExitUsage
+	}
 	cfg := loadConfig(path, stderr)
 	if cfg == nil {
 		return cli.ExitConfig
@@ -60,7 +66,7 @@ problems (systemd does not restart on 2 or 78).`)
 		}
 		defer stop(log)
 	}
-	if err := lifecycle(ctx, path, cfg, log, stderr); err != nil {
+	if err := lifecycle(ctx, path, cfg, log, stderr, *acceptLost); err != nil {
 		log.Error("sinkd stopped", "err", err)
 		return exitCode(err)
 	}
@@ -108,7 +114,7 @@ var errHardStop = errors.New("stopped without a final checkpoint")
 // then returns errHardStop at once, without waiting for the drain, and the
 // process exits 1 from main, committing nothing more (the last manifest
 // stays the truth; the next start recovers from it).
-func lifecycle(ctx context.Context, path string, cfg *config.Config, log *slog.Logger, stderr io.Writer) error {
+func lifecycle(ctx context.Context, path string, cfg *config.Config, log *slog.Logger, stderr io.Writer, acceptLost string) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
@@ -170,7 +176,7 @@ func lifecycle(ctx context.Context, path string, cfg *config.Config, log *slog.L
 	g.Add(func() error {
 		defer close(ended)
 		done := make(chan error, 1)
-		go func() { done <- runReloading(soft, cfg, log, stderr, reloads, &drain) }()
+		go func() { done <- runReloading(soft, cfg, log, stderr, reloads, &drain, acceptLost) }()
 		select {
 		case pipelineErr = <-done:
 		case <-hard:
@@ -205,8 +211,8 @@ func lifecycle(ctx context.Context, path string, cfg *config.Config, log *slog.L
 // configuration from reloads drains the running one (final checkpoint, as on
 // SIGTERM) and starts the next in this process. It returns when a generation
 // ends on its own (an error), or when ctx ends (the drain's result).
-func runReloading(ctx context.Context, cfg *config.Config, log *slog.Logger, stderr io.Writer, reloads <-chan *config.Config, drain *atomic.Int64) error {
-	o := options{schemaChanges: registry.NewChanges()}
+func runReloading(ctx context.Context, cfg *config.Config, log *slog.Logger, stderr io.Writer, reloads <-chan *config.Config, drain *atomic.Int64, acceptLost string) error {
+	o := options{schemaChanges: registry.NewChanges(), acceptLost: acceptLost}
 	for {
 		genCtx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
@@ -238,7 +244,7 @@ func runReloading(ctx context.Context, cfg *config.Config, log *slog.Logger, std
 		}
 		setMemoryLimit(next, log)
 		drain.Store(int64(next.Shutdown.DrainTimeout.D()))
-		cfg, o = next, options{schemaChanges: registry.NewChanges()}
+		cfg, o = next, options{schemaChanges: registry.NewChanges(), acceptLost: acceptLost}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -250,9 +251,9 @@ func (h *harness) start(instance string) *proc {
 
 // startSinkd runs `sinkd run` on a config file and watches it: its log goes
 // to DIR/INSTANCE.log and to the lines channel, its exit and peak RSS are kept.
-func startSinkd(t *testing.T, env stackenv.Env, dir, instance, configPath string) *proc {
+func startSinkd(t *testing.T, env stackenv.Env, dir, instance, configPath string, flags ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(sinkdBin, "run", "--config", configPath)
+	cmd := exec.Command(sinkdBin, append([]string{"run", "--config", configPath}, flags...)...)
 	cmd.Env = os.Environ()
 	for k, v := range env.Vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -402,11 +403,16 @@ func (p *proc) waitRunning(t *testing.T) {
 
 // waitLine waits for a log line containing s.
 func (p *proc) waitLine(s string, within time.Duration) bool {
+	return p.waitLineMatching(regexp.MustCompile(regexp.QuoteMeta(s)), within)
+}
+
+// waitLineMatching waits for a log line re matches.
+func (p *proc) waitLineMatching(re *regexp.Regexp, within time.Duration) bool {
 	deadline := time.After(within)
 	for {
 		select {
 		case line := <-p.lines:
-			if strings.Contains(line, s) {
+			if re.MatchString(line) {
 				return true
 			}
 		case <-p.done:
@@ -506,6 +512,13 @@ func (h *harness) finalRun(instance string, within time.Duration) {
 
 func (h *harness) verify(route string) {
 	h.t.Helper()
+	h.verifyWithout(route, nil)
+}
+
+// verifyWithout is verify for an archive that lost the trips in lost: each
+// of them must be in no file.
+func (h *harness) verifyWithout(route string, lost map[int64]bool) {
+	h.t.Helper()
 	ctx := context.Background()
 	st, prefix := h.store()
 	s, err := schema.New(mustTaxiFields(h.t))
@@ -548,6 +561,9 @@ func (h *harness) verify(route string) {
 						continue
 					}
 					seen[id] = key
+					if lost[id] {
+						h.t.Errorf("trip_id %d of the lost file is in %s", id, key)
+					}
 					in, ok := h.inputs[id]
 					if !ok {
 						h.t.Errorf("trip_id %d in %s was never produced as a good event", id, key)
@@ -573,7 +589,7 @@ func (h *harness) verify(route string) {
 	}
 	missing := 0
 	for id := range h.inputs {
-		if _, ok := seen[id]; !ok {
+		if _, ok := seen[id]; !ok && !lost[id] {
 			missing++
 			if missing < 5 {
 				h.t.Errorf("trip_id %d is in no committed file", id)
@@ -581,8 +597,8 @@ func (h *harness) verify(route string) {
 		}
 	}
 	uploads := uploadsInProgress(h.t, h.env, prefix)
-	h.t.Logf("verified %d committed files: %d rows for %d good inputs; %d missing, %d duplicated, %d differing; %d uploads in progress",
-		files, len(seen), len(h.inputs), missing, dups, mismatches, len(uploads))
+	h.t.Logf("verified %d committed files: %d rows for %d good inputs (%d lost by the store); %d missing, %d duplicated, %d differing; %d uploads in progress",
+		files, len(seen), len(h.inputs), len(lost), missing, dups, mismatches, len(uploads))
 	if missing+dups+mismatches > 0 {
 		h.t.Fatalf("exactly-once violated: %d missing, %d duplicated, %d differing", missing, dups, mismatches)
 	}
