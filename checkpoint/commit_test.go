@@ -129,24 +129,11 @@ func TestLostFileIsNamed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			dest := "file://" + t.TempDir() + "/lake"
-			st, _, err := store.Open(ctx, dest, store.S3Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			key := "type=yellow/trips.i.e.000001.parquet"
-			id, err := st.CreateUpload(ctx, key, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			part, err := st.UploadPart(ctx, key, id, 1, []byte("hello"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			tc.afterPut(t, st, key, id, []store.Part{part})
-			m := &Manifest{Pipeline: "p", Instance: "i", Seq: 7, Uploads: []Entry{
-				{Store: dest, Key: key, UploadID: id, Parts: []store.Part{part}, Rows: 140, Bytes: 5},
-			}}
+			dest, st := fileDestination(t)
+			e := uploadOne(t, dest, st, "type=yellow/trips.i.e.000001.parquet")
+			key := e.Key
+			tc.afterPut(t, st, key, e.UploadID, e.Parts)
+			m := &Manifest{Pipeline: "p", Instance: "i", Seq: 7, Uploads: []Entry{e}}
 			var attempts int
 			c := &Coordinator{
 				Committers: Committers{KindMultipart: Multipart{Stores: map[string]store.Store{dest: st}}},
@@ -157,7 +144,7 @@ func TestLostFileIsNamed(t *testing.T) {
 			}
 			c.Committers[KindMultipart] = countingCommitter{c.Committers[KindMultipart], &attempts}
 			began := time.Now()
-			err = c.Apply(ctx, m)
+			err := c.Apply(ctx, m)
 			switch {
 			case tc.ok && err != nil:
 				t.Fatalf("Apply = %v, want nil", err)
@@ -180,6 +167,33 @@ func TestLostFileIsNamed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fileDestination opens a destination in a directory of the test's own.
+func fileDestination(t *testing.T) (string, store.Store) {
+	t.Helper()
+	dest := "file://" + t.TempDir() + "/lake"
+	st, _, err := store.Open(context.Background(), dest, store.S3Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dest, st
+}
+
+// uploadOne starts an upload of key with one part and returns the entry a
+// manifest lists for it.
+func uploadOne(t *testing.T, dest string, st store.Store, key string) Entry {
+	t.Helper()
+	ctx := context.Background()
+	id, err := st.CreateUpload(ctx, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := st.UploadPart(ctx, key, id, 1, []byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Entry{Store: dest, Key: key, UploadID: id, Parts: []store.Part{part}, Rows: 140, Bytes: part.Size}
 }
 
 // failingOnce fails its first CompleteUpload the way a store that is down
@@ -216,18 +230,6 @@ func (c countingCommitter) Apply(ctx context.Context, e Entry) error {
 // reference to a manifest that does not list the file accepts nothing.
 func TestAcceptLost(t *testing.T) {
 	ctx := context.Background()
-	put := func(t *testing.T, st store.Store, key string) Entry {
-		t.Helper()
-		id, err := st.CreateUpload(ctx, key, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		part, err := st.UploadPart(ctx, key, id, 1, []byte(key))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return Entry{Key: key, UploadID: id, Parts: []store.Part{part}, Rows: 140, Bytes: int64(len(key))}
-	}
 	cases := []struct {
 		name       string
 		acceptLost string
@@ -240,18 +242,11 @@ func TestAcceptLost(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			dest := "file://" + t.TempDir() + "/lake"
-			st, _, err := store.Open(ctx, dest, store.S3Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			lost := put(t, st, "type=yellow/trips.i.e.000001.parquet")
-			kept := put(t, st, "type=green/trips.i.e.000002.parquet")
+			dest, st := fileDestination(t)
+			lost := uploadOne(t, dest, st, "type=yellow/trips.i.e.000001.parquet")
+			kept := uploadOne(t, dest, st, "type=green/trips.i.e.000002.parquet")
 			if err := st.AbortUpload(ctx, lost.Key, lost.UploadID); err != nil {
 				t.Fatal(err)
-			}
-			for _, e := range []*Entry{&lost, &kept} {
-				e.Store = dest
 			}
 			manifests := newStore(t)
 			m5 := manifest("i", 5, "t/0")

@@ -515,20 +515,20 @@ func (k *kinesisRun) committedFiles() []string {
 }
 
 // tripIDs reads the trip_id column of a committed file, in row order.
-func (k *kinesisRun) tripIDs(key string) []int64 {
-	k.t.Helper()
-	st, _ := k.store()
+func (h *harness) tripIDs(key string) []int64 {
+	h.t.Helper()
+	st, _ := h.store()
 	body, err := st.Get(context.Background(), key)
 	if err != nil {
-		k.t.Fatal(err)
+		h.t.Fatal(err)
 	}
 	f, err := parquet.OpenFile(bytes.NewReader(body), int64(len(body)))
 	if err != nil {
-		k.t.Fatal(err)
+		h.t.Fatal(err)
 	}
 	col, ok := f.Schema().Lookup("trip_id")
 	if !ok {
-		k.t.Fatalf("%s has no trip_id column", key)
+		h.t.Fatalf("%s has no trip_id column", key)
 	}
 	var ids []int64
 	for _, rg := range f.RowGroups() {

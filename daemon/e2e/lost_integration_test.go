@@ -3,19 +3,13 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
-
 	"github.com/sinkd/sinkd/checkpoint"
-	"github.com/sinkd/sinkd/config"
-	"github.com/sinkd/sinkd/schema"
-	"github.com/sinkd/sinkd/store"
 )
 
 // TestAcceptLostResumesWithoutTheLostFile: the store loses a file after the
@@ -39,12 +33,7 @@ func TestAcceptLostResumesWithoutTheLostFile(t *testing.T) {
 	p.kill(t)
 
 	ctx := context.Background()
-	st, _, err := store.Open(ctx, "s3://"+h.env.S3Bucket, config.S3{
-		Endpoint: h.env.S3Endpoint, Region: h.env.Region, PathStyle: true, RequestTimeout: config.Duration(30 * time.Second),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, _ := h.store()
 	manifests := checkpoint.Store{S: st, Prefix: h.prefix + "_sinkd/"}
 	m, err := manifests.Latest(ctx, "lost-a")
 	if err != nil || m == nil {
@@ -59,7 +48,13 @@ func TestAcceptLostResumesWithoutTheLostFile(t *testing.T) {
 	if err := st.CompleteUpload(ctx, victim.Key, victim.UploadID, victim.Parts); err != nil {
 		t.Fatal(err)
 	}
-	lost := tripIDs(t, st, victim.Key)
+	lost := map[int64]bool{}
+	for _, id := range h.tripIDs(victim.Key) {
+		lost[id] = true
+	}
+	if len(lost) == 0 {
+		t.Fatalf("%s holds no rows", victim.Key)
+	}
 	if err := st.Delete(ctx, victim.Key); err != nil {
 		t.Fatal(err)
 	}
@@ -98,41 +93,4 @@ func TestAcceptLostResumesWithoutTheLostFile(t *testing.T) {
 	h.waitDrained(3*time.Minute, accepting)
 	accepting.stop(t, time.Minute)
 	h.verifyWithout("trips", lost)
-}
-
-// tripIDs reads the trip ids a committed Parquet file holds.
-func tripIDs(t *testing.T, st store.Store, key string) map[int64]bool {
-	t.Helper()
-	body, err := st.Get(context.Background(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := schema.New(mustTaxiFields(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	idField, _ := s.Lookup("trip_id")
-	f, err := parquet.OpenFile(bytes.NewReader(body), int64(len(body)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := map[int64]bool{}
-	for _, rg := range f.RowGroups() {
-		rows := rg.Rows()
-		buf := make([]parquet.Row, 256)
-		for {
-			n, err := rows.ReadRows(buf)
-			for _, row := range buf[:n] {
-				ids[row[idField.Column].Int64()] = true
-			}
-			if err != nil {
-				break
-			}
-		}
-		rows.Close()
-	}
-	if len(ids) == 0 {
-		t.Fatalf("%s holds no rows", key)
-	}
-	return ids
 }
