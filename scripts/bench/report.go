@@ -524,7 +524,8 @@ func (rep report) markdown() string {
 	}
 
 	p("## Targets\n\n")
-	p("Each verdict is computed from this run's figures.\n\n")
+	p("Each verdict is computed from this run's figures. A ratio of CPU per event between two scenarios moves by up to ±20%% from one run to the next on a shared machine: ")
+	p("docs/scaling.md gives its spread over many runs, which is what a verdict on it means.\n\n")
 	p("| scope | target | measured | verdict |\n|---|---|--:|---|\n")
 	for _, t := range rep.targets() {
 		p("| %s | %s | %s | %s |\n", t.scope, t.label, mdCell(t.measured), mdCell(t.verdict))
