@@ -134,15 +134,15 @@ func TestLostFileIsNamed(t *testing.T) {
 			key := e.Key
 			tc.afterPut(t, st, key, e.UploadID, e.Parts)
 			m := &Manifest{Pipeline: "p", Instance: "i", Seq: 7, Uploads: []Entry{e}}
+			applied := st
+			if tc.wrap != nil {
+				applied = tc.wrap(st)
+			}
 			var attempts int
 			c := &Coordinator{
-				Committers: Committers{KindMultipart: Multipart{Stores: map[string]store.Store{dest: st}}},
+				Committers: Committers{KindMultipart: countingCommitter{Multipart{Stores: map[string]store.Store{dest: applied}}, &attempts}},
 				Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 			}
-			if tc.wrap != nil {
-				c.Committers[KindMultipart] = Multipart{Stores: map[string]store.Store{dest: tc.wrap(st)}}
-			}
-			c.Committers[KindMultipart] = countingCommitter{c.Committers[KindMultipart], &attempts}
 			began := time.Now()
 			err := c.Apply(ctx, m)
 			switch {

@@ -235,9 +235,9 @@ func FuzzDecodeAvro(f *testing.F) {
 	})
 }
 
-// checkColumnOrder fails t unless row holds the values of all columns leaf
-// columns in order, each column at least once (a repeated column's values
-// follow one another).
+// checkColumnOrder fails t unless row holds values of each of the schema's
+// leaf columns (there are columns of them), in order, each at least once (a
+// repeated column's values follow one another).
 func checkColumnOrder(t *testing.T, row parquet.Row, columns int) {
 	t.Helper()
 	col := -1

@@ -223,6 +223,24 @@ func runConformance(t *testing.T, open openFunc) {
 			}
 			mustGet(t, s, key, small)
 		}},
+		{"a part the upload lacks, with another object at the key, is not called gone", func(t *testing.T, s Store, p string) {
+			ctx := testContext(t)
+			key := p + "missing-part-replaced.parquet"
+			other := payload(2000, 9)
+			idB, partsB := upload(t, s, key, nil, other)
+			if err := s.CompleteUpload(ctx, key, idB, partsB); err != nil {
+				t.Fatalf("CompleteUpload of the other object: %v", err)
+			}
+			id, parts := upload(t, s, key, nil, small)
+			absent := []Part{{Number: 2, ETag: parts[0].ETag, Size: parts[0].Size}}
+			if err := s.CompleteUpload(ctx, key, id, absent); err == nil || errors.Is(err, ErrNotFound) {
+				t.Fatalf("CompleteUpload naming a missing part while another object has the key = %v, want an error that does not call the file gone", err)
+			}
+			mustGet(t, s, key, other)
+			if err := s.AbortUpload(ctx, key, id); err != nil {
+				t.Fatalf("AbortUpload: %v", err)
+			}
+		}},
 		{"small part before the last is rejected", func(t *testing.T, s Store, p string) {
 			ctx := testContext(t)
 			key := p + "too-small.parquet"

@@ -149,9 +149,11 @@ func (s *fileStore) CompleteUpload(ctx context.Context, key, uploadID string, pa
 		if _, rerr := s.readUpload(key, uploadID); errors.Is(rerr, ErrNotFound) {
 			return s.checkCompleted(key, uploadID, want) // completed or aborted meanwhile
 		}
-		if _, serr := os.Stat(final); errors.Is(err, ErrNotFound) && serr == nil {
-			// A part is missing, but the key has an object: not a lost file.
-			return fmt.Errorf("store: complete %s: %v", key, err)
+		if errors.Is(err, ErrNotFound) {
+			if _, serr := os.Stat(final); serr == nil {
+				// A part is missing, but the key has an object: not a lost file.
+				return fmt.Errorf("store: complete %s: %v", key, err)
+			}
 		}
 		return fmt.Errorf("store: complete %s: %w", key, err)
 	}
