@@ -100,7 +100,7 @@ func (d *Decoder) Decode(value []byte, row parquet.Row) (parquet.Row, error) {
 			if f.Kind.nested() {
 				d.null(f, 0)
 			} else {
-				d.vals[f.Column] = parquet.NullValue().Level(0, 0, f.Column)
+				d.vals[f.Column] = nullValue(f.Column)
 			}
 		}
 	}
@@ -239,7 +239,7 @@ func (d *Decoder) field(b []byte, i, idx int) (int, string) {
 			d.err = &Error{Class: ClassNullRequired, Field: f.Name, Expected: expected(f), Got: "null"}
 			return end, ""
 		}
-		d.vals[f.Column] = parquet.NullValue().Level(0, 0, f.Column)
+		d.vals[f.Column] = nullValue(f.Column)
 		return end, ""
 	}
 	val := &d.vals[f.Column]
@@ -588,4 +588,13 @@ func snippet(b []byte) []byte {
 		return b[:maxQuoted]
 	}
 	return b
+}
+
+// nullValue is a null of column col. Value.Level is too large to inline, and
+// its copies through the stack stall: the pointer setter costs next to
+// nothing.
+func nullValue(col int) parquet.Value {
+	v := parquet.NullValue()
+	v.SetColumnIndex(col)
+	return v
 }
