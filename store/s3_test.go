@@ -118,6 +118,10 @@ func TestS3RequestTimeout(t *testing.T) {
 		{"GetObject", func(ctx context.Context) error { _, err := s.Get(ctx, "k"); return err }},
 		{"PutObject", func(ctx context.Context) error { return s.PutIfAbsent(ctx, "k", []byte("x")) }},
 		{"CreateMultipartUpload", func(ctx context.Context) error { _, err := s.CreateUpload(ctx, "k", nil); return err }},
+		{"UploadPart", func(ctx context.Context) error { _, err := s.UploadPart(ctx, "k", "u", 1, []byte("x")); return err }},
+		{"CompleteMultipartUpload", func(ctx context.Context) error {
+			return s.CompleteUpload(ctx, "k", "u", []Part{{Number: 1, ETag: `"0123456789abcdef0123456789abcdef"`}})
+		}},
 		{"ListObjectsV2", func(ctx context.Context) error { _, err := s.List(ctx, ""); return err }},
 	}
 	for _, c := range calls {

@@ -77,7 +77,7 @@ func newRawS3(ctx context.Context, client *s3.Client, bucket string) *rawS3 {
 	if err != nil || (ep.URI.Scheme != "http" && ep.URI.Scheme != "https") || len(ep.Headers) > 0 {
 		return nil
 	}
-	r := &rawS3{base: ep.URI, region: o.Region, signingName: "s3", creds: o.Credentials, client: o.HTTPClient}
+	r := &rawS3{base: ep.URI, region: o.Region, signingName: "s3", creds: o.Credentials, client: untimedClient(o.HTTPClient)}
 	if opts, ok := smithyauth.GetAuthOptions(&ep.Properties); ok {
 		if len(opts) == 0 || (opts[0].SchemeID != "sigv4" && opts[0].SchemeID != "aws.auth#sigv4") {
 			return nil
@@ -97,6 +97,28 @@ func newRawS3(ctx context.Context, client *s3.Client, bucket string) *rawS3 {
 		so.DisableURIPathEscaping = true
 	})
 	return r
+}
+
+// untimedClient is the SDK's HTTP client without its timeout: given a
+// timeout and a transport it does not know (the SDK wraps its own), net/http
+// starts a timer and a goroutine for every request, a tenth of the CPU of a
+// small request. Every request rawS3 sends runs under the deadline of
+// s3Store.callRaw instead. Redirects are followed as the SDK follows them:
+// 307 and 308 only.
+func untimedClient(c s3.HTTPClient) s3.HTTPClient {
+	bc, ok := c.(*awshttp.BuildableClient)
+	if !ok {
+		return c
+	}
+	return &http.Client{
+		Transport: bc.GetTransport(),
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if s := req.Response.StatusCode; (s != http.StatusTemporaryRedirect && s != http.StatusPermanentRedirect) || len(via) >= 10 {
+				return http.ErrUseLastResponse
+			}
+			return nil
+		},
+	}
 }
 
 // request is one S3 request: method, key, query and headers, and a body
