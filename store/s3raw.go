@@ -103,8 +103,9 @@ func newRawS3(ctx context.Context, client *s3.Client, bucket string) *rawS3 {
 // timeout and a transport it does not know (the SDK wraps its own), net/http
 // starts a timer and a goroutine for every request, a tenth of the CPU of a
 // small request. Every request rawS3 sends runs under the deadline of
-// s3Store.callRaw instead. Redirects are followed as the SDK follows them:
-// 307 and 308 only.
+// s3Store.callRaw instead. The transport is a copy of the SDK's, with its
+// settings and a connection pool of its own. Redirects are followed as the
+// SDK follows them: 307 and 308 only.
 func untimedClient(c s3.HTTPClient) s3.HTTPClient {
 	bc, ok := c.(*awshttp.BuildableClient)
 	if !ok {
