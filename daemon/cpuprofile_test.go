@@ -69,7 +69,7 @@ func TestCPUProfileCoversTheDrain(t *testing.T) {
 			t.Fatalf("the profile stops short: %v", err)
 		}
 		// The profile's string table names the sample type and sinkd's code.
-		for _, want := range []string{"cpu", "nanoseconds", "github.com/sinkd/sinkd/daemon.(*Pipeline)."} {
+		for _, want := range []string{"cpu", "nanoseconds", "github.com/sinkd/sinkd/daemon.(*Pipeline).Run"} {
 			if !bytes.Contains(body, []byte(want)) {
 				t.Errorf("the profile (%d bytes) does not name %q", len(body), want)
 			}
